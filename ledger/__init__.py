@@ -1,0 +1,34 @@
+"""entity-ledger: run Python functions over versioned entities, every change an event.
+
+The public names are listed in ``__all__``; see README.md for a tour.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import errors
+from .entity import ConfigEntity, Entity
+from .functional import create_composite_entity, get, put
+from .ledger import Ledger, VerifyReport, connect, get_ledger, set_default_ledger
+from .registry import EntityRegistry
+from .tree import EntityTree, build_entity_tree
+
+__all__ = [
+    "ConfigEntity",
+    "Entity",
+    "EntityRegistry",
+    "EntityTree",
+    "Ledger",
+    "VerifyReport",
+    "build_entity_tree",
+    "connect",
+    "create_composite_entity",
+    "errors",
+    "get",
+    "get_ledger",
+    "put",
+    "set_default_ledger",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,144 @@
+"""``@<uuid>.path`` references to stored data: parsing and resolution.
+
+The uuid names a stored version (an ``ecs_id``) or, for convenience, a lineage
+(its latest version). The path walks fields, list/tuple indexes and dict keys,
+through child entities and into plain values alike. Errors name the argument
+and the address, and are ``ValueError`` subclasses.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from .errors import BadPathError, MalformedAddressError, UnknownEntityError
+from .tree import Ref, copy_value
+
+if TYPE_CHECKING:
+    from .index import InlineIndex, VersionRecord
+    from .registry import EntityRegistry
+
+__all__ = ["Address", "Resolved", "is_reference", "parse_address", "resolve_address"]
+
+_UUID_RE = re.compile(
+    r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    text: str
+    uuid: UUID
+    path: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A resolved reference: the value and the entity version it was read from."""
+
+    address: Address
+    value: Any
+    source_ecs_id: UUID  # the last entity on the path
+    source_root_ecs_id: UUID
+    field_path: tuple[str, ...]  # the path below that entity
+
+
+def is_reference(value: Any) -> bool:
+    """True for strings the ledger parses as references (``@@`` escapes a literal ``@``)."""
+    return type(value) is str and value.startswith("@") and not value.startswith("@@")
+
+
+def parse_address(text: Any, *, argument: str) -> Address:
+    if not isinstance(text, str) or not text.startswith("@"):
+        raise MalformedAddressError(f"{argument}: {text!r} is not an address (expected '@<uuid>[.path]')")
+    head, *path = text[1:].split(".")
+    if not _UUID_RE.match(head):
+        raise MalformedAddressError(
+            f"{argument}: address {text!r} does not start with a uuid after '@'"
+        )
+    if any(seg == "" for seg in path):
+        raise MalformedAddressError(f"{argument}: address {text!r} has an empty path segment")
+    return Address(text, UUID(head), tuple(path))
+
+
+def resolve_address(registry: EntityRegistry, index: InlineIndex, address: Address, *, argument: str) -> Resolved:
+    rec = index.records.get(address.uuid)
+    if rec is None:
+        versions = index.lineages.get(address.uuid)
+        if not versions:
+            raise UnknownEntityError(
+                f"{argument}: address {address.text!r} names no stored entity "
+                f"(no version or lineage {address.uuid})"
+            )
+        rec = versions[-1]
+    root_id = rec.ecs_id if rec.is_root else index.root_of.get(rec.ecs_id, rec.ecs_id)
+    current: Any = Ref(rec.ecs_id)
+    source: VersionRecord = rec
+    below: list[str] = []
+    for i, seg in enumerate(address.path):
+        where = ".".join(address.path[: i + 1])
+        if type(current) is Ref:
+            source = index.records[current.ecs_id]
+            below = []
+            if seg in source.shape:
+                current = source.shape[seg]
+            else:
+                values = source.values()
+                if seg not in values:
+                    raise BadPathError(
+                        f"{argument}: address {address.text!r}: {source.topic.rpartition(':')[2]} "
+                        f"has no field {seg!r}"
+                    )
+                current = values[seg]
+            below.append(seg)
+            continue
+        below.append(seg)
+        current = _step(current, seg, address, argument, where)
+    if type(current) is Ref:
+        value: Any = registry._materialize(current.ecs_id, root_id)
+        source = index.records[current.ecs_id]
+        below = []
+    else:
+        value = _fill(registry, current, root_id)
+    return Resolved(address, value, source.ecs_id, root_id, tuple(below))
+
+
+def _step(current: Any, seg: str, address: Address, argument: str, where: str) -> Any:
+    if isinstance(current, (list, tuple)):
+        try:
+            return current[int(seg)]
+        except (ValueError, IndexError):
+            raise BadPathError(
+                f"{argument}: address {address.text!r}: {where!r} is not a valid index "
+                f"(length {len(current)})"
+            ) from None
+    if isinstance(current, dict):
+        if seg in current:
+            return current[seg]
+        if seg.lstrip("-").isdigit() and int(seg) in current:
+            return current[int(seg)]
+        raise BadPathError(f"{argument}: address {address.text!r}: no key {seg!r} at {where!r}")
+    if isinstance(current, BaseModel) and seg in type(current).model_fields:
+        return getattr(current, seg)
+    raise BadPathError(
+        f"{argument}: address {address.text!r}: cannot step into "
+        f"{type(current).__name__} with {seg!r}"
+    )
+
+
+def _fill(registry: EntityRegistry, shape: Any, root_id: UUID) -> Any:
+    """Replace refs inside a resolved structure with fresh entity copies."""
+    t = type(shape)
+    if t is Ref:
+        return registry._materialize(shape.ecs_id, root_id)
+    if t is list:
+        return [_fill(registry, v, root_id) for v in shape]
+    if t is tuple:
+        return tuple(_fill(registry, v, root_id) for v in shape)
+    if t is dict:
+        return {k: _fill(registry, v, root_id) for k, v in shape.items()}
+    return copy_value(shape)

@@ -1,0 +1,91 @@
+"""One user action = one batch: events gathered, sealed, appended atomically.
+
+A batch collects event bodies and the in-process updates to run once the store
+has accepted them. Nothing touches the index or the caller's objects before
+the append succeeds, so a refused batch leaves no trace anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from uuid import UUID, uuid4
+
+from .entity import utc_now
+from .events import ENTITY_VERSION, NewEvent, seal
+
+if TYPE_CHECKING:
+    from .index import InlineIndex, VersionRecord
+
+__all__ = ["Batch"]
+
+
+class Batch:
+    """Pending events of one atomic append, with their post-commit actions."""
+
+    def __init__(self, index: InlineIndex) -> None:
+        self.index = index
+        self.batch_id = uuid4()
+        self.recorded_at = utc_now()
+        self._items: list[tuple[UUID, str, dict[str, Any], VersionRecord | None]] = []
+        self._after: list[Callable[[], None]] = []
+        self._undo: list[Callable[[], None]] = []
+        self.sealed: list[NewEvent] = []
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, stream_id: UUID, topic: str, body: dict[str, Any], record: VersionRecord | None = None) -> None:
+        self._items.append((stream_id, topic, body, record))
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        self._after.append(fn)
+
+    def on_failure(self, fn: Callable[[], None]) -> None:
+        """Undo a change made to a live object while planning, if the append fails."""
+        self._undo.append(fn)
+
+    def seal(self) -> list[NewEvent]:
+        """Give each event its stream version and chain it to its stream's last hash."""
+        heads: dict[UUID, tuple[int, str | None]] = {}
+        size = len(self._items)
+        out: list[NewEvent] = []
+        for stream_id, topic, body, _ in self._items:
+            head = heads.get(stream_id)
+            if head is None:
+                known = self.index.streams.get(stream_id)
+                head = (known.version, known.hash) if known is not None else (0, None)
+            version = head[0] + 1
+            body["recorded_at"] = self.recorded_at
+            body["batch_id"] = self.batch_id
+            body["batch_size"] = size
+            state, digest = seal(body, head[1])
+            heads[stream_id] = (version, digest)
+            out.append(NewEvent(stream_id, version, topic, state, digest))
+        self.sealed = out
+        return out
+
+    def apply(self, positions: list[int]) -> None:
+        """Index what the store accepted, then run the post-commit updates."""
+        index = self.index
+        roots: list[UUID] = []
+        for (stream_id, topic, _body, record), event, position in zip(
+            self._items, self.sealed, positions
+        ):
+            if topic == ENTITY_VERSION and record is not None:
+                record.recorded_at = self.recorded_at
+                index.add(record, position, event.hash, mark=False)
+                if record.is_root:
+                    roots.append(record.ecs_id)
+            else:
+                index.advance_stream(stream_id, event.hash, position)
+        for root in roots:
+            index.mark_tree(root)
+        if positions and positions[0] == index.caught_up + 1:
+            index.caught_up = positions[-1]
+        for fn in self._after:
+            fn()
+
+    def abort(self) -> None:
+        for fn in reversed(self._undo):
+            fn()

@@ -1,0 +1,85 @@
+"""Field-level differences between two stored versions, children included.
+
+Paths are dotted (``"record.grades.0.score"``); a child present on one side
+only appears with ``None`` on the other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import UnknownEntityTypeError
+from .index import InlineIndex, VersionRecord
+from .tree import Ref
+
+__all__ = ["diff_versions"]
+
+
+def _values(rec: VersionRecord) -> dict[str, Any]:
+    try:
+        return rec.values()
+    except UnknownEntityTypeError:  # read without the classes: stored JSON values
+        return rec.values_data()
+
+
+def _summary(index: InlineIndex, shape: Any) -> Any:
+    """A child (or structure of children) as plain data, for the added/removed side."""
+    t = type(shape)
+    if t is Ref:
+        rec = index.records[shape.ecs_id]
+        out: dict[str, Any] = {"ecs_id": str(rec.ecs_id), "entity_type": rec.topic}
+        out.update(_values(rec))
+        for name, sub in rec.shape.items():
+            out[name] = _summary(index, sub)
+        return out
+    if t is list or t is tuple:
+        return [_summary(index, v) for v in shape]
+    if t is dict:
+        return {k: _summary(index, v) for k, v in shape.items()}
+    return shape
+
+
+def _join(prefix: str, key: Any) -> str:
+    return f"{prefix}.{key}" if prefix else str(key)
+
+
+def _diff_shapes(index: InlineIndex, path: str, a: Any, b: Any, out: dict[str, tuple[Any, Any]]) -> None:
+    ta, tb = type(a), type(b)
+    if ta is Ref and tb is Ref:
+        if a.ecs_id != b.ecs_id:
+            _diff_records(index, path, index.records[a.ecs_id], index.records[b.ecs_id], out)
+        return
+    if ta in (list, tuple) and tb in (list, tuple):
+        for i in range(max(len(a), len(b))):
+            _diff_shapes(
+                index,
+                _join(path, i),
+                a[i] if i < len(a) else None,
+                b[i] if i < len(b) else None,
+                out,
+            )
+        return
+    if ta is dict and tb is dict:
+        for key in list(a) + [k for k in b if k not in a]:
+            _diff_shapes(index, _join(path, key), a.get(key), b.get(key), out)
+        return
+    if a != b:
+        out[path] = (_summary(index, a), _summary(index, b))
+
+
+def _diff_records(
+    index: InlineIndex, prefix: str, a: VersionRecord, b: VersionRecord, out: dict[str, tuple[Any, Any]]
+) -> None:
+    va, vb = _values(a), _values(b)
+    for name in list(va) + [n for n in vb if n not in va]:
+        old, new = va.get(name), vb.get(name)
+        if old != new:
+            out[_join(prefix, name)] = (old, new)
+    for name in list(a.shape) + [n for n in b.shape if n not in a.shape]:
+        _diff_shapes(index, _join(prefix, name), a.shape.get(name), b.shape.get(name), out)
+
+
+def diff_versions(index: InlineIndex, a: VersionRecord, b: VersionRecord) -> dict[str, tuple[Any, Any]]:
+    out: dict[str, tuple[Any, Any]] = {}
+    _diff_records(index, "", a, b, out)
+    return out

@@ -1,0 +1,119 @@
+"""One exception hierarchy for everything the ledger refuses.
+
+Each class also derives from the builtin a caller would naturally catch
+(``ValueError`` for bad values, ``LookupError`` for missing things, ``KeyError``
+for an unknown function name) so code written against the seed design keeps
+working, while ``except LedgerError`` catches everything the ledger raises.
+Messages always name the offending argument, entity or address.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AddressError",
+    "AttachError",
+    "BadPathError",
+    "ConcurrencyError",
+    "DetachError",
+    "EntityNotFoundError",
+    "ExecutionError",
+    "FunctionRegistrationError",
+    "InputValidationError",
+    "LedgerError",
+    "LedgerClosedError",
+    "MalformedAddressError",
+    "NotARootError",
+    "ReturnTypeError",
+    "StoreError",
+    "StoreURLError",
+    "TreeStructureError",
+    "UnknownEntityError",
+    "UnknownEntityTypeError",
+    "UnknownFunctionError",
+]
+
+
+class LedgerError(Exception):
+    """Root of every error the ledger raises on purpose."""
+
+
+class StoreURLError(LedgerError, ValueError):
+    """A store URL that names no supported backend or is malformed."""
+
+
+class StoreError(LedgerError):
+    """The underlying database failed; the batch being written was not recorded."""
+
+
+class LedgerClosedError(LedgerError, RuntimeError):
+    """An operation on a ledger after ``close()``."""
+
+
+class ConcurrencyError(LedgerError):
+    """Another writer appended to the same stream first (optimistic concurrency).
+
+    Nothing of the losing batch was written; reload the entity and retry.
+    """
+
+
+class EntityNotFoundError(LedgerError, LookupError):
+    """No stored version has the given id."""
+
+
+class UnknownEntityTypeError(LedgerError, LookupError):
+    """A stored version names an entity class this process cannot resolve."""
+
+
+class NotARootError(LedgerError, ValueError):
+    """An operation that needs a tree's root was given a child entity."""
+
+
+class TreeStructureError(LedgerError, ValueError):
+    """An entity graph that is not a tree (a cycle, or one entity in two places)."""
+
+
+class DetachError(LedgerError, ValueError):
+    """``detach()`` cannot take the entity out of its parent."""
+
+
+class AttachError(LedgerError, ValueError):
+    """``attach()`` was called in a state that cannot be recorded."""
+
+
+class AddressError(LedgerError, ValueError):
+    """Base of the ``@uuid.path`` reference errors."""
+
+
+class MalformedAddressError(AddressError):
+    """A string starting with ``@`` that is not a valid address."""
+
+
+class UnknownEntityError(AddressError):
+    """An address whose uuid names no stored entity."""
+
+
+class BadPathError(AddressError):
+    """An address whose path does not exist in the referenced entity."""
+
+
+class UnknownFunctionError(LedgerError, KeyError):
+    """No function is registered under the given name."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class FunctionRegistrationError(LedgerError, TypeError):
+    """A function cannot be registered (missing type hints, bad options)."""
+
+
+class InputValidationError(LedgerError, ValueError):
+    """Arguments of an execution failed validation; nothing was recorded."""
+
+
+class ExecutionError(LedgerError, RuntimeError):
+    """A function could not be run to completion (crashed or timed-out child)."""
+
+
+class ReturnTypeError(LedgerError, TypeError):
+    """A function returned a value that does not match its return type hint."""

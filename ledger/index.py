@@ -1,0 +1,295 @@
+"""The inline registry state: what the write side must know, rebuilt from events.
+
+It is a projection like any other (``apply`` takes one stored event), but it
+is updated in the same call that appends, because the next write needs it:
+stream heads for hash chaining and optimistic concurrency, stored versions to
+diff live trees against, and which tree each version belongs to.
+
+Replay never imports user classes: plain values stay in their stored JSON form
+until someone asks for them as Python values.
+"""
+
+from __future__ import annotations
+
+import weakref
+from bisect import bisect_right
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import orjson
+
+from .errors import EntityNotFoundError
+from .schema import topics
+from .tree import refs_in, shape_from_json, shape_to_json
+
+if TYPE_CHECKING:
+    from .entity import Entity
+
+__all__ = ["InlineIndex", "StreamHead", "VersionRecord"]
+
+
+class VersionRecord:
+    """One stored, immutable entity version (the in-memory form of its event)."""
+
+    __slots__ = (
+        "ecs_id",
+        "lineage_id",
+        "previous_ecs_id",
+        "topic",
+        "schema_version",
+        "is_root",
+        "shape",
+        "child_ids",
+        "meta",
+        "created_at",
+        "forked_at",
+        "recorded_at",
+        "position",
+        "lineage_index",
+        "linear",
+        "_values_json",
+        "_values_data",
+        "_values",
+    )
+
+    def __init__(
+        self,
+        *,
+        ecs_id: UUID,
+        lineage_id: UUID,
+        previous_ecs_id: UUID | None,
+        topic: str,
+        schema_version: int,
+        is_root: bool,
+        shape: dict[str, Any],
+        meta: dict[str, Any],
+        created_at: datetime,
+        forked_at: datetime | None,
+        recorded_at: datetime,
+        values: dict[str, Any] | None = None,
+        values_json: bytes | None = None,
+        values_data: dict[str, Any] | None = None,
+    ) -> None:
+        self.ecs_id = ecs_id
+        self.lineage_id = lineage_id
+        self.previous_ecs_id = previous_ecs_id
+        self.topic = topic
+        self.schema_version = schema_version
+        self.is_root = is_root
+        self.shape = shape
+        self.child_ids: tuple[UUID, ...] = tuple(refs_in(shape))
+        self.meta = meta
+        self.created_at = created_at
+        self.forked_at = forked_at
+        self.recorded_at = recorded_at
+        self.position = 0
+        self.lineage_index = 0
+        self.linear = True
+        self._values = values
+        self._values_json = values_json
+        self._values_data = values_data
+
+    def values_data(self) -> dict[str, Any]:
+        """Plain field values in their stored JSON form."""
+        if self._values_data is None:
+            self._values_data = orjson.loads(self._values_json or b"{}")
+        return self._values_data
+
+    def values(self) -> dict[str, Any]:
+        """Plain field values as validated Python values (cached; never hand out unfrozen)."""
+        if self._values is None:
+            cls = topics.resolve(self.topic)
+            from .upcasting import upcast_values
+
+            data = upcast_values(cls, self.schema_version, self.values_data())
+            self._values = cls.ledger_schema().load_plain(data)
+        return self._values
+
+    def __repr__(self) -> str:
+        return f"<VersionRecord {self.topic} {self.ecs_id} @{self.position}>"
+
+
+class StreamHead:
+    __slots__ = ("version", "hash")
+
+    def __init__(self, version: int, hash: str | None) -> None:
+        self.version = version
+        self.hash = hash
+
+
+def _uuid(value: Any) -> UUID | None:
+    return None if value is None else UUID(value) if type(value) is str else value
+
+
+def _dt(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value) if type(value) is str else value
+
+
+class InlineIndex:
+    """Stored versions by ecs_id, lineages, tree membership and stream heads."""
+
+    def __init__(self) -> None:
+        self.records: dict[UUID, VersionRecord] = {}
+        self.lineages: dict[UUID, list[VersionRecord]] = {}
+        self.lineage_ids: dict[UUID, list[UUID]] = {}
+        self.lineage_positions: dict[UUID, list[int]] = {}
+        self.lineage_times: dict[UUID, list[datetime]] = {}
+        self.root_of: dict[UUID, UUID] = {}
+        self.streams: dict[UUID, StreamHead] = {}
+        self.live: weakref.WeakValueDictionary[UUID, Entity] = weakref.WeakValueDictionary()
+        self.position = 0  # highest position applied
+        self.caught_up = 0  # every event at or below this position has been applied
+        self.event_count = 0
+
+    # ------------------------------------------------------------------ writes
+    def add(self, record: VersionRecord, position: int, stream_hash: str, *, mark: bool = True) -> None:
+        """Index a version the store has just accepted at ``position``."""
+        record.position = position
+        lineage = self.lineages.get(record.lineage_id)
+        if lineage is None:
+            lineage = self.lineages[record.lineage_id] = []
+            self.lineage_ids[record.lineage_id] = []
+            self.lineage_positions[record.lineage_id] = []
+            self.lineage_times[record.lineage_id] = []
+        record.lineage_index = len(lineage)
+        if record.previous_ecs_id is not None:
+            prev = self.records.get(record.previous_ecs_id)
+            record.linear = (
+                prev is not None
+                and prev.linear
+                and prev.lineage_id == record.lineage_id
+                and prev.lineage_index == record.lineage_index - 1
+            )
+        lineage.append(record)
+        self.lineage_ids[record.lineage_id].append(record.ecs_id)
+        self.lineage_positions[record.lineage_id].append(position)
+        self.lineage_times[record.lineage_id].append(record.recorded_at)
+        self.records[record.ecs_id] = record
+        head = self.streams.get(record.lineage_id)
+        if head is None:
+            self.streams[record.lineage_id] = StreamHead(1, stream_hash)
+        else:
+            head.version += 1
+            head.hash = stream_hash
+        if record.is_root and mark:
+            self.mark_tree(record.ecs_id)
+        if position > self.position:
+            self.position = position
+        self.event_count += 1
+
+    def advance_stream(self, stream_id: UUID, stream_hash: str, position: int) -> None:
+        """Note an event of a non-entity stream (an execution record)."""
+        head = self.streams.get(stream_id)
+        if head is None:
+            self.streams[stream_id] = StreamHead(1, stream_hash)
+        else:
+            head.version += 1
+            head.hash = stream_hash
+        if position > self.position:
+            self.position = position
+        self.event_count += 1
+
+    def mark_tree(self, root_ecs_id: UUID) -> None:
+        """Point every version in the tree below ``root_ecs_id`` at that root."""
+        root_of = self.root_of
+        records = self.records
+        stack = [root_ecs_id]
+        while stack:
+            ecs_id = stack.pop()
+            root_of[ecs_id] = root_ecs_id
+            rec = records.get(ecs_id)
+            if rec is not None and rec.child_ids:
+                stack.extend(rec.child_ids)
+
+    def apply_entity_version(self, payload: dict[str, Any], position: int) -> VersionRecord:
+        """Replay one ``entity.version`` event (payload as decoded JSON)."""
+        record = VersionRecord(
+            ecs_id=UUID(payload["ecs_id"]),
+            lineage_id=UUID(payload["lineage_id"]),
+            previous_ecs_id=_uuid(payload["previous_ecs_id"]),
+            topic=payload["entity_type"],
+            schema_version=payload["schema_version"],
+            is_root=payload["is_root"],
+            shape={k: shape_from_json(v) for k, v in payload["children"].items()},
+            meta=payload["meta"],
+            created_at=_dt(payload["created_at"]),  # type: ignore[arg-type]
+            forked_at=_dt(payload["forked_at"]),
+            recorded_at=_dt(payload["recorded_at"]),  # type: ignore[arg-type]
+            values_data=payload["values"],
+        )
+        self.add(record, position, payload["hash"])
+        return record
+
+    # ------------------------------------------------------------------- reads
+    def get(self, ecs_id: UUID, argument: str = "ecs_id") -> VersionRecord:
+        rec = self.records.get(ecs_id)
+        if rec is None:
+            raise EntityNotFoundError(f"{argument}: no stored entity version {ecs_id}")
+        return rec
+
+    def old_ids(self, record: VersionRecord) -> list[UUID]:
+        """Earlier versions of this one, oldest first (derived, never stored)."""
+        if record.linear:
+            return self.lineage_ids[record.lineage_id][: record.lineage_index]
+        chain: list[UUID] = []
+        prev = record.previous_ecs_id
+        while prev is not None:
+            chain.append(prev)
+            rec = self.records.get(prev)
+            prev = rec.previous_ecs_id if rec is not None else None
+        chain.reverse()
+        return chain
+
+    def version_at(self, lineage_id: UUID, position: int) -> VersionRecord | None:
+        """The lineage's latest version recorded at or before ``position``."""
+        positions = self.lineage_positions.get(lineage_id)
+        if positions is None:
+            return None
+        i = bisect_right(positions, position)
+        return None if i == 0 else self.lineages[lineage_id][i - 1]
+
+    def version_at_time(self, lineage_id: UUID, at: datetime) -> VersionRecord | None:
+        """The lineage's latest version recorded at or before time ``at``."""
+        times = self.lineage_times.get(lineage_id)
+        if times is None:
+            return None
+        i = bisect_right(times, at)
+        return None if i == 0 else self.lineages[lineage_id][i - 1]
+
+    def subtree_ids(self, ecs_id: UUID) -> list[UUID]:
+        out: list[UUID] = []
+        stack = [ecs_id]
+        while stack:
+            cur = stack.pop()
+            out.append(cur)
+            rec = self.records.get(cur)
+            if rec is not None:
+                stack.extend(rec.child_ids)
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        """A comparable, canonical picture of the state (for replay equality checks)."""
+        return {
+            "records": {
+                str(k): (
+                    str(r.lineage_id),
+                    str(r.previous_ecs_id),
+                    r.topic,
+                    r.is_root,
+                    r.values_data(),
+                    orjson.dumps({f: shape_to_json(s) for f, s in r.shape.items()}),
+                    orjson.dumps(r.meta, default=str),
+                    r.created_at.isoformat(),
+                    r.forked_at.isoformat() if r.forked_at else None,
+                    r.recorded_at.isoformat(),
+                    r.position,
+                )
+                for k, r in self.records.items()
+            },
+            "lineages": {str(k): [str(i) for i in v] for k, v in self.lineage_ids.items()},
+            "root_of": {str(k): str(v) for k, v in self.root_of.items()},
+            "streams": {str(k): (h.version, h.hash) for k, h in self.streams.items()},
+            "position": self.position,
+        }
+

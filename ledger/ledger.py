@@ -1,0 +1,203 @@
+"""``Ledger``: one event store, the inline registry rebuilt from it, and the
+process-wide default that the class-level APIs use.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from .addresses import Address, Resolved, parse_address, resolve_address
+from .batch import Batch
+from .errors import ConcurrencyError, LedgerClosedError
+from .events import ENTITY_VERSION, open_sealed
+from .index import InlineIndex
+from .registry import EntityRegistry
+from .store import EventStore
+
+__all__ = ["Ledger", "VerifyReport", "connect", "get_ledger"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VerifyReport:
+    """The outcome of ``Ledger.verify()``: ``ok`` and one line per problem found."""
+
+    ok: bool
+    problems: list[str] = field(default_factory=list)
+    events_checked: int = 0
+    first_bad_position: int | None = None
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+class Ledger:
+    """An event store plus everything derived from it that the write side needs."""
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self.store = EventStore(url)
+        self.index = InlineIndex()
+        self.registry = EntityRegistry(self)
+        self._lock = threading.RLock()
+        self._closed = False
+        self.refresh()
+
+    # ------------------------------------------------------------- lifecycle
+    def close(self) -> None:
+        """Release files and connections. The ledger cannot be used afterwards."""
+        if not self._closed:
+            self._closed = True
+            self.store.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Ledger {self.url} position={self.index.position}>"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LedgerClosedError(f"ledger {self.url!r} is closed")
+
+    # ---------------------------------------------------------------- writing
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Serialize writers of this process; planning and appending happen inside."""
+        self._check_open()
+        with self._lock:
+            yield
+
+    def commit(self, batch: Batch) -> list[int]:
+        """Append a batch atomically, then update the index and the live objects."""
+        self._check_open()
+        with self._lock:
+            events = batch.seal()
+            try:
+                positions = self.store.append(events)
+            except ConcurrencyError:
+                batch.abort()
+                self.refresh()  # the next attempt plans against what the other writer wrote
+                raise
+            except BaseException:
+                batch.abort()
+                raise
+            batch.apply(positions)
+            return positions
+
+    # ---------------------------------------------------------------- reading
+    def refresh(self) -> int:
+        """Apply events other writers appended since this ledger last looked.
+
+        Returns how many events were applied. Events already in the index (our
+        own, applied at commit) are recognised by their stream version.
+        """
+        self._check_open()
+        applied = 0
+        with self._lock:
+            streams = self.index.streams
+            for n in self.store.iter_all(start=self.index.caught_up + 1):
+                head = streams.get(n.originator_id)  # type: ignore[arg-type]
+                if head is None or head.version < n.originator_version:
+                    self._apply(n.topic, n.state, n.id, n.originator_id)  # type: ignore[arg-type]
+                    applied += 1
+                self.index.caught_up = n.id
+        return applied
+
+    def _apply(self, topic: str, state: bytes, position: int, stream_id: UUID) -> None:
+        payload = orjson.loads(state)
+        if topic == ENTITY_VERSION:
+            self.index.apply_entity_version(payload, position)
+        else:
+            self.index.advance_stream(stream_id, payload["hash"], position)
+
+    def resolve(self, address: str | Address, *, argument: str = "address") -> Resolved:
+        """The stored value at ``@<uuid>.path`` (entities as fresh copies)."""
+        self._check_open()
+        if not isinstance(address, Address):
+            address = parse_address(address, argument=argument)
+        return resolve_address(self.registry, self.index, address, argument=argument)
+
+    # ------------------------------------------------------------ integrity
+    def verify(self) -> VerifyReport:
+        """Walk the whole log: each record's own hash, its chain link, stream order."""
+        self._check_open()
+        report = VerifyReport(ok=True)
+        heads: dict[Any, tuple[int, str | None]] = {}
+
+        def problem(position: int, text: str) -> None:
+            report.problems.append(f"position {position}: {text}")
+            if report.first_bad_position is None:
+                report.first_bad_position = position
+
+        for n in self.store.iter_all():
+            report.events_checked += 1
+            stated, actual = open_sealed(n.state)
+            if stated is None:
+                problem(n.id, f"record of stream {n.originator_id} is not a sealed ledger event")
+                continue
+            if stated != actual:
+                problem(n.id, f"record of stream {n.originator_id} v{n.originator_version} was edited (hash mismatch)")
+            try:
+                prev_hash = orjson.loads(n.state).get("prev_hash")
+            except orjson.JSONDecodeError:
+                problem(n.id, f"record of stream {n.originator_id} is not valid JSON")
+                continue
+            version, last_hash = heads.get(n.originator_id, (0, None))
+            if n.originator_version != version + 1:
+                problem(
+                    n.id,
+                    f"stream {n.originator_id} jumps from v{version} to v{n.originator_version} "
+                    "(a missing or reordered record)",
+                )
+            elif prev_hash != last_hash:
+                problem(
+                    n.id,
+                    f"stream {n.originator_id} v{n.originator_version} does not chain to the "
+                    "previous record (a removed, replaced or reordered record)",
+                )
+            heads[n.originator_id] = (n.originator_version, stated)
+        report.ok = not report.problems
+        return report
+
+
+_default: Ledger | None = None
+_default_lock = threading.Lock()
+
+
+def connect(url: str = "memory://") -> Ledger:
+    """Open a store and make it the process's default ledger (replaying its log)."""
+    global _default
+    ledger = Ledger(url)
+    with _default_lock:
+        _default = ledger
+    return ledger
+
+
+def get_ledger() -> Ledger:
+    """The default ledger; an in-memory one is created on first use."""
+    global _default
+    with _default_lock:
+        if _default is None or _default._closed:
+            _default = Ledger("memory://")
+        return _default
+
+
+def set_default_ledger(ledger: Ledger | None) -> None:
+    """Make ``ledger`` the default (tests and embedding applications)."""
+    global _default
+    with _default_lock:
+        _default = ledger

@@ -1,0 +1,244 @@
+"""The append-only event store: a thin layer over the eventsourcing recorders.
+
+The recorders give us what an audit log needs and nothing we would have to
+maintain ourselves: a gap-free, totally ordered notification log (our
+*positions*), atomic inserts across streams, and a unique (stream, version)
+key that turns two writers racing on one lineage into an ``IntegrityError``
+instead of a silent overwrite.
+
+URLs: ``memory://``, ``sqlite:///relative.db``, ``sqlite:////absolute.db``
+(``?synchronous=NORMAL|FULL``, default NORMAL), ``postgresql://user[:pw]@host[:port]/db``
+(``?schema=NAME``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    IntegrityError,
+    Notification,
+    PersistenceError,
+    StoredEvent,
+)
+
+from .errors import ConcurrencyError, StoreError, StoreURLError
+from .events import NewEvent
+
+__all__ = ["EventStore", "StoreURL", "parse_store_url"]
+
+log = logging.getLogger(__name__)
+
+_SYNCHRONOUS = {"OFF", "NORMAL", "FULL", "EXTRA"}
+
+
+@dataclass(frozen=True)
+class StoreURL:
+    kind: str  # "memory" | "sqlite" | "postgresql"
+    url: str
+    path: str = ""
+    options: dict[str, str] = field(default_factory=dict)
+    host: str = ""
+    port: int = 5432
+    user: str = ""
+    password: str = ""
+    dbname: str = ""
+
+
+def parse_store_url(url: str) -> StoreURL:
+    """Parse and check a store URL; a bad one raises ``StoreURLError`` naming it."""
+    if not isinstance(url, str) or "://" not in url:
+        raise StoreURLError(
+            f"url {url!r} is not a store URL; use memory://, sqlite:///file.db "
+            "or postgresql://user@host:5432/dbname"
+        )
+    scheme, _, rest = url.partition("://")
+    scheme = scheme.lower()
+    if scheme == "memory":
+        if rest not in ("", "/"):
+            raise StoreURLError(f"url {url!r}: memory:// takes no path")
+        return StoreURL("memory", url)
+    if scheme == "sqlite":
+        path, _, query = rest.partition("?")
+        if not path.startswith("/") or len(path) < 2:
+            raise StoreURLError(
+                f"url {url!r}: expected sqlite:///relative.db or sqlite:////absolute/path.db"
+            )
+        path = unquote(path[1:])
+        options = {k.lower(): v[-1] for k, v in parse_qs(query).items()}
+        sync = options.get("synchronous", "NORMAL").upper()
+        if sync not in _SYNCHRONOUS:
+            raise StoreURLError(f"url {url!r}: synchronous must be one of {sorted(_SYNCHRONOUS)}")
+        options["synchronous"] = sync
+        unknown = set(options) - {"synchronous"}
+        if unknown:
+            raise StoreURLError(f"url {url!r}: unknown option(s) {sorted(unknown)}")
+        return StoreURL("sqlite", url, path=path, options=options)
+    if scheme in ("postgresql", "postgres"):
+        parts = urlsplit(url)
+        dbname = parts.path.lstrip("/")
+        if not parts.hostname or not dbname:
+            raise StoreURLError(
+                f"url {url!r}: expected postgresql://user@host:port/dbname"
+            )
+        try:
+            port = parts.port or 5432
+        except ValueError:
+            raise StoreURLError(f"url {url!r}: the port is not a number") from None
+        options = {k.lower(): v[-1] for k, v in parse_qs(parts.query).items()}
+        unknown = set(options) - {"schema"}
+        if unknown:
+            raise StoreURLError(f"url {url!r}: unknown option(s) {sorted(unknown)}")
+        return StoreURL(
+            "postgresql",
+            url,
+            options=options,
+            host=parts.hostname,
+            port=port,
+            user=unquote(parts.username or os.environ.get("PGUSER", "postgres")),
+            password=unquote(parts.password or os.environ.get("PGPASSWORD", "")),
+            dbname=dbname,
+        )
+    raise StoreURLError(
+        f"url {url!r}: unknown scheme {scheme!r}; use memory://, sqlite:/// or postgresql://"
+    )
+
+
+def _sqlite_recorder(spec: StoreURL) -> tuple[ApplicationRecorder, Any]:
+    from eventsourcing.sqlite import (
+        SQLiteApplicationRecorder,
+        SQLiteConnection,
+        SQLiteConnectionPool,
+        SQLiteDatastore,
+    )
+
+    synchronous = spec.options["synchronous"]
+
+    class TunedPool(SQLiteConnectionPool):
+        """Sets ``synchronous`` on every connection (the library has no setting for it)."""
+
+        def _create_connection(self) -> SQLiteConnection:
+            conn = super()._create_connection()
+            conn._sqlite_conn.execute(f"PRAGMA synchronous={synchronous}")
+            return conn
+
+    directory = os.path.dirname(os.path.abspath(spec.path))
+    if not os.path.isdir(directory):
+        raise StoreURLError(f"url {spec.url!r}: directory {directory!r} does not exist")
+    datastore = SQLiteDatastore(db_name=spec.path, lock_timeout=30)
+    datastore.pool = TunedPool(db_name=spec.path, lock_timeout=30)
+    recorder = SQLiteApplicationRecorder(datastore)
+    recorder.create_table()
+    return recorder, datastore
+
+
+def _postgres_recorder(spec: StoreURL) -> tuple[ApplicationRecorder, Any]:
+    import psycopg
+    from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+
+    schema = spec.options.get("schema", "public")
+    conninfo = dict(host=spec.host, port=spec.port, user=spec.user, dbname=spec.dbname)
+    if spec.password:
+        conninfo["password"] = spec.password
+    try:
+        with psycopg.connect(**conninfo, connect_timeout=5, autocommit=True) as conn:
+            # An advisory lock: several processes opening a fresh schema at once
+            # would otherwise race in CREATE TABLE ("tuple concurrently updated").
+            conn.execute("SELECT pg_advisory_lock(7245001)")
+            try:
+                conn.execute(
+                    psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                        psycopg.sql.Identifier(schema)
+                    )
+                )
+                datastore = PostgresDatastore(
+                    dbname=spec.dbname,
+                    host=spec.host,
+                    port=spec.port,
+                    user=spec.user,
+                    password=spec.password,
+                    schema=schema,
+                    pool_size=2,
+                    max_overflow=4,
+                )
+                recorder = PostgresApplicationRecorder(datastore)
+                recorder.create_table()
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(7245001)")
+    except psycopg.OperationalError as exc:
+        raise StoreError(f"url {spec.url!r}: cannot connect to PostgreSQL: {exc}".strip()) from None
+    return recorder, datastore
+
+
+class EventStore:
+    """Append batches, read the ordered log; nothing else."""
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.spec = parse_store_url(url)
+        self.url = url
+        self._datastore: Any = None
+        if self.spec.kind == "memory":
+            from eventsourcing.popo import POPOApplicationRecorder
+
+            self.recorder: ApplicationRecorder = POPOApplicationRecorder()
+        elif self.spec.kind == "sqlite":
+            self.recorder, self._datastore = _sqlite_recorder(self.spec)
+        else:
+            self.recorder, self._datastore = _postgres_recorder(self.spec)
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    def append(self, events: Sequence[NewEvent]) -> list[int]:
+        """Insert the batch atomically; returns the positions the store assigned."""
+        if not events:
+            return []
+        stored = [StoredEvent(e.stream_id, e.version, e.topic, e.state) for e in events]
+        try:
+            positions = self.recorder.insert_events(stored)
+        except IntegrityError as exc:
+            streams = sorted({str(e.stream_id) for e in events})
+            raise ConcurrencyError(
+                "another writer appended to stream(s) "
+                f"{', '.join(streams[:3])}{' …' if len(streams) > 3 else ''} first; "
+                f"nothing of this batch was written ({exc})"
+            ) from exc
+        except PersistenceError as exc:
+            raise StoreError(f"store {self.url!r} refused the batch: {exc}") from exc
+        if positions is None or len(positions) != len(events):  # pragma: no cover
+            raise StoreError(f"store {self.url!r} did not report positions for the batch")
+        return list(positions)
+
+    def head(self) -> int:
+        """The position of the last event (0 for an empty log)."""
+        return self.recorder.max_notification_id() or 0
+
+    def read(self, start: int = 1, limit: int = 10_000, stop: int | None = None) -> Sequence[Notification]:
+        """Events with position >= start (and <= stop), oldest first."""
+        try:
+            return self.recorder.select_notifications(start, limit, stop=stop)
+        except PersistenceError as exc:
+            raise StoreError(f"store {self.url!r}: read failed: {exc}") from exc
+
+    def iter_all(self, start: int = 1, page: int = 10_000, stop: int | None = None) -> Iterator[Notification]:
+        while True:
+            batch = self.read(start, page, stop)
+            if not batch:
+                return
+            yield from batch
+            start = batch[-1].id + 1
+
+    def read_stream(self, stream_id: Any) -> Sequence[StoredEvent]:
+        return self.recorder.select_events(stream_id)
+
+    def close(self) -> None:
+        if self._datastore is not None:
+            self._datastore.close()
+            self._datastore = None
