@@ -10,7 +10,7 @@ from typing import Any
 from . import errors
 from .entity import ConfigEntity, Entity
 from .functional import create_composite_entity, get, put
-from .ledger import Ledger, VerifyReport, connect, get_ledger, set_default_ledger
+from .ledger import Ledger, VerifyReport, connect, get_ledger, set_default_ledger, sql
 from .registry import EntityRegistry
 from .tree import EntityTree, build_entity_tree
 
@@ -29,6 +29,7 @@ __all__ = [
     "get_ledger",
     "put",
     "set_default_ledger",
+    "sql",
 ]
 
 __version__ = "0.1.0"

@@ -23,7 +23,7 @@ from .index import InlineIndex
 from .registry import EntityRegistry
 from .store import EventStore
 
-__all__ = ["Ledger", "VerifyReport", "connect", "get_ledger"]
+__all__ = ["Ledger", "VerifyReport", "connect", "get_ledger", "sql"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ class Ledger:
         self.registry = EntityRegistry(self)
         self._lock = threading.RLock()
         self._closed = False
+        self._analytics: Any = None
         self.refresh()
 
     # ------------------------------------------------------------- lifecycle
@@ -131,6 +132,15 @@ class Ledger:
             address = parse_address(address, argument=argument)
         return resolve_address(self.registry, self.index, address, argument=argument)
 
+    def sql(self, query: str) -> Any:
+        """Read-only DuckDB SQL over the analytics tables, after catching up with the log."""
+        self._check_open()
+        if self._analytics is None:
+            from projections.analytics import Analytics  # the read side, loaded on first use
+
+            self._analytics = Analytics(self)
+        return self._analytics.sql(query)
+
     # ------------------------------------------------------------ integrity
     def verify(self) -> VerifyReport:
         """Walk the whole log: each record's own hash, its chain link, stream order."""
@@ -201,3 +211,8 @@ def set_default_ledger(ledger: Ledger | None) -> None:
     global _default
     with _default_lock:
         _default = ledger
+
+
+def sql(query: str) -> Any:
+    """``Ledger.sql`` on the default ledger."""
+    return get_ledger().sql(query)
