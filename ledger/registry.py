@@ -29,7 +29,7 @@ from .errors import AttachError, DetachError, EntityNotFoundError, NotARootError
 from .events import ENTITY_VERSION
 from .index import VersionRecord
 from .schema import META_FIELDS, topics
-from .tree import EntityTree, Ref, build_entity_tree, copy_value, shape_to_json
+from .tree import IMMUTABLE_TYPES, EntityTree, Ref, build_entity_tree, copy_value, shape_to_json
 
 if TYPE_CHECKING:
     from .ledger import Ledger
@@ -82,6 +82,16 @@ _META_DEFAULTS: dict[str, Any] = {
 
 def _meta_of(node: Entity) -> dict[str, Any]:
     """Non-default derivation metadata, in JSON form (as it will read back)."""
+    d = node.__dict__
+    if not (
+        d["attribute_source"]
+        or d["function_input_entities"]
+        or d["sibling_output_entities"]
+        or d["derived_from_function"] is not None
+        or d["derived_from_execution_id"] is not None
+        or d["output_index"] is not None
+    ):
+        return {}
     meta = {}
     for name in META_FIELDS:
         value = getattr(node, name)
@@ -175,6 +185,12 @@ class EntityRegistry:
                 continue
             plan.changed.append(ecs_id)
             node = tree.nodes[ecs_id]
+            d = node.__dict__
+            values = {
+                n: v if type(v) in IMMUTABLE_TYPES else copy_value(v)
+                for n in schema_of(node).plain_fields
+                for v in (d[n],)
+            }
             schema = type(node).ledger_schema()
             forked = ecs_id in new_ids
             previous = ecs_id if forked else node.previous_ecs_id
@@ -196,8 +212,8 @@ class EntityRegistry:
                     created_at=node.created_at,
                     forked_at=now if forked else node.forked_at,
                     recorded_at=now,
-                    values={n: copy_value(getattr(node, n)) for n in schema.plain_fields},
-                    values_json=schema.dump_plain(node),
+                    values=values,
+                    values_json=schema.dump_plain(node, values),
                 )
             )
         plan.root_ecs_id = new_ids.get(root.ecs_id, root.ecs_id)
@@ -234,19 +250,23 @@ class EntityRegistry:
         changed = set(plan.changed)
         root_ecs_id = plan.root_ecs_id
         root_live_id = root.live_id
+        records = self._index.records
         for ecs_id, node in tree.nodes.items():
+            # Identity fields are plain attributes: write them directly (no validation,
+            # no assignment hooks), as model_construct does.
+            d = node.__dict__
             if ecs_id in changed:
                 new = new_ids.get(ecs_id)
                 if new is not None:
-                    node.previous_ecs_id = ecs_id
-                    node.old_ids.append(ecs_id)
-                    node.ecs_id = new
-                    node.forked_at = plan.forked_at
-                elif node.previous_ecs_id is not None and node.previous_ecs_id not in self._index.records:
-                    node.previous_ecs_id = None
-            node.root_ecs_id = root_ecs_id
-            node.root_live_id = root_live_id
-            live[node.live_id] = node
+                    d["previous_ecs_id"] = ecs_id
+                    d["old_ids"].append(ecs_id)
+                    d["ecs_id"] = new
+                    d["forked_at"] = plan.forked_at
+                elif d["previous_ecs_id"] is not None and d["previous_ecs_id"] not in records:
+                    d["previous_ecs_id"] = None
+            d["root_ecs_id"] = root_ecs_id
+            d["root_live_id"] = root_live_id
+            live[d["live_id"]] = node
 
     def _commit(self, batch: Batch) -> None:
         self._ledger.commit(batch)
@@ -423,6 +443,11 @@ class EntityRegistry:
                 root_ecs_id=root_ecs_id,
                 root_live_id=root_live_id,
                 from_storage=True,
+                # given explicitly: model_construct would otherwise inspect each default
+                # factory's signature on every call (most of the cost of a copy)
+                attribute_source={},
+                function_input_entities=[],
+                sibling_output_entities=[],
             )
             if rec.meta:
                 meta = _Meta.model_validate(rec.meta)
@@ -546,6 +571,10 @@ class EntityRegistry:
 
 
 _MISSING = object()
+
+
+def schema_of(node: Entity) -> Any:
+    return type(node).ledger_schema()
 
 
 def _as_uuid(value: Any, argument: str) -> UUID:

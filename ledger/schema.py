@@ -20,6 +20,7 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
+import orjson
 from pydantic import BaseModel, ConfigDict, create_model
 from pydantic_core import SchemaSerializer
 
@@ -49,6 +50,8 @@ IDENTITY_FIELDS: frozenset[str] = frozenset(
         "output_index",
     }
 )
+
+_JSON_SCALARS: frozenset[type] = frozenset({str, int, float, bool, type(None)})
 
 #: Identity fields that travel in a version event's ``meta`` (only when not default).
 META_FIELDS: tuple[str, ...] = (
@@ -101,10 +104,20 @@ class EntitySchema:
     serializer: SchemaSerializer
     plain_model: type[BaseModel] | None
 
-    def dump_plain(self, entity: Entity) -> bytes:
-        """The JSON of the entity's plain fields, through Pydantic's own serializer."""
+    def dump_plain(self, entity: Entity, values: dict[str, Any] | None = None) -> bytes:
+        """The JSON of the entity's plain fields.
+
+        Scalars (the common case) go straight through orjson; anything else
+        through Pydantic's own serializer, which knows every field type.
+        """
         if not self.plain_fields:
             return b"{}"
+        if values is not None:
+            for v in values.values():
+                if type(v) not in _JSON_SCALARS:
+                    break
+            else:
+                return orjson.dumps(values)
         return self.serializer.to_json(entity, include=self.plain_include)
 
     def load_plain(self, data: dict[str, Any]) -> dict[str, Any]:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
 from .errors import TreeStructureError
@@ -63,8 +62,7 @@ class Ref:
         return f"Ref({self.ecs_id})"
 
 
-@dataclass(frozen=True, slots=True)
-class Edge:
+class Edge(NamedTuple):
     """Where a child sits in its parent: the field, then keys/indexes inside it."""
 
     parent: UUID
