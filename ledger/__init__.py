@@ -8,17 +8,22 @@ from __future__ import annotations
 from typing import Any
 
 from . import errors
+from .callables import CallableRegistry, FunctionMetadata
 from .entity import ConfigEntity, Entity
+from .function_execution import FunctionExecution
 from .functional import create_composite_entity, get, put
 from .ledger import Ledger, VerifyReport, connect, get_ledger, set_default_ledger, sql
 from .registry import EntityRegistry
 from .tree import EntityTree, build_entity_tree
 
 __all__ = [
+    "CallableRegistry",
     "ConfigEntity",
     "Entity",
     "EntityRegistry",
     "EntityTree",
+    "FunctionExecution",
+    "FunctionMetadata",
     "Ledger",
     "VerifyReport",
     "build_entity_tree",

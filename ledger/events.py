@@ -101,6 +101,7 @@ class ExecutionCompleted(_Event):
     duration_ms: float
     isolation: str
     execution_ecs_id: UUID | None = None
+    return_pattern: str | None = None
 
 
 class ExecutionFailed(_Event):
