@@ -76,6 +76,13 @@ class Entity(BaseModel):
             type.__setattr__(cls, "__ledger_schema__", schema)
         return schema
 
+    def __repr_args__(self) -> Any:
+        """Show the version id and the domain fields; identity noise stays out of reprs."""
+        yield "ecs_id", self.ecs_id
+        for name in type(self).model_fields:
+            if name not in IDENTITY_FIELDS:
+                yield name, getattr(self, name, None)
+
     # ------------------------------------------------------------------ identity
     def is_root_entity(self) -> bool:
         return self.root_ecs_id is not None and self.root_ecs_id == self.ecs_id
