@@ -470,6 +470,8 @@ def finish(call: Call, result: Any, duration_ms: float, *, by_ids: bool = False)
             isolation=meta.isolation,
         )
         fe_plan = registry.plan_tree(build_entity_tree(fe))
+        for rec in fe_plan.records:
+            rec._values = None  # never diffed again: keep only the JSON (decoded on demand)
         batch = Batch(ledger.index)
         for plan in plans.values():
             if plan:

@@ -100,6 +100,11 @@ def _meta_of(node: Entity) -> dict[str, Any]:
     return orjson.loads(orjson.dumps(meta)) if meta else meta
 
 
+def _exact(data: bytes) -> bytes:
+    """An exact-size copy: orjson's output keeps a ~4 KiB allocation, and records live long."""
+    return bytes(bytearray(data)) if len(data) < 2048 else data
+
+
 def _remap(shape: Any, new_ids: dict[UUID, UUID]) -> Any:
     t = type(shape)
     if t is Ref:
@@ -213,7 +218,7 @@ class EntityRegistry:
                     forked_at=now if forked else node.forked_at,
                     recorded_at=now,
                     values=values,
-                    values_json=schema.dump_plain(node, values),
+                    values_json=_exact(schema.dump_plain(node, values)),
                 )
             )
         plan.root_ecs_id = new_ids.get(root.ecs_id, root.ecs_id)
