@@ -78,7 +78,7 @@ class VersionRecord:
         self.schema_version = schema_version
         self.is_root = is_root
         self.shape = shape
-        self.child_ids: tuple[UUID, ...] = tuple(refs_in(shape))
+        self.child_ids: tuple[UUID, ...] = tuple(refs_in(shape)) if shape else ()
         self.meta = meta
         self.created_at = created_at
         self.forked_at = forked_at
@@ -202,16 +202,34 @@ class InlineIndex:
             if rec is not None and rec.child_ids:
                 stack.extend(rec.child_ids)
 
-    def apply_entity_version(self, payload: dict[str, Any], position: int) -> VersionRecord:
-        """Replay one ``entity.version`` event (payload as decoded JSON)."""
+    def apply_entity_version(
+        self,
+        payload: dict[str, Any],
+        position: int,
+        stream_id: UUID | None = None,
+        uuids: dict[str, UUID] | None = None,
+    ) -> VersionRecord:
+        """Replay one ``entity.version`` event (payload as decoded JSON).
+
+        ``uuids`` maps id strings already seen in this replay to their UUID, so a
+        child reference or previous version is not parsed again (parsing a UUID
+        costs 25x a dict lookup).
+        """
+        if uuids is None:
+            uuids = {}
+        ecs_text = payload["ecs_id"]
+        ecs_id = uuids[ecs_text] = UUID(ecs_text)
+        prev_text = payload["previous_ecs_id"]
+        previous = None if prev_text is None else (uuids.get(prev_text) or UUID(prev_text))
+        children = payload["children"]
         record = VersionRecord(
-            ecs_id=UUID(payload["ecs_id"]),
-            lineage_id=UUID(payload["lineage_id"]),
-            previous_ecs_id=_uuid(payload["previous_ecs_id"]),
+            ecs_id=ecs_id,
+            lineage_id=stream_id if stream_id is not None else UUID(payload["lineage_id"]),
+            previous_ecs_id=previous,
             topic=payload["entity_type"],
             schema_version=payload["schema_version"],
             is_root=payload["is_root"],
-            shape={k: shape_from_json(v) for k, v in payload["children"].items()},
+            shape={k: shape_from_json(v, uuids) for k, v in children.items()} if children else {},
             meta=payload["meta"],
             created_at=_dt(payload["created_at"]),  # type: ignore[arg-type]
             forked_at=_dt(payload["forked_at"]),

@@ -4,6 +4,7 @@ process-wide default that the class-level APIs use.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Iterator
@@ -104,24 +105,37 @@ class Ledger:
         """Apply events other writers appended since this ledger last looked.
 
         Returns how many events were applied. Events already in the index (our
-        own, applied at commit) are recognised by their stream version.
+        own, applied at commit) are recognised by their stream version. The
+        cyclic garbage collector is paused meanwhile: replay allocates only
+        long-lived, acyclic index objects, and collections triggered by them
+        were measured at two thirds of replay time.
         """
         self._check_open()
         applied = 0
-        with self._lock:
-            streams = self.index.streams
-            for n in self.store.iter_all(start=self.index.caught_up + 1):
-                head = streams.get(n.originator_id)  # type: ignore[arg-type]
-                if head is None or head.version < n.originator_version:
-                    self._apply(n.topic, n.state, n.id, n.originator_id)  # type: ignore[arg-type]
-                    applied += 1
-                self.index.caught_up = n.id
+        uuids: dict[str, UUID] = {}
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            with self._lock:
+                index = self.index
+                streams = index.streams
+                for n in self.store.iter_all(start=index.caught_up + 1):
+                    head = streams.get(n.originator_id)  # type: ignore[arg-type]
+                    if head is None or head.version < n.originator_version:
+                        self._apply(n.topic, n.state, n.id, n.originator_id, uuids)  # type: ignore[arg-type]
+                        applied += 1
+                    index.caught_up = n.id
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         return applied
 
-    def _apply(self, topic: str, state: bytes, position: int, stream_id: UUID) -> None:
+    def _apply(
+        self, topic: str, state: bytes, position: int, stream_id: UUID, uuids: dict[str, UUID] | None = None
+    ) -> None:
         payload = orjson.loads(state)
         if topic == ENTITY_VERSION:
-            self.index.apply_entity_version(payload, position)
+            self.index.apply_entity_version(payload, position, stream_id, uuids)
         else:
             self.index.advance_stream(stream_id, payload["hash"], position)
 

@@ -177,7 +177,7 @@ def shape_to_json(value: Any) -> Any:
     """A shape as JSON-ready data: refs, tuples and int-keyed dicts get markers."""
     t = type(value)
     if t is Ref:
-        return {"$e": str(value.ecs_id)}
+        return {"$e": value.ecs_id}  # orjson writes the UUID itself, in C
     if t is list:
         return [shape_to_json(v) for v in value]
     if t is tuple:
@@ -192,22 +192,24 @@ def shape_to_json(value: Any) -> Any:
     return value
 
 
-def shape_from_json(value: Any) -> Any:
+def shape_from_json(value: Any, uuids: dict[str, UUID] | None = None) -> Any:
+    """Inverse of ``shape_to_json``; ``uuids`` caches already parsed id strings."""
     t = type(value)
     if t is list:
-        return [shape_from_json(v) for v in value]
+        return [shape_from_json(v, uuids) for v in value]
     if t is dict:
         if len(value) == 1:
             (key, inner), = value.items()
             if key == "$e":
-                return Ref(UUID(inner))
+                ecs_id = uuids.get(inner) if uuids is not None else None
+                return Ref(ecs_id if ecs_id is not None else UUID(inner))
             if key == "$t":
-                return tuple(shape_from_json(v) for v in inner)
+                return tuple(shape_from_json(v, uuids) for v in inner)
             if key == "$i":
-                return {k: shape_from_json(v) for k, v in inner}
+                return {k: shape_from_json(v, uuids) for k, v in inner}
             if key == "$d":
-                return {k: shape_from_json(v) for k, v in inner.items()}
-        return {k: shape_from_json(v) for k, v in value.items()}
+                return {k: shape_from_json(v, uuids) for k, v in inner.items()}
+        return {k: shape_from_json(v, uuids) for k, v in value.items()}
     return value
 
 
