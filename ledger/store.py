@@ -121,11 +121,18 @@ def _sqlite_recorder(spec: StoreURL) -> tuple[ApplicationRecorder, Any]:
     synchronous = spec.options["synchronous"]
 
     class TunedPool(SQLiteConnectionPool):
-        """Sets ``synchronous`` on every connection (the library has no setting for it)."""
+        """Tunes every connection; the library has no settings for these.
+
+        A larger page cache and less frequent WAL checkpoints keep bulk appends
+        from stalling on checkpoints (measured: p90 append latency spikes).
+        """
 
         def _create_connection(self) -> SQLiteConnection:
             conn = super()._create_connection()
-            conn._sqlite_conn.execute(f"PRAGMA synchronous={synchronous}")
+            raw = conn._sqlite_conn
+            raw.execute(f"PRAGMA synchronous={synchronous}")
+            raw.execute("PRAGMA cache_size=-65536")
+            raw.execute("PRAGMA wal_autocheckpoint=10000")
             return conn
 
     directory = os.path.dirname(os.path.abspath(spec.path))
