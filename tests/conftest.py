@@ -35,13 +35,18 @@ def drop_pg_schema(schema: str) -> None:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
+def fresh_pg_url() -> Iterator[str]:
+    """A URL on a throw-away schema, dropped afterwards (skips without a server)."""
     if PG_SKIP_REASON is not None:
         pytest.skip(PG_SKIP_REASON)
     schema = f"t_{uuid.uuid4().hex[:12]}"
     yield f"{PG_BASE}?schema={schema}"
     drop_pg_schema(schema)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    yield from fresh_pg_url()
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgresql"])
@@ -52,11 +57,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     elif request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'ledger.db'}"
     else:
-        if PG_SKIP_REASON is not None:
-            pytest.skip(PG_SKIP_REASON)
-        schema = f"t_{uuid.uuid4().hex[:12]}"
-        yield f"{PG_BASE}?schema={schema}"
-        drop_pg_schema(schema)
+        yield from fresh_pg_url()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -65,11 +66,7 @@ def durable_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'ledger.db'}"
     else:
-        if PG_SKIP_REASON is not None:
-            pytest.skip(PG_SKIP_REASON)
-        schema = f"t_{uuid.uuid4().hex[:12]}"
-        yield f"{PG_BASE}?schema={schema}"
-        drop_pg_schema(schema)
+        yield from fresh_pg_url()
 
 
 @pytest.fixture
