@@ -166,20 +166,12 @@ class InlineIndex:
         self.lineage_positions[record.lineage_id].append(position)
         self.lineage_times[record.lineage_id].append(record.recorded_at)
         self.records[record.ecs_id] = record
-        head = self.streams.get(record.lineage_id)
-        if head is None:
-            self.streams[record.lineage_id] = StreamHead(1, stream_hash)
-        else:
-            head.version += 1
-            head.hash = stream_hash
+        self.advance_stream(record.lineage_id, stream_hash, position)
         if record.is_root and mark:
             self.mark_tree(record.ecs_id)
-        if position > self.position:
-            self.position = position
-        self.event_count += 1
 
     def advance_stream(self, stream_id: UUID, stream_hash: str, position: int) -> None:
-        """Note an event of a non-entity stream (an execution record)."""
+        """Move a stream's head (version, hash) and the applied position forward."""
         head = self.streams.get(stream_id)
         if head is None:
             self.streams[stream_id] = StreamHead(1, stream_hash)

@@ -70,14 +70,7 @@ class _Meta(BaseModel):
     output_index: int | None = None
 
 
-_META_DEFAULTS: dict[str, Any] = {
-    "attribute_source": {},
-    "derived_from_function": None,
-    "derived_from_execution_id": None,
-    "function_input_entities": [],
-    "sibling_output_entities": [],
-    "output_index": None,
-}
+_META_DEFAULTS: dict[str, Any] = _Meta().model_dump()
 
 
 def _meta_of(node: Entity) -> dict[str, Any]:
@@ -190,13 +183,13 @@ class EntityRegistry:
                 continue
             plan.changed.append(ecs_id)
             node = tree.nodes[ecs_id]
+            schema = type(node).ledger_schema()
             d = node.__dict__
             values = {
                 n: v if type(v) in IMMUTABLE_TYPES else copy_value(v)
-                for n in schema_of(node).plain_fields
+                for n in schema.plain_fields
                 for v in (d[n],)
             }
-            schema = type(node).ledger_schema()
             forked = ecs_id in new_ids
             previous = ecs_id if forked else node.previous_ecs_id
             if previous is not None and previous not in records:
@@ -576,10 +569,6 @@ class EntityRegistry:
 
 
 _MISSING = object()
-
-
-def schema_of(node: Entity) -> Any:
-    return type(node).ledger_schema()
 
 
 def _as_uuid(value: Any, argument: str) -> UUID:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
 import statistics
@@ -92,3 +93,26 @@ class Clock:
 
 def note(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+class GCTimer:
+    """Time spent in the garbage collector while installed (via ``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.ns = 0
+        self.count = 0
+        self._t = 0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t = time.perf_counter_ns()
+        else:
+            self.ns += time.perf_counter_ns() - self._t
+            self.count += 1
+
+    def __enter__(self) -> GCTimer:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)

@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..",
 
 import orjson  # noqa: E402
 
-from _benchutil import NS, Clock, fmt_rate, fmt_us, machine, median, note, pct, table  # noqa: E402
+from _benchutil import NS, Clock, GCTimer, fmt_rate, fmt_us, machine, median, note, pct, table  # noqa: E402
 from ledger import Entity, Ledger  # noqa: E402
 from ledger.events import NewEvent  # noqa: E402
 from ledger.store import EventStore  # noqa: E402
@@ -308,27 +308,6 @@ def timed(fn: Callable[[], Any], collect: bool = True) -> tuple[Any, float]:
     t0 = time.perf_counter_ns()
     out = fn()
     return out, (time.perf_counter_ns() - t0) / NS
-
-
-class GCTimer:
-    """Time spent in the garbage collector while installed (via ``gc.callbacks``)."""
-
-    def __init__(self) -> None:
-        self.ns = 0
-        self._t = 0
-
-    def __call__(self, phase: str, info: dict) -> None:
-        if phase == "start":
-            self._t = time.perf_counter_ns()
-        else:
-            self.ns += time.perf_counter_ns() - self._t
-
-    def __enter__(self) -> GCTimer:
-        gc.callbacks.append(self)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        gc.callbacks.remove(self)
 
 
 def timed_gc(fn: Callable[[], Any]) -> tuple[Any, float, float]:

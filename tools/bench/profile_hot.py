@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 
 from bench_entities import leaf_changer, make_flat, make_school  # noqa: E402
+from _benchutil import GCTimer  # noqa: E402
 from bench_store import chunks, make_events  # noqa: E402
 from ledger import Ledger  # noqa: E402
 from ledger.store import EventStore  # noqa: E402
@@ -38,30 +39,14 @@ from ledger.store import EventStore  # noqa: E402
 Setup = Callable[[], Callable[[], object]]
 
 
-class GCTimer:
-    def __init__(self) -> None:
-        self.ns = 0
-        self.count = 0
-        self._t = 0
-
-    def __call__(self, phase: str, info: dict) -> None:
-        if phase == "start":
-            self._t = time.perf_counter_ns()
-        else:
-            self.ns += time.perf_counter_ns() - self._t
-            self.count += 1
-
-
 def run_path(title: str, setup: Setup, *, sort: str, top: int) -> None:
     # 1. unprofiled, GC on: wall time and the collector's share
     run = setup()
     gc.collect()
-    timer = GCTimer()
-    gc.callbacks.append(timer)
-    t0 = time.perf_counter_ns()
-    run()
-    wall = time.perf_counter_ns() - t0
-    gc.callbacks.remove(timer)
+    with GCTimer() as timer:
+        t0 = time.perf_counter_ns()
+        run()
+        wall = time.perf_counter_ns() - t0
     del run
     gc.collect()
     # 2. profiled, GC off
