@@ -72,6 +72,8 @@ class EntityVersionRecorded(_Event):
     meta: dict[str, Any]
     created_at: datetime
     forked_at: datetime | None
+    detached_from: UUID | None = None  # the root version of the tree this entity left
+    attached_to: UUID | None = None  # the root version of the tree this entity joined
 
 
 class OutputRecord(BaseModel):

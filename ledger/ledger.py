@@ -45,8 +45,9 @@ class VerifyReport:
 class Ledger:
     """An event store plus everything derived from it that the write side needs."""
 
-    def __init__(self, url: str = "memory://") -> None:
+    def __init__(self, url: str = "memory://", *, analytics_path: str | None = None) -> None:
         self.url = url
+        self.analytics_path = analytics_path
         self.store = EventStore(url)
         self.index = InlineIndex()
         self.registry = EntityRegistry(self)
@@ -60,6 +61,8 @@ class Ledger:
         """Release files and connections. The ledger cannot be used afterwards."""
         if not self._closed:
             self._closed = True
+            if self._analytics is not None:
+                self._analytics.close()
             self.store.close()
 
     def __enter__(self) -> Ledger:
@@ -146,14 +149,40 @@ class Ledger:
             address = parse_address(address, argument=argument)
         return resolve_address(self.registry, self.index, address, argument=argument)
 
-    def sql(self, query: str) -> Any:
-        """Read-only DuckDB SQL over the analytics tables, after catching up with the log."""
+    @property
+    def analytics(self) -> Any:
+        """The DuckDB projection of this log (``projections.analytics.Analytics``).
+
+        Created on first use: the write side never needs it, and DuckDB costs
+        memory. It is in memory unless the ledger was opened with
+        ``analytics_path``.
+        """
         self._check_open()
         if self._analytics is None:
             from projections.analytics import Analytics  # the read side, loaded on first use
 
-            self._analytics = Analytics(self)
-        return self._analytics.sql(query)
+            self._analytics = Analytics(self.store, self.analytics_path)
+        return self._analytics
+
+    def sql(self, query: str) -> Any:
+        """Read-only DuckDB SQL over the analytics tables, after catching up with the log."""
+        return self.analytics.sql(query)
+
+    def lineage_graph(
+        self,
+        ref: str | UUID,
+        *,
+        direction: str = "both",
+        depth: int | None = None,
+        position: int | None = None,
+    ) -> Any:
+        """What ``ref`` (an ecs_id, lineage_id or execution_id) was derived from and what
+        was derived from it, as the log stood at ``position`` (default: now)."""
+        from projections.lineage import lineage_graph
+
+        analytics = self.analytics
+        analytics.catch_up()
+        return lineage_graph(analytics.con, ref, direction=direction, depth=depth, position=position)
 
     # ------------------------------------------------------------ integrity
     def verify(self) -> VerifyReport:
@@ -202,10 +231,10 @@ _default: Ledger | None = None
 _default_lock = threading.Lock()
 
 
-def connect(url: str = "memory://") -> Ledger:
+def connect(url: str = "memory://", *, analytics_path: str | None = None) -> Ledger:
     """Open a store and make it the process's default ledger (replaying its log)."""
     global _default
-    ledger = Ledger(url)
+    ledger = Ledger(url, analytics_path=analytics_path)
     with _default_lock:
         _default = ledger
     return ledger

@@ -217,8 +217,16 @@ class EntityRegistry:
         plan.root_ecs_id = new_ids.get(root.ecs_id, root.ecs_id)
         return plan
 
-    def add_plan(self, batch: Batch, plan: TreePlan, cause: str) -> None:
-        """Queue a plan's events in ``batch`` and the live-object updates after commit."""
+    def add_plan(
+        self, batch: Batch, plan: TreePlan, cause: str, link: tuple[UUID, str, UUID] | None = None
+    ) -> None:
+        """Queue a plan's events in ``batch`` and the live-object updates after commit.
+
+        ``link`` is ``(lineage_id, field, ecs_id)``: the new version of that
+        lineage records ``field`` (``detached_from`` / ``attached_to``) so the
+        lineage graph can draw the edge from this one event, with no need to
+        pair events of a batch.
+        """
         tree_root = plan.root_ecs_id
         for rec in plan.records:
             body = {
@@ -236,6 +244,8 @@ class EntityRegistry:
                 "created_at": rec.created_at,
                 "forked_at": rec.forked_at,
             }
+            if link is not None and link[0] == rec.lineage_id:
+                body[link[1]] = link[2]
             batch.add(rec.lineage_id, ENTITY_VERSION, body, rec)
         batch.after_commit(functools.partial(self._apply_plan, plan))
 
@@ -378,7 +388,12 @@ class EntityRegistry:
                     self.add_plan(batch, plan, "detach")
             child_plan = self.plan_tree(build_entity_tree(entity))
             if child_plan:
-                self.add_plan(batch, child_plan, "detach" if rec is not None else "register")
+                if rec is not None:
+                    old_root = parent_rec.ecs_id if parent_rec is not None else index.root_of.get(entity.ecs_id)
+                    link = (entity.lineage_id, "detached_from", old_root) if old_root is not None else None
+                    self.add_plan(batch, child_plan, "detach", link)
+                else:
+                    self.add_plan(batch, child_plan, "register")
             if len(batch):
                 self._commit(batch)
 
@@ -410,7 +425,10 @@ class EntityRegistry:
                 return
             batch = Batch(index)
             root_rec = index.records.get(root.ecs_id)
-            self.add_plan(batch, plan, "attach" if root_rec is not None else "register")
+            if root_rec is not None:
+                self.add_plan(batch, plan, "attach", (entity.lineage_id, "attached_to", plan.root_ecs_id))
+            else:
+                self.add_plan(batch, plan, "register")
             self._commit(batch)
 
     # ================================================================ reads

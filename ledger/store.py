@@ -183,6 +183,20 @@ def _postgres_recorder(spec: StoreURL) -> tuple[ApplicationRecorder, Any]:
     return recorder, datastore
 
 
+@dataclass(slots=True)
+class LogPage:
+    """Consecutive log entries as parallel columns (stream ids as text)."""
+
+    positions: list[int]
+    stream_ids: list[str]
+    versions: list[int]
+    topics: list[str]
+    states: list[bytes]
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+
 class EventStore:
     """Append batches, read the ordered log; nothing else."""
 
@@ -233,6 +247,48 @@ class EventStore:
             return self.recorder.select_notifications(start, limit, stop=stop)
         except PersistenceError as exc:
             raise StoreError(f"store {self.url!r}: read failed: {exc}") from exc
+
+    def read_columns(self, start: int = 1, limit: int = 50_000) -> LogPage:
+        """A page of the log as columns, for bulk readers (projections, replay).
+
+        SQLite and PostgreSQL are read with one plain SELECT into tuples: the
+        recorder's per-row ``Notification`` objects cost more than the query.
+        """
+        kind = self.spec.kind
+        try:
+            if kind == "sqlite":
+                table = self.recorder.events_table_name  # type: ignore[attr-defined]
+                with self._datastore.get_connection(commit=False) as conn:
+                    rows = conn._sqlite_conn.execute(
+                        f"SELECT rowid, originator_id, originator_version, topic, state FROM {table} "
+                        "WHERE rowid>=? ORDER BY rowid LIMIT ?",
+                        (start, limit),
+                    ).fetchall()
+            elif kind == "postgresql":
+                from psycopg import sql
+                from psycopg.rows import tuple_row
+
+                statement = sql.SQL(
+                    "SELECT notification_id, originator_id::text, originator_version, topic, state "
+                    "FROM {}.{} WHERE notification_id>=%s ORDER BY notification_id LIMIT %s"
+                ).format(
+                    sql.Identifier(self._datastore.schema),
+                    sql.Identifier(self.recorder.events_table_name),  # type: ignore[attr-defined]
+                )
+                with self._datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+                    curs.execute(statement, (start, limit))
+                    rows = curs.fetchall()
+            else:
+                rows = [
+                    (n.id, str(n.originator_id), n.originator_version, n.topic, n.state)
+                    for n in self.recorder.select_notifications(start, limit)
+                ]
+        except PersistenceError as exc:
+            raise StoreError(f"store {self.url!r}: read failed: {exc}") from exc
+        if not rows:
+            return LogPage([], [], [], [], [])
+        positions, stream_ids, versions, topics, states = map(list, zip(*rows))
+        return LogPage(positions, stream_ids, versions, topics, states)
 
     def iter_all(self, start: int = 1, page: int = 10_000, stop: int | None = None) -> Iterator[Notification]:
         while True:

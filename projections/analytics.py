@@ -1,114 +1,179 @@
-"""DuckDB analytics over the event log: typed tables loaded in bulk through Arrow.
+"""DuckDB analytics over the event log: a catch-up projection with a tracked position.
 
-The tables are a projection: they follow the log from the last position they
-saw (``catch_up``), so a ``sql()`` call only loads what is new. Queries are
-read-only: anything but SELECT-like statements is refused.
+``Analytics`` follows the log from the position it last applied: each page of
+raw events goes into DuckDB through Arrow, the SQL in ``projections.tables``
+derives every table from it, and the tracking row moves forward in the same
+DuckDB transaction, so a crash never leaves a page half applied or applied
+twice. With ``path`` the tables live in a DuckDB file and a new process resumes
+where the last one stopped; by default they live in memory and a new process
+catches up from the start.
 
-This first cut materialises ``events`` and ``entity_versions``; the execution
-tables join them as the execution pipeline lands.
+Queries through ``sql`` are read-only: anything but SELECT-like statements is
+refused.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-import orjson
 import pyarrow as pa
 
 from ledger.errors import LedgerError
 
+from .tables import DDL, PAGE_STATEMENTS, TABLES, TRACKING_DDL
+
 if TYPE_CHECKING:
-    from ledger.ledger import Ledger
+    from ledger.store import EventStore, LogPage
 
-__all__ = ["Analytics", "ReadOnlySQLError"]
+__all__ = ["Analytics", "ProjectionMismatchError", "ReadOnlySQLError"]
 
-_READ_ONLY = {
-    duckdb.StatementType.SELECT,
-    duckdb.StatementType.EXPLAIN,
-}
+log = logging.getLogger(__name__)
 
-_EVENTS = pa.schema(
+Progress = Callable[[int, int], None]
+"""Called with (events applied so far, events to apply in all)."""
+
+_NAME = "analytics"
+_READ_ONLY = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+_STAGE = pa.schema(
     [
         ("position", pa.int64()),
         ("stream_id", pa.string()),
         ("stream_version", pa.int64()),
         ("event_type", pa.string()),
-        ("recorded_at", pa.string()),
         ("payload", pa.string()),
     ]
 )
-_VERSIONS = pa.schema(
-    [
-        ("ecs_id", pa.string()),
-        ("lineage_id", pa.string()),
-        ("root_ecs_id", pa.string()),
-        ("previous_ecs_id", pa.string()),
-        ("entity_type", pa.string()),
-        ("position", pa.int64()),
-        ("recorded_at", pa.string()),
-        ("data", pa.string()),
-    ]
-)
+_HASH_SLICE = slice(-66, -2)  # a sealed record ends with "hash":"<64 hex>"}
 
 
 class ReadOnlySQLError(LedgerError, ValueError):
     """``sql()`` was given a statement that would write."""
 
 
+class ProjectionMismatchError(LedgerError):
+    """A persisted projection does not belong to this log (or the log was rewritten)."""
+
+
 class Analytics:
-    """An in-memory DuckDB database kept in step with one ledger's log."""
+    """DuckDB tables kept in step with one event store's log."""
 
-    def __init__(self, ledger: Ledger) -> None:
-        self._ledger = ledger
-        self.con = duckdb.connect()
-        self.position = 0
-        self.con.execute(
-            "CREATE TABLE events (position BIGINT, stream_id VARCHAR, stream_version BIGINT, "
-            "event_type VARCHAR, recorded_at TIMESTAMPTZ, payload JSON)"
-        )
-        self.con.execute(
-            "CREATE TABLE entity_versions (ecs_id VARCHAR, lineage_id VARCHAR, root_ecs_id VARCHAR, "
-            "previous_ecs_id VARCHAR, entity_type VARCHAR, position BIGINT, recorded_at TIMESTAMPTZ, data JSON)"
-        )
+    def __init__(self, store: EventStore, path: str | os.PathLike[str] | None = None) -> None:
+        self._store = store
+        self.path = None if path is None else Path(path)
+        try:
+            self.con = duckdb.connect(str(self.path) if self.path is not None else ":memory:")
+        except duckdb.IOException as exc:
+            raise LedgerError(f"path {str(path)!r}: cannot open the analytics database: {exc}") from None
+        self.con.execute("SET TimeZone = 'UTC'")
+        for statement in (*DDL, TRACKING_DDL):
+            self.con.execute(statement)
+        row = self.con.execute(
+            "SELECT position, head_hash FROM projection_tracking WHERE name = ?", [_NAME]
+        ).fetchone()
+        self.position: int = row[0] if row else 0
+        self._head_hash: str | None = row[1] if row else None
+        self._checked = self.position == 0
 
-    def catch_up(self, page: int = 50_000) -> int:
-        """Load events after the last seen position; returns how many were loaded."""
-        loaded = 0
-        store = self._ledger.store
+    # ----------------------------------------------------------- following
+    def catch_up(self, progress: Progress | None = None, page: int = 50_000) -> int:
+        """Apply every event after the tracked position; returns how many were applied."""
+        store = self._store
+        if not self._checked:
+            self._check_same_log()
+        head = store.head()
+        total = max(head - self.position, 0)
+        applied = 0
+        if progress is not None:
+            progress(0, total)
         while True:
-            batch = store.read(self.position + 1, page)
-            if not batch:
-                return loaded
-            ev: dict[str, list[Any]] = {n: [] for n in _EVENTS.names}
-            ver: dict[str, list[Any]] = {n: [] for n in _VERSIONS.names}
-            for n in batch:
-                payload = orjson.loads(n.state)
-                text = n.state.decode()
-                ev["position"].append(n.id)
-                ev["stream_id"].append(str(n.originator_id))
-                ev["stream_version"].append(n.originator_version)
-                ev["event_type"].append(n.topic)
-                ev["recorded_at"].append(payload.get("recorded_at"))
-                ev["payload"].append(text)
-                if n.topic == "entity.version":
-                    ver["ecs_id"].append(payload["ecs_id"])
-                    ver["lineage_id"].append(payload["lineage_id"])
-                    ver["root_ecs_id"].append(payload["tree_root"])
-                    ver["previous_ecs_id"].append(payload["previous_ecs_id"])
-                    ver["entity_type"].append(payload["entity_type"])
-                    ver["position"].append(n.id)
-                    ver["recorded_at"].append(payload["recorded_at"])
-                    ver["data"].append(orjson.dumps(payload["values"]).decode())
-            events_arrow = pa.table(ev, schema=_EVENTS)
-            versions_arrow = pa.table(ver, schema=_VERSIONS)
-            self.con.execute("INSERT INTO events SELECT * FROM events_arrow")
-            self.con.execute("INSERT INTO entity_versions SELECT * FROM versions_arrow")
-            self.position = batch[-1].id
-            loaded += len(batch)
+            batch = store.read_columns(self.position + 1, page)
+            if not len(batch):
+                return applied
+            self._apply_page(batch)
+            applied += len(batch)
+            if progress is not None:
+                progress(applied, max(total, applied))
 
+    def rebuild(self, from_position: int = 1, progress: Progress | None = None) -> int:
+        """Drop what was derived from events at ``from_position`` onwards and apply them again."""
+        if from_position < 1:
+            raise ValueError(f"from_position: positions start at 1, got {from_position}")
+        con = self.con
+        con.begin()
+        try:
+            for name in TABLES:
+                con.execute(f"DELETE FROM {name} WHERE position >= ?", [from_position])
+            # Erasure flags are derived from the erasures that remain.
+            con.execute(
+                "UPDATE entity_versions SET erased = lineage_id IN (SELECT lineage_id FROM erasures)"
+            )
+            self._track(min(self.position, from_position - 1), None)
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+        self._checked = True
+        return self.catch_up(progress)
+
+    def _apply_page(self, batch: LogPage) -> None:
+        stage = pa.table(
+            [
+                pa.array(batch.positions, pa.int64()),
+                pa.array(batch.stream_ids, pa.string()),
+                pa.array(batch.versions, pa.int64()),
+                pa.array(batch.topics, pa.string()),
+                pa.array(batch.states, pa.binary()).cast(pa.string()),
+            ],
+            schema=_STAGE,
+        )
+        con = self.con
+        con.register("stage", stage)
+        con.begin()
+        try:
+            for statement in PAGE_STATEMENTS:
+                con.execute(statement)
+            self._track(batch.positions[-1], batch.states[-1][_HASH_SLICE].decode("ascii", "replace"))
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+        finally:
+            con.unregister("stage")
+
+    def _track(self, position: int, head_hash: str | None) -> None:
+        self.con.execute(
+            "INSERT OR REPLACE INTO projection_tracking VALUES (?, ?, ?)", [_NAME, position, head_hash]
+        )
+        self.position = position
+        self._head_hash = head_hash
+
+    def _check_same_log(self) -> None:
+        """A persisted projection must have been built from this very log."""
+        batch = self._store.read_columns(self.position, 1)
+        found = (
+            batch.states[0][_HASH_SLICE].decode("ascii", "replace")
+            if len(batch) and batch.positions[0] == self.position
+            else None
+        )
+        if self._head_hash is not None and found != self._head_hash:
+            raise ProjectionMismatchError(
+                f"path {str(self.path)!r}: the analytics database was built from another log "
+                f"(event {self.position} differs); rebuild it (ledger replay) or use another path"
+            )
+        self._checked = True
+
+    # ------------------------------------------------------------ reading
     def sql(self, query: str) -> duckdb.DuckDBPyRelation:
-        statements = duckdb.extract_statements(query)
+        """Catch up, then run one read-only statement."""
+        try:
+            statements = duckdb.extract_statements(query)
+        except duckdb.Error as exc:
+            raise ReadOnlySQLError(f"query: {exc}".splitlines()[0]) from None
         if len(statements) != 1:
             raise ReadOnlySQLError(f"query: expected one statement, got {len(statements)}")
         if statements[0].type not in _READ_ONLY:
@@ -117,3 +182,23 @@ class Analytics:
             )
         self.catch_up()
         return self.con.sql(query)
+
+    def tables(self) -> list[str]:
+        """The projected tables, in the order they are documented."""
+        return list(TABLES)
+
+    def export_parquet(self, directory: str | os.PathLike[str]) -> list[Path]:
+        """Catch up, then write one Parquet file per table (``<table>.parquet``)."""
+        self.catch_up()
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name in TABLES:
+            target = out / f"{name}.parquet"
+            quoted = str(target).replace("'", "''")
+            self.con.execute(f"COPY (SELECT * FROM {name} ORDER BY position) TO '{quoted}' (FORMAT parquet)")
+            written.append(target)
+        return written
+
+    def close(self) -> None:
+        self.con.close()

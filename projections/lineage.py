@@ -1,0 +1,223 @@
+"""The lineage graph: what was derived from what, read from the analytics tables.
+
+Nodes are entity versions (by ecs_id) and executions (by execution_id). Edges
+come from three projected tables: ``lineage_edges`` (version, detach, attach),
+``execution_inputs`` / ``execution_configs`` (entity → execution) and
+``execution_outputs`` (execution → entity, labelled with the output's
+semantic). Every row carries the log position that produced it, so the graph
+"as of" a past position is the same walk over rows at or before it.
+
+The walk is breadth-first, one set-at-a-time query per step, so it costs the
+size of the neighbourhood, not of the log. ``depth`` counts entity-to-entity
+steps: an execution between an input and its output does not use one up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import duckdb
+
+from ledger.errors import LedgerError, MalformedAddressError, UnknownEntityError
+
+__all__ = ["LineageGraph", "LineageQueryError", "lineage_graph"]
+
+_DIRECTIONS = {"up": "upstream", "upstream": "upstream", "down": "downstream", "downstream": "downstream", "both": "both"}
+_EVERYTHING = 2**62
+_INTO_EXECUTION = frozenset({"input", "config"})
+_OUT_OF_EXECUTION = frozenset({"mutation", "creation", "detachment"})
+
+
+class LineageQueryError(LedgerError, ValueError):
+    """A lineage query with an argument that cannot be answered (direction, depth)."""
+
+
+Edge = tuple[str, str, str, "str | None"]
+
+
+@dataclass
+class LineageGraph:
+    """A neighbourhood of the lineage graph around ``start`` (one or more nodes)."""
+
+    ref: str
+    start: list[str]
+    position: int | None
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    edges: list[Edge] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ref": self.ref,
+            "start": self.start,
+            "position": self.position,
+            "nodes": [{"id": node_id, **attrs} for node_id, attrs in self.nodes.items()],
+            "edges": [
+                {"source": s, "target": t, "kind": k, "execution_id": x} for s, t, k, x in self.edges
+            ],
+        }
+
+    def to_mermaid(self) -> str:
+        short = {node_id: f"n{i}" for i, node_id in enumerate(self.nodes)}
+        lines = ["graph LR"]
+        for node_id, attrs in self.nodes.items():
+            label = attrs["label"].replace('"', "'")
+            if attrs["kind"] == "execution":
+                lines.append(f'  {short[node_id]}{{{{"{label}"}}}}')
+            else:
+                lines.append(f'  {short[node_id]}["{label}<br/>{node_id[:8]}"]')
+        for source, target, kind, _ in self.edges:
+            arrow = "-.->" if kind in ("version", "detach", "attach") else "-->"
+            lines.append(f"  {short[source]} {arrow}|{kind}| {short[target]}")
+        lines.extend(f"  style {short[s]} stroke-width:3px" for s in self.start if s in short)
+        return "\n".join(lines)
+
+    def to_dot(self) -> str:
+        lines = ["digraph lineage {", "  rankdir=LR;"]
+        for node_id, attrs in self.nodes.items():
+            label = attrs["label"].replace('"', "'")
+            if attrs["kind"] == "execution":
+                shape = "hexagon"
+            else:
+                shape = "box"
+                label = f"{label}\\n{node_id[:8]}"
+            bold = ", penwidth=3" if node_id in self.start else ""
+            lines.append(f'  "{node_id}" [label="{label}", shape={shape}{bold}];')
+        for source, target, kind, _ in self.edges:
+            style = ", style=dashed" if kind in ("version", "detach", "attach") else ""
+            lines.append(f'  "{source}" -> "{target}" [label="{kind}"{style}];')
+        lines.append("}")
+        return "\n".join(lines)
+
+
+def _canonical(ref: str | UUID) -> str:
+    if isinstance(ref, UUID):
+        return str(ref)
+    text = ref[1:] if ref.startswith("@") else ref
+    try:
+        return str(UUID(text))
+    except ValueError:
+        raise MalformedAddressError(f"ref: {ref!r} is not an ecs_id, lineage_id or execution_id") from None
+
+
+def _ids(con: duckdb.DuckDBPyConnection, query: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    return con.execute(query, params).fetchall()
+
+
+def _start_nodes(con: duckdb.DuckDBPyConnection, ref: str, pos: int) -> tuple[list[str], str]:
+    """The nodes ``ref`` names and their kind: one version, one execution, or a whole lineage."""
+    if _ids(con, "SELECT 1 FROM entity_versions WHERE ecs_id = ? AND position <= ?", [ref, pos]):
+        return [ref], "entity"
+    if _ids(con, "SELECT 1 FROM executions WHERE execution_id = ? AND position <= ?", [ref, pos]):
+        return [ref], "execution"
+    versions = _ids(
+        con,
+        "SELECT ecs_id FROM entity_versions WHERE lineage_id = ? AND position <= ? ORDER BY position",
+        [ref, pos],
+    )
+    if versions:
+        return [v[0] for v in versions], "entity"
+    raise UnknownEntityError(f"ref: no entity version, lineage or execution {ref} in the log at position {pos}")
+
+
+def _step(con: duckdb.DuckDBPyConnection, frontier: list[str], downstream: bool, pos: int) -> list[Edge]:
+    """The edges one hop away from the frontier, in one direction."""
+    near = "source" if downstream else "target"
+    return [
+        (source, target, kind, execution_id)
+        for source, target, kind, execution_id in _ids(
+            con,
+            f"SELECT source, target, kind, execution_id FROM graph_edges "
+            f"WHERE {near} IN (SELECT unnest(?)) AND position <= ?",
+            [frontier, pos],
+        )
+    ]
+
+
+def _walk(
+    con: duckdb.DuckDBPyConnection, start: list[str], downstream: bool, depth: int | None, pos: int,
+    kinds: dict[str, str], edges: dict[tuple[str, str, str], Edge],
+) -> None:
+    frontier = list(start)
+    seen = set(start)
+    level = 0
+    while frontier and (depth is None or level < depth):
+        level += 1
+        next_frontier: list[str] = []
+        hop = frontier
+        while hop:
+            executions: list[str] = []
+            for edge in _step(con, hop, downstream, pos):
+                source, target, kind, _ = edge
+                edges.setdefault((source, target, kind), edge)
+                new = target if downstream else source
+                new_is_execution = (kind in _INTO_EXECUTION) if downstream else (kind in _OUT_OF_EXECUTION)
+                kinds.setdefault(new, "execution" if new_is_execution else "entity")
+                if new in seen:
+                    continue
+                seen.add(new)
+                # An execution reached from an entity is crossed in the same step.
+                (executions if new_is_execution else next_frontier).append(new)
+            hop = executions
+        frontier = next_frontier
+
+
+def _describe(con: duckdb.DuckDBPyConnection, graph: LineageGraph, kinds: dict[str, str], pos: int) -> None:
+    entity_ids = [n for n, k in kinds.items() if k == "entity"]
+    execution_ids = [n for n, k in kinds.items() if k == "execution"]
+    for ecs_id, lineage_id, entity_type, position, cause, version in _ids(
+        con,
+        "SELECT v.ecs_id, v.lineage_id, v.entity_type, v.position, v.cause, "
+        "(SELECT count(*) FROM entity_versions w WHERE w.lineage_id = v.lineage_id AND w.position <= v.position) "
+        "FROM entity_versions v WHERE v.ecs_id IN (SELECT unnest(?))",
+        [entity_ids],
+    ):
+        name = entity_type.rpartition(":")[2].rpartition(".")[2]
+        graph.nodes[ecs_id] = {
+            "kind": "entity", "label": f"{name} v{version}", "entity_type": entity_type,
+            "lineage_id": lineage_id, "position": position, "cause": cause, "version": version,
+        }
+    for execution_id, function_name, position, succeeded in _ids(
+        con,
+        "SELECT execution_id, function_name, position, succeeded FROM executions "
+        "WHERE execution_id IN (SELECT unnest(?))",
+        [execution_ids],
+    ):
+        graph.nodes[execution_id] = {
+            "kind": "execution", "label": f"{function_name}()" + ("" if succeeded else " failed"),
+            "function_name": function_name, "position": position, "succeeded": succeeded,
+        }
+    for node_id, kind in kinds.items():  # referenced but not (yet) in the log, e.g. an unregistered input
+        graph.nodes.setdefault(node_id, {"kind": kind, "label": f"{kind} {node_id[:8]}"})
+
+
+def lineage_graph(
+    con: duckdb.DuckDBPyConnection,
+    ref: str | UUID,
+    *,
+    direction: str = "both",
+    depth: int | None = None,
+    position: int | None = None,
+) -> LineageGraph:
+    """The graph around ``ref`` (ecs_id, execution_id or lineage_id: all its versions)."""
+    walk = _DIRECTIONS.get(direction)
+    if walk is None:
+        raise LineageQueryError(f"direction: expected upstream, downstream or both, got {direction!r}")
+    if depth is not None and depth < 0:
+        raise LineageQueryError(f"depth: must be 0 or more, got {depth}")
+    if position is not None and position < 0:
+        raise LineageQueryError(f"position: must be 0 or more, got {position}")
+    pos = _EVERYTHING if position is None else position
+    canonical = _canonical(ref)
+    start, start_kind = _start_nodes(con, canonical, pos)
+    kinds = {s: start_kind for s in start}
+    edges: dict[tuple[str, str, str], Edge] = {}
+    if walk in ("upstream", "both"):
+        _walk(con, start, False, depth, pos, kinds, edges)
+    if walk in ("downstream", "both"):
+        _walk(con, start, True, depth, pos, kinds, edges)
+    graph = LineageGraph(ref=str(ref), start=start, position=position, edges=list(edges.values()))
+    _describe(con, graph, kinds, pos)
+    graph.edges.sort(key=lambda e: (graph.nodes[e[0]].get("position") or 0, graph.nodes[e[1]].get("position") or 0))
+    return graph

@@ -1,0 +1,160 @@
+"""The analytics tables: their DDL and the SQL that derives them from a page of raw events.
+
+Every table is a pure function of the events in it, so a page can be applied
+on its own: incremental catch-up and a rebuild from scratch run the same
+statements over the same events and must give equal tables. DuckDB parses each
+payload once (``json_transform`` into a struct) and does the unnesting; Python
+only moves the raw bytes in through Arrow.
+
+Each table carries ``position`` (the event that produced the row), which is
+what time travel of the lineage graph filters on and what a rebuild from a
+position deletes.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DDL", "PAGE_STATEMENTS", "TABLES", "TRACKING_DDL"]
+
+TABLES: dict[str, str] = {
+    "events": """
+        position BIGINT, stream_id VARCHAR, stream_version BIGINT, event_type VARCHAR,
+        recorded_at TIMESTAMPTZ, payload JSON""",
+    "entity_versions": """
+        ecs_id VARCHAR, lineage_id VARCHAR, root_ecs_id VARCHAR, previous_ecs_id VARCHAR,
+        entity_type VARCHAR, position BIGINT, recorded_at TIMESTAMPTZ, data JSON,
+        children JSON, is_root BOOLEAN, cause VARCHAR, schema_version INTEGER, erased BOOLEAN""",
+    "executions": """
+        execution_id VARCHAR, function_name VARCHAR, position BIGINT, recorded_at TIMESTAMPTZ,
+        duration_ms DOUBLE, succeeded BOOLEAN, error_type VARCHAR, error_message VARCHAR,
+        isolation VARCHAR, return_pattern VARCHAR, execution_ecs_id VARCHAR""",
+    "execution_inputs": """
+        execution_id VARCHAR, param_name VARCHAR, ecs_id VARCHAR, address VARCHAR, position BIGINT""",
+    "execution_outputs": """
+        execution_id VARCHAR, output_index INTEGER, ecs_id VARCHAR, lineage_id VARCHAR,
+        semantic VARCHAR, position BIGINT""",
+    "execution_configs": """
+        execution_id VARCHAR, ecs_id VARCHAR, position BIGINT""",
+    "lineage_edges": """
+        source_ecs_id VARCHAR, target_ecs_id VARCHAR, kind VARCHAR, execution_id VARCHAR, position BIGINT""",
+    "siblings": """
+        execution_id VARCHAR, ecs_id VARCHAR, output_index INTEGER, position BIGINT""",
+    "field_provenance": """
+        address_ecs_id VARCHAR, path VARCHAR, source_ecs_id VARCHAR, execution_id VARCHAR,
+        param_name VARCHAR, output_ecs_id VARCHAR, output_index INTEGER, position BIGINT""",
+    "erasures": """
+        lineage_id VARCHAR, reason VARCHAR, position BIGINT, recorded_at TIMESTAMPTZ""",
+}
+
+# The lineage graph's edges in one shape: entity → entity (version, detach,
+# attach), entity → execution (input, config), execution → entity (the
+# output's semantic). Filters on source/target/position push down into each part.
+GRAPH_EDGES_VIEW = """CREATE VIEW IF NOT EXISTS graph_edges AS
+    SELECT source_ecs_id AS source, target_ecs_id AS target, kind, execution_id, position
+    FROM lineage_edges WHERE kind <> 'execution'
+    UNION ALL SELECT ecs_id, execution_id, 'input', execution_id, position
+    FROM execution_inputs WHERE ecs_id IS NOT NULL
+    UNION ALL SELECT ecs_id, execution_id, 'config', execution_id, position FROM execution_configs
+    UNION ALL SELECT execution_id, ecs_id, semantic, execution_id, position FROM execution_outputs"""
+
+DDL = [f"CREATE TABLE IF NOT EXISTS {name} ({cols})" for name, cols in TABLES.items()] + [GRAPH_EDGES_VIEW]
+
+TRACKING_DDL = (
+    "CREATE TABLE IF NOT EXISTS projection_tracking ("
+    "name VARCHAR PRIMARY KEY, position BIGINT NOT NULL, head_hash VARCHAR)"
+)
+
+_VERSION_STRUCT = (
+    '{"ecs_id":"VARCHAR","lineage_id":"VARCHAR","tree_root":"VARCHAR","previous_ecs_id":"VARCHAR",'
+    '"entity_type":"VARCHAR","recorded_at":"TIMESTAMPTZ","values":"JSON","children":"JSON",'
+    '"is_root":"BOOLEAN","cause":"VARCHAR","schema_version":"INTEGER",'
+    '"detached_from":"VARCHAR","attached_to":"VARCHAR"}'
+)
+_EXECUTION_STRUCT = (
+    '{"execution_id":"VARCHAR","function_name":"VARCHAR","recorded_at":"TIMESTAMPTZ",'
+    '"duration_ms":"DOUBLE","error_type":"VARCHAR","error_message":"VARCHAR","isolation":"VARCHAR",'
+    '"return_pattern":"VARCHAR","execution_ecs_id":"VARCHAR",'
+    '"inputs":[{"param_name":"VARCHAR","ecs_id":"VARCHAR","address":"VARCHAR"}],'
+    '"outputs":[{"ecs_id":"VARCHAR","lineage_id":"VARCHAR","semantic":"VARCHAR","output_index":"INTEGER"}],'
+    '"config_ids":["VARCHAR"],"sibling_group":["VARCHAR"]}'
+)
+_ERASURE_STRUCT = '{"lineage_id":"VARCHAR","reason":"VARCHAR","recorded_at":"TIMESTAMPTZ"}'
+
+# Run in order over the staged page ``stage(position, stream_id, stream_version,
+# event_type, payload)``; the temp tables hold each payload parsed once.
+PAGE_STATEMENTS: list[str] = [
+    f"""CREATE OR REPLACE TEMP TABLE _v AS
+        SELECT position, json_transform(payload, '{_VERSION_STRUCT}') AS e
+        FROM stage WHERE event_type = 'entity.version'""",
+    f"""CREATE OR REPLACE TEMP TABLE _x AS
+        SELECT position, event_type = 'execution.completed' AS succeeded,
+               json_transform(payload, '{_EXECUTION_STRUCT}') AS e
+        FROM stage WHERE event_type IN ('execution.completed', 'execution.failed')""",
+    f"""CREATE OR REPLACE TEMP TABLE _r AS
+        SELECT position, json_transform(payload, '{_ERASURE_STRUCT}') AS e
+        FROM stage WHERE event_type = 'entity.erased'""",
+    """INSERT INTO events
+        SELECT s.position, s.stream_id::UUID::VARCHAR, s.stream_version, s.event_type,
+               coalesce(v.e.recorded_at, x.e.recorded_at, r.e.recorded_at,
+                        (json_extract_string(s.payload, '$.recorded_at'))::TIMESTAMPTZ),
+               s.payload::JSON
+        FROM stage s
+        LEFT JOIN _v v USING (position) LEFT JOIN _x x USING (position) LEFT JOIN _r r USING (position)
+        ORDER BY s.position""",
+    """INSERT INTO entity_versions
+        SELECT e.ecs_id, e.lineage_id, e.tree_root, e.previous_ecs_id, e.entity_type, position,
+               e.recorded_at, e.values, e.children, e.is_root, e.cause, e.schema_version, false
+        FROM _v ORDER BY position""",
+    """INSERT INTO executions
+        SELECT e.execution_id, e.function_name, position, e.recorded_at, e.duration_ms, succeeded,
+               e.error_type, e.error_message, e.isolation, e.return_pattern, e.execution_ecs_id
+        FROM _x ORDER BY position""",
+    """INSERT INTO execution_inputs
+        SELECT execution_id, i.param_name, i.ecs_id, i.address, position
+        FROM (SELECT position, e.execution_id AS execution_id, unnest(e.inputs) AS i FROM _x)
+        WHERE i.ecs_id IS NOT NULL OR i.address IS NOT NULL
+        ORDER BY position""",
+    """INSERT INTO execution_outputs
+        SELECT execution_id, o.output_index, o.ecs_id, o.lineage_id, o.semantic, position
+        FROM (SELECT position, e.execution_id AS execution_id, unnest(e.outputs) AS o FROM _x)
+        ORDER BY position""",
+    """INSERT INTO execution_configs
+        SELECT execution_id, c, position
+        FROM (SELECT position, e.execution_id AS execution_id, unnest(e.config_ids) AS c FROM _x)
+        ORDER BY position""",
+    """INSERT INTO siblings
+        SELECT e.execution_id, e.sibling_group[i], (i - 1)::INTEGER, position
+        FROM (SELECT position, e, generate_subscripts(e.sibling_group, 1) AS i FROM _x)
+        ORDER BY position, i""",
+    """INSERT INTO lineage_edges
+        SELECT * FROM (
+        SELECT e.previous_ecs_id AS s, e.ecs_id AS t, 'version' AS kind, NULL AS x, position
+        FROM _v WHERE e.previous_ecs_id IS NOT NULL
+        UNION ALL
+        SELECT e.detached_from, e.ecs_id, 'detach', NULL, position
+        FROM _v WHERE e.detached_from IS NOT NULL
+        UNION ALL
+        SELECT e.previous_ecs_id, e.attached_to, 'attach', NULL, position
+        FROM _v WHERE e.attached_to IS NOT NULL AND e.previous_ecs_id IS NOT NULL
+        UNION ALL
+        SELECT i.ecs_id, o.ecs_id, 'execution', execution_id, position
+        FROM (SELECT position, e.execution_id AS execution_id, unnest(e.inputs) AS i, e.outputs AS outs FROM _x)
+             , unnest(outs) AS t(o)
+        WHERE i.ecs_id IS NOT NULL
+        UNION ALL
+        SELECT c, o.ecs_id, 'execution', execution_id, position
+        FROM (SELECT position, e.execution_id AS execution_id, unnest(e.config_ids) AS c, e.outputs AS outs FROM _x)
+             , unnest(outs) AS t(o)
+        ) ORDER BY position, kind, s, t""",
+    # "@<uuid>.a.b.0" → address_ecs_id, path "a.b.0"; source_ecs_id is the entity the value was read from.
+    """INSERT INTO field_provenance
+        SELECT regexp_extract(i.address, '^@([0-9a-fA-F-]{32,36})', 1)::UUID::VARCHAR,
+               nullif(regexp_extract(i.address, '^@[0-9a-fA-F-]{32,36}\\.?(.*)$', 1), ''),
+               i.ecs_id, execution_id, i.param_name, o.ecs_id, o.output_index, position
+        FROM (SELECT position, e.execution_id AS execution_id, unnest(e.inputs) AS i, e.outputs AS outs FROM _x)
+             , unnest(outs) AS t(o)
+        WHERE i.address IS NOT NULL
+        ORDER BY position""",
+    """INSERT INTO erasures SELECT e.lineage_id, e.reason, position, e.recorded_at FROM _r ORDER BY position""",
+    """UPDATE entity_versions SET erased = true
+        WHERE NOT erased AND lineage_id IN (SELECT lineage_id FROM erasures)""",
+]
