@@ -1,17 +1,13 @@
-"""The ``ledger`` command (driven through typer's runner) and read-only SQL."""
+"""Read-only SQL over the analytics tables (the ``ledger`` command is tested in test_cli.py)."""
 
 from __future__ import annotations
 
 import pytest
-from typer.testing import CliRunner
 
 from ledger import EntityRegistry, Ledger
 from projections.analytics import ReadOnlySQLError
-from tools.cli import app
 
 from .models import student
-
-runner = CliRunner()
 
 
 class TestSQL:
@@ -32,42 +28,3 @@ class TestSQL:
     def test_writes_are_refused(self, mem, query) -> None:
         with pytest.raises(ReadOnlySQLError, match="query"):
             mem.sql(query)
-
-
-class TestCLI:
-    def test_every_command_has_help_with_an_example(self) -> None:
-        for name in ("demo", "history", "verify"):
-            out = runner.invoke(app, [name, "--help"])
-            assert out.exit_code == 0 and "Example:" in out.output, name
-
-    def test_demo_shows_history_lineage_and_sql(self, tmp_path) -> None:
-        out = runner.invoke(app, ["demo", "--db", f"sqlite:///{tmp_path / 'd.db'}"])
-        assert out.exit_code == 0, out.output
-        assert "history of lineage" in out.output and "graph LR" in out.output
-        assert "verify: ok" in out.output and "versions per entity type" in out.output
-
-    def test_history_and_verify_on_a_file(self, tmp_path) -> None:
-        url = f"sqlite:///{tmp_path / 'h.db'}"
-        led = Ledger(url)
-        s = student()
-        led.registry.register_entity(s)
-        s.name = "Alicia"
-        led.registry.version_entity(s)
-        led.close()
-        out = runner.invoke(app, ["history", str(s.lineage_id), "--db", url])
-        assert out.exit_code == 0 and "'Alice' ->" in out.output and "'Alicia'" in out.output
-        out = runner.invoke(app, ["verify", "--db", url])
-        assert out.exit_code == 0 and "ok: 4 events verified" in out.output
-
-    @pytest.mark.parametrize(
-        "args, fragment",
-        [
-            (["verify", "--db", "bogus://x"], "unknown scheme"),
-            (["history", "not-a-uuid", "--db", "memory://"], "lineage_id"),
-        ],
-    )
-    def test_bad_input_is_one_line_not_a_traceback(self, args, fragment) -> None:
-        out = runner.invoke(app, args)
-        assert out.exit_code == 1
-        assert fragment in out.output and "Traceback" not in out.output
-        assert len(out.output.strip().splitlines()) == 1

@@ -1,7 +1,8 @@
 """The ``ledger`` command: a thin typer/rich layer over the library.
 
-Each command parses options, makes one library call and renders the result; a
-``LedgerError`` becomes a one-line message and exit status 1, never a traceback.
+Each command parses options, makes one library call and renders the result
+(``tools.cli_render``). A ``LedgerError`` (bad id, address or URL), a SQL error
+or an I/O error becomes a one-line message and exit status 1, never a traceback.
 """
 
 from __future__ import annotations
@@ -9,19 +10,30 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
+import time
 from collections.abc import Callable
+from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
+import duckdb
+import orjson
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ledger import Ledger
-from ledger.errors import LedgerError
+from ledger.addresses import parse_address
+from ledger.errors import LedgerError, StoreURLError
+from ledger.registry import _as_uuid
+from ledger.store import parse_store_url
+from ledger.stored_view import resolve_stored, stored_data, version_for
+
+from . import cli_render as render
 
 app = typer.Typer(
-    help="Inspect and audit an entity-ledger store.",
+    help="Inspect and audit an entity-ledger store. Every command takes --db URL (or $LEDGER_URL).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -30,112 +42,240 @@ console = Console()
 err = Console(stderr=True)
 
 DEFAULT_URL = "sqlite:///ledger.db"
-DbOption = typer.Option(None, "--db", help="Store URL (default: $LEDGER_URL or sqlite:///ledger.db).")
+DbOption = typer.Option(None, "--db", help="Store URL (default: $LEDGER_URL, else sqlite:///ledger.db).")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class Direction(str, Enum):
+    up = "up"
+    down = "down"
+    both = "both"
+
+
+class GraphFormat(str, Enum):
+    mermaid = "mermaid"
+    dot = "dot"
+    json = "json"
+
+
+class RowFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class CLIError(LedgerError):
+    """A command-line argument the library never sees was wrong (a missing file, clashing options)."""
+
+
 def one_line_errors(fn: F) -> F:
-    """Turn library errors into a single line on stderr and exit status 1."""
+    """Turn expected failures into a single line on stderr and exit status 1."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except LedgerError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        except (LedgerError, duckdb.Error, OSError) as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
 
 
 def open_ledger(db: str | None) -> Ledger:
-    return Ledger(db or os.environ.get("LEDGER_URL") or DEFAULT_URL)
+    """Open an existing store; a SQLite URL naming no file is an error, not a new empty ledger."""
+    url = db or os.environ.get("LEDGER_URL") or DEFAULT_URL
+    spec = parse_store_url(url)
+    if spec.kind == "sqlite" and not Path(spec.path).is_file():
+        raise StoreURLError(f"url {url!r}: no ledger database at {spec.path!r}")
+    return Ledger(url)
 
 
-def history_table(led: Ledger, lineage_id: Any) -> Table:
-    versions = led.registry.history(lineage_id)
-    index = led.index
-    table = Table(title=f"history of lineage {lineage_id}")
-    for col in ("#", "position", "recorded_at", "ecs_id", "previous"):
-        table.add_column(col)
-    table.add_column("changes")
-    prev = None
-    for i, v in enumerate(versions, 1):
-        rec = index.records[v.ecs_id]
-        if prev is None:
-            change = "created"
-        else:
-            diff = led.registry.diff(prev, v.ecs_id)
-            change = ", ".join(f"{k}: {a!r} -> {b!r}" if not isinstance(b, dict) and not isinstance(a, dict) else f"{k}: {'added' if a is None else 'removed' if b is None else 'changed'}" for k, (a, b) in diff.items()) or "(moved: tree membership changed)"
-        table.add_row(str(i), str(rec.position), rec.recorded_at.isoformat(timespec="milliseconds"), str(v.ecs_id)[:8], str(v.previous_ecs_id)[:8] if v.previous_ecs_id else "-", change)
-        prev = v.ecs_id
-    return table
-
-
-def lineage_mermaid(led: Ledger, lineage_id: Any) -> str:
-    """Versions of one lineage as a mermaid graph (version edges)."""
-    lines = ["graph LR"]
-    for rec in led.index.lineages[lineage_id]:
-        label = f"{rec.topic.rpartition(':')[2]} v{rec.lineage_index + 1}"
-        lines.append(f'  {str(rec.ecs_id)[:8]}["{label}"]')
-        if rec.previous_ecs_id is not None:
-            lines.append(f"  {str(rec.previous_ecs_id)[:8]} --> {str(rec.ecs_id)[:8]}")
-    return "\n".join(lines)
-
-
+# ------------------------------------------------------------------ reading
 @app.command()
 @one_line_errors
-def demo(db: str = typer.Option(None, "--db", help="Store URL for the demo (default: a new SQLite file in a temp dir).")) -> None:
-    """Fill a fresh embedded ledger with a small school and show history, lineage and a query.
+def log(
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many events to show (newest last)."),
+    type_: str | None = typer.Option(
+        None, "--type", help="Only events of this type, or type prefix (entity.version, execution, execution.failed)."
+    ),
+    function: str | None = typer.Option(None, "--function", help="Only executions of this registered function."),
+    db: str | None = DbOption,
+) -> None:
+    """The most recent events, oldest first, optionally filtered.
 
-    Example: ledger demo
-    """
-    url = db or f"sqlite:///{Path(tempfile.mkdtemp(prefix='ledger-demo-')) / 'demo.db'}"
-    from tools.demo import build_demo
-
-    result = build_demo(url)
-    led = result.ledger
-    console.rule(f"[bold]entity-ledger demo[/bold] - {url}")
-    for step in result.steps:
-        console.print(f"  • {step}")
-    console.print(history_table(led, result.featured_lineage))
-    console.print("[bold]lineage (mermaid)[/bold]")
-    console.print(lineage_mermaid(led, result.featured_lineage), highlight=False)
-    report = led.verify()
-    console.print(f"[bold]verify:[/bold] {'ok' if report.ok else 'FAILED'} ({report.events_checked} events, hash chains intact)")
-    _demo_query(led)
-    led.close()
-
-
-def _demo_query(led: Ledger) -> None:
-    rel = led.sql(
-        "select split_part(entity_type, ':', 2) as entity_type, count(*) as versions, "
-        "count(distinct lineage_id) as lineages from entity_versions group by 1 order by 2 desc"
-    )
-    table = Table(title="SQL: versions per entity type")
-    for col in rel.columns:
-        table.add_column(col)
-    for row in rel.fetchall():
-        table.add_row(*(str(v) for v in row))
-    console.print(table)
-
-
-@app.command()
-@one_line_errors
-def history(lineage_id: str = typer.Argument(..., help="A lineage id."), db: str | None = DbOption) -> None:
-    """Every version of a lineage, oldest first, with what changed.
-
-    Example: ledger history 3f0c...  --db sqlite:///audit.db
+    Example: ledger log --limit 5 --type execution --function school.compute_gpa
     """
     with open_ledger(db) as led:
-        console.print(history_table(led, lineage_id.lstrip("@")))
+        store = led.store
+        picked: list[tuple[str, ...]] = []
+        end = store.head()
+        page = max(limit, 500)
+        while end >= 1 and len(picked) < limit:
+            start = max(1, end - page + 1)
+            for n in reversed(store.read(start, end - start + 1)):
+                if type_ and not (n.topic == type_ or n.topic.startswith(type_ + ".")):
+                    continue
+                payload = orjson.loads(n.state)
+                if function and payload.get("function_name") != function:
+                    continue
+                picked.append(render.event_row(n.id, n.topic, payload))
+                if len(picked) == limit:
+                    break
+            end = start - 1
+    console.print(
+        render.rows_table(("position", "recorded_at", "event", "id", "summary"), reversed(picked), title="events")
+    )
 
 
+@app.command()
+@one_line_errors
+def show(address: str = typer.Argument(..., help="@<uuid>[.path]: an ecs_id or lineage id, then a path."), db: str | None = DbOption) -> None:
+    """A stored entity (with its children) or the value at an address, as stored.
+
+    Needs no entity classes: it shows the stored data. A lineage id shows its latest version.
+
+    Example: ledger show @3f0c2a9e-...-7b1d.transcript.grades.0
+    """
+    if not address.startswith("@"):
+        address = "@" + address
+    parsed = parse_address(address, argument="address")
+    with open_ledger(db) as led:
+        found = resolve_stored(led.index, parsed)
+        rec = found.source
+        console.print(
+            f"[bold]{render.short_type(rec.topic)}[/bold] ecs_id {rec.ecs_id} lineage {rec.lineage_id} "
+            f"version {rec.lineage_index + 1} position {rec.position} "
+            f"recorded {rec.recorded_at.isoformat(timespec='milliseconds')}",
+            highlight=False,
+        )
+    console.print_json(render.to_json(found.value))
+
+
+@app.command()
+@one_line_errors
+def history(lineage_id: str = typer.Argument(..., help="A lineage id (or any ecs_id of it)."), db: str | None = DbOption) -> None:
+    """Every version of a lineage, oldest first, with what changed (needs no entity classes).
+
+    Example: ledger history 3f0c2a9e-0d4b-4c38-9a51-2b8f0e6d7b1d --db sqlite:///audit.db
+    """
+    uuid = _as_uuid(lineage_id, "lineage_id")
+    with open_ledger(db) as led:
+        rec = version_for(led.index, uuid, argument="lineage_id")
+        console.print(render.history_table(led.index, led.index.lineages[rec.lineage_id]))
+
+
+@app.command("as-of")
+@one_line_errors
+def as_of(
+    lineage_id: str = typer.Argument(..., help="A lineage id."),
+    position: int | None = typer.Option(None, "--position", "-p", min=0, help="A log position (from `ledger log`)."),
+    at: str | None = typer.Option(None, "--at", help="An ISO time; without a zone it is read as UTC."),
+    db: str | None = DbOption,
+) -> None:
+    """The version of a lineage that was current at a log position or a time.
+
+    Example: ledger as-of 3f0c2a9e-0d4b-4c38-9a51-2b8f0e6d7b1d --position 40
+    """
+    if (position is None) == (at is None):
+        raise CLIError("as-of: give exactly one of --position or --at")
+    when: datetime | None = None
+    if at is not None:
+        try:
+            when = datetime.fromisoformat(at)
+        except ValueError:
+            raise CLIError(f"--at: {at!r} is not an ISO date/time (e.g. 2026-01-31T12:00:00Z)") from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+    uuid = _as_uuid(lineage_id, "lineage_id")
+    with open_ledger(db) as led:
+        index = led.index
+        if uuid not in index.lineages:
+            raise CLIError(f"lineage_id: no entity lineage {uuid}")
+        rec = index.version_at(uuid, position) if when is None else index.version_at_time(uuid, when)
+        point = f"position {position}" if when is None else when.isoformat()
+        if rec is None:
+            first = index.lineages[uuid][0]
+            console.print(f"lineage {uuid} did not exist yet at {point} (first recorded at position {first.position})")
+            return
+        console.print(
+            f"as of {point}: version {rec.lineage_index + 1} of {len(index.lineages[uuid])}, "
+            f"ecs_id {rec.ecs_id} (position {rec.position})",
+            highlight=False,
+        )
+        data = stored_data(index, rec)
+    console.print_json(render.to_json(data))
+
+
+@app.command()
+@one_line_errors
+def diff(
+    ecs_id_a: str = typer.Argument(..., help="The older version's ecs_id."),
+    ecs_id_b: str = typer.Argument(..., help="The newer version's ecs_id."),
+    db: str | None = DbOption,
+) -> None:
+    """Field-level changes between two stored versions, children included.
+
+    Example: ledger diff 0b1e...  9c4f...
+    """
+    with open_ledger(db) as led:
+        changes = led.registry.diff(ecs_id_a, ecs_id_b)
+    console.print(render.diff_table(changes, _as_uuid(ecs_id_a, "ecs_id_a"), _as_uuid(ecs_id_b, "ecs_id_b")))
+
+
+@app.command()
+@one_line_errors
+def lineage(
+    ref: str = typer.Argument(..., help="An ecs_id, lineage id or execution id."),
+    fmt: GraphFormat = typer.Option(GraphFormat.mermaid, "--format", "-f", help="mermaid, dot or json."),
+    direction: Direction = typer.Option(Direction.both, "--direction", help="up (what it came from), down (what came from it) or both."),
+    depth: int | None = typer.Option(None, "--depth", min=0, help="At most this many edges away."),
+    position: int | None = typer.Option(None, "--position", min=0, help="The graph as it was at this log position."),
+    db: str | None = DbOption,
+) -> None:
+    """The derivation graph around an entity: versions, executions, detach/attach.
+
+    Example: ledger lineage 3f0c2a9e-0d4b-4c38-9a51-2b8f0e6d7b1d --format dot --direction up --depth 2
+    """
+    names = {Direction.up: "upstream", Direction.down: "downstream", Direction.both: "both"}
+    with open_ledger(db) as led:
+        graph = led.lineage_graph(ref.lstrip("@"), direction=names[direction], depth=depth, position=position)
+    if fmt is GraphFormat.json:
+        console.print_json(render.to_json(graph.to_json()))
+    else:
+        text = graph.to_mermaid() if fmt is GraphFormat.mermaid else graph.to_dot()
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command()
+@one_line_errors
+def sql(
+    query: str = typer.Argument(..., help="One read-only SQL statement (DuckDB) over the analytics tables."),
+    fmt: RowFormat = typer.Option(RowFormat.table, "--format", "-f", help="table, csv or json (a list of row objects)."),
+    db: str | None = DbOption,
+) -> None:
+    """Read-only SQL over events, entity_versions, executions, execution_inputs/outputs, lineage_edges, siblings.
+
+    Example: ledger sql "select function_name, count(*), avg(duration_ms) from executions group by 1"
+    """
+    with open_ledger(db) as led:
+        rel = led.sql(query)
+        columns, rows = list(rel.columns), rel.fetchall()
+    if fmt is RowFormat.csv:
+        console.file.write(render.rows_as_csv(columns, rows))
+    elif fmt is RowFormat.json:
+        console.file.write(render.rows_as_json(columns, rows) + "\n")
+    else:
+        console.print(render.rows_table(columns, rows))
+
+
+# ---------------------------------------------------------------- integrity
 @app.command()
 @one_line_errors
 def verify(db: str | None = DbOption) -> None:
-    """Check every record's hash, its chain link and stream order.
+    """Check every record's hash, its chain link and stream order; exit 1 on any problem.
 
     Example: ledger verify --db sqlite:///audit.db
     """
@@ -146,7 +286,78 @@ def verify(db: str | None = DbOption) -> None:
         return
     for p in report.problems:
         err.print(p, highlight=False)
+    err.print(f"FAILED: first bad position {report.first_bad_position}", highlight=False)
     raise typer.Exit(1)
+
+
+# -------------------------------------------------------------- projections
+@app.command()
+@one_line_errors
+def replay(db: str | None = DbOption) -> None:
+    """Rebuild the analytics projections from the whole log, with a progress bar.
+
+    Example: ledger replay --db sqlite:///audit.db
+    """
+    with open_ledger(db) as led:
+        analytics = led.analytics
+        columns = (TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task("replay", total=None)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            start = time.perf_counter()
+            count = analytics.rebuild(progress=progress)
+            seconds = time.perf_counter() - start
+    rate = count / seconds if seconds > 0 else float("inf")
+    console.print(f"replayed {count} events in {seconds:.2f} s ({rate:,.0f} events/s)")
+
+
+@app.command()
+@one_line_errors
+def export(
+    parquet: Path = typer.Option(..., "--parquet", help="Directory for the Parquet files (created if missing)."),
+    db: str | None = DbOption,
+) -> None:
+    """Write every analytics table to DIR/<table>.parquet.
+
+    Example: ledger export --parquet ./audit-parquet
+    """
+    with open_ledger(db) as led:
+        paths = led.analytics.export_parquet(parquet)
+    for path in paths:
+        console.print(str(path), highlight=False, soft_wrap=True)
+
+
+# --------------------------------------------------------------------- demo
+@app.command()
+@one_line_errors
+def demo(db: str | None = typer.Option(None, "--db", help="Store URL for the demo (default: a new SQLite file in a temp dir).")) -> None:
+    """Fill a fresh embedded ledger with a school's grading pipeline; show history, lineage and SQL.
+
+    Example: ledger demo
+    """
+    url = db or f"sqlite:///{Path(tempfile.mkdtemp(prefix='ledger-demo-')) / 'demo.db'}"
+    from .demo import build_demo
+
+    result = build_demo(url)
+    with result.ledger as led:
+        console.rule(f"[bold]entity-ledger demo[/bold]: {url}")
+        for step in result.steps:
+            console.print(f"  {step}", highlight=False, markup=False)
+        console.print(render.history_table(led.index, led.index.lineages[result.featured_lineage]))
+        console.print("[bold]lineage of Alice (mermaid)[/bold]")
+        graph = led.lineage_graph(result.featured_lineage, direction="both", depth=2)
+        console.print(graph.to_mermaid(), highlight=False, markup=False, soft_wrap=True)
+        rel = led.sql(
+            "select function_name, count(*) as calls, count(*) filter (where not succeeded) as failed, "
+            "round(avg(duration_ms), 2) as avg_ms from executions group by 1 order by 1"
+        )
+        console.print(render.rows_table(list(rel.columns), rel.fetchall(), title="SQL: executions per function"))
+        report = led.verify()
+    console.print(f"[bold]verify:[/bold] {'ok' if report.ok else 'FAILED'} ({report.events_checked} events)")
+    console.print(f"try: ledger history {result.featured_lineage} --db {url}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -1,79 +1,91 @@
 """Demo data: a small school whose records go through every kind of change.
 
-``build_demo(url)`` fills a fresh ledger and returns what it did, for the CLI
-to show; it never prints.
+``build_demo(url)`` fills a fresh ledger with the grading pipeline of
+``tools.demo_pipeline`` (every input pattern A1-A7 and return pattern B1-B7, a
+ConfigEntity, a recorded failure, a detachment, a manual edit) and returns what
+it did for the CLI to show; it never prints.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any
 from uuid import UUID
 
-from ledger import Entity, Ledger
+from ledger import Ledger
+from ledger.callables import execute_on
 
+from .demo_pipeline import PREFIX, Course, Grade, Student, Transcript, register_functions
 
-class Grade(Entity):
-    course: str
-    score: float
+__all__ = ["DemoResult", "build_demo"]
 
-
-class Transcript(Entity):
-    term: str
-    grades: list[Grade] = []
-
-
-class Student(Entity):
-    name: str
-    gpa: float = 0.0
-    transcript: Optional[Transcript] = None
+_COURSES = [("math", "Linear algebra", 5), ("physics", "Mechanics", 5), ("history", "Modern history", 4)]
+_NAMES = ["Alice", "Bob", "Chen", "Dana"]
 
 
 @dataclass
 class DemoResult:
+    """The filled ledger, the lineage worth looking at, and one line per step taken."""
+
     ledger: Ledger
-    students: list[Student]
     featured_lineage: UUID
     steps: list[str] = field(default_factory=list)
+    failure: str = ""
 
 
-def _gpa(s: Student) -> float:
-    grades = s.transcript.grades if s.transcript else []
-    return round(sum(g.score for g in grades) / len(grades), 2) if grades else 0.0
+def _student(i: int, name: str) -> Student:
+    grades = [Grade(course=c, score=2.0 + ((i + j) % 5) * 0.5) for j, (c, _, _) in enumerate(_COURSES)]
+    return Student(name=name, transcript=Transcript(term="2026-fall", grades=grades))
 
 
 def build_demo(url: str) -> DemoResult:
+    """Run the school pipeline against a new ledger at ``url``."""
+    register_functions()
     led = Ledger(url)
-    reg = led.registry
     steps: list[str] = []
-    students = []
-    for i, name in enumerate(["Alice", "Bob", "Chen", "Dana"]):
-        s = Student(
-            name=name,
-            transcript=Transcript(
-                term="2026-fall",
-                grades=[Grade(course=c, score=2.0 + ((i + j) % 5) * 0.5) for j, c in enumerate(["math", "physics", "history"])],
-            ),
-        )
-        reg.register_entity(s)
-        students.append(s)
-    steps.append(f"registered {len(students)} students, 5 entities each")
-    alice = students[0]
-    alice.gpa = _gpa(alice)
-    reg.version_entity(alice)
-    steps.append("Alice: gpa computed -> version 2 (only the root is rewritten)")
-    alice.transcript.grades[1].score = 4.0
-    alice.gpa = _gpa(alice)
-    reg.version_entity(alice)
-    steps.append("Alice: physics regraded -> version 3 (grade, transcript and root forked; siblings kept)")
-    history_grade = alice.transcript.grades[2]
-    reg.detach(history_grade)
-    steps.append("Alice: history grade detached -> becomes its own root; transcript versioned without it")
-    bob = students[1]
-    bob.transcript.grades.append(history_grade)
-    reg.attach(history_grade, bob)
-    steps.append("Bob: the detached grade attached to his transcript -> Bob's tree versioned")
+
+    def run(function: str, pattern: str, /, **kwargs: Any) -> Any:
+        out = execute_on(led, PREFIX + function, **kwargs)
+        steps.append(f"{pattern:<8} {function}")
+        return out
+
+    students = [_student(i, n) for i, n in enumerate(_NAMES)]
+    courses = [Course(code=c, title=t, credits=k) for c, t, k in _COURSES]
+    full = Course(code="seminar", title="Research seminar", credits=12)
+    for entity in [*students, *courses, full]:
+        led.registry.register_entity(entity)
+    steps.append(f"register {len(students)} students (5 entities each), {len(courses) + 1} courses")
+    alice, bob, chen, dana = students
+
+    alice = run("compute_gpa", "A2 B1", student=alice)
+    alice = run("apply_curve", "A4 B1", student=f"@{alice.lineage_id}", curve=0.25)
+    run("describe", "A1 B7", name=f"@{alice.lineage_id}.name", gpa=f"@{alice.lineage_id}.gpa")
+    run("grade_points", "A3 B7", grade=chen.transcript.grades[0])
+    run("grade_points", "A5 B7", grade=f"@{chen.lineage_id}.transcript.grades.1")
+    dana, _honors = run("award_honors", "A6 B2", student=dana, threshold=3.0)
+    run("course_reports", "list B3", students=[alice, bob], course=courses[0])
+    run("reports_by_course", "B4", student=chen)
+    run("summarize", "B5", student=alice)
+    run("head_to_head", "B6", a=alice, b=bob)
+    run(
+        "review",
+        "A7",
+        name=f"@{bob.lineage_id}.name",
+        student=alice,
+        grade=f"@{alice.lineage_id}.transcript.grades.0",
+        threshold=3.0,
+    )
+    scores = [f"@{s.lineage_id}.transcript.grades.0.score" for s in (alice, bob, chen)]
+    run("class_mean", "refs B7", scores=[*scores, 3.5])
+    steps[-1] += " (isolation=process)"
+    run("best_grade", "detach", student=dana)
+    failure = ""
+    try:
+        run("enroll", "failure", student=bob, course=full)
+    except ValueError as exc:
+        failure = str(exc)
+        steps.append(f"failure  enroll raised ValueError ({exc}); recorded as execution.failed")
     alice.name = "Alice Liddell"
-    reg.version_entity(alice)
-    steps.append("Alice: renamed -> version 5")
-    return DemoResult(led, students, alice.lineage_id, steps)
+    led.registry.version_entity(alice)
+    steps.append("edit     Alice renamed outside any function -> a new version")
+    return DemoResult(led, alice.lineage_id, steps, failure)

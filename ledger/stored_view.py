@@ -1,0 +1,84 @@
+"""Stored versions as plain JSON-ready data, readable without the entity classes.
+
+An auditor inspecting a ledger (``ledger show``, ``ledger history``) often runs
+where the user's entity classes cannot be imported. Everything needed to show a
+version is in its event: the plain values in their stored JSON form and the
+children as references, so this view never resolves a topic to a class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .addresses import Address, _step
+from .errors import BadPathError, UnknownEntityError
+from .index import InlineIndex, VersionRecord
+from .tree import Ref
+
+__all__ = ["StoredValue", "resolve_stored", "stored_data", "version_for"]
+
+
+def version_for(index: InlineIndex, uuid: Any, *, argument: str) -> VersionRecord:
+    """The version named by ``uuid``: an ecs_id, or a lineage id (its latest version)."""
+    rec = index.records.get(uuid)
+    if rec is not None:
+        return rec
+    versions = index.lineages.get(uuid)
+    if not versions:
+        raise UnknownEntityError(f"{argument}: no stored entity version or lineage {uuid}")
+    return versions[-1]
+
+
+def stored_data(index: InlineIndex, record: VersionRecord) -> dict[str, Any]:
+    """One version and its subtree as nested dicts, each headed by its type and ecs_id."""
+    out: dict[str, Any] = {"entity_type": record.topic, "ecs_id": str(record.ecs_id)}
+    out.update(record.values_data())
+    for name, shape in record.shape.items():
+        out[name] = _plain(index, shape)
+    return out
+
+
+def _plain(index: InlineIndex, shape: Any) -> Any:
+    t = type(shape)
+    if t is Ref:
+        return stored_data(index, index.records[shape.ecs_id])
+    if t is list or t is tuple:
+        return [_plain(index, v) for v in shape]
+    if t is dict:
+        return {str(k): _plain(index, v) for k, v in shape.items()}
+    return shape
+
+
+class StoredValue:
+    """What an address points at: the value as plain data and the version it was read from."""
+
+    __slots__ = ("value", "source")
+
+    def __init__(self, value: Any, source: VersionRecord) -> None:
+        self.value = value
+        self.source = source
+
+
+def resolve_stored(index: InlineIndex, address: Address, *, argument: str = "address") -> StoredValue:
+    """Walk ``@<uuid>.path`` over stored data: fields, children, list indexes, dict keys."""
+    source = version_for(index, address.uuid, argument=argument)
+    current: Any = Ref(source.ecs_id)
+    for i, seg in enumerate(address.path):
+        where = ".".join(address.path[: i + 1])
+        if type(current) is Ref:
+            source = index.records[current.ecs_id]
+            if seg in source.shape:
+                current = source.shape[seg]
+                continue
+            values = source.values_data()
+            if seg not in values:
+                raise BadPathError(
+                    f"{argument}: address {address.text!r}: {source.topic.rpartition(':')[2]} "
+                    f"has no field {seg!r}"
+                )
+            current = values[seg]
+        else:
+            current = _step(current, seg, address, argument, where)
+    if type(current) is Ref:
+        source = index.records[current.ecs_id]
+    return StoredValue(_plain(index, current), source)
