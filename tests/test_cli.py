@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -244,8 +245,9 @@ class TestWithoutClasses:
 
 class TestSQL:
     def test_table(self, demo: Demo) -> None:
-        out = ok(demo.run("sql", "select count(*) as n from executions where not succeeded"))
-        assert "│ 1 │" in out.replace(" ", " ")
+        out = ok(demo.run("sql", "select count(*) as failed, min(function_name) as f from executions where not succeeded"))
+        rows = [[c.strip() for c in re.split("[│┃]", line)[1:-1]] for line in out.splitlines() if line.startswith(("│", "┃"))]
+        assert rows == [["failed", "f"], ["1", "school.enroll"]]
 
     def test_csv(self, demo: Demo) -> None:
         out = ok(demo.run("sql", "select event_type, count(*) as n from events group by 1 order by 1", "--format", "csv"))

@@ -126,7 +126,12 @@ def log(
                     break
             end = start - 1
     console.print(
-        render.rows_table(("position", "recorded_at", "event", "id", "summary"), reversed(picked), title="events")
+        render.rows_table(
+            ("position", "recorded_at", "event", "id", "summary"),
+            reversed(picked),
+            title="events",
+            whole=("position", "event", "id"),
+        )
     )
 
 
@@ -222,7 +227,9 @@ def diff(
     """
     with open_ledger(db) as led:
         changes = led.registry.diff(ecs_id_a, ecs_id_b)
-    console.print(render.diff_table(changes, _as_uuid(ecs_id_a, "ecs_id_a"), _as_uuid(ecs_id_b, "ecs_id_b")))
+    a, b = _as_uuid(ecs_id_a, "ecs_id_a"), _as_uuid(ecs_id_b, "ecs_id_b")
+    console.print(f"{len(changes)} change(s) from {a} to {b}", highlight=False)
+    console.print(render.diff_table(changes))
 
 
 @app.command()

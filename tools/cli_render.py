@@ -11,7 +11,6 @@ import csv
 import io
 from collections.abc import Iterable, Sequence
 from typing import Any
-from uuid import UUID
 
 import orjson
 from rich.table import Table
@@ -52,6 +51,11 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+def _when(iso: str) -> str:
+    """A stored UTC timestamp to the millisecond, as ``2026-01-31 12:00:00.123``."""
+    return iso[:23].replace("T", " ")
+
+
 def _change_text(old: Any, new: Any) -> str:
     if isinstance(old, dict) or isinstance(new, dict):
         return "added" if old is None else "removed" if new is None else "replaced"
@@ -62,25 +66,26 @@ def history_table(index: InlineIndex, versions: Sequence[VersionRecord]) -> Tabl
     """Every version of one lineage, oldest first, with what changed since the one before."""
     first = versions[0]
     table = Table(title=f"history of {short_type(first.topic)} lineage {first.lineage_id}")
-    for col in ("#", "position", "recorded_at", "ecs_id", "cause of change"):
-        table.add_column(col, no_wrap=col != "cause of change")
+    for col in ("#", "position", "recorded_at", "ecs_id"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("what changed", overflow="fold")
     prev: VersionRecord | None = None
     for i, rec in enumerate(versions, 1):
         if prev is None:
             change = "created"
         else:
             diff = diff_versions(index, prev, rec)
-            change = ", ".join(f"{k}: {_change_text(a, b)}" for k, (a, b) in diff.items())
+            change = "\n".join(f"{k}: {_change_text(a, b)}" for k, (a, b) in diff.items())
             change = change or "(same values: tree membership changed)"
         table.add_row(
-            str(i), str(rec.position), rec.recorded_at.isoformat(timespec="milliseconds"), str(rec.ecs_id), change
+            str(i), str(rec.position), _when(rec.recorded_at.isoformat()), str(rec.ecs_id), change
         )
         prev = rec
     return table
 
 
-def diff_table(diff: dict[str, tuple[Any, Any]], a: UUID, b: UUID) -> Table:
-    table = Table(title=f"diff {a} -> {b}")
+def diff_table(diff: dict[str, tuple[Any, Any]]) -> Table:
+    table = Table()
     for col in ("path", "old", "new"):
         table.add_column(col)
     for path, (old, new) in diff.items():
@@ -90,7 +95,7 @@ def diff_table(diff: dict[str, tuple[Any, Any]], a: UUID, b: UUID) -> Table:
 
 def event_row(position: int, topic: str, payload: dict[str, Any]) -> tuple[str, ...]:
     """One log line: position, time, event type, the id it is about, and a summary."""
-    when = str(payload.get("recorded_at", ""))[:23].replace("T", " ")
+    when = _when(str(payload.get("recorded_at", "")))
     if topic == "entity.version":
         ident = str(payload["ecs_id"])
         summary = f"{short_type(payload['entity_type'])} ({payload.get('cause', '?')})"
@@ -107,10 +112,16 @@ def event_row(position: int, topic: str, payload: dict[str, Any]) -> tuple[str, 
     return str(position), when, topic, ident, summary
 
 
-def rows_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> Table:
+def rows_table(
+    columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None, whole: Sequence[str] = ()
+) -> Table:
+    """Rows as a rich table; ``whole`` columns (ids to copy) are never wrapped or cropped."""
     table = Table(title=title)
     for col in columns:
-        table.add_column(col)
+        if col in whole:
+            table.add_column(col, no_wrap=True, min_width=36 if col == "id" else None)
+        else:
+            table.add_column(col, overflow="fold", min_width=min(24, max(len(col), 10)))
     for row in rows:
         table.add_row(*(cell(v) for v in row))
     return table
