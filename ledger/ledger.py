@@ -164,9 +164,9 @@ class Ledger:
             self._analytics = Analytics(self.store, self.analytics_path)
         return self._analytics
 
-    def sql(self, query: str) -> Any:
+    def sql(self, query: str, params: list[Any] | None = None) -> Any:
         """Read-only DuckDB SQL over the analytics tables, after catching up with the log."""
-        return self.analytics.sql(query)
+        return self.analytics.sql(query, params)
 
     def lineage_graph(
         self,
@@ -256,6 +256,6 @@ def set_default_ledger(ledger: Ledger | None) -> None:
         _default = ledger
 
 
-def sql(query: str) -> Any:
+def sql(query: str, params: list[Any] | None = None) -> Any:
     """``Ledger.sql`` on the default ledger."""
-    return get_ledger().sql(query)
+    return get_ledger().sql(query, params)

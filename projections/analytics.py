@@ -18,7 +18,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -72,9 +72,10 @@ class Analytics:
         self.con.execute("SET TimeZone = 'UTC'")
         for statement in (*DDL, TRACKING_DDL):
             self.con.execute(statement)
-        row = self.con.execute(
+        rows = self.con.execute(
             "SELECT position, head_hash FROM projection_tracking WHERE name = ?", [_NAME]
-        ).fetchone()
+        ).fetchall()
+        row = rows[0] if rows else None
         self.position: int = row[0] if row else 0
         self._head_hash: str | None = row[1] if row else None
         self._checked = self.position == 0
@@ -168,8 +169,8 @@ class Analytics:
         self._checked = True
 
     # ------------------------------------------------------------ reading
-    def sql(self, query: str) -> duckdb.DuckDBPyRelation:
-        """Catch up, then run one read-only statement."""
+    def sql(self, query: str, params: list[Any] | None = None) -> duckdb.DuckDBPyRelation:
+        """Catch up, then run one read-only statement (``?`` placeholders take ``params``)."""
         try:
             statements = duckdb.extract_statements(query)
         except duckdb.Error as exc:
@@ -181,7 +182,7 @@ class Analytics:
                 f"query: only read-only statements are allowed, got {statements[0].type.name}"
             )
         self.catch_up()
-        return self.con.sql(query)
+        return self.con.sql(query, params=params)
 
     def tables(self) -> list[str]:
         """The projected tables, in the order they are documented."""

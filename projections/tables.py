@@ -45,15 +45,17 @@ TABLES: dict[str, str] = {
         lineage_id VARCHAR, reason VARCHAR, position BIGINT, recorded_at TIMESTAMPTZ""",
 }
 
+# Config entities are inputs too (``execution_configs`` marks which).
 # The lineage graph's edges in one shape: entity → entity (version, detach,
 # attach), entity → execution (input, config), execution → entity (the
 # output's semantic). Filters on source/target/position push down into each part.
 GRAPH_EDGES_VIEW = """CREATE VIEW IF NOT EXISTS graph_edges AS
     SELECT source_ecs_id AS source, target_ecs_id AS target, kind, execution_id, position
     FROM lineage_edges WHERE kind <> 'execution'
-    UNION ALL SELECT ecs_id, execution_id, 'input', execution_id, position
-    FROM execution_inputs WHERE ecs_id IS NOT NULL
-    UNION ALL SELECT ecs_id, execution_id, 'config', execution_id, position FROM execution_configs
+    UNION ALL SELECT i.ecs_id, i.execution_id,
+        CASE WHEN c.ecs_id IS NULL THEN 'input' ELSE 'config' END, i.execution_id, i.position
+    FROM execution_inputs i LEFT JOIN execution_configs c USING (execution_id, ecs_id)
+    WHERE i.ecs_id IS NOT NULL
     UNION ALL SELECT execution_id, ecs_id, semantic, execution_id, position FROM execution_outputs"""
 
 DDL = [f"CREATE TABLE IF NOT EXISTS {name} ({cols})" for name, cols in TABLES.items()] + [GRAPH_EDGES_VIEW]
@@ -140,10 +142,6 @@ PAGE_STATEMENTS: list[str] = [
         FROM (SELECT position, e.execution_id AS execution_id, unnest(e.inputs) AS i, e.outputs AS outs FROM _x)
              , unnest(outs) AS t(o)
         WHERE i.ecs_id IS NOT NULL
-        UNION ALL
-        SELECT c, o.ecs_id, 'execution', execution_id, position
-        FROM (SELECT position, e.execution_id AS execution_id, unnest(e.config_ids) AS c, e.outputs AS outs FROM _x)
-             , unnest(outs) AS t(o)
         ) ORDER BY position, kind, s, t""",
     # "@<uuid>.a.b.0" → address_ecs_id, path "a.b.0"; source_ecs_id is the entity the value was read from.
     """INSERT INTO field_provenance
