@@ -128,7 +128,7 @@ class Analytics:
                 pa.array(batch.stream_ids, pa.string()),
                 pa.array(batch.versions, pa.int64()),
                 pa.array(batch.topics, pa.string()),
-                pa.array(batch.states, pa.binary()).cast(pa.string()),
+                pa.array(batch.states, pa.string()),  # UTF-8 JSON bytes, taken as they are
             ],
             schema=_STAGE,
         )

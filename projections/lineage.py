@@ -118,7 +118,8 @@ def _start_nodes(con: duckdb.DuckDBPyConnection, ref: str, pos: int) -> tuple[li
     )
     if versions:
         return [v[0] for v in versions], "entity"
-    raise UnknownEntityError(f"ref: no entity version, lineage or execution {ref} in the log at position {pos}")
+    when = "in the log" if pos == _EVERYTHING else f"in the log up to position {pos}"
+    raise UnknownEntityError(f"ref: no entity version, lineage or execution {ref} {when}")
 
 
 def _step(con: duckdb.DuckDBPyConnection, frontier: list[str], downstream: bool, pos: int) -> list[Edge]:

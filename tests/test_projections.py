@@ -16,7 +16,7 @@ from ledger.errors import MalformedAddressError, UnknownEntityError
 from projections.analytics import Analytics, ProjectionMismatchError, ReadOnlySQLError
 from projections.lineage import LineageQueryError
 
-from .workload import WGrade, WPolicy, WStudent, Workload
+from tools.workload import WGrade, WPolicy, WStudent, Workload
 
 API_COLUMNS = {
     "events": "position stream_id stream_version event_type recorded_at payload",

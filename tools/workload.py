@@ -1,4 +1,4 @@
-"""A small, realistic mix of writes for read-side tests and benchmarks.
+"""A small, realistic mix of writes: the read-side tests and benchmarks replay it.
 
 Importable by subprocesses (the functions register at import). Every kind of
 event and edge the projections derive appears: registration, versioning,
