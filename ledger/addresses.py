@@ -97,7 +97,7 @@ def resolve_address(registry: EntityRegistry, index: InlineIndex, address: Addre
             below.append(seg)
             continue
         below.append(seg)
-        current = _step(current, seg, address, argument, where)
+        current = step_into(current, seg, address, argument, where)
     if type(current) is Ref:
         value: Any = registry._materialize(current.ecs_id, root_id)
         source = index.records[current.ecs_id]
@@ -107,7 +107,7 @@ def resolve_address(registry: EntityRegistry, index: InlineIndex, address: Addre
     return Resolved(address, value, source.ecs_id, root_id, tuple(below))
 
 
-def _step(current: Any, seg: str, address: Address, argument: str, where: str) -> Any:
+def step_into(current: Any, seg: str, address: Address, argument: str, where: str) -> Any:
     if isinstance(current, (list, tuple)):
         try:
             return current[int(seg)]

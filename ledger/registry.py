@@ -497,8 +497,8 @@ class EntityRegistry:
     @ledger_method
     def get_stored_entity(self, root_ecs_id: UUID, ecs_id: UUID) -> Entity:
         """A fresh copy of version ``ecs_id`` (with its subtree) as it sits in tree ``root_ecs_id``."""
-        root_ecs_id = _as_uuid(root_ecs_id, "root_ecs_id")
-        ecs_id = _as_uuid(ecs_id, "ecs_id")
+        root_ecs_id = as_uuid(root_ecs_id, "root_ecs_id")
+        ecs_id = as_uuid(ecs_id, "ecs_id")
         self._index.get(root_ecs_id, "root_ecs_id")
         self._index.get(ecs_id, "ecs_id")
         if ecs_id != root_ecs_id and ecs_id not in self._index.subtree_ids(root_ecs_id):
@@ -510,7 +510,7 @@ class EntityRegistry:
     @ledger_method
     def get_stored_tree(self, root_ecs_id: UUID) -> EntityTree:
         """A fresh copy of a whole stored tree; editing it never changes stored state."""
-        root_ecs_id = _as_uuid(root_ecs_id, "root_ecs_id")
+        root_ecs_id = as_uuid(root_ecs_id, "root_ecs_id")
         rec = self._index.get(root_ecs_id, "root_ecs_id")
         if not rec.is_root:
             raise NotARootError(
@@ -522,12 +522,12 @@ class EntityRegistry:
     @ledger_method
     def get_live_entity(self, live_id: UUID) -> Entity | None:
         """The live object with this live_id, if it is still alive in this process."""
-        return self._index.live.get(_as_uuid(live_id, "live_id"))
+        return self._index.live.get(as_uuid(live_id, "live_id"))
 
     @ledger_method
     def ecs_id_to_root_id(self, ecs_id: UUID) -> UUID:
         """The root version of the latest stored tree that contains version ``ecs_id``."""
-        ecs_id = _as_uuid(ecs_id, "ecs_id")
+        ecs_id = as_uuid(ecs_id, "ecs_id")
         root = self._index.root_of.get(ecs_id)
         if root is None:
             raise EntityNotFoundError(f"ecs_id: no stored entity version {ecs_id}")
@@ -536,7 +536,7 @@ class EntityRegistry:
     @ledger_method
     def history(self, lineage_id: UUID) -> list[Entity]:
         """Every stored version of a lineage, oldest first, as fresh copies."""
-        lineage_id = _as_uuid(lineage_id, "lineage_id")
+        lineage_id = as_uuid(lineage_id, "lineage_id")
         versions = self._index.lineages.get(lineage_id)
         if versions is None:
             raise EntityNotFoundError(f"lineage_id: no entity lineage {lineage_id}")
@@ -549,7 +549,7 @@ class EntityRegistry:
     @ledger_method
     def get_latest(self, lineage_id: UUID) -> Entity:
         """A fresh copy of the newest version of a lineage."""
-        lineage_id = _as_uuid(lineage_id, "lineage_id")
+        lineage_id = as_uuid(lineage_id, "lineage_id")
         versions = self._index.lineages.get(lineage_id)
         if not versions:
             raise EntityNotFoundError(f"lineage_id: no entity lineage {lineage_id}")
@@ -560,7 +560,7 @@ class EntityRegistry:
         self, lineage_id: UUID, *, position: int | None = None, at: datetime | None = None
     ) -> Entity | None:
         """The version of a lineage current at a log position or a time (None before it existed)."""
-        lineage_id = _as_uuid(lineage_id, "lineage_id")
+        lineage_id = as_uuid(lineage_id, "lineage_id")
         if (position is None) == (at is None):
             raise ValueError("as_of: give exactly one of position= or at=")
         index = self._index
@@ -581,15 +581,15 @@ class EntityRegistry:
         """Changed values between two stored versions, keyed by dotted path."""
         from .diffing import diff_versions
 
-        a = self._index.get(_as_uuid(ecs_id_a, "ecs_id_a"), "ecs_id_a")
-        b = self._index.get(_as_uuid(ecs_id_b, "ecs_id_b"), "ecs_id_b")
+        a = self._index.get(as_uuid(ecs_id_a, "ecs_id_a"), "ecs_id_a")
+        b = self._index.get(as_uuid(ecs_id_b, "ecs_id_b"), "ecs_id_b")
         return diff_versions(self._index, a, b)
 
 
 _MISSING = object()
 
 
-def _as_uuid(value: Any, argument: str) -> UUID:
+def as_uuid(value: Any, argument: str) -> UUID:
     if isinstance(value, UUID):
         return value
     if isinstance(value, str):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .addresses import Address, _step
+from .addresses import Address, step_into
 from .errors import BadPathError, UnknownEntityError
 from .index import InlineIndex, VersionRecord
 from .tree import Ref
@@ -78,7 +78,7 @@ def resolve_stored(index: InlineIndex, address: Address, *, argument: str = "add
                 )
             current = values[seg]
         else:
-            current = _step(current, seg, address, argument, where)
+            current = step_into(current, seg, address, argument, where)
     if type(current) is Ref:
         source = index.records[current.ecs_id]
     return StoredValue(_plain(index, current), source)

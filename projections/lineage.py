@@ -174,7 +174,11 @@ def _describe(con: duckdb.DuckDBPyConnection, graph: LineageGraph, kinds: dict[s
         "FROM entity_versions v WHERE v.ecs_id IN (SELECT unnest(?))",
         [entity_ids],
     ):
-        name = entity_type.rpartition(":")[2].rpartition(".")[2]
+        module, _, rest = entity_type.partition(":")
+        if module == "ledger.outputs":  # a wrapped result: "ledger.outputs:<fields>:<shape hash>"
+            name = f"output({rest.partition(':')[0]})"
+        else:
+            name = rest.rpartition(".")[2] or entity_type
         graph.nodes[ecs_id] = {
             "kind": "entity", "label": f"{name} v{version}", "entity_type": entity_type,
             "lineage_id": lineage_id, "position": position, "cause": cause, "version": version,

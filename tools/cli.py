@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ledger import Ledger
 from ledger.addresses import parse_address
 from ledger.errors import LedgerError, StoreURLError
-from ledger.registry import _as_uuid
+from ledger.registry import as_uuid
 from ledger.store import parse_store_url
 from ledger.stored_view import resolve_stored, stored_data, version_for
 
@@ -166,7 +166,7 @@ def history(lineage_id: str = typer.Argument(..., help="A lineage id (or any ecs
 
     Example: ledger history 3f0c2a9e-0d4b-4c38-9a51-2b8f0e6d7b1d --db sqlite:///audit.db
     """
-    uuid = _as_uuid(lineage_id, "lineage_id")
+    uuid = as_uuid(lineage_id, "lineage_id")
     with open_ledger(db) as led:
         rec = version_for(led.index, uuid, argument="lineage_id")
         console.print(render.history_table(led.index, led.index.lineages[rec.lineage_id]))
@@ -194,7 +194,7 @@ def as_of(
             raise CLIError(f"--at: {at!r} is not an ISO date/time (e.g. 2026-01-31T12:00:00Z)") from None
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
-    uuid = _as_uuid(lineage_id, "lineage_id")
+    uuid = as_uuid(lineage_id, "lineage_id")
     with open_ledger(db) as led:
         index = led.index
         if uuid not in index.lineages:
@@ -227,7 +227,7 @@ def diff(
     """
     with open_ledger(db) as led:
         changes = led.registry.diff(ecs_id_a, ecs_id_b)
-    a, b = _as_uuid(ecs_id_a, "ecs_id_a"), _as_uuid(ecs_id_b, "ecs_id_b")
+    a, b = as_uuid(ecs_id_a, "ecs_id_a"), as_uuid(ecs_id_b, "ecs_id_b")
     console.print(f"{len(changes)} change(s) from {a} to {b}", highlight=False)
     console.print(render.diff_table(changes))
 
