@@ -10,6 +10,7 @@ line saying what it wrote.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 from uuid import UUID
@@ -46,6 +47,12 @@ def spin(x: int, rounds: int = 200_000) -> int:
     for i in range(rounds):
         acc = (acc * 31 + i) % 1_000_003
     return acc
+
+
+@CallableRegistry.register("scale.whoami")
+def whoami(x: int) -> list[int]:
+    """Which process ran the call (a map test proves the work left the parent)."""
+    return [x, os.getpid()]
 
 
 @CallableRegistry.register("scale.fail")
