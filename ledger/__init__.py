@@ -12,6 +12,7 @@ from .callables import CallableRegistry, FunctionMetadata
 from .entity import ConfigEntity, Entity
 from .function_execution import FunctionExecution
 from .functional import create_composite_entity, get, put
+from .digest import Digest
 from .ledger import Ledger, VerifyReport, connect, get_ledger, set_default_ledger, sql
 from .registry import EntityRegistry
 from .tree import EntityTree, build_entity_tree
@@ -19,6 +20,7 @@ from .tree import EntityTree, build_entity_tree
 __all__ = [
     "CallableRegistry",
     "ConfigEntity",
+    "Digest",
     "Entity",
     "EntityRegistry",
     "EntityTree",

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, Literal, TypeVar
@@ -123,6 +124,25 @@ class CallableRegistry:
     def execute(cls, name: str, /, **kwargs: Any) -> Any:
         """Run ``name`` on isolated copies of its inputs and record the execution."""
         return execute_on(get_ledger(), name, **kwargs)
+
+    @classmethod
+    def map(
+        cls,
+        name: str,
+        kwargs_list: Iterable[Mapping[str, Any]],
+        /,
+        *,
+        executor: Executor | None = None,
+        progress: bool = False,
+    ) -> list[Any]:
+        """Run ``name`` once per keyword dict, through ``executor`` if given; results in input order.
+
+        Worker processes write to the default ledger's store themselves; see
+        ``ledger.batch_map`` for what comes back and how failures are raised.
+        """
+        from .batch_map import map_calls  # imports this module
+
+        return map_calls(get_ledger(), name, kwargs_list, executor=executor, progress=progress)
 
     @classmethod
     async def aexecute(cls, name: str, /, **kwargs: Any) -> Any:

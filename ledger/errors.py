@@ -15,8 +15,10 @@ __all__ = [
     "BadPathError",
     "ConcurrencyError",
     "DetachError",
+    "DigestError",
     "EntityNotFoundError",
     "ExecutionError",
+    "ExecutorError",
     "FunctionRegistrationError",
     "InputValidationError",
     "LedgerError",
@@ -117,3 +119,11 @@ class ExecutionError(LedgerError, RuntimeError):
 
 class ReturnTypeError(LedgerError, TypeError):
     """A function returned a value that does not match its return type hint."""
+
+
+class DigestError(LedgerError, ValueError):
+    """A saved ledger digest that cannot be read (bad JSON, missing or wrong fields)."""
+
+
+class ExecutorError(LedgerError, ValueError):
+    """``CallableRegistry.map`` cannot run on the given executor (e.g. memory:// across processes)."""

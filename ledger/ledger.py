@@ -18,7 +18,8 @@ import orjson
 
 from .addresses import Address, Resolved, parse_address, resolve_address
 from .batch import Batch
-from .errors import ConcurrencyError, LedgerClosedError
+from .digest import Digest, LogChain
+from .errors import ConcurrencyError, DigestError, LedgerClosedError
 from .events import ENTITY_VERSION, open_sealed
 from .index import InlineIndex
 from .registry import EntityRegistry
@@ -185,10 +186,32 @@ class Ledger:
         return lineage_graph(analytics.con, ref, direction=direction, depth=depth, position=position)
 
     # ------------------------------------------------------------ integrity
-    def verify(self) -> VerifyReport:
-        """Walk the whole log: each record's own hash, its chain link, stream order."""
+    def digest(self) -> Digest:
+        """The log's head position and chained hash, to keep outside the store.
+
+        ``verify(digest)`` later proves the log still holds everything up to that
+        position unchanged, which per-stream chains alone cannot (a removed tail
+        leaves them intact).
+        """
         self._check_open()
+        chain = LogChain()
+        for n in self.store.iter_all(stop=self.store.head()):
+            chain.add(n.id, n.state)
+        return chain.digest()
+
+    def verify(self, digest: Digest | None = None) -> VerifyReport:
+        """Walk the whole log: each record's own hash, its chain link, stream order.
+
+        With a ``digest`` saved earlier, also check that the log still reaches
+        its position with the same chained hash (a truncated tail or a rewritten
+        history fails, naming the first position that is missing or differs).
+        """
+        self._check_open()
+        if digest is not None and not isinstance(digest, Digest):
+            raise DigestError(f"digest: expected a ledger.digest.Digest, got {type(digest).__name__}")
         report = VerifyReport(ok=True)
+        chain = LogChain()
+        chain_at_digest: str | None = None
         heads: dict[Any, tuple[int, str | None]] = {}
 
         def problem(position: int, text: str) -> None:
@@ -198,6 +221,10 @@ class Ledger:
 
         for n in self.store.iter_all():
             report.events_checked += 1
+            if digest is not None and n.id <= digest.position:
+                chain.add(n.id, n.state)
+                if n.id == digest.position:
+                    chain_at_digest = chain.value
             stated, actual = open_sealed(n.state)
             if stated is None:
                 problem(n.id, f"record of stream {n.originator_id} is not a sealed ledger event")
@@ -223,8 +250,31 @@ class Ledger:
                     "previous record (a removed, replaced or reordered record)",
                 )
             heads[n.originator_id] = (n.originator_version, stated)
+        if digest is not None:
+            _check_digest(digest, chain, chain_at_digest, problem)
         report.ok = not report.problems
         return report
+
+
+def _check_digest(
+    digest: Digest, chain: LogChain, chain_at_digest: str | None, problem: Any
+) -> None:
+    """Compare the log walked so far with a digest saved earlier."""
+    if digest.position == 0:
+        return
+    if chain_at_digest is None:
+        missing = chain.position + 1 if chain.position < digest.position else digest.position
+        problem(
+            missing,
+            f"the log no longer holds position {missing}; the digest was taken at position "
+            f"{digest.position} (a truncated tail or removed record)",
+        )
+    elif chain_at_digest != digest.chain:
+        problem(
+            digest.position,
+            f"the log up to position {digest.position} differs from the digest "
+            "(chained hash mismatch: a record was removed, replaced or rewritten)",
+        )
 
 
 _default: Ledger | None = None

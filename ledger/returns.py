@@ -25,7 +25,7 @@ from .errors import ReturnTypeError
 from .schema import _mentions_entity
 from .signatures import dynamic_tuple_model, output_model_for
 
-__all__ = ["ReturnShape", "entities_in", "shape_return"]
+__all__ = ["ReturnShape", "entities_in", "declare_output_models", "shape_return"]
 
 _CONTAINERS = (tuple, list, dict)
 _PATTERN = {tuple: "B2", list: "B3", dict: "B4"}
@@ -99,6 +99,21 @@ def _wrap_plain(result: Any, annotation: Any, function_name: str) -> ReturnShape
         return ReturnShape("B7", [_build(model, data, function_name)], False)
     model = output_model_for("result", annotation)
     return ReturnShape("B7", [_build(model, {"result": result}, function_name)], False)
+
+
+def declare_output_models(annotation: Any) -> None:
+    """Create the output entity classes a function with this return hint can produce.
+
+    A process that reads outputs written by another process (``map`` on a
+    process pool) has never wrapped a result itself, so the classes those
+    stored versions name do not exist here yet; the classes are derived from
+    the hint alone, so making them up front is enough.
+    """
+    output_model_for("result", annotation)
+    output_model_for("wrapped", annotation if _fits_container(annotation) else Any)
+    args = typing.get_args(annotation) if typing.get_origin(annotation) is tuple else ()
+    if args and not (len(args) == 2 and args[1] is Ellipsis):
+        output_model_for("fields", annotation)
 
 
 def _fits_container(annotation: Any) -> bool:

@@ -1,0 +1,156 @@
+"""``CallableRegistry.map``: many calls of one function through any ``concurrent.futures.Executor``.
+
+Why it works across processes: the store is the only shared state. A worker
+process opens its own ``Ledger`` on the same URL (one per process and URL,
+cached), catches up with the log, runs the call through the ordinary execution
+pipeline (so the outputs, the execution record or the failure are appended by
+the worker, atomically), and sends back only the ids of what it wrote. The
+parent then catches up and reads those entities back from its own ledger, so
+callers get the same kind of objects ``execute`` gives them.
+
+* ``executor=None``: a plain loop in this process.
+* a ``ThreadPoolExecutor``: calls run in this process, on this ledger.
+* any other executor (a process pool, ``dask.distributed``'s
+  ``Client.get_executor()``): calls run in worker processes, which need the
+  registering module importable (it is imported by name) and a store they can
+  reach: ``memory://`` is refused with ``ExecutorError``.
+
+Every call runs; results come back in input order; then the first failure, in
+input order, is re-raised (each failure was recorded as ``execution.failed``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+from uuid import UUID
+
+from .callables import _lookup, execute_on
+from .entity import Entity
+from .errors import ExecutorError, InputValidationError, UnknownFunctionError
+from .ledger import Ledger
+from .returns import declare_output_models
+
+__all__ = ["map_calls"]
+
+
+def map_calls(
+    ledger: Ledger,
+    name: str,
+    kwargs_list: Iterable[Mapping[str, Any]],
+    *,
+    executor: Executor | None = None,
+    progress: bool = False,
+) -> list[Any]:
+    """Run ``name`` once per keyword dict; see the module docstring for the semantics."""
+    meta = _lookup(name)
+    calls = list(kwargs_list)
+    for i, kw in enumerate(calls):
+        if not isinstance(kw, Mapping):
+            raise InputValidationError(f"kwargs_list[{i}]: expected a dict of arguments, got {type(kw).__name__}")
+    if executor is not None and not isinstance(executor, Executor):
+        raise ExecutorError(f"executor: expected a concurrent.futures.Executor, got {type(executor).__name__}")
+
+    outcomes: list[tuple[bool, Any]] = [(False, None)] * len(calls)
+    with _progress_bar(progress, len(calls), name) as advance:
+        if executor is None:
+            for i, kw in enumerate(calls):
+                outcomes[i] = _outcome(lambda kw=kw: execute_on(ledger, name, **kw))
+                advance()
+        else:
+            futures = _submit(ledger, name, meta.func.__module__, calls, executor)
+            for future in as_completed(futures):
+                outcomes[futures[future]] = _outcome(future.result)
+                advance()
+            if not isinstance(executor, ThreadPoolExecutor):
+                ledger.refresh()  # the workers wrote through their own ledgers
+                declare_output_models(meta.signature.return_annotation)
+                outcomes = [(ok, _read_back(ledger, v) if ok else v) for ok, v in outcomes]
+    for ok, value in outcomes:
+        if not ok:
+            raise value
+    return [value for _, value in outcomes]
+
+
+def _submit(
+    ledger: Ledger, name: str, module: str, calls: list[Mapping[str, Any]], executor: Executor
+) -> dict[Future[Any], int]:
+    if isinstance(executor, ThreadPoolExecutor):  # same process: share this ledger
+        return {executor.submit(execute_on, ledger, name, **kw): i for i, kw in enumerate(calls)}
+    if ledger.store.kind == "memory":
+        raise ExecutorError(
+            f"executor: {type(executor).__name__} runs calls in other processes, which cannot "
+            f"reach this process's {ledger.url} store; use sqlite:///… or postgresql://…, "
+            "a ThreadPoolExecutor, or executor=None"
+        )
+    url = ledger.url
+    return {executor.submit(run_in_worker, url, name, module, dict(kw)): i for i, kw in enumerate(calls)}
+
+
+def _outcome(fn: Callable[[], Any]) -> tuple[bool, Any]:
+    try:
+        return True, fn()
+    except Exception as exc:  # noqa: BLE001 - kept, and re-raised once every call has finished
+        return False, exc
+
+
+# ------------------------------------------------------------ worker side
+@lru_cache(maxsize=8)
+def _worker_ledger(url: str, pid: int) -> Ledger:
+    """One ledger per worker process and URL (the pid keeps a forked child off its parent's)."""
+    return Ledger(url)
+
+
+def run_in_worker(url: str, name: str, module: str, kwargs: dict[str, Any]) -> Any:
+    """Executed in a worker process: run one call against the shared store, return output ids."""
+    try:
+        _lookup(name)
+    except UnknownFunctionError:
+        if module == "__main__":
+            raise
+        importlib.import_module(module)  # registers the function, as at the parent's import
+    ledger = _worker_ledger(url, os.getpid())
+    ledger.refresh()  # inputs may be entities that other processes just wrote
+    return _ids(execute_on(ledger, name, **kwargs))
+
+
+def _ids(result: Any) -> Any:
+    if isinstance(result, Entity):
+        return ("entity", result.ecs_id)
+    if isinstance(result, list) and all(isinstance(e, Entity) for e in result):
+        return ("entities", [e.ecs_id for e in result])
+    return ("value", result)
+
+
+def _read_back(ledger: Ledger, ids: Any) -> Any:
+    """The worker's output entities, as stored, from the parent's own ledger."""
+    kind, value = ids
+    registry = ledger.registry
+
+    def one(ecs_id: UUID) -> Entity:
+        return registry.get_stored_entity(registry.ecs_id_to_root_id(ecs_id), ecs_id)
+
+    if kind == "entity":
+        return one(value)
+    if kind == "entities":
+        return [one(e) for e in value]
+    return value
+
+
+@contextmanager
+def _progress_bar(enabled: bool, total: int, name: str) -> Iterator[Callable[[], None]]:
+    if not enabled:
+        yield lambda: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+    ) as bar:
+        task = bar.add_task(f"map {name}", total=total)
+        yield lambda: bar.advance(task)
