@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from ledger import Digest, Ledger
 from ledger.errors import DigestError
-from tools.cli_digest import digest_command
+from tools.cli import app as cli_app
 
 from .models import student
 from .test_store import _rows
@@ -100,10 +100,7 @@ class TestDigest:
 
 class TestDigestCommand:
     def app(self) -> typer.Typer:
-        app = typer.Typer()
-        app.command("digest")(digest_command)
-        app.command("noop")(lambda: None)  # keeps typer from collapsing to a single command
-        return app
+        return cli_app
 
     def test_prints_the_digest_json(self, tmp_path) -> None:
         url = f"sqlite:///{tmp_path / 'a.db'}"
@@ -125,3 +122,9 @@ class TestDigestCommand:
         assert f"position {d.position}" in result.output
         with Ledger(url) as led:
             assert led.verify(d).ok
+        ok = CliRunner().invoke(self.app(), ["verify", "--db", url, "--digest", str(out)])
+        assert ok.exit_code == 0 and f"against the digest of position {d.position}" in ok.output
+        with Ledger(url) as led:
+            delete_tail(led, 1)
+        bad = CliRunner().invoke(self.app(), ["verify", "--db", url, "--digest", str(out)])
+        assert bad.exit_code == 1 and f"position {d.position}" in bad.output

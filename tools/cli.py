@@ -23,9 +23,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ledger import Ledger
+from ledger import Digest, Ledger
 from ledger.addresses import parse_address
-from ledger.errors import LedgerError, StoreURLError
+from ledger.errors import DigestError, LedgerError, StoreURLError
 from ledger.registry import as_uuid
 from ledger.store import parse_store_url
 from ledger.stored_view import resolve_stored, stored_data, version_for
@@ -281,20 +281,54 @@ def sql(
 # ---------------------------------------------------------------- integrity
 @app.command()
 @one_line_errors
-def verify(db: str | None = DbOption) -> None:
+def verify(
+    db: str | None = DbOption,
+    digest: Path | None = typer.Option(
+        None, "--digest", help="A digest saved earlier by `ledger digest --out`: also detect a removed tail."
+    ),
+) -> None:
     """Check every record's hash, its chain link and stream order; exit 1 on any problem.
 
-    Example: ledger verify --db sqlite:///audit.db
+    Example: ledger verify --db sqlite:///audit.db --digest head.json
     """
+    saved = None
+    if digest is not None:
+        try:
+            saved = Digest.from_json(digest.read_text())
+        except OSError as exc:
+            raise DigestError(f"digest: cannot read {str(digest)!r}: {exc.strerror}") from None
     with open_ledger(db) as led:
-        report = led.verify()
+        report = led.verify(saved)
     if report.ok:
-        console.print(f"ok: {report.events_checked} events verified")
+        against = f" against the digest of position {saved.position}" if saved is not None else ""
+        console.print(f"ok: {report.events_checked} events verified{against}")
         return
     for p in report.problems:
         err.print(p, highlight=False)
     err.print(f"FAILED: first bad position {report.first_bad_position}", highlight=False)
     raise typer.Exit(1)
+
+
+@app.command("digest")
+@one_line_errors
+def digest_command(
+    db: str | None = DbOption,
+    out: Path | None = typer.Option(None, "--out", help="Write the digest JSON to this file instead of stdout."),
+) -> None:
+    """Print the head position and chained hash of the whole log as JSON.
+
+    Keep it where the store's writers cannot edit it; `ledger verify --digest FILE`
+    later proves the log still holds everything up to that position, unchanged.
+
+    Example: ledger digest --db sqlite:///audit.db --out head.json
+    """
+    with open_ledger(db) as led:
+        digest = led.digest()
+    if out is None:
+        typer.echo(digest.to_json())
+    else:
+        out.write_text(digest.to_json() + "\n")
+        console.print(f"digest of position {digest.position} written to {out}")
 
 
 # -------------------------------------------------------------- projections
