@@ -10,21 +10,28 @@ from typing import Any
 from . import errors
 from .callables import CallableRegistry, FunctionMetadata
 from .entity import ConfigEntity, Entity
+from .erasure import Erasure
 from .function_execution import FunctionExecution
 from .functional import create_composite_entity, get, put
 from .ledger import Ledger, VerifyReport, connect, get_ledger, set_default_ledger, sql
+from .personal import ERASED, ErasedValue, Personal, PersonalData
 from .registry import EntityRegistry
 from .tree import EntityTree, build_entity_tree
 
 __all__ = [
     "CallableRegistry",
     "ConfigEntity",
+    "ERASED",
     "Entity",
     "EntityRegistry",
     "EntityTree",
+    "ErasedValue",
+    "Erasure",
     "FunctionExecution",
     "FunctionMetadata",
     "Ledger",
+    "Personal",
+    "PersonalData",
     "VerifyReport",
     "build_entity_tree",
     "connect",

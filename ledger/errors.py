@@ -15,7 +15,9 @@ __all__ = [
     "BadPathError",
     "ConcurrencyError",
     "DetachError",
+    "EntityDefinitionError",
     "EntityNotFoundError",
+    "ErasedError",
     "ExecutionError",
     "FunctionRegistrationError",
     "InputValidationError",
@@ -62,6 +64,19 @@ class EntityNotFoundError(LedgerError, LookupError):
 
 class UnknownEntityTypeError(LedgerError, LookupError):
     """A stored version names an entity class this process cannot resolve."""
+
+
+class EntityDefinitionError(LedgerError, TypeError):
+    """An entity class the ledger cannot store as declared (e.g. a personal tree field)."""
+
+
+class ErasedError(LedgerError, ValueError):
+    """The personal data involved was erased: it cannot be used as input or written again.
+
+    Reading an erased version works (personal fields read as ``ERASED``); what is
+    refused is anything that would need the destroyed key or would pass the
+    tombstone on as if it were data.
+    """
 
 
 class NotARootError(LedgerError, ValueError):
