@@ -32,6 +32,7 @@ __all__ = [
     "UnknownEntityError",
     "UnknownEntityTypeError",
     "UnknownFunctionError",
+    "UnstorableValueError",
 ]
 
 
@@ -128,6 +129,13 @@ class InputValidationError(LedgerError, ValueError):
 
 class ExecutionError(LedgerError, RuntimeError):
     """A function could not be run to completion (crashed or timed-out child)."""
+
+
+class UnstorableValueError(LedgerError, TypeError):
+    """A field value the log cannot hold as JSON (an arbitrary object, a set, nesting too deep).
+
+    Found while sealing a batch, so nothing of it was written.
+    """
 
 
 class ReturnTypeError(LedgerError, TypeError):

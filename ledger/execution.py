@@ -36,7 +36,7 @@ from .personal import ERASED
 from .registry import TreePlan, _meta_of
 from .returns import ReturnShape, shape_return
 from .schema import IDENTITY_FIELDS
-from .tree import IMMUTABLE_TYPES, EntityTree, build_entity_tree, copy_value
+from .tree import MAX_NESTING, IMMUTABLE_TYPES, EntityTree, build_entity_tree, copy_value, too_deep
 
 if TYPE_CHECKING:
     from .callables import FunctionMetadata
@@ -132,6 +132,11 @@ def prepare(ledger: Ledger, meta: FunctionMetadata, kwargs: dict[str, Any]) -> C
     args: dict[str, Any] = {}
     given_configs: dict[str, Any] = {}
     extras: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if type(value) in (list, tuple, dict) and too_deep(value):
+            raise InputValidationError(
+                f"argument {key!r}: nested deeper than {MAX_NESTING} levels (or contains itself)"
+            )
     for key, value in kwargs.items():
         spec = params.get(key)
         if spec is None:

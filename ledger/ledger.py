@@ -88,7 +88,11 @@ class Ledger:
         """Append a batch atomically, then update the index and the live objects."""
         self._check_open()
         with self._lock:
-            events = batch.seal()
+            try:
+                events = batch.seal()
+            except BaseException:
+                batch.abort()
+                raise
             try:
                 positions = self.store.append(events)
             except ConcurrencyError:

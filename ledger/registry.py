@@ -25,7 +25,14 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from .batch import Batch
 from .entity import Entity, utc_now
-from .errors import AttachError, DetachError, EntityNotFoundError, ErasedError, NotARootError
+from .errors import (
+    AttachError,
+    DetachError,
+    EntityNotFoundError,
+    ErasedError,
+    NotARootError,
+    UnstorableValueError,
+)
 from .events import ENTITY_VERSION
 from .index import VersionRecord
 from .personal import ERASED, seal_fields
@@ -204,7 +211,13 @@ class EntityRegistry:
                         f"{type(node).__name__}.{n} of lineage {node.lineage_id} holds ERASED: "
                         "erased personal data cannot be written again"
                     )
-            values_json = schema.dump_plain(node, values)
+            try:
+                values_json = schema.dump_plain(node, values)
+            except (TypeError, ValueError) as exc:  # PydanticSerializationError is a ValueError
+                raise UnstorableValueError(
+                    f"{type(node).__name__} {node.ecs_id}: a field value cannot be stored as JSON: "
+                    f"{str(exc).splitlines()[0]}"
+                ) from None
             if schema.personal_fields:
                 key = self._key_for_writing(node.lineage_id, type(node).__name__)
                 values_json = seal_fields(values_json, schema.personal_fields, key, node.lineage_id)
