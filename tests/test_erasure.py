@@ -329,3 +329,17 @@ class TestCli:
         out = CliRunner().invoke(app, ["history", str(p.lineage_id), "--db", url])
         assert out.exit_code == 0, out.output
         assert "created" in out.output and SECRET not in out.output
+
+
+class TestReadme:
+    def test_the_erasure_example_runs(self, tmp_path: Path) -> None:
+        """README-erase.md's Python example runs as written."""
+        import re
+        import subprocess
+        import sys
+
+        text = (Path(__file__).resolve().parent.parent / "README-erase.md").read_text()
+        code = "\n".join(re.findall(r"```python\n(.*?)```", text, re.S))
+        assert "led.erase(" in code
+        result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
