@@ -10,10 +10,12 @@ from typing import Any
 from . import errors
 from .callables import CallableRegistry, FunctionMetadata
 from .entity import ConfigEntity, Entity
+from .erasure import Erasure
 from .function_execution import FunctionExecution
 from .functional import create_composite_entity, get, put
 from .digest import Digest
 from .ledger import Ledger, VerifyReport, connect, get_ledger, set_default_ledger, sql
+from .personal import ERASED, ErasedValue, Personal, PersonalData
 from .registry import EntityRegistry
 from .tree import EntityTree, build_entity_tree
 
@@ -21,12 +23,17 @@ __all__ = [
     "CallableRegistry",
     "ConfigEntity",
     "Digest",
+    "ERASED",
     "Entity",
     "EntityRegistry",
     "EntityTree",
+    "ErasedValue",
+    "Erasure",
     "FunctionExecution",
     "FunctionMetadata",
     "Ledger",
+    "Personal",
+    "PersonalData",
     "VerifyReport",
     "build_entity_tree",
     "connect",

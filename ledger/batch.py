@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 from .entity import utc_now
+from .errors import UnstorableValueError
 from .events import ENTITY_VERSION, NewEvent, seal
 
 if TYPE_CHECKING:
@@ -59,7 +60,10 @@ class Batch:
             body["recorded_at"] = self.recorded_at
             body["batch_id"] = self.batch_id
             body["batch_size"] = size
-            state, digest = seal(body, head[1])
+            try:
+                state, digest = seal(body, head[1])
+            except TypeError as exc:  # orjson.JSONEncodeError: a value JSON cannot hold
+                raise UnstorableValueError(f"{_culprit(topic, body)}: {exc}") from None
             heads[stream_id] = (version, digest)
             out.append(NewEvent(stream_id, version, topic, state, digest))
         self.sealed = out
@@ -89,3 +93,17 @@ class Batch:
     def abort(self) -> None:
         for fn in reversed(self._undo):
             fn()
+
+
+def _culprit(topic: str, body: dict[str, Any]) -> str:
+    """Which entity field of an unsealable event holds the value JSON cannot encode."""
+    import orjson
+
+    if topic == ENTITY_VERSION:
+        for name, value in body["children"].items():  # plain values were encoded in planning
+            try:
+                orjson.dumps(value)
+            except TypeError:
+                kind = str(body["entity_type"]).rpartition(":")[2]
+                return f"{kind}.{name} of {body['ecs_id']} cannot be stored"
+    return f"a {topic} event cannot be stored"

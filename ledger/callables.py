@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, Literal, TypeVar
 
-from .errors import FunctionRegistrationError, ReturnTypeError, UnknownFunctionError
+from .errors import FunctionRegistrationError, ReturnTypeError, UnknownFunctionError, UnstorableValueError
 from .execution import Call, failure_text, finish, prepare, record_failure
 from .isolation import ChildFailure, run_in_child
 from .ledger import Ledger, get_ledger
@@ -151,6 +151,8 @@ class CallableRegistry:
 
 
 def _lookup(name: str) -> FunctionMetadata:
+    if not isinstance(name, str):
+        raise UnknownFunctionError(f"name: a function name is a str, got {type(name).__name__} {name!r:.80}")
     meta = _functions.get(name)
     if meta is None:
         known = ", ".join(sorted(_functions)) or "none"
@@ -207,7 +209,7 @@ def _finish(call: Call, result: Any, start: float) -> Any:
     duration_ms = (perf_counter() - start) * 1000.0
     try:
         return finish(call, result, duration_ms, by_ids=call.meta.isolation == "process")
-    except ReturnTypeError as exc:
+    except (ReturnTypeError, UnstorableValueError) as exc:
         error_type, message, tb = failure_text(exc)
         record_failure(call, error_type, message, tb, duration_ms)
         raise

@@ -87,6 +87,13 @@ class Entity(BaseModel):
     def is_root_entity(self) -> bool:
         return self.root_ecs_id is not None and self.root_ecs_id == self.ecs_id
 
+    def is_erased(self) -> bool:
+        """True when this copy's personal fields read as ``ERASED`` (its lineage was erased)."""
+        from .personal import ERASED
+
+        d = self.__dict__
+        return any(d.get(n) is ERASED for n in type(self).ledger_schema().personal_fields)
+
     def update_ecs_ids(self) -> None:
         """Give this live object a fresh version id, keeping its lineage.
 

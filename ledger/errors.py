@@ -16,7 +16,9 @@ __all__ = [
     "ConcurrencyError",
     "DetachError",
     "DigestError",
+    "EntityDefinitionError",
     "EntityNotFoundError",
+    "ErasedError",
     "ExecutionError",
     "ExecutorError",
     "FunctionRegistrationError",
@@ -32,6 +34,7 @@ __all__ = [
     "UnknownEntityError",
     "UnknownEntityTypeError",
     "UnknownFunctionError",
+    "UnstorableValueError",
 ]
 
 
@@ -64,6 +67,19 @@ class EntityNotFoundError(LedgerError, LookupError):
 
 class UnknownEntityTypeError(LedgerError, LookupError):
     """A stored version names an entity class this process cannot resolve."""
+
+
+class EntityDefinitionError(LedgerError, TypeError):
+    """An entity class the ledger cannot store as declared (e.g. a personal tree field)."""
+
+
+class ErasedError(LedgerError, ValueError):
+    """The personal data involved was erased: it cannot be used as input or written again.
+
+    Reading an erased version works (personal fields read as ``ERASED``); what is
+    refused is anything that would need the destroyed key or would pass the
+    tombstone on as if it were data.
+    """
 
 
 class NotARootError(LedgerError, ValueError):
@@ -115,6 +131,13 @@ class InputValidationError(LedgerError, ValueError):
 
 class ExecutionError(LedgerError, RuntimeError):
     """A function could not be run to completion (crashed or timed-out child)."""
+
+
+class UnstorableValueError(LedgerError, TypeError):
+    """A field value the log cannot hold as JSON (an arbitrary object, a set, nesting too deep).
+
+    Found while sealing a batch, so nothing of it was written.
+    """
 
 
 class ReturnTypeError(LedgerError, TypeError):

@@ -21,10 +21,12 @@ import orjson
 from pydantic import BaseModel, ConfigDict
 
 __all__ = [
+    "ENTITY_ERASED",
     "ENTITY_VERSION",
     "EXECUTION_COMPLETED",
     "EXECUTION_FAILED",
     "EVENT_MODELS",
+    "EntityErased",
     "EntityVersionRecorded",
     "ExecutionCompleted",
     "ExecutionFailed",
@@ -34,6 +36,7 @@ __all__ = [
 ]
 
 ENTITY_VERSION = "entity.version"
+ENTITY_ERASED = "entity.erased"
 EXECUTION_COMPLETED = "execution.completed"
 EXECUTION_FAILED = "execution.failed"
 
@@ -57,6 +60,8 @@ class EntityVersionRecorded(_Event):
     child as ``{"$e": ecs_id}`` (tuples as ``{"$t": [...]}``), so a tree version
     is a small DAG of these events and unchanged subtrees are never rewritten.
     ``tree_root`` is the root version of the tree this batch recorded.
+    ``personal`` names the fields of ``values`` stored encrypted with the
+    lineage's key (absent when there are none; see ledger/personal.py).
     """
 
     ecs_id: UUID
@@ -74,6 +79,20 @@ class EntityVersionRecorded(_Event):
     forked_at: datetime | None
     detached_from: UUID | None = None  # the root version of the tree this entity left
     attached_to: UUID | None = None  # the root version of the tree this entity joined
+    personal: list[str] = []
+
+
+class EntityErased(_Event):
+    """The personal data of one lineage was erased (its key destroyed).
+
+    Appended in the lineage's own stream, after its last version, so the
+    erasure is ordered, chained and verifiable like every other fact. The
+    versions keep their ciphertext; without the key it reads as ``ERASED``.
+    """
+
+    lineage_id: UUID
+    reason: str
+    versions: int
 
 
 class OutputRecord(BaseModel):
@@ -120,6 +139,7 @@ class ExecutionFailed(_Event):
 
 EVENT_MODELS: dict[str, type[_Event]] = {
     ENTITY_VERSION: EntityVersionRecorded,
+    ENTITY_ERASED: EntityErased,
     EXECUTION_COMPLETED: ExecutionCompleted,
     EXECUTION_FAILED: ExecutionFailed,
 }

@@ -29,13 +29,14 @@ from pydantic import ValidationError
 from .addresses import parse_address, resolve_address
 from .batch import Batch
 from .entity import ConfigEntity, Entity
-from .errors import InputValidationError
+from .errors import ErasedError, InputValidationError
 from .events import EXECUTION_COMPLETED, EXECUTION_FAILED
 from .function_execution import FunctionExecution
+from .personal import ERASED
 from .registry import TreePlan, _meta_of
 from .returns import ReturnShape, shape_return
 from .schema import IDENTITY_FIELDS
-from .tree import IMMUTABLE_TYPES, EntityTree, build_entity_tree, copy_value
+from .tree import MAX_NESTING, IMMUTABLE_TYPES, EntityTree, build_entity_tree, copy_value, too_deep
 
 if TYPE_CHECKING:
     from .callables import FunctionMetadata
@@ -106,6 +107,10 @@ def prepare(ledger: Ledger, meta: FunctionMetadata, kwargs: dict[str, Any]) -> C
             address = parse_address(value, argument=param)
             res = resolve_address(registry, index, address, argument=param)
             found = res.value
+            if found is ERASED:
+                raise ErasedError(
+                    f"argument {param!r}: address {value!r} is personal data that was erased"
+                )
             if isinstance(found, Entity):
                 resolved_ids.add(id(found))
                 call.inputs.append(_Input(param, found, None, value))
@@ -127,6 +132,11 @@ def prepare(ledger: Ledger, meta: FunctionMetadata, kwargs: dict[str, Any]) -> C
     args: dict[str, Any] = {}
     given_configs: dict[str, Any] = {}
     extras: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if type(value) in (list, tuple, dict) and too_deep(value):
+            raise InputValidationError(
+                f"argument {key!r}: nested deeper than {MAX_NESTING} levels (or contains itself)"
+            )
     for key, value in kwargs.items():
         spec = params.get(key)
         if spec is None:
@@ -164,6 +174,12 @@ def prepare(ledger: Ledger, meta: FunctionMetadata, kwargs: dict[str, Any]) -> C
     if entities:
         _trace(ledger, entities, resolved_ids)
         copy_of = _isolate(call, entities, resolved_ids)
+        for name, e in entities:
+            if copy_of[id(e)].is_erased():
+                raise ErasedError(
+                    f"argument {name!r}: {type(e).__name__} of lineage {e.lineage_id} was "
+                    "erased; its personal fields cannot be a function's input"
+                )
     else:
         copy_of = {}
 

@@ -20,11 +20,13 @@ from uuid import UUID
 import orjson
 
 from .errors import EntityNotFoundError
+from .personal import open_fields
 from .schema import topics
 from .tree import refs_in, shape_from_json, shape_to_json
 
 if TYPE_CHECKING:
     from .entity import Entity
+    from .keys import KeyStore
 
 __all__ = ["InlineIndex", "StreamHead", "VersionRecord"]
 
@@ -48,6 +50,8 @@ class VersionRecord:
         "position",
         "lineage_index",
         "linear",
+        "personal",
+        "_index",
         "_values_json",
         "_values_data",
         "_values",
@@ -70,6 +74,8 @@ class VersionRecord:
         values: dict[str, Any] | None = None,
         values_json: bytes | None = None,
         values_data: dict[str, Any] | None = None,
+        personal: tuple[str, ...] = (),
+        index: InlineIndex | None = None,
     ) -> None:
         self.ecs_id = ecs_id
         self.lineage_id = lineage_id
@@ -89,12 +95,27 @@ class VersionRecord:
         self._values = values
         self._values_json = values_json
         self._values_data = values_data
+        #: Fields stored encrypted; ``index`` supplies the key (None when there are none).
+        self.personal = personal
+        self._index = index if personal else None
 
-    def values_data(self) -> dict[str, Any]:
-        """Plain field values in their stored JSON form."""
+    def stored_values(self) -> dict[str, Any]:
+        """Plain field values exactly as the event stores them (personal ones encrypted)."""
         if self._values_data is None:
             self._values_data = orjson.loads(self._values_json or b"{}")
         return self._values_data
+
+    def values_data(self) -> dict[str, Any]:
+        """Plain field values in JSON form, personal ones decrypted (``ERASED`` once erased)."""
+        stored = self.stored_values()
+        if not self.personal or self._index is None:
+            return stored
+        key = self._index.key_for(self.lineage_id)
+        return open_fields(stored, self.personal, key, self.lineage_id)
+
+    def forget_values(self) -> None:
+        """Drop the decoded values (the lineage was erased: they must be read again)."""
+        self._values = None
 
     def values(self) -> dict[str, Any]:
         """Plain field values as validated Python values (cached; never hand out unfrozen)."""
@@ -129,7 +150,10 @@ def _dt(value: Any) -> datetime | None:
 class InlineIndex:
     """Stored versions by ecs_id, lineages, tree membership and stream heads."""
 
-    def __init__(self) -> None:
+    def __init__(self, keys: KeyStore | None = None) -> None:
+        self.keys = keys
+        #: Erased lineages and the position of their ``entity.erased`` event.
+        self.erased: dict[UUID, int] = {}
         self.records: dict[UUID, VersionRecord] = {}
         self.lineages: dict[UUID, list[VersionRecord]] = {}
         self.lineage_ids: dict[UUID, list[UUID]] = {}
@@ -182,6 +206,25 @@ class InlineIndex:
             self.position = position
         self.event_count += 1
 
+    def key_for(self, lineage_id: UUID) -> bytes | None:
+        """The data key of a lineage; None once it is erased (whatever a cache still holds)."""
+        if lineage_id in self.erased or self.keys is None:
+            return None
+        return self.keys.get(lineage_id)
+
+    def mark_erased(self, lineage_id: UUID, position: int) -> None:
+        """Record an erasure: forget the cached key and every decoded personal value."""
+        self.erased.setdefault(lineage_id, position)
+        if self.keys is not None:
+            self.keys.forget(lineage_id)
+        for rec in self.lineages.get(lineage_id, ()):
+            rec.forget_values()
+
+    def apply_erased(self, payload: dict[str, Any], position: int, stream_id: UUID) -> None:
+        """Replay one ``entity.erased`` event."""
+        self.advance_stream(stream_id, payload["hash"], position)
+        self.mark_erased(stream_id, position)
+
     def mark_tree(self, root_ecs_id: UUID) -> None:
         """Point every version in the tree below ``root_ecs_id`` at that root."""
         root_of = self.root_of
@@ -227,6 +270,8 @@ class InlineIndex:
             forked_at=_dt(payload["forked_at"]),
             recorded_at=_dt(payload["recorded_at"]),  # type: ignore[arg-type]
             values_data=payload["values"],
+            personal=tuple(payload["personal"]) if "personal" in payload else (),
+            index=self,
         )
         self.add(record, position, payload["hash"])
         return record
@@ -287,7 +332,7 @@ class InlineIndex:
                     str(r.previous_ecs_id),
                     r.topic,
                     r.is_root,
-                    r.values_data(),
+                    r.stored_values(),
                     {f: shape_to_json(s) for f, s in r.shape.items()},
                     r.meta,
                     r.created_at.isoformat(),
@@ -301,5 +346,6 @@ class InlineIndex:
             "root_of": {str(k): str(v) for k, v in self.root_of.items()},
             "streams": {str(k): (h.version, h.hash) for k, h in self.streams.items()},
             "position": self.position,
+            "erased": {str(k): v for k, v in self.erased.items()},
         }
 

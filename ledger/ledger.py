@@ -19,8 +19,9 @@ import orjson
 from .addresses import Address, Resolved, parse_address, resolve_address
 from .batch import Batch
 from .digest import Digest, LogChain
+from .erasure import Erasure, erase_lineage
 from .errors import ConcurrencyError, DigestError, LedgerClosedError
-from .events import ENTITY_VERSION, open_sealed
+from .events import ENTITY_ERASED, ENTITY_VERSION, open_sealed
 from .index import InlineIndex
 from .registry import EntityRegistry
 from .store import EventStore
@@ -50,7 +51,7 @@ class Ledger:
         self.url = url
         self.analytics_path = analytics_path
         self.store = EventStore(url)
-        self.index = InlineIndex()
+        self.index = InlineIndex(self.store.keys)
         self.registry = EntityRegistry(self)
         self._lock = threading.RLock()
         self._closed = False
@@ -91,7 +92,11 @@ class Ledger:
         """Append a batch atomically, then update the index and the live objects."""
         self._check_open()
         with self._lock:
-            events = batch.seal()
+            try:
+                events = batch.seal()
+            except BaseException:
+                batch.abort()
+                raise
             try:
                 positions = self.store.append(events)
             except ConcurrencyError:
@@ -140,8 +145,24 @@ class Ledger:
         payload = orjson.loads(state)
         if topic == ENTITY_VERSION:
             self.index.apply_entity_version(payload, position, stream_id, uuids)
+        elif topic == ENTITY_ERASED:
+            self.index.apply_erased(payload, position, stream_id)
         else:
             self.index.advance_stream(stream_id, payload["hash"], position)
+
+    def erase(self, lineage_id: UUID | str, *, reason: str) -> Erasure:
+        """Make the personal fields of every version of a lineage unreadable, for good.
+
+        Appends one ``entity.erased`` event to the lineage's stream and destroys
+        its data key. Afterwards every read path gives ``ERASED`` for fields
+        marked ``Personal[...]`` (other fields are untouched), ``verify()`` stays
+        ok (hashes cover the ciphertext, which is never edited), and the lineage
+        refuses new versions (``ErasedError``). Erasing an erased lineage again
+        writes nothing and returns ``already_erased=True``; an unknown lineage is
+        an ``EntityNotFoundError``.
+        """
+        self._check_open()
+        return erase_lineage(self, lineage_id, reason=reason)
 
     def resolve(self, address: str | Address, *, argument: str = "address") -> Resolved:
         """The stored value at ``@<uuid>.path`` (entities as fresh copies)."""

@@ -25,9 +25,17 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from .batch import Batch
 from .entity import Entity, utc_now
-from .errors import AttachError, DetachError, EntityNotFoundError, NotARootError
+from .errors import (
+    AttachError,
+    DetachError,
+    EntityNotFoundError,
+    ErasedError,
+    NotARootError,
+    UnstorableValueError,
+)
 from .events import ENTITY_VERSION
 from .index import VersionRecord
+from .personal import ERASED, seal_fields
 from .schema import META_FIELDS, topics
 from .tree import IMMUTABLE_TYPES, EntityTree, Ref, build_entity_tree, copy_value, shape_to_json
 
@@ -197,6 +205,22 @@ class EntityRegistry:
             shape = tree.shapes[ecs_id]
             if new_ids and shape:
                 shape = {k: _remap(v, new_ids) for k, v in shape.items()}
+            for n, v in values.items():
+                if v is ERASED:
+                    raise ErasedError(
+                        f"{type(node).__name__}.{n} of lineage {node.lineage_id} holds ERASED: "
+                        "erased personal data cannot be written again"
+                    )
+            try:
+                values_json = schema.dump_plain(node, values)
+            except (TypeError, ValueError) as exc:  # PydanticSerializationError is a ValueError
+                raise UnstorableValueError(
+                    f"{type(node).__name__} {node.ecs_id}: a field value cannot be stored as JSON: "
+                    f"{str(exc).splitlines()[0]}"
+                ) from None
+            if schema.personal_fields:
+                key = self._key_for_writing(node.lineage_id, type(node).__name__)
+                values_json = seal_fields(values_json, schema.personal_fields, key, node.lineage_id)
             plan.records.append(
                 VersionRecord(
                     ecs_id=new_ids.get(ecs_id, ecs_id),
@@ -211,11 +235,35 @@ class EntityRegistry:
                     forked_at=now if forked else node.forked_at,
                     recorded_at=now,
                     values=values,
-                    values_json=_exact(schema.dump_plain(node, values)),
+                    values_json=_exact(values_json),
+                    personal=schema.personal_fields,
+                    index=self._index,
                 )
             )
         plan.root_ecs_id = new_ids.get(root.ecs_id, root.ecs_id)
         return plan
+
+    def _key_for_writing(self, lineage_id: UUID, type_name: str) -> bytes:
+        """The lineage's data key, created (and stored) before the batch that needs it.
+
+        An erased lineage gets no new versions: its key is gone, and a fresh key
+        would quietly start a second, readable life for data that was erased.
+        """
+        index = self._index
+        if lineage_id in index.erased:
+            raise ErasedError(
+                f"{type_name} lineage {lineage_id} was erased; it cannot get new versions"
+            )
+        assert index.keys is not None
+        key = index.keys.get(lineage_id)
+        if key is None:
+            if any(r.personal for r in index.lineages.get(lineage_id, ())):
+                raise ErasedError(
+                    f"{type_name} lineage {lineage_id}: its data key was destroyed (erased by "
+                    "another writer); refresh() to see the erasure"
+                )
+            key = index.keys.create(lineage_id)
+        return key
 
     def add_plan(
         self, batch: Batch, plan: TreePlan, cause: str, link: tuple[UUID, str, UUID] | None = None
@@ -246,6 +294,8 @@ class EntityRegistry:
             }
             if link is not None and link[0] == rec.lineage_id:
                 body[link[1]] = link[2]
+            if rec.personal:
+                body["personal"] = list(rec.personal)
             batch.add(rec.lineage_id, ENTITY_VERSION, body, rec)
         batch.after_commit(functools.partial(self._apply_plan, plan))
 

@@ -24,7 +24,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict, create_model
 from pydantic_core import SchemaSerializer
 
-from .errors import TreeStructureError, UnknownEntityTypeError
+from .errors import EntityDefinitionError, TreeStructureError, UnknownEntityTypeError
+from .personal import is_personal, widen_for_erasure
 
 if TYPE_CHECKING:
     from .entity import Entity
@@ -103,6 +104,8 @@ class EntitySchema:
     plain_include: frozenset[str]
     serializer: SchemaSerializer
     plain_model: type[BaseModel] | None
+    #: Plain fields marked ``Personal[...]``: stored encrypted with the lineage's key.
+    personal_fields: tuple[str, ...] = ()
 
     def dump_plain(self, entity: Entity, values: dict[str, Any] | None = None) -> bytes:
         """The JSON of the entity's plain fields.
@@ -178,18 +181,27 @@ def build_schema(cls: type[Entity]) -> EntitySchema:
 
     plain: list[str] = []
     tree: list[str] = []
-    annotations: dict[str, Any] = {}
+    personal: list[str] = []
+    fields: dict[str, Any] = {}
     for name, info in cls.model_fields.items():
         if name in IDENTITY_FIELDS:
             continue
         if _mentions_entity(info.annotation, Entity):
+            if is_personal(info):
+                raise EntityDefinitionError(
+                    f"{cls.__qualname__}.{name}: a field that holds entities cannot be Personal; "
+                    "mark the personal fields of the child entity class instead"
+                )
             tree.append(name)
         else:
             plain.append(name)
-            annotations[name] = info
+            if is_personal(info):
+                personal.append(name)
+                fields[name] = widen_for_erasure(info)  # reads back as ERASED once erased
+            else:
+                fields[name] = (info.annotation, info)
     plain_model: type[BaseModel] | None = None
     if plain:
-        fields = {n: (i.annotation, i) for n, i in annotations.items()}
         plain_model = create_model(  # type: ignore[call-overload]
             f"{cls.__name__}PlainFields",
             __config__=ConfigDict(arbitrary_types_allowed=True),
@@ -204,6 +216,7 @@ def build_schema(cls: type[Entity]) -> EntitySchema:
         plain_include=frozenset(plain),
         serializer=cls.__pydantic_serializer__,
         plain_model=plain_model,
+        personal_fields=tuple(personal),
     )
 
 

@@ -30,6 +30,7 @@ from eventsourcing.persistence import (
 
 from .errors import ConcurrencyError, StoreError, StoreURLError
 from .events import NewEvent
+from .keys import KeyStore, MemoryKeyTable, PostgresKeyTable, SQLiteKeyTable, create_postgres_key_table
 
 __all__ = ["EventStore", "StoreURL", "parse_store_url"]
 
@@ -176,6 +177,7 @@ def _postgres_recorder(spec: StoreURL) -> tuple[ApplicationRecorder, Any]:
                 )
                 recorder = PostgresApplicationRecorder(datastore)
                 recorder.create_table()
+                create_postgres_key_table(conn, schema)
             finally:
                 conn.execute("SELECT pg_advisory_unlock(7245001)")
     except psycopg.OperationalError as exc:
@@ -198,7 +200,7 @@ class LogPage:
 
 
 class EventStore:
-    """Append batches, read the ordered log; nothing else."""
+    """Append batches, read the ordered log; the key table sits beside it."""
 
     def __init__(self, url: str = "memory://") -> None:
         self.spec = parse_store_url(url)
@@ -208,10 +210,15 @@ class EventStore:
             from eventsourcing.popo import POPOApplicationRecorder
 
             self.recorder: ApplicationRecorder = POPOApplicationRecorder()
+            table: Any = MemoryKeyTable()
         elif self.spec.kind == "sqlite":
             self.recorder, self._datastore = _sqlite_recorder(self.spec)
+            table = SQLiteKeyTable(self._datastore)
         else:
             self.recorder, self._datastore = _postgres_recorder(self.spec)
+            table = PostgresKeyTable(self._datastore, self.spec.options.get("schema", "public"))
+        #: Per-lineage data keys for personal fields, outside the event table.
+        self.keys = KeyStore(table)
 
     @property
     def kind(self) -> str:

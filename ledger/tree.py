@@ -167,9 +167,41 @@ def build_entity_tree(root: Entity) -> EntityTree:
             return copy_value(value)
 
         for field in schema.tree_fields:
-            shape[field] = encode(getattr(node, field), field, (), f"{where}.{field}")
+            try:
+                shape[field] = encode(getattr(node, field), field, (), f"{where}.{field}")
+            except RecursionError:
+                raise TreeStructureError(
+                    f"{where}.{field}: the value is nested too deeply or contains itself"
+                ) from None
         tree.shapes[node.ecs_id] = shape
     return tree
+
+
+#: Deepest container nesting an argument may have: the log's JSON encoder stops at 254.
+MAX_NESTING = 200
+
+
+def too_deep(value: Any, limit: int = MAX_NESTING) -> bool:
+    """True when lists, tuples and dicts nest deeper than ``limit`` (a container holding
+    itself counts as infinitely deep). Iterative: the point is to never recurse on user data."""
+    deepest: dict[int, int] = {}
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        t = type(v)
+        if t is dict:
+            items: Any = v.values()
+        elif t is list or t is tuple:
+            items = v
+        else:
+            continue
+        if depth > limit:
+            return True
+        if deepest.get(id(v), 0) >= depth:
+            continue
+        deepest[id(v)] = depth
+        stack.extend((x, depth + 1) for x in items)
+    return False
 
 
 # ----------------------------------------------------------------- JSON forms

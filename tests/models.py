@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ledger import Entity
+from ledger import Entity, Personal
 
 
 class Grade(Entity):
@@ -45,3 +45,18 @@ class Holder(Entity):
 
 def student(name: str = "Alice", n: int = 2) -> Student:
     return Student(name=name, grades=[Grade(course=f"c{i}", score=float(i)) for i in range(n)])
+
+
+class Patient(Entity):
+    """Personal fields (sealed per lineage, erasable) beside ordinary ones."""
+
+    name: Personal[str]
+    email: Personal[Optional[str]] = None
+    ward: str = "general"
+    visits: int = 0
+    notes: list[Grade] = []
+
+
+class Clinic(Entity):
+    title: str
+    patients: list[Patient] = []

@@ -1,0 +1,75 @@
+"""Erasing one lineage's personal data: one chained event, then the key is destroyed.
+
+The order matters. The ``entity.erased`` event is appended first, so the log
+always says why data became unreadable; the key row is deleted after. If the
+deletion fails, the lineage already reads as erased everywhere (the index
+ignores keys of erased lineages) and calling ``erase`` again finishes the job:
+a repeated erasure appends nothing and only retries the key deletion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from .batch import Batch
+from .errors import EntityNotFoundError, InputValidationError
+from .events import ENTITY_ERASED
+
+if TYPE_CHECKING:
+    from .ledger import Ledger
+
+__all__ = ["Erasure", "erase_lineage"]
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What ``Ledger.erase`` did.
+
+    ``position`` is the log position of the lineage's ``entity.erased`` event;
+    ``already_erased`` is True when an earlier call had appended it (nothing new
+    was written); ``key_destroyed`` is True when this call deleted a key row.
+    """
+
+    lineage_id: UUID
+    position: int
+    versions: int
+    key_destroyed: bool
+    already_erased: bool
+
+
+def _lineage_uuid(value: Any) -> UUID:
+    if isinstance(value, UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return UUID(value.lstrip("@"))
+        except ValueError:
+            pass
+    raise EntityNotFoundError(f"lineage_id: {value!r:.80} is not a lineage id (a UUID)")
+
+
+def erase_lineage(ledger: Ledger, lineage_id: Any, *, reason: str) -> Erasure:
+    """Append ``entity.erased`` to the lineage's stream, then destroy its data key."""
+    lineage = _lineage_uuid(lineage_id)
+    if not isinstance(reason, str) or not reason.strip():
+        raise InputValidationError(f"reason: give a non-empty text, got {reason!r:.80}")
+    with ledger.writing():
+        ledger.refresh()  # another writer may have versioned or erased it meanwhile
+        index = ledger.index
+        versions = index.lineages.get(lineage)
+        if not versions:
+            raise EntityNotFoundError(f"lineage_id: no entity lineage {lineage}")
+        keys = ledger.store.keys
+        if lineage in index.erased:
+            return Erasure(lineage, index.erased[lineage], len(versions), keys.destroy(lineage), True)
+        batch = Batch(index)
+        batch.add(
+            lineage,
+            ENTITY_ERASED,
+            {"lineage_id": lineage, "reason": reason, "versions": len(versions)},
+        )
+        position = ledger.commit(batch)[0]
+        index.mark_erased(lineage, position)
+        return Erasure(lineage, position, len(versions), keys.destroy(lineage), False)
