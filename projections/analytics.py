@@ -109,10 +109,8 @@ class Analytics:
         try:
             for name in TABLES:
                 con.execute(f"DELETE FROM {name} WHERE position >= ?", [from_position])
-            # Erasure flags are derived from the erasures that remain.
-            con.execute(
-                "UPDATE entity_versions SET erased = lineage_id IN (SELECT lineage_id FROM erasures)"
-            )
+            # Rows before from_position keep their tombstones: the erasures that
+            # made them are before from_position too, and stay.
             self._track(min(self.position, from_position - 1), None)
             con.commit()
         except BaseException:

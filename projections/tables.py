@@ -26,7 +26,8 @@ TABLES: dict[str, str] = {
     "entity_versions": """
         ecs_id VARCHAR, lineage_id VARCHAR, root_ecs_id VARCHAR, previous_ecs_id VARCHAR,
         entity_type VARCHAR, position BIGINT, recorded_at TIMESTAMPTZ, data JSON,
-        children JSON, is_root BOOLEAN, cause VARCHAR, schema_version INTEGER, erased BOOLEAN""",
+        children JSON, is_root BOOLEAN, cause VARCHAR, schema_version INTEGER, erased BOOLEAN,
+        personal VARCHAR[]""",
     "executions": """
         execution_id VARCHAR, function_name VARCHAR, position BIGINT, recorded_at TIMESTAMPTZ,
         duration_ms DOUBLE, succeeded BOOLEAN, error_type VARCHAR, error_message VARCHAR,
@@ -76,7 +77,7 @@ _EVENT_STRUCT = (
     '"ecs_id":"VARCHAR","lineage_id":"VARCHAR","tree_root":"VARCHAR","previous_ecs_id":"VARCHAR",'
     '"entity_type":"VARCHAR","values":"JSON","children":"JSON",'
     '"is_root":"BOOLEAN","cause":"VARCHAR","schema_version":"INTEGER",'
-    '"detached_from":"VARCHAR","attached_to":"VARCHAR",'
+    '"detached_from":"VARCHAR","attached_to":"VARCHAR","personal":["VARCHAR"],'
     '"execution_id":"VARCHAR","function_name":"VARCHAR",'
     '"duration_ms":"DOUBLE","error_type":"VARCHAR","error_message":"VARCHAR","isolation":"VARCHAR",'
     '"return_pattern":"VARCHAR","execution_ecs_id":"VARCHAR",'
@@ -103,7 +104,8 @@ PAGE_STATEMENTS: list[str] = [
         FROM _e ORDER BY position""",
     """INSERT INTO entity_versions
         SELECT e.ecs_id, e.lineage_id, e.tree_root, e.previous_ecs_id, e.entity_type, position,
-               e.recorded_at, e.values, e.children, e.is_root, e.cause, e.schema_version, false
+               e.recorded_at, e.values, e.children, e.is_root, e.cause, e.schema_version, false,
+               e.personal
         FROM _v ORDER BY position""",
     """INSERT INTO executions
         SELECT e.execution_id, e.function_name, position, e.recorded_at, e.duration_ms, succeeded,
@@ -152,6 +154,11 @@ PAGE_STATEMENTS: list[str] = [
         WHERE i.address IS NOT NULL
         ORDER BY position""",
     """INSERT INTO erasures SELECT e.lineage_id, e.reason, position, e.recorded_at FROM _r ORDER BY position""",
-    """UPDATE entity_versions SET erased = true
+    # The tombstone: an erased lineage's personal fields (stored as ciphertext,
+    # whose key is gone) read "<erased>"; its other fields stay as they were.
+    """UPDATE entity_versions SET erased = true,
+        data = CASE WHEN coalesce(len(personal), 0) = 0 THEN data
+               ELSE json_merge_patch(data, to_json(map_from_entries(
+                   list_transform(personal, lambda k: {'key': k, 'value': '<erased>'})))) END
         WHERE NOT erased AND lineage_id IN (SELECT lineage_id FROM erasures)""",
 ]

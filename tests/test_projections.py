@@ -126,6 +126,29 @@ class TestTables:
         ]
         assert art_before != art_root
 
+    def test_an_erased_lineage_is_a_tombstone(self, store_url: str) -> None:
+        with Ledger(store_url) as led:
+            work = Workload(led)
+            work.step("patient")
+            work.step("patient")
+            gone, kept = work.patients
+            led.sql("select 1")  # projected before the erasure: ciphertext, never the clear value
+            rows = led.sql("select data from entity_versions where lineage_id = ?", params=[str(gone.lineage_id)]).fetchall()
+            assert rows and all("patient 0" not in d and '"$enc"' in d for (d,) in rows)
+            led.erase(gone.lineage_id, reason="GDPR request")
+            erased = led.sql(
+                "select erased, data->>'name', data->>'ward' from entity_versions where lineage_id = ? order by position",
+                params=[str(gone.lineage_id)],
+            ).fetchall()
+            assert erased == [(True, "<erased>", "north"), (True, "<erased>", "south")]
+            assert led.sql("select lineage_id, reason from erasures").fetchall() == [(str(gone.lineage_id), "GDPR request")]
+            assert led.sql("select bool_or(erased) from entity_versions where lineage_id = ?", params=[str(kept.lineage_id)]).fetchall() == [(False,)]
+            fresh = Analytics(led.store)
+            fresh.catch_up()
+            assert all_tables(fresh) == all_tables(led.analytics)
+            fresh.close()
+        ledger.set_default_ledger(None)
+
     def test_sql_refuses_writes_and_bad_sql(self, mem: Ledger) -> None:
         for query in ("delete from events", "create table x (a int)", "select 1; select 2", "insert into events values (1)"):
             with pytest.raises(ReadOnlySQLError, match="query"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from ledger import CallableRegistry, ConfigEntity, Entity, Ledger
+from ledger import CallableRegistry, ConfigEntity, Entity, Ledger, Personal
 from ledger.ledger import set_default_ledger
 
 
@@ -23,6 +23,11 @@ class WStudent(Entity):
     name: str
     gpa: float = 0.0
     grades: list[WGrade] = []
+
+
+class WPatient(Entity):
+    name: Personal[str]
+    ward: str = "north"
 
 
 class WPolicy(ConfigEntity):
@@ -61,16 +66,27 @@ def wl_reject(student: WStudent) -> WStudent:
 class Workload:
     """Applies numbered steps to one ledger; the same seed gives the same kinds of events."""
 
-    STEPS = ("register", "edit", "curve", "split", "mean", "enroll", "fail", "detach", "attach")
+    STEPS = ("register", "edit", "curve", "split", "mean", "enroll", "fail", "detach", "attach", "patient", "erase")
 
     def __init__(self, led: Ledger, seed: int = 0) -> None:
         set_default_ledger(led)  # CallableRegistry writes to the default ledger
         self.led = led
         self.rng = random.Random(seed)
         self.students: list[WStudent] = []
+        self.patients: list[WPatient] = []
 
     def step(self, kind: str, pick: int = 0) -> None:
         reg, ex = self.led.registry, CallableRegistry.execute
+        if kind == "patient" or (kind == "erase" and not self.patients):
+            p = WPatient(name=f"patient {len(self.patients)}")
+            reg.register_entity(p)
+            p.ward = "south"
+            reg.version_entity(p)
+            self.patients.append(p)
+            return
+        if kind == "erase":
+            self.led.erase(self.patients.pop(pick % len(self.patients)).lineage_id, reason="request")
+            return
         if kind == "register" or not self.students:
             s = WStudent(name=f"s{len(self.students)}", grades=[WGrade(course="c0", score=2.0), WGrade(course="c1", score=3.0)])
             reg.register_entity(s)
