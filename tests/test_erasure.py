@@ -340,12 +340,13 @@ class TestCli:
 
 class TestReadme:
     def test_the_erasure_example_runs(self, tmp_path: Path) -> None:
-        """README-erase.md's Python example runs as written."""
+        """The README's erasure example runs as written."""
         import re
         import subprocess
         import sys
 
-        text = (Path(__file__).resolve().parent.parent / "README-erase.md").read_text()
+        readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+        text = readme[readme.index("### Erasure") : readme.index("### Bad input")]
         code = "\n".join(re.findall(r"```python\n(.*?)```", text, re.S))
         assert "led.erase(" in code
         result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
