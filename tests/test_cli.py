@@ -310,6 +310,19 @@ class TestVerifyReplayExport:
         out = ok(demo.run("replay"))
         assert f"replayed {demo.head} events" in out and "events/s" in out
 
+    def test_projections_in_a_duckdb_file_resume_and_rebuild(
+        self, demo: Demo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        duck = tmp_path / "analytics.duckdb"
+        monkeypatch.setenv("LEDGER_ANALYTICS", str(duck))
+        first = ok(demo.run("sql", "select count(*) as n from events", "--format", "json"))
+        assert duck.is_file() and f'"n": {demo.head}' in first
+        with Ledger(demo.url, analytics_path=str(duck)) as led:
+            assert led.analytics.position == demo.head  # resumed: nothing left to apply
+            assert led.analytics.catch_up() == 0
+        assert f"replayed {demo.head} events" in ok(demo.run("replay"))
+        assert f'"n": {demo.head}' in ok(demo.run("sql", "select count(*) as n from events", "--format", "json"))
+
     def test_export_writes_one_parquet_file_per_table(self, demo: Demo, tmp_path: Path) -> None:
         import pyarrow.parquet as pq
 

@@ -85,12 +85,17 @@ def one_line_errors(fn: F) -> F:
 
 
 def open_ledger(db: str | None) -> Ledger:
-    """Open an existing store; a SQLite URL naming no file is an error, not a new empty ledger."""
+    """Open an existing store; a SQLite URL naming no file is an error, not a new empty ledger.
+
+    ``$LEDGER_ANALYTICS`` names a DuckDB file for the projections: ``sql``,
+    ``lineage`` and ``export`` then resume from it instead of replaying the
+    whole log in memory, and ``replay`` rebuilds it.
+    """
     url = db or os.environ.get("LEDGER_URL") or DEFAULT_URL
     spec = parse_store_url(url)
     if spec.kind == "sqlite" and not Path(spec.path).is_file():
         raise StoreURLError(f"url {url!r}: no ledger database at {spec.path!r}")
-    return Ledger(url)
+    return Ledger(url, analytics_path=os.environ.get("LEDGER_ANALYTICS") or None)
 
 
 # ------------------------------------------------------------------ reading
