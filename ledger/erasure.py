@@ -16,6 +16,7 @@ from uuid import UUID
 from .batch import Batch
 from .errors import EntityNotFoundError, InputValidationError
 from .events import ENTITY_ERASED
+from .registry import as_uuid
 
 if TYPE_CHECKING:
     from .ledger import Ledger
@@ -39,20 +40,9 @@ class Erasure:
     already_erased: bool
 
 
-def _lineage_uuid(value: Any) -> UUID:
-    if isinstance(value, UUID):
-        return value
-    if isinstance(value, str):
-        try:
-            return UUID(value.lstrip("@"))
-        except ValueError:
-            pass
-    raise EntityNotFoundError(f"lineage_id: {value!r:.80} is not a lineage id (a UUID)")
-
-
 def erase_lineage(ledger: Ledger, lineage_id: Any, *, reason: str) -> Erasure:
     """Append ``entity.erased`` to the lineage's stream, then destroy its data key."""
-    lineage = _lineage_uuid(lineage_id)
+    lineage = as_uuid(lineage_id, "lineage_id", "a lineage id")
     if not isinstance(reason, str) or not reason.strip():
         raise InputValidationError(f"reason: give a non-empty text, got {reason!r:.80}")
     with ledger.writing():

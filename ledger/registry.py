@@ -639,7 +639,8 @@ class EntityRegistry:
 _MISSING = object()
 
 
-def as_uuid(value: Any, argument: str) -> UUID:
+def as_uuid(value: Any, argument: str, kind: str = "an entity id") -> UUID:
+    """``value`` as a UUID (a leading ``@`` allowed), or an error naming ``argument``."""
     if isinstance(value, UUID):
         return value
     if isinstance(value, str):
@@ -647,7 +648,7 @@ def as_uuid(value: Any, argument: str) -> UUID:
             return UUID(value.lstrip("@"))
         except ValueError:
             pass
-    raise EntityNotFoundError(f"{argument}: {value!r} is not an entity id (a UUID)")
+    raise EntityNotFoundError(f"{argument}: {value!r:.80} is not {kind} (a UUID)")
 
 
 def _check_entity(value: Any, argument: str) -> None:
