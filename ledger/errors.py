@@ -14,6 +14,7 @@ __all__ = [
     "AttachError",
     "BadPathError",
     "ConcurrencyError",
+    "CorruptLogError",
     "DetachError",
     "DigestError",
     "EntityDefinitionError",
@@ -27,8 +28,11 @@ __all__ = [
     "LedgerClosedError",
     "MalformedAddressError",
     "NotARootError",
+    "ReadOnlyError",
     "ReturnTypeError",
+    "SchemaMismatchError",
     "StoreError",
+    "StoreNotFoundError",
     "StoreURLError",
     "TreeStructureError",
     "UnknownEntityError",
@@ -48,6 +52,30 @@ class StoreURLError(LedgerError, ValueError):
 
 class StoreError(LedgerError):
     """The underlying database failed; the batch being written was not recorded."""
+
+
+class StoreNotFoundError(StoreError, LookupError):
+    """``create=False`` named a store that holds no ledger (missing, empty or foreign); nothing was created."""
+
+
+class CorruptLogError(StoreError):
+    """A stored record cannot be decoded; ``position`` names it.
+
+    Raised where the record must be understood to go on (opening, replay); the
+    audit paths (``verify``) report it at its position instead.
+    """
+
+    def __init__(self, message: str, position: int | None = None) -> None:
+        super().__init__(message)
+        self.position = position
+
+
+class ReadOnlyError(LedgerError, ValueError):
+    """``sql()`` was given a statement that could write, change a setting, or reach a file or the network."""
+
+
+class SchemaMismatchError(LedgerError, TypeError):
+    """A stored version no longer fits its entity class (fields changed without a version bump)."""
 
 
 class LedgerClosedError(LedgerError, RuntimeError):

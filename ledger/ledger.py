@@ -9,7 +9,6 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 from uuid import UUID
@@ -18,10 +17,11 @@ import orjson
 
 from .addresses import Address, Resolved, parse_address, resolve_address
 from .batch import Batch
-from .digest import Digest, LogChain
+from .digest import Digest
 from .erasure import Erasure, erase_lineage
-from .errors import ConcurrencyError, DigestError, LedgerClosedError
-from .events import ENTITY_ERASED, ENTITY_VERSION, open_sealed
+from .errors import ConcurrencyError, LedgerClosedError
+from .events import ENTITY_ERASED, ENTITY_VERSION
+from .integrity import VerifyReport, digest_store, verify_store
 from .index import InlineIndex
 from .registry import EntityRegistry
 from .store import EventStore
@@ -29,19 +29,6 @@ from .store import EventStore
 __all__ = ["Ledger", "VerifyReport", "connect", "get_ledger", "sql"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class VerifyReport:
-    """The outcome of ``Ledger.verify()``: ``ok`` and one line per problem found."""
-
-    ok: bool
-    problems: list[str] = field(default_factory=list)
-    events_checked: int = 0
-    first_bad_position: int | None = None
-
-    def __bool__(self) -> bool:
-        return self.ok
 
 
 class Ledger:
@@ -211,91 +198,20 @@ class Ledger:
         """The log's head position and chained hash, to keep outside the store.
 
         ``verify(digest)`` later proves the log still holds everything up to that
-        position unchanged, which per-stream chains alone cannot (a removed tail
-        leaves them intact).
+        position unchanged, which the seals alone cannot (a removed tail leaves
+        them intact).
         """
         self._check_open()
-        chain = LogChain()
-        for n in self.store.iter_all(stop=self.store.head()):
-            chain.add(n.id, n.state)
-        return chain.digest()
+        return digest_store(self.store)
 
     def verify(self, digest: Digest | None = None) -> VerifyReport:
-        """Walk the whole log: each record's own hash, its chain link, stream order.
+        """Check every record's seal and the chain through the log (``ledger.integrity``).
 
         With a ``digest`` saved earlier, also check that the log still reaches
-        its position with the same chained hash (a truncated tail or a rewritten
-        history fails, naming the first position that is missing or differs).
+        its position with the same chained hash.
         """
         self._check_open()
-        if digest is not None and not isinstance(digest, Digest):
-            raise DigestError(f"digest: expected a ledger.digest.Digest, got {type(digest).__name__}")
-        report = VerifyReport(ok=True)
-        chain = LogChain()
-        chain_at_digest: str | None = None
-        heads: dict[Any, tuple[int, str | None]] = {}
-
-        def problem(position: int, text: str) -> None:
-            report.problems.append(f"position {position}: {text}")
-            if report.first_bad_position is None:
-                report.first_bad_position = position
-
-        for n in self.store.iter_all():
-            report.events_checked += 1
-            if digest is not None and n.id <= digest.position:
-                chain.add(n.id, n.state)
-                if n.id == digest.position:
-                    chain_at_digest = chain.value
-            stated, actual = open_sealed(n.state)
-            if stated is None:
-                problem(n.id, f"record of stream {n.originator_id} is not a sealed ledger event")
-                continue
-            if stated != actual:
-                problem(n.id, f"record of stream {n.originator_id} v{n.originator_version} was edited (hash mismatch)")
-            try:
-                prev_hash = orjson.loads(n.state).get("prev_hash")
-            except orjson.JSONDecodeError:
-                problem(n.id, f"record of stream {n.originator_id} is not valid JSON")
-                continue
-            version, last_hash = heads.get(n.originator_id, (0, None))
-            if n.originator_version != version + 1:
-                problem(
-                    n.id,
-                    f"stream {n.originator_id} jumps from v{version} to v{n.originator_version} "
-                    "(a missing or reordered record)",
-                )
-            elif prev_hash != last_hash:
-                problem(
-                    n.id,
-                    f"stream {n.originator_id} v{n.originator_version} does not chain to the "
-                    "previous record (a removed, replaced or reordered record)",
-                )
-            heads[n.originator_id] = (n.originator_version, stated)
-        if digest is not None:
-            _check_digest(digest, chain, chain_at_digest, problem)
-        report.ok = not report.problems
-        return report
-
-
-def _check_digest(
-    digest: Digest, chain: LogChain, chain_at_digest: str | None, problem: Any
-) -> None:
-    """Compare the log walked so far with a digest saved earlier."""
-    if digest.position == 0:
-        return
-    if chain_at_digest is None:
-        missing = chain.position + 1 if chain.position < digest.position else digest.position
-        problem(
-            missing,
-            f"the log no longer holds position {missing}; the digest was taken at position "
-            f"{digest.position} (a truncated tail or removed record)",
-        )
-    elif chain_at_digest != digest.chain:
-        problem(
-            digest.position,
-            f"the log up to position {digest.position} differs from the digest "
-            "(chained hash mismatch: a record was removed, replaced or rewritten)",
-        )
+        return verify_store(self.store, digest)
 
 
 _default: Ledger | None = None
