@@ -13,7 +13,9 @@ from uuid import UUID, uuid4
 
 from .entity import utc_now
 from .errors import UnstorableValueError
-from .events import ENTITY_VERSION, NewEvent, seal
+import orjson
+
+from .events import ENTITY_VERSION, NewEvent
 
 if TYPE_CHECKING:
     from .index import InlineIndex, VersionRecord
@@ -47,25 +49,31 @@ class Batch:
         self._undo.append(fn)
 
     def seal(self) -> list[NewEvent]:
-        """Give each event its stream version and chain it to its stream's last hash."""
-        heads: dict[UUID, tuple[int, str | None]] = {}
+        """Give each event its stream version and encode it; the store seals it at append.
+
+        The seal needs the event's position and its predecessor in the log,
+        which only the store knows inside its append transaction, so this
+        stops at the body bytes and the stream head each chain starts from.
+        """
+        versions: dict[UUID, int] = {}
+        heads: dict[UUID, str | None] = {}
         size = len(self._items)
         out: list[NewEvent] = []
         for stream_id, topic, body, _ in self._items:
-            head = heads.get(stream_id)
-            if head is None:
+            version = versions.get(stream_id)
+            if version is None:
                 known = self.index.streams.get(stream_id)
-                head = (known.version, known.hash) if known is not None else (0, None)
-            version = head[0] + 1
+                version, heads[stream_id] = (known.version, known.hash) if known is not None else (0, None)
+            version += 1
             body["recorded_at"] = self.recorded_at
             body["batch_id"] = self.batch_id
             body["batch_size"] = size
             try:
-                state, digest = seal(body, head[1])
+                raw = orjson.dumps(body)
             except TypeError as exc:  # orjson.JSONEncodeError: a value JSON cannot hold
                 raise UnstorableValueError(f"{_culprit(topic, body)}: {exc}") from None
-            heads[stream_id] = (version, digest)
-            out.append(NewEvent(stream_id, version, topic, state, digest))
+            versions[stream_id] = version
+            out.append(NewEvent(stream_id, version, topic, raw, heads[stream_id]))
         self.sealed = out
         return out
 
@@ -97,8 +105,6 @@ class Batch:
 
 def _culprit(topic: str, body: dict[str, Any]) -> str:
     """Which entity field of an unsealable event holds the value JSON cannot encode."""
-    import orjson
-
     if topic == ENTITY_VERSION:
         for name, value in body["children"].items():  # plain values were encoded in planning
             try:

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from .errors import DigestError
-from .events import open_sealed
+from .events import link_hash
 
 __all__ = ["Digest", "LogChain"]
 
@@ -38,9 +38,7 @@ class LogChain:
         self.value = ""
 
     def add(self, position: int, state: bytes) -> None:
-        stated, _ = open_sealed(state)
-        # A record that is not sealed still counts, by the hash of its bytes.
-        own = stated if stated is not None else hashlib.sha256(state).hexdigest()
+        own = link_hash(state)  # a record that states no hash counts by the hash of its bytes
         self.value = hashlib.sha256((self.value + own).encode("ascii", "replace")).hexdigest()
         self.position = position
         self.head_hash = own

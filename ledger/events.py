@@ -1,10 +1,13 @@
 """The immutable facts the ledger appends, and how they are sealed into bytes.
 
 Every event is a Pydantic model (the schema readers validate against) stored as
-orjson bytes. Each stored event ends with ``"hash"``: the SHA-256 of its own
-bytes, which include ``prev_hash`` (the hash of the previous event of the same
-stream). Editing, removing or reordering a record therefore breaks a chain that
-``Ledger.verify()`` walks.
+orjson bytes. Each stored event ends with its seal (v2): ``prev_hash`` (the
+previous event of the same stream), ``log_prev`` (the previous event in the
+whole log), ``position`` and ``hash``, the SHA-256 of its topic, stream id,
+stream version and bytes. Editing any of them, or removing, inserting or
+reordering a record, therefore breaks a seal or a link that
+``Ledger.verify()`` walks. Records written before seal v2 end with ``prev_hash``
+and ``hash`` over their bytes alone (``open_sealed``), and still verify.
 
 Streams: one per entity lineage (``stream_id = lineage_id``, one event per new
 version), one per function execution (``stream_id = execution_id``).
@@ -13,6 +16,9 @@ version), one per function execution (``stream_id = execution_id``).
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -30,9 +36,13 @@ __all__ = [
     "EntityVersionRecorded",
     "ExecutionCompleted",
     "ExecutionFailed",
+    "GENESIS",
     "NewEvent",
+    "SealCheck",
+    "check_seal",
+    "link_hash",
     "open_sealed",
-    "seal",
+    "seal_batch",
 ]
 
 ENTITY_VERSION = "entity.version"
@@ -50,6 +60,8 @@ class _Event(BaseModel):
     batch_id: UUID
     batch_size: int
     prev_hash: str | None = None
+    log_prev: str | None = None  # seal v2: the previous record in the log
+    position: int | None = None  # seal v2: the position the store gave this record
     hash: str | None = None
 
 
@@ -146,36 +158,133 @@ EVENT_MODELS: dict[str, type[_Event]] = {
 
 
 class NewEvent:
-    """An event ready to append: its stream position and sealed bytes."""
+    """An event on its way into the log.
 
-    __slots__ = ("stream_id", "version", "topic", "state", "hash")
+    ``body`` is the event's JSON without its seal; the store fills ``state``
+    (the sealed bytes) and ``hash`` inside the append transaction, once the
+    event's position and its predecessor in the log are known.
+    ``prev_hash`` is the hash of the stream's last event before this batch.
+    """
 
-    def __init__(self, stream_id: UUID, version: int, topic: str, state: bytes, hash: str) -> None:
+    __slots__ = ("stream_id", "version", "topic", "body", "prev_hash", "state", "hash")
+
+    def __init__(self, stream_id: UUID, version: int, topic: str, body: bytes, prev_hash: str | None) -> None:
         self.stream_id = stream_id
         self.version = version
         self.topic = topic
-        self.state = state
-        self.hash = hash
+        self.body = body
+        self.prev_hash = prev_hash
+        self.state = b""
+        self.hash = ""
 
 
-_SUFFIX_LEN = len(b',"hash":"') + 64 + len(b'"}')
+#: ``log_prev`` of the first event of a log.
+GENESIS = "0" * 64
+SEAL_VERSION = 2
+_SEAL_TAG = b"entity-ledger seal v2\n"
+_HASH_TAIL = len(b'"}') + 64  # a sealed record ends with "hash":"<64 hex>"}
+_HEX = frozenset(b"0123456789abcdef")
+_V2_TAIL = re.compile(rb',"log_prev":"([0-9a-f]{64})","position":(\d{1,19}),"hash":"([0-9a-f]{64})"\}\Z')
+_V1_SUFFIX_LEN = len(b',"hash":"') + 64 + len(b'"}')
 
 
-def seal(body: dict[str, Any], prev_hash: str | None) -> tuple[bytes, str]:
-    """Serialize ``body`` chained to ``prev_hash``; returns (bytes, own hash)."""
-    body["prev_hash"] = prev_hash
-    raw = orjson.dumps(body)
-    digest = hashlib.sha256(raw).hexdigest()
-    return raw[:-1] + b',"hash":"' + digest.encode() + b'"}', digest
+def _seal_header(topic: str, stream_id: UUID, version: int) -> bytes:
+    """What the record's bytes cannot say for themselves: where the store keeps it."""
+    return _SEAL_TAG + f"{topic}\n{stream_id}\n{version}\n".encode()
+
+
+def seal_batch(events: Sequence[NewEvent], first_position: int, log_prev: str) -> None:
+    """Seal a batch at the positions the store is about to give it (seal v2).
+
+    Each record gains ``prev_hash`` (its stream's previous record), ``log_prev``
+    (the previous record in the whole log), ``position`` and ``hash``: the
+    SHA-256 of a header naming its topic, stream id and stream version followed
+    by its bytes. An edit of any of them, a record moved to another position,
+    removed from or inserted into the log therefore breaks a seal or a link
+    that ``verify`` checks. Called by the store inside its append transaction,
+    while no other writer can take positions.
+    """
+    stream_last: dict[UUID, str | None] = {}
+    position = first_position
+    for e in events:
+        prev = stream_last.get(e.stream_id, e.prev_hash)
+        head = b"".join(
+            (
+                e.body[:-1],
+                b',"prev_hash":',
+                b"null" if prev is None else b'"' + prev.encode() + b'"',
+                b',"log_prev":"',
+                log_prev.encode(),
+                b'","position":',
+                str(position).encode(),
+            )
+        )
+        digest = hashlib.sha256(_seal_header(e.topic, e.stream_id, e.version) + head + b"}").hexdigest()
+        e.state = head + b',"hash":"' + digest.encode() + b'"}'
+        e.hash = digest
+        stream_last[e.stream_id] = digest
+        log_prev = digest
+        position += 1
+
+
+def link_hash(state: bytes | str | None) -> str:
+    """The hash the next record in the log chains to.
+
+    A record's stated hash; for a record that states none (damaged, or not
+    ours) the SHA-256 of its bytes, so writers and ``verify`` agree on a link
+    even past a bad record.
+    """
+    if isinstance(state, str):
+        state = state.encode("utf-8", "surrogateescape")
+    state = state or b""
+    tail = state[-_HASH_TAIL:-2]
+    if len(tail) == 64 and state.endswith(b'"}') and _HEX.issuperset(tail):
+        return tail.decode()
+    return hashlib.sha256(state).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class SealCheck:
+    """What a stored record's seal says and whether its bytes agree.
+
+    ``version`` is 2 for records sealed with their place in the log, 1 for
+    records written before (stream chain only), 0 for bytes that carry no seal.
+    """
+
+    version: int
+    stated: str | None
+    actual: str | None
+    log_prev: str | None = None
+    position: int | None = None
+
+    @property
+    def intact(self) -> bool:
+        return self.stated is not None and self.stated == self.actual
+
+
+def check_seal(topic: str, stream_id: UUID, version: int, state: bytes) -> SealCheck:
+    """Recompute a stored record's hash from its bytes and its place in the store."""
+    match = _V2_TAIL.search(state, max(0, len(state) - 220))
+    if match is not None:
+        stated = match.group(3).decode()
+        raw = state[: match.start(3) - len(b',"hash":"')] + b"}"
+        actual = hashlib.sha256(_seal_header(topic, stream_id, version) + raw).hexdigest()
+        return SealCheck(2, stated, actual, match.group(1).decode(), int(match.group(2)))
+    stated, actual = open_sealed(state)
+    return SealCheck(0 if stated is None else 1, stated, actual)
 
 
 def open_sealed(state: bytes) -> tuple[str | None, str | None]:
-    """(hash stated in the record, hash recomputed from its bytes), for verification."""
-    if len(state) <= _SUFFIX_LEN or not state.endswith(b'"}'):
+    """(hash stated in a v1 record, hash recomputed from its bytes).
+
+    Seal v1 (before positions were sealed) is the SHA-256 of the record's own
+    bytes; for a v2 record the recomputed value differs, so use ``check_seal``.
+    """
+    if len(state) <= _V1_SUFFIX_LEN or not state.endswith(b'"}'):
         return None, None
-    suffix = state[-_SUFFIX_LEN:]
+    suffix = state[-_V1_SUFFIX_LEN:]
     if not suffix.startswith(b',"hash":"'):
         return None, None
     stated = suffix[9:73].decode("ascii", "replace")
-    raw = state[:-_SUFFIX_LEN] + b"}"
+    raw = state[:-_V1_SUFFIX_LEN] + b"}"
     return stated, hashlib.sha256(raw).hexdigest()

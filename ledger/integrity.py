@@ -6,19 +6,23 @@ runs on a log that cannot be replayed (that is when it is needed most).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 import orjson
 
 from .digest import Digest, LogChain
 from .errors import DigestError
-from .events import open_sealed
+from .events import GENESIS, check_seal, link_hash
 
 if TYPE_CHECKING:
     from .store import EventStore
 
 __all__ = ["VerifyReport", "digest_store", "verify_store"]
+
+_PAGE = 10_000
 
 
 @dataclass
@@ -34,59 +38,109 @@ class VerifyReport:
         return self.ok
 
 
+def _records(store: EventStore, stop: int | None = None) -> Iterator[tuple[Any, Any, Any, Any, Any]]:
+    """(position, stream id, stream version, topic, state) as stored, oldest first.
+
+    Raw columns, not the recorder's converted rows: a damaged record must reach
+    the checks below as it is, not raise inside a conversion.
+    """
+    start = 1
+    while True:
+        page = store.read_columns(start, _PAGE)
+        for row in zip(page.positions, page.stream_ids, page.versions, page.topics, page.states):
+            if stop is not None and row[0] > stop:
+                return
+            yield row
+        if len(page) < _PAGE:
+            return
+        start = page.positions[-1] + 1
+
+
 def digest_store(store: EventStore) -> Digest:
     """The head position and chained hash of the log as it is now."""
     chain = LogChain()
-    for n in store.iter_all(stop=store.head()):
-        chain.add(n.id, n.state)
+    for position, _, _, _, state in _records(store, stop=store.head()):
+        chain.add(position, state)
     return chain.digest()
 
 
 def verify_store(store: EventStore, digest: Digest | None = None) -> VerifyReport:
-    """Walk the whole log: each record's own hash, its chain link, stream order."""
+    """Check every record's seal, its stream chain and its link to the record before it.
+
+    Problems are reported at their position, never raised: this runs exactly
+    when the log may be damaged. With a ``digest``, also check that the log
+    still reaches its position with the same chained hash (a truncated tail).
+    """
     if digest is not None and not isinstance(digest, Digest):
         raise DigestError(f"digest: expected a ledger.digest.Digest, got {type(digest).__name__}")
     report = VerifyReport(ok=True)
     chain = LogChain()
     chain_at_digest: str | None = None
-    heads: dict[Any, tuple[int, str | None]] = {}
+    streams: dict[UUID, tuple[int, str | None]] = {}
+    previous_link, previous_position, sealed_with_position = GENESIS, 0, False
 
     def problem(position: int, text: str) -> None:
         report.problems.append(f"position {position}: {text}")
         if report.first_bad_position is None:
             report.first_bad_position = position
 
-    for n in store.iter_all():
+    for position, stream_text, version, topic, state in _records(store):
         report.events_checked += 1
-        if digest is not None and n.id <= digest.position:
-            chain.add(n.id, n.state)
-            if n.id == digest.position:
+        if isinstance(state, str):
+            state = state.encode("utf-8", "surrogateescape")
+        if digest is not None and position <= digest.position:
+            chain.add(position, state)
+            if position == digest.position:
                 chain_at_digest = chain.value
-        stated, actual = open_sealed(n.state)
-        if stated is None:
-            problem(n.id, f"record of stream {n.originator_id} is not a sealed ledger event")
+        link, previous_link = previous_link, link_hash(state)
+        after, previous_position = previous_position, position
+        where = f"record of stream {str(stream_text)[:40]} v{str(version)[:20]}"
+        if not state:
+            problem(position, f"{where} has no payload")
             continue
-        if stated != actual:
-            problem(n.id, f"record of stream {n.originator_id} v{n.originator_version} was edited (hash mismatch)")
         try:
-            prev_hash = orjson.loads(n.state).get("prev_hash")
-        except orjson.JSONDecodeError:
-            problem(n.id, f"record of stream {n.originator_id} is not valid JSON")
+            stream_id = UUID(str(stream_text))
+        except ValueError:
+            problem(position, f"{where}: the stream id is not a UUID")
             continue
-        version, last_hash = heads.get(n.originator_id, (0, None))
-        if n.originator_version != version + 1:
-            problem(
-                n.id,
-                f"stream {n.originator_id} jumps from v{version} to v{n.originator_version} "
-                "(a missing or reordered record)",
-            )
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            problem(position, f"{where}: the stream version is not a positive integer")
+            continue
+        seal = check_seal(str(topic), stream_id, version, state)
+        if seal.version == 0:
+            problem(position, f"{where} is not a sealed ledger event")
+            continue
+        if not seal.intact:
+            what = "its payload, topic, stream id or stream version" if seal.version == 2 else "its payload"
+            problem(position, f"{where} does not match its seal: {what} was edited")
+        if seal.version == 2:
+            sealed_with_position = True
+            if seal.position != position:
+                problem(position, f"{where} was sealed for position {seal.position}: records were moved, removed or inserted")
+            elif seal.log_prev != link:
+                problem(
+                    position,
+                    f"{where} does not chain to the record before it in the log (position {after}): "
+                    "a record was removed, inserted or replaced",
+                )
+        elif sealed_with_position:
+            problem(position, f"{where} carries an old (v1) seal after records sealed with their position: inserted or downgraded")
+        try:
+            payload = orjson.loads(state)
+            prev_hash = payload.get("prev_hash") if isinstance(payload, dict) else None
+        except orjson.JSONDecodeError:
+            problem(position, f"{where} is not valid JSON")
+            continue
+        last_version, last_hash = streams.get(stream_id, (0, None))
+        if version != last_version + 1:
+            problem(position, f"stream {stream_id} jumps from v{last_version} to v{version} (a missing or reordered record)")
         elif prev_hash != last_hash:
             problem(
-                n.id,
-                f"stream {n.originator_id} v{n.originator_version} does not chain to the "
-                "previous record (a removed, replaced or reordered record)",
+                position,
+                f"stream {stream_id} v{version} does not chain to the previous record of its stream "
+                "(a removed, replaced or reordered record)",
             )
-        heads[n.originator_id] = (n.originator_version, stated)
+        streams[stream_id] = (version, seal.stated)
     if digest is not None:
         _check_digest(digest, chain, chain_at_digest, problem)
     report.ok = not report.problems

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,12 +31,28 @@ from eventsourcing.persistence import (
 )
 
 from .errors import ConcurrencyError, StoreError, StoreURLError
-from .events import NewEvent
+from .events import GENESIS, NewEvent, link_hash, seal_batch
 from .keys import KeyStore, MemoryKeyTable, PostgresKeyTable, SQLiteKeyTable, create_postgres_key_table
 
 __all__ = ["EventStore", "StoreURL", "parse_store_url"]
 
 log = logging.getLogger(__name__)
+
+def _conflict_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "a (stream, version) was already taken" on some backend."""
+    import psycopg
+
+    return (IntegrityError, sqlite3.IntegrityError, psycopg.errors.IntegrityError)
+
+
+def _failure_errors() -> tuple[type[BaseException], ...]:
+    import psycopg
+
+    return (PersistenceError, sqlite3.Error, psycopg.Error)
+
+
+_CONFLICTS = _conflict_errors()
+_STORE_FAILURES = _failure_errors()
 
 _SYNCHRONOUS = {"OFF", "NORMAL", "FULL", "EXTRA"}
 
@@ -217,6 +235,7 @@ class EventStore:
         else:
             self.recorder, self._datastore = _postgres_recorder(self.spec)
             table = PostgresKeyTable(self._datastore, self.spec.options.get("schema", "public"))
+        self._memory_lock = threading.Lock()
         #: Per-lineage data keys for personal fields, outside the event table.
         self.keys = KeyStore(table)
 
@@ -225,24 +244,98 @@ class EventStore:
         return self.spec.kind
 
     def append(self, events: Sequence[NewEvent]) -> list[int]:
-        """Insert the batch atomically; returns the positions the store assigned."""
+        """Seal and insert the batch atomically; returns the positions the store assigned.
+
+        Each backend takes its write lock, reads the log's last record, seals
+        the batch at the positions that follow it (``events.seal_batch``) and
+        inserts with those positions, in one transaction: a record's seal can
+        then name its own position and its predecessor in the log.
+        """
         if not events:
             return []
-        stored = [StoredEvent(e.stream_id, e.version, e.topic, e.state) for e in events]
+        insert = {"memory": self._append_memory, "sqlite": self._append_sqlite}.get(
+            self.spec.kind, self._append_postgres
+        )
         try:
-            positions = self.recorder.insert_events(stored)
-        except IntegrityError as exc:
+            positions = insert(events)
+        except _CONFLICTS as exc:
             streams = sorted({str(e.stream_id) for e in events})
             raise ConcurrencyError(
                 "another writer appended to stream(s) "
                 f"{', '.join(streams[:3])}{' …' if len(streams) > 3 else ''} first; "
-                f"nothing of this batch was written ({exc})"
+                f"nothing of this batch was written ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})"
             ) from exc
-        except PersistenceError as exc:
-            raise StoreError(f"store {self.url!r} refused the batch: {exc}") from exc
-        if positions is None or len(positions) != len(events):  # pragma: no cover
+        except _STORE_FAILURES as exc:
+            raise StoreError(f"store {self.url!r} refused the batch: {exc}".strip().splitlines()[0]) from exc
+        if len(positions) != len(events):  # pragma: no cover
             raise StoreError(f"store {self.url!r} did not report positions for the batch")
-        return list(positions)
+        return positions
+
+    def _append_memory(self, events: Sequence[NewEvent]) -> list[int]:
+        recorder = self.recorder
+        with self._memory_lock:
+            head = recorder.max_notification_id() or 0
+            last = recorder.select_notifications(head, 1) if head else ()
+            seal_batch(events, head + 1, link_hash(last[0].state) if last else GENESIS)
+            positions = recorder.insert_events(
+                [StoredEvent(e.stream_id, e.version, e.topic, e.state) for e in events]
+            )
+        expected = list(range(head + 1, head + 1 + len(events)))
+        if list(positions or ()) != expected:  # pragma: no cover - the POPO recorder numbers rows in order
+            raise StoreError(f"store {self.url!r} gave positions {positions}, sealed for {expected}")
+        return expected
+
+    def _append_sqlite(self, events: Sequence[NewEvent]) -> list[int]:
+        table = self.recorder.events_table_name  # type: ignore[attr-defined]
+        with self._datastore.get_connection(commit=True) as conn:
+            raw = conn._sqlite_conn
+            # IMMEDIATE: take the write lock before reading the head, so no other
+            # writer can take the positions this batch is sealed for.
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                row = raw.execute(f"SELECT rowid, state FROM {table} ORDER BY rowid DESC LIMIT 1").fetchone()
+                head, prev = (row[0], link_hash(row[1])) if row else (0, GENESIS)
+                seal_batch(events, head + 1, prev)
+                raw.executemany(
+                    f"INSERT INTO {table} (rowid, originator_id, originator_version, topic, state) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [(head + 1 + i, e.stream_id.hex, e.version, e.topic, e.state) for i, e in enumerate(events)],
+                )
+                raw.execute("COMMIT")
+            except BaseException:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                raise
+        return list(range(head + 1, head + 1 + len(events)))
+
+    def _append_postgres(self, events: Sequence[NewEvent]) -> list[int]:
+        from psycopg import sql
+
+        recorder: Any = self.recorder
+        table = sql.SQL("{}.{}").format(
+            sql.Identifier(self._datastore.schema), sql.Identifier(recorder.events_table_name)
+        )
+        with self._datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            # The recorder's EXCLUSIVE table lock: commit order = position order,
+            # and no other writer takes positions while this batch is sealed.
+            for statement in recorder.lock_table_statements:
+                curs.execute(statement, prepare=True)
+            curs.execute(
+                sql.SQL("SELECT notification_id, state FROM {} ORDER BY notification_id DESC LIMIT 1").format(table),
+                prepare=True,
+            )
+            row = curs.fetchone()
+            head, prev = (row["notification_id"], link_hash(bytes(row["state"] or b""))) if row else (0, GENESIS)
+            seal_batch(events, head + 1, prev)
+            curs.executemany(
+                sql.SQL(
+                    "INSERT INTO {} (originator_id, originator_version, topic, state, notification_id) "
+                    "VALUES (%s, %s, %s, %s, %s)"
+                ).format(table),
+                [(e.stream_id, e.version, e.topic, e.state, head + 1 + i) for i, e in enumerate(events)],
+            )
+            curs.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(recorder.channel_name)))
+        return list(range(head + 1, head + 1 + len(events)))
 
     def head(self) -> int:
         """The position of the last event (0 for an empty log)."""

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 import ledger
 from ledger import ERASED, CallableRegistry, Entity, Ledger, Personal, errors
-from ledger.events import ENTITY_ERASED, ENTITY_VERSION, EntityErased, open_sealed
+from ledger.events import ENTITY_ERASED, ENTITY_VERSION, EntityErased, check_seal
 from tests.models import Clinic, Grade, Patient
 
 SECRET = "Zelda Quixotic-Secret"
@@ -127,8 +127,7 @@ class TestErase:
         events = lg.store.read_stream(p.lineage_id)
         last = events[-1]
         assert (last.topic, last.originator_version, len(events)) == (ENTITY_ERASED, 3, 3)
-        stated, actual = open_sealed(last.state)
-        assert stated == actual
+        assert check_seal(last.topic, last.originator_id, last.originator_version, last.state).intact
         event = EntityErased.model_validate_json(last.state)
         assert event.lineage_id == p.lineage_id and event.reason == "art. 17 request"
         assert event.prev_hash == orjson.loads(events[-2].state)["hash"]

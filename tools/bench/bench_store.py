@@ -39,7 +39,7 @@ import orjson  # noqa: E402
 
 from _benchutil import NS, Clock, GCTimer, fmt_rate, fmt_us, machine, median, note, pct, table  # noqa: E402
 from ledger import Entity, Ledger  # noqa: E402
-from ledger.events import NewEvent  # noqa: E402
+from ledger.events import GENESIS, NewEvent, seal_batch  # noqa: E402
 from ledger.store import EventStore  # noqa: E402
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
@@ -71,12 +71,20 @@ def make_events(n: int) -> list[NewEvent]:
         )
         led.registry.register_entity(s)
         i += 1
-    out = [
-        NewEvent(n_.originator_id, n_.originator_version, n_.topic, n_.state, "")  # type: ignore[arg-type]
-        for n_ in led.store.iter_all()
-    ][:n]
+    out = [unsealed(n_) for n_ in led.store.iter_all()][:n]
+    seal_batch(out, 1, GENESIS)  # floors write the same sealed bytes the store would
     led.close()
     return out
+
+
+_SEAL_KEYS = ("prev_hash", "log_prev", "position", "hash")
+
+
+def unsealed(n: Any) -> NewEvent:
+    """A stored record back as the batch handed it to the store: body bytes without the seal."""
+    payload = orjson.loads(n.state)
+    body = orjson.dumps({k: v for k, v in payload.items() if k not in _SEAL_KEYS})
+    return NewEvent(n.originator_id, n.originator_version, n.topic, body, payload.get("prev_hash"))
 
 
 def chunks(seq: Sequence[Any], size: int) -> list[Sequence[Any]]:
