@@ -337,3 +337,36 @@ def test_every_single_tampering_is_found(kind: str, data: st.DataObject) -> None
         assert not led.verify().ok
     finally:
         led.close()
+
+
+# ------------------------------------------------------------ damage is reported, not raised
+class TestVerifyReportsDamage:
+    @pytest.mark.parametrize(
+        "column, value",
+        [
+            ("state", None),
+            ("state", b"not json at all"),
+            ("state", b'{"truncated": '),
+            ("state", b""),
+            ("topic", None),
+        ],
+    )
+    def test_an_undecodable_record_is_reported_at_its_position(self, sealed, column: str, value: Any) -> None:
+        """A NULL, empty or non-JSON record is a problem at its position, never an exception."""
+        led, raw, _ = sealed
+        raw.run(f"UPDATE {raw.table} SET {column} = ? WHERE {raw.pos} = 3", (value,))
+        report = led.verify()
+        assert not report.ok and report.first_bad_position == 3, report.problems
+        assert report.events_checked == led.store.head()
+
+    @pytest.mark.parametrize("column, value", [("originator_id", "not-a-uuid"), ("originator_version", "seven")])
+    def test_malformed_ids_in_sqlite_are_reported(self, tmp_path, column: str, value: str) -> None:
+        """SQLite columns hold anything: a stream id that is no UUID or a version that is no integer is reported."""
+        with Ledger(f"sqlite:///{tmp_path / 'l.db'}") as led:
+            build_log(led)
+            raw = Raw(led)
+            raw.run(f"UPDATE {raw.table} SET {column} = ? WHERE {raw.pos} = 2", (value,))
+            raw.close()
+            report = led.verify()
+            assert not report.ok and report.first_bad_position == 2, report.problems
+            assert len(led.digest().chain) == 64
