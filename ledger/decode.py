@@ -109,6 +109,9 @@ def record_payload(position: int, topic: str, state: Any) -> dict[str, Any]:
         for name, kind in _ENTITY_TYPES:
             if type(payload.get(name)) is not kind:
                 raise corrupt(position, f"field {name!r} of the {topic} record is not a JSON {kind.__name__}")
+        for name in ("created_at", "recorded_at", "forked_at"):
+            if type(payload.get(name)) is not str and not (name == "forked_at" and payload.get(name) is None):
+                raise corrupt(position, f"field {name!r} of the {topic} record is not a time")
         personal = payload.get("personal")
         if personal is not None and (type(personal) is not list or not all(type(p) is str for p in personal)):
             raise corrupt(position, f"field 'personal' of the {topic} record is not a list of names")

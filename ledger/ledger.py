@@ -168,7 +168,7 @@ class Ledger:
                 self.index.apply_erased(payload, position, stream_id)
             else:
                 self.index.advance_stream(stream_id, payload["hash"], position)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
             raise decode.corrupt(
                 position, f"the {topic} record of stream {stream_id} cannot be decoded: {decode.describe(exc)}"
             ) from exc

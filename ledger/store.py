@@ -367,7 +367,17 @@ class EventStore:
         The columns come back exactly as stored (stream ids as text, whatever
         type a version holds): ``ledger.decode`` checks them, so one edited row
         is reported at its position instead of failing inside the recorder.
+        ``memory://`` keeps its stream ids as UUIDs (no text round trip).
         """
+        if self.spec.kind == "memory":
+            rows = [
+                (n.id, n.originator_id, n.originator_version, n.topic, n.state)
+                for n in self.recorder.select_notifications(start, limit)
+            ]
+            if not rows:
+                return LogPage([], [], [], [], [])
+            positions, stream_ids, versions, topics, states = map(list, zip(*rows))
+            return LogPage(positions, stream_ids, versions, topics, states)
         try:
             return self.read_columns(start, limit)
         except sqlite3.DatabaseError as exc:  # read_columns queries SQLite's own connection
