@@ -9,8 +9,9 @@ under another's topic. Replay must stop at such a record with one
 is the tool that then reports every problem (``ledger.integrity``).
 
 Unknown topics stay readable (a newer library may add event types): their
-payload only has to be a sealed JSON object. The checks are type tests and
-dict lookups, so replay does not slow down.
+payload only has to be a sealed JSON object. Replay calls these once per
+record, so each check is one boolean expression of type tests on the fast
+path; only a record that fails it is examined again to say what is wrong.
 """
 
 from __future__ import annotations
@@ -25,26 +26,30 @@ from .events import ENTITY_ERASED, ENTITY_VERSION, EXECUTION_COMPLETED, EXECUTIO
 
 __all__ = ["corrupt", "describe", "record_payload", "record_stream", "record_topic", "record_version"]
 
-# Fields a payload of each known event type must have; a record whose payload
-# lacks them was written as another type (an edited topic) or edited itself.
-# The types of an entity.version's fields that the index keeps undecoded
-# until a read needs them (the rest fail while the index reads them).
+# What an entity.version payload must hold for the index to keep it: the
+# fields it reads at once (ids are parsed there, and fail there) and the ones
+# it keeps undecoded until a read needs them. None means "or null".
+_ENTITY_FIELDS: tuple[tuple[str, type, bool], ...] = (
+    ("ecs_id", str, False),
+    ("previous_ecs_id", str, True),
+    ("entity_type", str, False),
+    ("schema_version", int, False),
+    ("is_root", bool, False),
+    ("values", dict, False),
+    ("children", dict, False),
+    ("meta", dict, False),
+    ("created_at", str, False),
+    ("forked_at", str, True),
+    ("recorded_at", str, False),
+)
+
+# Fields the other known event types must have: a payload without them was
+# written as another type (an edited topic) or was edited itself.
 _REQUIRED: dict[str, tuple[str, ...]] = {
-    ENTITY_VERSION: ("ecs_id", "entity_type"),
     ENTITY_ERASED: ("lineage_id", "reason"),
     EXECUTION_COMPLETED: ("execution_id", "function_name", "outputs"),
     EXECUTION_FAILED: ("execution_id", "function_name", "error_type"),
 }
-
-
-_ENTITY_TYPES: tuple[tuple[str, type], ...] = (
-    ("entity_type", str),
-    ("schema_version", int),
-    ("is_root", bool),
-    ("values", dict),
-    ("children", dict),
-    ("meta", dict),
-)
 
 
 def corrupt(position: int, what: str) -> CorruptLogError:
@@ -61,16 +66,15 @@ def record_stream(position: int, value: Any, cache: dict[str, UUID]) -> UUID:
     """The stream id as a UUID (``cache`` maps texts already parsed)."""
     if type(value) is UUID:
         return value
+    found = cache.get(value) if type(value) is str else None
+    if found is not None:
+        return found
     if type(value) is str:
-        found = cache.get(value)
-        if found is not None:
-            return found
         try:
             found = cache[value] = UUID(value)
+            return found
         except ValueError:
             pass
-        else:
-            return found
     raise corrupt(position, f"stream id {_short(value)} is not a UUID")
 
 
@@ -89,15 +93,35 @@ def record_topic(position: int, value: Any) -> str:
 
 def record_payload(position: int, topic: str, state: Any) -> dict[str, Any]:
     """The payload as a JSON object carrying its seal, with the fields its topic needs."""
-    if state is None:
-        raise corrupt(position, f"the {topic} record has no payload (NULL state)")
     try:
         payload = orjson.loads(state)
     except (orjson.JSONDecodeError, TypeError):
+        if state is None:
+            raise corrupt(position, f"the {topic} record has no payload (NULL state)") from None
         raise corrupt(position, f"the payload of the {topic} record is not JSON") from None
     if type(payload) is not dict:
         raise corrupt(position, f"the payload of the {topic} record is a JSON {type(payload).__name__}, not an object")
-    if type(payload.get("hash")) is not str:
+    get = payload.get
+    if topic == ENTITY_VERSION:
+        previous, forked, personal = get("previous_ecs_id"), get("forked_at"), get("personal")
+        if (
+            type(get("hash")) is str
+            and type(get("ecs_id")) is str
+            and (previous is None or type(previous) is str)
+            and type(get("entity_type")) is str
+            and type(get("schema_version")) is int
+            and type(get("is_root")) is bool
+            and type(get("values")) is dict
+            and type(get("children")) is dict
+            and type(get("meta")) is dict
+            and type(get("created_at")) is str
+            and (forked is None or type(forked) is str)
+            and type(get("recorded_at")) is str
+            and (personal is None or (type(personal) is list and all(type(p) is str for p in personal)))
+        ):
+            return payload
+        raise corrupt(position, _entity_problem(topic, payload))
+    if type(get("hash")) is not str:
         raise corrupt(position, f"the payload of the {topic} record has no seal (hash)")
     for name in _REQUIRED.get(topic, ()):
         if name not in payload:
@@ -105,17 +129,20 @@ def record_payload(position: int, topic: str, state: Any) -> dict[str, Any]:
                 position,
                 f"the payload of the {topic} record has no {name!r} (its event type or payload was changed)",
             )
-    if topic == ENTITY_VERSION:
-        for name, kind in _ENTITY_TYPES:
-            if type(payload.get(name)) is not kind:
-                raise corrupt(position, f"field {name!r} of the {topic} record is not a JSON {kind.__name__}")
-        for name in ("created_at", "recorded_at", "forked_at"):
-            if type(payload.get(name)) is not str and not (name == "forked_at" and payload.get(name) is None):
-                raise corrupt(position, f"field {name!r} of the {topic} record is not a time")
-        personal = payload.get("personal")
-        if personal is not None and (type(personal) is not list or not all(type(p) is str for p in personal)):
-            raise corrupt(position, f"field 'personal' of the {topic} record is not a list of names")
     return payload
+
+
+def _entity_problem(topic: str, payload: dict[str, Any]) -> str:
+    """The slow path: which field of an entity.version payload failed the check."""
+    if type(payload.get("hash")) is not str:
+        return f"the payload of the {topic} record has no seal (hash)"
+    for name, kind, nullable in _ENTITY_FIELDS:
+        if name not in payload:
+            return f"the payload of the {topic} record has no {name!r} (its event type or payload was changed)"
+        value = payload[name]
+        if type(value) is not kind and not (nullable and value is None):
+            return f"field {name!r} of the {topic} record is {_short(value)}, not a JSON {kind.__name__}"
+    return f"field 'personal' of the {topic} record is not a list of field names"
 
 
 def describe(exc: BaseException) -> str:

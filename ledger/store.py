@@ -261,6 +261,8 @@ class EventStore:
         """
         self.spec = parse_store_url(url)
         self.url = url
+        #: False when opened for reading: whatever runs at open must not write then.
+        self.create = create
         self._datastore: Any = None
         if self.spec.kind == "memory":
             if not create:
