@@ -62,8 +62,11 @@ class MemoryKeyTable:
 class SQLiteKeyTable:
     """``ledger_keys`` in the store's SQLite file, through the eventsourcing pool."""
 
-    def __init__(self, datastore: Any) -> None:
+    def __init__(self, datastore: Any, *, create: bool = True) -> None:
+        """``create=False`` (a store opened for reading) leaves the schema as it is."""
         self._datastore = datastore
+        if not create:
+            return
         with datastore.transaction(commit=True) as cur:
             cur.execute(
                 f"CREATE TABLE IF NOT EXISTS {TABLE} "

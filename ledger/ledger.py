@@ -13,8 +13,7 @@ from types import TracebackType
 from typing import Any
 from uuid import UUID
 
-import orjson
-
+from . import decode
 from .addresses import Address, Resolved, parse_address, resolve_address
 from .batch import Batch
 from .digest import Digest
@@ -34,16 +33,28 @@ log = logging.getLogger(__name__)
 class Ledger:
     """An event store plus everything derived from it that the write side needs."""
 
-    def __init__(self, url: str = "memory://", *, analytics_path: str | None = None) -> None:
+    def __init__(self, url: str = "memory://", *, create: bool = True, analytics_path: str | None = None) -> None:
+        """Open the store at ``url`` and replay its log into the inline index.
+
+        ``create=False`` opens only an existing ledger and writes nothing: a
+        missing, empty or foreign store raises ``StoreNotFoundError`` (see
+        ``EventStore``). A record replay cannot decode raises ``CorruptLogError``
+        naming its position; ``ledger.integrity.verify_store`` still runs on
+        such a store. Either way the store is closed again before raising.
+        """
         self.url = url
         self.analytics_path = analytics_path
-        self.store = EventStore(url)
+        self.store = EventStore(url, create=create)
         self.index = InlineIndex(self.store.keys)
         self.registry = EntityRegistry(self)
         self._lock = threading.RLock()
         self._closed = False
         self._analytics: Any = None
-        self.refresh()
+        try:
+            self.refresh()
+        except BaseException:
+            self.close()
+            raise
 
     # ------------------------------------------------------------- lifecycle
     def close(self) -> None:
@@ -105,6 +116,10 @@ class Ledger:
         cyclic garbage collector is paused meanwhile: replay allocates only
         long-lived, acyclic index objects, and collections triggered by them
         were measured at two thirds of replay time.
+
+        A record that cannot be decoded (``ledger.decode``), or a stream that
+        skips a version, stops replay with ``CorruptLogError`` naming its
+        position; everything before it stays applied.
         """
         self._check_open()
         applied = 0
@@ -115,12 +130,32 @@ class Ledger:
             with self._lock:
                 index = self.index
                 streams = index.streams
-                for n in self.store.iter_all(start=index.caught_up + 1):
-                    head = streams.get(n.originator_id)  # type: ignore[arg-type]
-                    if head is None or head.version < n.originator_version:
-                        self._apply(n.topic, n.state, n.id, n.originator_id, uuids)  # type: ignore[arg-type]
-                        applied += 1
-                    index.caught_up = n.id
+                start = index.caught_up + 1
+                while True:
+                    page = self.store.read_records(start, 10_000)
+                    if not len(page):
+                        break
+                    for position, raw_id, raw_version, raw_topic, state in zip(
+                        page.positions, page.stream_ids, page.versions, page.topics, page.states
+                    ):
+                        stream_id = raw_id if type(raw_id) is UUID else uuids.get(raw_id)  # type: ignore[arg-type]
+                        if stream_id is None:
+                            stream_id = decode.record_stream(position, raw_id, uuids)
+                        version = raw_version if type(raw_version) is int and raw_version > 0 else (
+                            decode.record_version(position, raw_version)
+                        )
+                        head = streams.get(stream_id)
+                        current = 0 if head is None else head.version
+                        if current < version:
+                            if version != current + 1:
+                                raise decode.corrupt(
+                                    position,
+                                    f"stream {stream_id} jumps from v{current} to v{version} (a record is missing)",
+                                )
+                            self._apply(decode.record_topic(position, raw_topic), state, position, stream_id, uuids)
+                            applied += 1
+                        index.caught_up = position
+                    start = page.positions[-1] + 1
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -129,13 +164,18 @@ class Ledger:
     def _apply(
         self, topic: str, state: bytes, position: int, stream_id: UUID, uuids: dict[str, UUID] | None = None
     ) -> None:
-        payload = orjson.loads(state)
-        if topic == ENTITY_VERSION:
-            self.index.apply_entity_version(payload, position, stream_id, uuids)
-        elif topic == ENTITY_ERASED:
-            self.index.apply_erased(payload, position, stream_id)
-        else:
-            self.index.advance_stream(stream_id, payload["hash"], position)
+        payload = decode.record_payload(position, topic, state)
+        try:
+            if topic == ENTITY_VERSION:
+                self.index.apply_entity_version(payload, position, stream_id, uuids)
+            elif topic == ENTITY_ERASED:
+                self.index.apply_erased(payload, position, stream_id)
+            else:
+                self.index.advance_stream(stream_id, payload["hash"], position)
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+            raise decode.corrupt(
+                position, f"the {topic} record of stream {stream_id} cannot be decoded: {decode.describe(exc)}"
+            ) from exc
 
     def erase(self, lineage_id: UUID | str, *, reason: str) -> Erasure:
         """Make the personal fields of every version of a lineage unreadable, for good.
@@ -218,10 +258,14 @@ _default: Ledger | None = None
 _default_lock = threading.Lock()
 
 
-def connect(url: str = "memory://", *, analytics_path: str | None = None) -> Ledger:
-    """Open a store and make it the process's default ledger (replaying its log)."""
+def connect(url: str = "memory://", *, create: bool = True, analytics_path: str | None = None) -> Ledger:
+    """Open a store and make it the process's default ledger (replaying its log).
+
+    ``create=False`` opens only an existing ledger (``Ledger``); on any error
+    the previous default stays in place.
+    """
     global _default
-    ledger = Ledger(url, analytics_path=analytics_path)
+    ledger = Ledger(url, create=create, analytics_path=analytics_path)
     with _default_lock:
         _default = ledger
     return ledger

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -30,9 +31,10 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 
-from .errors import ConcurrencyError, StoreError, StoreURLError
+from .errors import ConcurrencyError, CorruptLogError, StoreError, StoreNotFoundError, StoreURLError
 from .events import GENESIS, NewEvent, link_hash, seal_batch
 from .keys import KeyStore, MemoryKeyTable, PostgresKeyTable, SQLiteKeyTable, create_postgres_key_table
+from .store_probe import check_postgres_schema, check_sqlite_file
 
 __all__ = ["EventStore", "StoreURL", "parse_store_url"]
 
@@ -55,6 +57,10 @@ _CONFLICTS = _conflict_errors()
 _STORE_FAILURES = _failure_errors()
 
 _SYNCHRONOUS = {"OFF", "NORMAL", "FULL", "EXTRA"}
+# A schema name goes unquoted into SQL the eventsourcing library builds as text
+# (its type lookup), where PostgreSQL folds it to lower case: only names that
+# need no quoting at all are safe everywhere.
+_PLAIN_SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,12 @@ def parse_store_url(url: str) -> StoreURL:
         unknown = set(options) - {"schema"}
         if unknown:
             raise StoreURLError(f"url {url!r}: unknown option(s) {sorted(unknown)}")
+        schema = options.get("schema")
+        if schema is not None and not _PLAIN_SCHEMA.fullmatch(schema):
+            raise StoreURLError(
+                f"url {url!r}: schema {schema!r} is not a plain identifier "
+                "(lower-case letters, digits and _, not starting with a digit, at most 63 characters)"
+            )
         return StoreURL(
             "postgresql",
             url,
@@ -129,7 +141,7 @@ def parse_store_url(url: str) -> StoreURL:
     )
 
 
-def _sqlite_recorder(spec: StoreURL) -> tuple[ApplicationRecorder, Any]:
+def _sqlite_recorder(spec: StoreURL, create: bool = True) -> tuple[ApplicationRecorder, Any]:
     from eventsourcing.sqlite import (
         SQLiteApplicationRecorder,
         SQLiteConnection,
@@ -157,14 +169,20 @@ def _sqlite_recorder(spec: StoreURL) -> tuple[ApplicationRecorder, Any]:
     directory = os.path.dirname(os.path.abspath(spec.path))
     if not os.path.isdir(directory):
         raise StoreURLError(f"url {spec.url!r}: directory {directory!r} does not exist")
+    check_sqlite_file(spec.url, spec.path, create=create)
     datastore = SQLiteDatastore(db_name=spec.path, lock_timeout=30)
     datastore.pool = TunedPool(db_name=spec.path, lock_timeout=30)
     recorder = SQLiteApplicationRecorder(datastore)
-    recorder.create_table()
+    if create:
+        recorder.create_table()
+    else:
+        # The pool would switch a rollback-journal file to WAL on its first
+        # connection: a write, which opening for reading must not make.
+        datastore.pool.is_journal_mode_wal = True
     return recorder, datastore
 
 
-def _postgres_recorder(spec: StoreURL) -> tuple[ApplicationRecorder, Any]:
+def _postgres_recorder(spec: StoreURL, create: bool = True) -> tuple[ApplicationRecorder, Any]:
     import psycopg
     from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 
@@ -173,6 +191,20 @@ def _postgres_recorder(spec: StoreURL) -> tuple[ApplicationRecorder, Any]:
     if spec.password:
         conninfo["password"] = spec.password
     try:
+        if not create:
+            with psycopg.connect(**conninfo, connect_timeout=5, autocommit=True) as conn:
+                check_postgres_schema(spec.url, conn, schema)
+            datastore = PostgresDatastore(
+                dbname=spec.dbname,
+                host=spec.host,
+                port=spec.port,
+                user=spec.user,
+                password=spec.password,
+                schema=schema,
+                pool_size=2,
+                max_overflow=4,
+            )
+            return PostgresApplicationRecorder(datastore), datastore  # reads the catalog, creates nothing
         with psycopg.connect(**conninfo, connect_timeout=5, autocommit=True) as conn:
             # An advisory lock: several processes opening a fresh schema at once
             # would otherwise race in CREATE TABLE ("tuple concurrently updated").
@@ -203,6 +235,20 @@ def _postgres_recorder(spec: StoreURL) -> tuple[ApplicationRecorder, Any]:
     return recorder, datastore
 
 
+_SQLITE_DAMAGED = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+
+def _read_error(url: str, exc: BaseException, start: int | None) -> StoreError:
+    """A failed read as one line: ``CorruptLogError`` when SQLite says the file is damaged."""
+    cause = exc if isinstance(exc, sqlite3.Error) else exc.__cause__
+    code = getattr(cause, "sqlite_errorcode", None)
+    where = "" if start is None else f" from position {start}"
+    if code is not None and code & 0xFF in _SQLITE_DAMAGED:
+        # The damaged page's records are unknown, so no position is claimed.
+        return CorruptLogError(f"store {url!r}: the log cannot be read{where}, the file is damaged: {cause}")
+    return StoreError(f"store {url!r}: read failed{where}: {cause or exc}")
+
+
 @dataclass(slots=True)
 class LogPage:
     """Consecutive log entries as parallel columns (stream ids as text)."""
@@ -220,20 +266,36 @@ class LogPage:
 class EventStore:
     """Append batches, read the ordered log; the key table sits beside it."""
 
-    def __init__(self, url: str = "memory://") -> None:
+    def __init__(self, url: str = "memory://", *, create: bool = True) -> None:
+        """Open the store at ``url``, creating its tables unless ``create=False``.
+
+        ``create=False`` opens only an existing ledger and writes nothing while
+        opening: a missing or empty file, a foreign SQLite database, a PostgreSQL
+        schema that is missing or has no ledger table raise ``StoreNotFoundError``
+        (``ledger.store_probe`` says why the check runs before any connection).
+        ``memory://`` never holds an existing ledger (it lives and dies with the
+        store object), so it raises ``StoreNotFoundError`` too.
+        """
         self.spec = parse_store_url(url)
         self.url = url
+        #: False when opened for reading: whatever runs at open must not write then.
+        self.create = create
         self._datastore: Any = None
         if self.spec.kind == "memory":
+            if not create:
+                raise StoreNotFoundError(
+                    f"url {url!r}: a memory:// store holds no ledger until this process writes one; "
+                    "create=False cannot open it"
+                )
             from eventsourcing.popo import POPOApplicationRecorder
 
             self.recorder: ApplicationRecorder = POPOApplicationRecorder()
             table: Any = MemoryKeyTable()
         elif self.spec.kind == "sqlite":
-            self.recorder, self._datastore = _sqlite_recorder(self.spec)
-            table = SQLiteKeyTable(self._datastore)
+            self.recorder, self._datastore = _sqlite_recorder(self.spec, create)
+            table = SQLiteKeyTable(self._datastore, create=create)
         else:
-            self.recorder, self._datastore = _postgres_recorder(self.spec)
+            self.recorder, self._datastore = _postgres_recorder(self.spec, create)
             table = PostgresKeyTable(self._datastore, self.spec.options.get("schema", "public"))
         self._memory_lock = threading.Lock()
         #: Per-lineage data keys for personal fields, outside the event table.
@@ -339,14 +401,17 @@ class EventStore:
 
     def head(self) -> int:
         """The position of the last event (0 for an empty log)."""
-        return self.recorder.max_notification_id() or 0
+        try:
+            return self.recorder.max_notification_id() or 0
+        except PersistenceError as exc:
+            raise _read_error(self.url, exc, None) from exc
 
     def read(self, start: int = 1, limit: int = 10_000, stop: int | None = None) -> Sequence[Notification]:
         """Events with position >= start (and <= stop), oldest first."""
         try:
             return self.recorder.select_notifications(start, limit, stop=stop)
         except PersistenceError as exc:
-            raise StoreError(f"store {self.url!r}: read failed: {exc}") from exc
+            raise _read_error(self.url, exc, start) from exc
 
     def read_columns(self, start: int = 1, limit: int = 50_000) -> LogPage:
         """A page of the log as columns, for bulk readers (projections, replay).
@@ -389,6 +454,28 @@ class EventStore:
             return LogPage([], [], [], [], [])
         positions, stream_ids, versions, topics, states = map(list, zip(*rows))
         return LogPage(positions, stream_ids, versions, topics, states)
+
+    def read_records(self, start: int = 1, limit: int = 10_000) -> LogPage:
+        """``read_columns`` for replay, where a damaged database is a ``CorruptLogError``.
+
+        The columns come back exactly as stored (stream ids as text, whatever
+        type a version holds): ``ledger.decode`` checks them, so one edited row
+        is reported at its position instead of failing inside the recorder.
+        ``memory://`` keeps its stream ids as UUIDs (no text round trip).
+        """
+        if self.spec.kind == "memory":
+            rows = [
+                (n.id, n.originator_id, n.originator_version, n.topic, n.state)
+                for n in self.recorder.select_notifications(start, limit)
+            ]
+            if not rows:
+                return LogPage([], [], [], [], [])
+            positions, stream_ids, versions, topics, states = map(list, zip(*rows))
+            return LogPage(positions, stream_ids, versions, topics, states)
+        try:
+            return self.read_columns(start, limit)
+        except sqlite3.DatabaseError as exc:  # read_columns queries SQLite's own connection
+            raise _read_error(self.url, exc, start) from exc
 
     def iter_all(self, start: int = 1, page: int = 10_000, stop: int | None = None) -> Iterator[Notification]:
         while True:

@@ -23,11 +23,12 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ledger import Digest, Ledger
+from ledger import Digest, Ledger, VerifyReport
 from ledger.addresses import parse_address
-from ledger.errors import DigestError, LedgerError, StoreURLError
+from ledger.errors import CorruptLogError, DigestError, LedgerError
+from ledger.integrity import verify_store
 from ledger.registry import as_uuid
-from ledger.store import parse_store_url
+from ledger.store import EventStore
 from ledger.stored_view import resolve_stored, stored_data, version_for
 
 from . import cli_render as render
@@ -84,18 +85,23 @@ def one_line_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def open_ledger(db: str | None) -> Ledger:
-    """Open an existing store; a SQLite URL naming no file is an error, not a new empty ledger.
+def store_url(db: str | None) -> str:
+    """The store the command names: ``--db``, else ``$LEDGER_URL``, else the default file."""
+    return db or os.environ.get("LEDGER_URL") or DEFAULT_URL
+
+
+def open_ledger(db: str | None, *, create: bool = False) -> Ledger:
+    """Open an existing ledger; by default nothing is created or written.
+
+    A missing, empty or foreign store is a ``StoreNotFoundError`` and a record
+    replay cannot decode a ``CorruptLogError``: one line each, like every
+    ``LedgerError``. Only ``demo`` fills a store, and it opens its own.
 
     ``$LEDGER_ANALYTICS`` names a DuckDB file for the projections: ``sql``,
     ``lineage`` and ``export`` then resume from it instead of replaying the
     whole log in memory, and ``replay`` rebuilds it.
     """
-    url = db or os.environ.get("LEDGER_URL") or DEFAULT_URL
-    spec = parse_store_url(url)
-    if spec.kind == "sqlite" and not Path(spec.path).is_file():
-        raise StoreURLError(f"url {url!r}: no ledger database at {spec.path!r}")
-    return Ledger(url, analytics_path=os.environ.get("LEDGER_ANALYTICS") or None)
+    return Ledger(store_url(db), create=create, analytics_path=os.environ.get("LEDGER_ANALYTICS") or None)
 
 
 # ------------------------------------------------------------------ reading
@@ -302,8 +308,11 @@ def verify(
             saved = Digest.from_json(digest.read_text())
         except OSError as exc:
             raise DigestError(f"digest: cannot read {str(digest)!r}: {exc.strerror}") from None
-    with open_ledger(db) as led:
-        report = led.verify(saved)
+    try:
+        with open_ledger(db) as led:
+            report = led.verify(saved)
+    except CorruptLogError as exc:
+        report = verify_unopenable(store_url(db), saved, exc)
     if report.ok:
         against = f" against the digest of position {saved.position}" if saved is not None else ""
         console.print(f"ok: {report.events_checked} events verified{against}")
@@ -312,6 +321,28 @@ def verify(
         err.print(p, highlight=False)
     err.print(f"FAILED: first bad position {report.first_bad_position}", highlight=False)
     raise typer.Exit(1)
+
+
+def verify_unopenable(url: str, saved: Digest | None, opening: CorruptLogError) -> VerifyReport:
+    """Verify a store whose log cannot be replayed: the check needs no index, only records.
+
+    When the walk finds nothing, the record that stopped replay becomes the
+    problem: a store that cannot be opened never verifies as ok.
+    """
+    store = EventStore(url, create=False)
+    try:
+        report = verify_store(store, saved)
+    except LedgerError:
+        raise
+    except Exception as exc:  # the integrity walk met a record it could not read either
+        raise CorruptLogError(f"{opening}; verify could not read the log either ({type(exc).__name__}: {exc})") from None
+    finally:
+        store.close()
+    if report.ok:
+        report.ok = False
+        report.problems.append(str(opening))
+        report.first_bad_position = opening.position
+    return report
 
 
 @app.command("digest")
