@@ -214,7 +214,12 @@ class Ledger:
         return self._analytics
 
     def sql(self, query: str, params: list[Any] | None = None) -> Any:
-        """Read-only DuckDB SQL over the analytics tables, after catching up with the log."""
+        """Read-only DuckDB SQL over the analytics tables, after catching up with the log.
+
+        Read-only by construction (``projections.readonly``): anything that could
+        write, change a setting, or reach a file or the network raises
+        ``errors.ReadOnlyError`` and changes nothing.
+        """
         return self.analytics.sql(query, params)
 
     def lineage_graph(

@@ -22,6 +22,8 @@ import duckdb
 
 from ledger.errors import LedgerError, MalformedAddressError, UnknownEntityError
 
+from .tables import GRAPH_EDGES
+
 __all__ = ["LineageGraph", "LineageQueryError", "lineage_graph"]
 
 _DIRECTIONS = {"up": "upstream", "upstream": "upstream", "down": "downstream", "downstream": "downstream", "both": "both"}
@@ -129,7 +131,7 @@ def _step(con: duckdb.DuckDBPyConnection, frontier: list[str], downstream: bool,
         (source, target, kind, execution_id)
         for source, target, kind, execution_id in _ids(
             con,
-            f"SELECT source, target, kind, execution_id FROM graph_edges "
+            f"SELECT source, target, kind, execution_id FROM {GRAPH_EDGES} "
             f"WHERE {near} IN (SELECT unnest(?)) AND position <= ?",
             [frontier, pos],
         )

@@ -13,11 +13,18 @@ every payload a second time (measured: as long as parsing it).
 Each table carries ``position`` (the event that produced the row), which is
 what time travel of the lineage graph filters on and what a rebuild from a
 position deletes.
+
+Only the documented tables live in ``main`` (what ``SHOW TABLES`` lists); the
+tracking row and the lineage graph's edge view live in the ``_ledger`` schema.
+``LAYOUT`` numbers this arrangement: a file written with another one is rebuilt.
 """
 
 from __future__ import annotations
 
-__all__ = ["DDL", "PAGE_STATEMENTS", "TABLES", "TRACKING_DDL"]
+__all__ = ["DDL", "GRAPH_EDGES", "INTERNAL_SCHEMA", "LAYOUT", "PAGE_STATEMENTS", "TABLES", "TRACKING", "TRACKING_DDL"]
+
+INTERNAL_SCHEMA = "_ledger"
+LAYOUT = 2  # 1: tracking table in main, no layout column
 
 TABLES: dict[str, str] = {
     "events": """
@@ -54,20 +61,27 @@ TABLES: dict[str, str] = {
 # The lineage graph's edges in one shape: entity → entity (version, detach,
 # attach), entity → execution (input, config), execution → entity (the
 # output's semantic). Filters on source/target/position push down into each part.
-GRAPH_EDGES_VIEW = """CREATE VIEW IF NOT EXISTS graph_edges AS
+GRAPH_EDGES = f"{INTERNAL_SCHEMA}.graph_edges"
+GRAPH_EDGES_VIEW = f"""CREATE VIEW IF NOT EXISTS {GRAPH_EDGES} AS
     SELECT source_ecs_id AS source, target_ecs_id AS target, kind, execution_id, position
-    FROM lineage_edges WHERE kind <> 'execution'
+    FROM main.lineage_edges WHERE kind <> 'execution'
     UNION ALL SELECT i.ecs_id, i.execution_id,
         CASE WHEN c.ecs_id IS NULL THEN 'input' ELSE 'config' END, i.execution_id, i.position
-    FROM execution_inputs i LEFT JOIN execution_configs c USING (execution_id, ecs_id)
+    FROM main.execution_inputs i LEFT JOIN main.execution_configs c USING (execution_id, ecs_id)
     WHERE i.ecs_id IS NOT NULL
-    UNION ALL SELECT execution_id, ecs_id, semantic, execution_id, position FROM execution_outputs"""
+    UNION ALL SELECT execution_id, ecs_id, semantic, execution_id, position FROM main.execution_outputs"""
 
-DDL = [f"CREATE TABLE IF NOT EXISTS {name} ({cols})" for name, cols in TABLES.items()] + [GRAPH_EDGES_VIEW]
+TRACKING = f"{INTERNAL_SCHEMA}.projection_tracking"
 
 TRACKING_DDL = (
-    "CREATE TABLE IF NOT EXISTS projection_tracking ("
-    "name VARCHAR PRIMARY KEY, position BIGINT NOT NULL, head_hash VARCHAR)"
+    f"CREATE TABLE IF NOT EXISTS {TRACKING} ("
+    "name VARCHAR PRIMARY KEY, position BIGINT NOT NULL, head_hash VARCHAR, layout INTEGER NOT NULL)"
+)
+
+DDL = (
+    [f"CREATE SCHEMA IF NOT EXISTS {INTERNAL_SCHEMA}"]
+    + [f"CREATE TABLE IF NOT EXISTS main.{name} ({cols})" for name, cols in TABLES.items()]
+    + [GRAPH_EDGES_VIEW, TRACKING_DDL]
 )
 
 # One struct for every event type: each payload is parsed once, and a key an
