@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 import orjson
 
 from .digest import Digest, LogChain
 from .errors import DigestError
 from .events import open_sealed
+from .key_audit import key_problems, note_key_facts
 
 if TYPE_CHECKING:
     from .store import EventStore
@@ -50,6 +52,8 @@ def verify_store(store: EventStore, digest: Digest | None = None) -> VerifyRepor
     chain = LogChain()
     chain_at_digest: str | None = None
     heads: dict[Any, tuple[int, str | None]] = {}
+    key_commitments: dict[UUID, tuple[int, str]] = {}  # key audit: lineage -> (position, key_check)
+    erased: dict[UUID, int] = {}  # key audit: lineage -> position of entity.erased
 
     def problem(position: int, text: str) -> None:
         report.problems.append(f"position {position}: {text}")
@@ -69,10 +73,12 @@ def verify_store(store: EventStore, digest: Digest | None = None) -> VerifyRepor
         if stated != actual:
             problem(n.id, f"record of stream {n.originator_id} v{n.originator_version} was edited (hash mismatch)")
         try:
-            prev_hash = orjson.loads(n.state).get("prev_hash")
+            body = orjson.loads(n.state)
+            prev_hash = body.get("prev_hash")
         except orjson.JSONDecodeError:
             problem(n.id, f"record of stream {n.originator_id} is not valid JSON")
             continue
+        note_key_facts(n.topic, body, n.id, key_commitments, erased)  # key audit (ledger/key_audit.py)
         version, last_hash = heads.get(n.originator_id, (0, None))
         if n.originator_version != version + 1:
             problem(
@@ -87,6 +93,8 @@ def verify_store(store: EventStore, digest: Digest | None = None) -> VerifyRepor
                 "previous record (a removed, replaced or reordered record)",
             )
         heads[n.originator_id] = (n.originator_version, stated)
+    for position, text in key_problems(store, key_commitments, erased):  # key audit
+        problem(position, text)
     if digest is not None:
         _check_digest(digest, chain, chain_at_digest, problem)
     report.ok = not report.problems
