@@ -4,7 +4,8 @@ The order matters. The ``entity.erased`` event is appended first, so the log
 always says why data became unreadable; the key row is deleted after. If the
 deletion fails, the lineage already reads as erased everywhere (the index
 ignores keys of erased lineages) and calling ``erase`` again finishes the job:
-a repeated erasure appends nothing and only retries the key deletion.
+a repeated erasure appends nothing and only retries the key deletion and the
+shredding of its bytes (``ledger/keys.py``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,12 @@ class Erasure:
 
     ``position`` is the log position of the lineage's ``entity.erased`` event;
     ``already_erased`` is True when an earlier call had appended it (nothing new
-    was written); ``key_destroyed`` is True when this call deleted a key row.
+    was written). ``key_destroyed`` is True only when no copy of the lineage's
+    key is left in the store's files (also for a lineage that never had one).
+    False means the key row is gone and the personal data reads as ``ERASED``,
+    but another connection still holds a snapshot with the key's bytes: the
+    shredding finishes on a later ``erase`` of the lineage or the next writable
+    open of the store.
     """
 
     lineage_id: UUID

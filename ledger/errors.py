@@ -24,6 +24,7 @@ __all__ = [
     "ExecutorError",
     "FunctionRegistrationError",
     "InputValidationError",
+    "KeyIntegrityError",
     "LedgerError",
     "LedgerClosedError",
     "MalformedAddressError",
@@ -107,6 +108,15 @@ class ErasedError(LedgerError, ValueError):
     Reading an erased version works (personal fields read as ``ERASED``); what is
     refused is anything that would need the destroyed key or would pass the
     tombstone on as if it were data.
+    """
+
+
+class KeyIntegrityError(StoreError):
+    """A lineage's data key row is damaged (malformed, or not the key its events committed to).
+
+    Unlike an erasure, which is recorded by an ``entity.erased`` event, this is
+    tampering or corruption of the key table: reads that need the key stop with
+    this error instead of showing ``ERASED``, and ``verify()`` reports it.
     """
 
 

@@ -74,6 +74,9 @@ class EntityVersionRecorded(_Event):
     ``tree_root`` is the root version of the tree this batch recorded.
     ``personal`` names the fields of ``values`` stored encrypted with the
     lineage's key (absent when there are none; see ledger/personal.py).
+    ``key_check`` (the lineage's first personal version only) commits to that
+    key (``ledger.keys.key_check``), so verify can tell a deleted or swapped key
+    row from an erasure; events written before it existed have none.
     """
 
     ecs_id: UUID
@@ -92,6 +95,7 @@ class EntityVersionRecorded(_Event):
     detached_from: UUID | None = None  # the root version of the tree this entity left
     attached_to: UUID | None = None  # the root version of the tree this entity joined
     personal: list[str] = []
+    key_check: str | None = None
 
 
 class EntityErased(_Event):
@@ -138,6 +142,14 @@ class ExecutionCompleted(_Event):
 
 
 class ExecutionFailed(_Event):
+    """A function raised (or returned what cannot be recorded).
+
+    When an input belonged to a lineage with personal fields, ``error_message``
+    and ``traceback`` hold ciphertext that opens only while every lineage in
+    ``sealed_with`` still has its key (``ledger/sealed_failure.py``);
+    ``error_type`` always stays readable.
+    """
+
     execution_id: UUID
     function_name: str
     inputs: list[InputRecord]
@@ -147,6 +159,8 @@ class ExecutionFailed(_Event):
     traceback: str
     duration_ms: float
     isolation: str
+    sealed_with: list[UUID] = []
+    key_shares: list[str] = []
 
 
 EVENT_MODELS: dict[str, type[_Event]] = {

@@ -29,12 +29,13 @@ from pydantic import ValidationError
 from .addresses import parse_address, resolve_address
 from .batch import Batch
 from .entity import ConfigEntity, Entity
-from .errors import ErasedError, InputValidationError
+from .errors import ErasedError, InputValidationError, KeyIntegrityError
 from .events import EXECUTION_COMPLETED, EXECUTION_FAILED
 from .function_execution import FunctionExecution
 from .personal import ERASED
 from .registry import TreePlan, _meta_of
 from .returns import ReturnShape, shape_return
+from .sealed_failure import personal_lineages, seal_failure
 from .schema import IDENTITY_FIELDS
 from .tree import MAX_NESTING, IMMUTABLE_TYPES, EntityTree, build_entity_tree, copy_value, too_deep
 
@@ -70,6 +71,7 @@ class Call:
     config_ids: list[UUID] = field(default_factory=list)
     copies: list[Entity] = field(default_factory=list)  # the copies passed for entity arguments
     trees: list[EntityTree] = field(default_factory=list)  # pre-run trees of the root copies
+    read_at: int = 0  # the index position when inputs were read (erasures up to it were tombstones)
 
     def bound(self) -> Callable[..., Any]:
         """The function with its ConfigEntity parameters bound (``functools.partial``)."""
@@ -90,7 +92,7 @@ class Call:
 # =================================================================== prepare
 def prepare(ledger: Ledger, meta: FunctionMetadata, kwargs: dict[str, Any]) -> Call:
     """Resolve, validate, trace and isolate; raises before anything is recorded if invalid."""
-    call = Call(ledger, meta, uuid4())
+    call = Call(ledger, meta, uuid4(), read_at=ledger.index.position)
     sig = meta.signature
     params = sig.params
     registry = ledger.registry
@@ -559,25 +561,46 @@ def record_failure(
     tb: str,
     duration_ms: float,
 ) -> None:
-    """One batch with the ``execution.failed`` event; nothing else."""
+    """One batch with the ``execution.failed`` event; nothing else.
+
+    The message and traceback are sealed with the keys of the personal lineages
+    among the inputs (``sealed_failure.py``): they may quote personal values.
+    """
     ledger = call.ledger
+    body = {
+        "execution_id": call.execution_id,
+        "function_name": call.meta.name,
+        "inputs": call.input_records(),
+        "config_ids": call.config_ids,
+        "error_type": error_type,
+        "error_message": message,
+        "traceback": tb,
+        "duration_ms": duration_ms,
+        "isolation": call.meta.isolation,
+    }
+    index = ledger.index
+    read = [*call.input_entity_ids, *call.config_ids, *(i.ecs_id for i in call.inputs)]
+    # A lineage erased before the inputs were read gave the function only tombstones:
+    # it cannot be quoted, and its missing key must not make the whole text unreadable.
+    lineages = [
+        lineage
+        for lineage in personal_lineages(index, read)
+        if index.erased.get(lineage, call.read_at + 1) > call.read_at
+    ]
+    if lineages:
+        keys = {lineage: _key_or_none(ledger, lineage) for lineage in lineages}
+        body.update(seal_failure(call.execution_id, {"error_message": message, "traceback": tb}, keys))
     batch = Batch(ledger.index)
-    batch.add(
-        call.execution_id,
-        EXECUTION_FAILED,
-        {
-            "execution_id": call.execution_id,
-            "function_name": call.meta.name,
-            "inputs": call.input_records(),
-            "config_ids": call.config_ids,
-            "error_type": error_type,
-            "error_message": message,
-            "traceback": tb,
-            "duration_ms": duration_ms,
-            "isolation": call.meta.isolation,
-        },
-    )
+    batch.add(call.execution_id, EXECUTION_FAILED, body)
     ledger.commit(batch)
+
+
+def _key_or_none(ledger: Ledger, lineage: UUID) -> bytes | None:
+    """A key to seal failure text with; a damaged key row seals it unreadable rather than fail the record."""
+    try:
+        return ledger.index.key_for(lineage)
+    except KeyIntegrityError:
+        return None
 
 
 def failure_text(exc: BaseException) -> tuple[str, str, str]:

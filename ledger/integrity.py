@@ -16,6 +16,7 @@ import orjson
 from .digest import Digest, LogChain
 from .errors import DigestError
 from .events import GENESIS, check_seal, link_hash
+from .key_audit import key_problems, note_key_facts
 
 if TYPE_CHECKING:
     from .store import EventStore
@@ -78,6 +79,8 @@ def verify_store(store: EventStore, digest: Digest | None = None) -> VerifyRepor
     chain_at_digest: str | None = None
     streams: dict[UUID, tuple[int, str | None]] = {}
     previous_link, previous_position, sealed_with_position = GENESIS, 0, False
+    key_commitments: dict[UUID, tuple[int, str]] = {}  # key audit: lineage -> (position, key_check)
+    erased: dict[UUID, int] = {}  # key audit: lineage -> position of entity.erased
 
     def problem(position: int, text: str) -> None:
         report.problems.append(f"position {position}: {text}")
@@ -127,10 +130,14 @@ def verify_store(store: EventStore, digest: Digest | None = None) -> VerifyRepor
             problem(position, f"{where} carries an old (v1) seal after records sealed with their position: inserted or downgraded")
         try:
             payload = orjson.loads(state)
-            prev_hash = payload.get("prev_hash") if isinstance(payload, dict) else None
         except orjson.JSONDecodeError:
             problem(position, f"{where} is not valid JSON")
             continue
+        if not isinstance(payload, dict):
+            problem(position, f"{where} is not a JSON object")
+            continue
+        prev_hash = payload.get("prev_hash")
+        note_key_facts(str(topic), payload, position, key_commitments, erased)
         last_version, last_hash = streams.get(stream_id, (0, None))
         if version != last_version + 1:
             problem(position, f"stream {stream_id} jumps from v{last_version} to v{version} (a missing or reordered record)")
@@ -141,6 +148,8 @@ def verify_store(store: EventStore, digest: Digest | None = None) -> VerifyRepor
                 "(a removed, replaced or reordered record)",
             )
         streams[stream_id] = (version, seal.stated)
+    for position, text in key_problems(store, key_commitments, erased):
+        problem(position, text)
     if digest is not None:
         _check_digest(digest, chain, chain_at_digest, problem)
     report.ok = not report.problems

@@ -19,10 +19,11 @@ from .batch import Batch
 from .digest import Digest
 from .erasure import Erasure, erase_lineage
 from .errors import ConcurrencyError, LedgerClosedError
-from .events import ENTITY_ERASED, ENTITY_VERSION
+from .events import ENTITY_ERASED, ENTITY_VERSION, EXECUTION_FAILED
 from .integrity import VerifyReport, digest_store, verify_store
 from .index import InlineIndex
 from .registry import EntityRegistry
+from .sealed_failure import is_sealed, open_failure
 from .store import EventStore
 
 __all__ = ["Ledger", "VerifyReport", "connect", "get_ledger", "sql"]
@@ -190,6 +191,23 @@ class Ledger:
         """
         self._check_open()
         return erase_lineage(self, lineage_id, reason=reason)
+
+    def open_payload(self, topic: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """An event payload as readers may see it: sealed failure text opened.
+
+        The ``error_message`` and ``traceback`` of an ``execution.failed`` event
+        that read personal data are stored encrypted under the keys of those
+        lineages; here they are decrypted while every key exists and read
+        ``ERASED`` once any of the lineages was erased. Keys are read from the
+        store, not a cache, so an erasure by another process counts at once.
+        Other payloads come back unchanged.
+        """
+        self._check_open()
+        if topic != EXECUTION_FAILED or not is_sealed(payload):
+            return payload
+        erased = self.index.erased
+        keys = self.store.keys
+        return open_failure(payload, lambda lineage: None if lineage in erased else keys.fetch(lineage))
 
     def resolve(self, address: str | Address, *, argument: str = "address") -> Resolved:
         """The stored value at ``@<uuid>.path`` (entities as fresh copies)."""

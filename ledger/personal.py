@@ -29,6 +29,7 @@ from pydantic.fields import FieldInfo
 __all__ = [
     "ERASED",
     "ErasedValue",
+    "KEY_BYTES",
     "Personal",
     "PersonalData",
     "is_personal",
@@ -42,6 +43,8 @@ T = TypeVar("T")
 
 _ENC = "$enc"
 _NONCE = 12
+#: A data key is 256 bits.
+KEY_BYTES = 32
 
 
 class PersonalData:

@@ -35,6 +35,7 @@ from .errors import (
 )
 from .events import ENTITY_VERSION
 from .index import VersionRecord
+from .keys import key_check
 from .personal import ERASED, seal_fields
 from .schema import META_FIELDS, topics
 from .tree import IMMUTABLE_TYPES, EntityTree, Ref, build_entity_tree, copy_value, shape_to_json
@@ -123,7 +124,7 @@ def _remap(shape: Any, new_ids: dict[UUID, UUID]) -> Any:
 class TreePlan:
     """What recording one live tree will change, computed before anything is written."""
 
-    __slots__ = ("tree", "changed", "new_ids", "records", "root_ecs_id", "forked_at")
+    __slots__ = ("tree", "changed", "new_ids", "records", "root_ecs_id", "forked_at", "key_checks")
 
     def __init__(self, tree: EntityTree) -> None:
         self.tree = tree
@@ -132,6 +133,8 @@ class TreePlan:
         self.records: list[VersionRecord] = []
         self.root_ecs_id = tree.root.ecs_id
         self.forked_at: datetime | None = None
+        #: ecs_id -> commitment to its lineage's key, for a lineage's first personal version.
+        self.key_checks: dict[UUID, str] = {}
 
     def __bool__(self) -> bool:
         return bool(self.changed)
@@ -221,6 +224,8 @@ class EntityRegistry:
             if schema.personal_fields:
                 key = self._key_for_writing(node.lineage_id, type(node).__name__)
                 values_json = seal_fields(values_json, schema.personal_fields, key, node.lineage_id)
+                if not any(r.personal for r in self._index.lineages.get(node.lineage_id, ())):
+                    plan.key_checks[new_ids.get(ecs_id, ecs_id)] = key_check(key, node.lineage_id)
             plan.records.append(
                 VersionRecord(
                     ecs_id=new_ids.get(ecs_id, ecs_id),
@@ -296,6 +301,9 @@ class EntityRegistry:
                 body[link[1]] = link[2]
             if rec.personal:
                 body["personal"] = list(rec.personal)
+                check = plan.key_checks.get(rec.ecs_id)
+                if check is not None:  # the lineage's first personal version commits to its key
+                    body["key_check"] = check
             batch.add(rec.lineage_id, ENTITY_VERSION, body, rec)
         batch.after_commit(functools.partial(self._apply_plan, plan))
 

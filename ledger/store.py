@@ -164,6 +164,9 @@ def _sqlite_recorder(spec: StoreURL, create: bool = True) -> tuple[ApplicationRe
             raw.execute(f"PRAGMA synchronous={synchronous}")
             raw.execute("PRAGMA cache_size=-8192")  # 8 MiB: more only inflates RSS
             raw.execute("PRAGMA wal_autocheckpoint=10000")
+            # Freed cells are zeroed on every connection, so a page split or
+            # merge never leaves a stale copy of a data key in free space.
+            raw.execute("PRAGMA secure_delete=ON")
             return conn
 
     directory = os.path.dirname(os.path.abspath(spec.path))
@@ -300,6 +303,13 @@ class EventStore:
         self._memory_lock = threading.Lock()
         #: Per-lineage data keys for personal fields, outside the event table.
         self.keys = KeyStore(table)
+        # A writable open finishes shredding the keys an earlier erase could not
+        # (a reader held their bytes). A read-only open must skip this: it writes.
+        if create:
+            try:
+                self.keys.finish_shredding()
+            except StoreError as exc:  # never stops an open: the next erase or open retries
+                log.warning("%s", exc)
 
     @property
     def kind(self) -> str:

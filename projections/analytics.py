@@ -26,12 +26,17 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 import duckdb
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ledger.errors import LedgerError, ReadOnlyError
+from ledger.errors import KeyIntegrityError, LedgerError, ReadOnlyError
+from ledger.events import EXECUTION_FAILED
+from ledger.personal import ERASED
+from ledger.sealed_failure import open_failure
 
 from . import cache_file
 from .readonly import check_query, connect_locked, first_line, run_read_only
@@ -55,6 +60,7 @@ _STAGE = pa.schema(
         ("stream_version", pa.int64()),
         ("event_type", pa.string()),
         ("payload", pa.string()),
+        ("opened", pa.string()),
     ]
 )
 _HASH_SLICE = slice(-66, -2)  # a sealed record ends with "hash":"<64 hex>"}
@@ -156,6 +162,7 @@ class Analytics:
                 pa.array(batch.versions, pa.int64()),
                 pa.array(batch.topics, pa.string()),
                 pa.array(batch.states, pa.string()),  # UTF-8 JSON bytes, taken as they are
+                pa.array(self._opened_failures(batch), pa.string()),
             ],
             schema=_STAGE,
         )
@@ -172,6 +179,33 @@ class Analytics:
             raise
         finally:
             con.unregister("stage")
+
+    def _opened_failures(self, batch: LogPage) -> list[str | None]:
+        """Per event: the message of a failure sealed with personal keys, opened now (else None).
+
+        Keys are read from the store's table, not a cache, so a key destroyed by
+        any process counts; an erased lineage has none and the text is
+        '<erased>'. A damaged key row is not an erasure and says so.
+        """
+        out: list[str | None] = [None] * len(batch)
+        keys: dict[UUID, bytes | None] = {}
+
+        def key_for(lineage: UUID) -> bytes | None:
+            if lineage not in keys:
+                keys[lineage] = self._store.keys.fetch(lineage)
+            return keys[lineage]
+
+        for i, (topic, state) in enumerate(zip(batch.topics, batch.states)):
+            if topic != EXECUTION_FAILED or b'"sealed_with":["' not in state:
+                continue
+            try:
+                text = open_failure(orjson.loads(state), key_for).get("error_message")
+            except KeyIntegrityError:
+                text = "<unreadable: a data key in ledger_keys is damaged; run ledger verify>"
+            except orjson.JSONDecodeError:
+                continue
+            out[i] = "<erased>" if text is ERASED else str(text)
+        return out
 
     def _track(self, position: int, head_hash: str | None) -> None:
         self.con.execute(

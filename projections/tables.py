@@ -38,7 +38,7 @@ TABLES: dict[str, str] = {
     "executions": """
         execution_id VARCHAR, function_name VARCHAR, position BIGINT, recorded_at TIMESTAMPTZ,
         duration_ms DOUBLE, succeeded BOOLEAN, error_type VARCHAR, error_message VARCHAR,
-        isolation VARCHAR, return_pattern VARCHAR, execution_ecs_id VARCHAR""",
+        isolation VARCHAR, return_pattern VARCHAR, execution_ecs_id VARCHAR, sealed_with VARCHAR[]""",
     "execution_inputs": """
         execution_id VARCHAR, param_name VARCHAR, ecs_id VARCHAR, address VARCHAR, position BIGINT""",
     "execution_outputs": """
@@ -97,20 +97,23 @@ _EVENT_STRUCT = (
     '"return_pattern":"VARCHAR","execution_ecs_id":"VARCHAR",'
     '"inputs":[{"param_name":"VARCHAR","ecs_id":"VARCHAR","address":"VARCHAR"}],'
     '"outputs":[{"ecs_id":"VARCHAR","lineage_id":"VARCHAR","semantic":"VARCHAR","output_index":"INTEGER"}],'
-    '"config_ids":["VARCHAR"],"sibling_group":["VARCHAR"],"reason":"VARCHAR"}'
+    '"config_ids":["VARCHAR"],"sibling_group":["VARCHAR"],"reason":"VARCHAR",'
+    '"sealed_with":["VARCHAR"]}'
 )
 
 # Run in order over the staged page ``stage(position, stream_id, stream_version,
-# event_type, payload)``. ``_e`` holds every payload parsed; ``_v``, ``_x`` and
+# event_type, payload, opened)``. ``_e`` holds every payload parsed; ``_v``, ``_x`` and
 # ``_r`` are its entity versions, executions (completed or failed) and erasures.
+# ``opened`` is the decrypted message of a failure sealed with personal keys
+# (``ledger/sealed_failure.py``; '<erased>' once a key is gone), NULL otherwise.
 PAGE_STATEMENTS: list[str] = [
     f"""CREATE OR REPLACE TEMP TABLE _e AS
         SELECT position, stream_id, stream_version, event_type, payload,
-               json_transform(payload, '{_EVENT_STRUCT}') AS e
+               json_transform(payload, '{_EVENT_STRUCT}') AS e, opened
         FROM stage""",
     """CREATE OR REPLACE TEMP VIEW _v AS SELECT position, e FROM _e WHERE event_type = 'entity.version'""",
     """CREATE OR REPLACE TEMP VIEW _x AS
-        SELECT position, event_type = 'execution.completed' AS succeeded, e
+        SELECT position, event_type = 'execution.completed' AS succeeded, e, opened
         FROM _e WHERE event_type IN ('execution.completed', 'execution.failed')""",
     """CREATE OR REPLACE TEMP VIEW _r AS SELECT position, e FROM _e WHERE event_type = 'entity.erased'""",
     """INSERT INTO events
@@ -123,7 +126,8 @@ PAGE_STATEMENTS: list[str] = [
         FROM _v ORDER BY position""",
     """INSERT INTO executions
         SELECT e.execution_id, e.function_name, position, e.recorded_at, e.duration_ms, succeeded,
-               e.error_type, e.error_message, e.isolation, e.return_pattern, e.execution_ecs_id
+               e.error_type, coalesce(opened, e.error_message), e.isolation, e.return_pattern,
+               e.execution_ecs_id, e.sealed_with
         FROM _x ORDER BY position""",
     """INSERT INTO execution_inputs
         SELECT execution_id, i.param_name, i.ecs_id, i.address, position
@@ -175,4 +179,8 @@ PAGE_STATEMENTS: list[str] = [
                ELSE json_merge_patch(data, to_json(map_from_entries(
                    list_transform(personal, lambda k: {'key': k, 'value': '<erased>'})))) END
         WHERE NOT erased AND lineage_id IN (SELECT lineage_id FROM erasures)""",
+    # A failure sealed with an erased lineage's key can no longer be read.
+    """UPDATE executions SET error_message = '<erased>'
+        WHERE error_message IS DISTINCT FROM '<erased>'
+          AND list_has_any(sealed_with, (SELECT list(e.lineage_id) FROM _r))""",
 ]

@@ -132,6 +132,7 @@ def log(
                 payload = orjson.loads(n.state)
                 if function and payload.get("function_name") != function:
                     continue
+                payload = led.open_payload(n.topic, payload)  # sealed failure text: clear or ERASED
                 picked.append(render.event_row(n.id, n.topic, payload))
                 if len(picked) == limit:
                     break
