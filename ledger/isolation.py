@@ -23,6 +23,7 @@ from typing import Any, Callable
 from pydantic import TypeAdapter, ValidationError
 
 from .errors import ExecutionError, ReturnTypeError
+from .returns import iterator_problem
 
 __all__ = ["ChildFailure", "run_in_child"]
 
@@ -129,6 +130,10 @@ def _child(
             pickled = None
         msg = pickle.dumps((type(exc).__name__, str(exc), traceback.format_exc(), pickled))
         _write(fd, _RAISED + msg)
+        return
+    problem = iterator_problem(result, name)  # before pickling or validating can consume it
+    if problem is not None:
+        _write(fd, _BAD_RETURN + problem.encode())
         return
     try:
         checked = adapter.validate_python(result, strict=True)

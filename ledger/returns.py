@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import collections.abc
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,7 @@ from .errors import ReturnTypeError
 from .schema import _mentions_entity
 from .signatures import dynamic_tuple_model, output_model_for
 
-__all__ = ["ReturnShape", "entities_in", "declare_output_models", "shape_return"]
+__all__ = ["ReturnShape", "entities_in", "declare_output_models", "iterator_problem", "shape_return"]
 
 _CONTAINERS = (tuple, list, dict)
 _PATTERN = {tuple: "B2", list: "B3", dict: "B4"}
@@ -56,8 +57,51 @@ def entities_in(value: Any) -> list[Entity]:
     return out
 
 
+#: Returned values that are not data yet: an iterator or generator would be consumed
+#: by validation (or fail to copy), an awaitable was never run.
+_LAZY = (collections.abc.Iterator, collections.abc.AsyncIterator, collections.abc.Awaitable)
+_SCALARS = frozenset({str, int, float, bool, type(None), bytes})
+
+
+def iterator_problem(result: Any, function_name: str) -> str | None:
+    """Why ``result`` cannot be recorded when it is, or holds, an iterator; else None.
+
+    Checked before the return type hint, inline and in a forked child alike: a
+    lax hint (``list[int]``) would silently drain a generator inline, and ``Any``
+    lets it through to the copy or the pickle, which fail without a record.
+    Looks inside lists, tuples, sets and dict values, not inside entities (their
+    fields are validated by their model).
+    """
+    stack: list[tuple[Any, str]] = [(result, "")]
+    while stack:
+        value, where = stack.pop()
+        t = type(value)
+        if t in _SCALARS or isinstance(value, Entity):
+            continue
+        if isinstance(value, _LAZY):
+            if isinstance(value, collections.abc.Coroutine):
+                value.close()  # never awaited: say so here, not in a warning at garbage collection
+            kind = "a generator" if isinstance(value, (collections.abc.Generator, collections.abc.AsyncGenerator)) else (
+                "an awaitable" if isinstance(value, collections.abc.Awaitable) else "an iterator"
+            )
+            at = f" at {where}" if where else ""
+            return (
+                f"function {function_name!r} returned {kind} ({t.__name__}){at}; the ledger records "
+                "values, and an iterator or generator is consumed, not stored: return a list "
+                "(list(...)) or another container instead"
+            )
+        if t is dict or isinstance(value, dict):
+            stack.extend((v, f"{where}[{k!r}]") for k, v in value.items())
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(value))
+    return None
+
+
 def shape_return(result: Any, annotation: Any, unpack: bool, function_name: str) -> ReturnShape:
     """Classify ``result`` into B1–B7 and build any wrapping output entity."""
+    problem = iterator_problem(result, function_name)
+    if problem is not None:
+        raise ReturnTypeError(problem)
     if isinstance(result, Entity):
         return ReturnShape("B1", [result], False)
     if isinstance(result, _CONTAINERS):

@@ -232,3 +232,158 @@ class TestManualVersionsAreNotAttributed:
             made, manual = again.registry.history(out.lineage_id)
             assert made.derived_from_function == "holes_make_note"
             assert manual.derived_from_execution_id is None and manual.derived_from_function is None
+
+
+# ============================================================ 2. iterator returns
+#: Return hints whose values cannot be stored: iterators, generators, callables.
+REFUSED_LEAVES: list[Any] = [
+    typing.Iterator[int], typing.Generator[int, None, None], typing.Iterable[int],
+    typing.AsyncIterator[int], typing.AsyncGenerator[int, None], typing.AsyncIterable[int],
+    typing.Callable[[int], int], typing.Callable[..., HNote],
+    abc.Iterator[int], abc.Generator[int, None, None], abc.Iterable[HNote],
+    abc.AsyncIterator[int], abc.AsyncGenerator[int, None], abc.Callable[[], int],
+    typing.Iterator, typing.Generator, typing.Iterable, typing.AsyncIterator,
+    typing.AsyncGenerator, typing.Callable,
+    abc.Iterator, abc.Generator, abc.Iterable, abc.AsyncIterator, abc.AsyncGenerator, abc.Callable,
+]
+
+
+def nested_hints() -> st.SearchStrategy[Any]:
+    """A refused hint, alone or inside lists, optionals, dict values, tuples and Annotated."""
+    return st.recursive(
+        st.sampled_from(REFUSED_LEAVES),
+        lambda inner: st.one_of(
+            inner.map(lambda h: list[h]),  # type: ignore[valid-type]
+            inner.map(lambda h: Optional[h]),  # type: ignore[valid-type]
+            inner.map(lambda h: dict[str, h]),  # type: ignore[valid-type]
+            inner.map(lambda h: tuple[int, h]),  # type: ignore[valid-type]
+            inner.map(lambda h: h | None),
+            inner.map(lambda h: typing.Annotated[h, "doc"]),
+        ),
+        max_leaves=3,
+    )
+
+
+def function_with_return(hint: Any) -> Any:
+    def fn() -> None:  # the hint is set below: a test cannot spell every hint in source
+        return None
+
+    fn.__annotations__["return"] = hint
+    return fn
+
+
+class TestUnstorableReturnHints:
+    @pytest.mark.parametrize("hint", REFUSED_LEAVES, ids=repr)
+    def test_refused_at_registration(self, hint: Any) -> None:
+        """Iterator, generator, iterable and callable return hints are refused, naming the function and hint."""
+        name = f"holes_refused_{uuid4().hex[:8]}"
+        with pytest.raises(FunctionRegistrationError) as info:
+            CallableRegistry.register(name)(function_with_return(hint))
+        assert repr(name) in str(info.value) and "return type hint" in str(info.value)
+        origin = typing.get_origin(hint) or hint
+        assert getattr(origin, "__name__", repr(origin)) in str(info.value)
+        assert name not in CallableRegistry.list_functions()
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(nested_hints())
+    def test_refused_anywhere_inside_the_hint(self, hint: Any) -> None:
+        """A refused hint nested in containers, unions or Annotated is refused too."""
+        with pytest.raises(FunctionRegistrationError, match="return type hint"):
+            CallableRegistry.register("holes_refused_nested")(function_with_return(hint))
+
+    def test_async_generator_function_refused(self) -> None:
+        """An async generator function with an AsyncIterator hint is refused like a sync one."""
+
+        async def agen() -> abc.AsyncIterator[int]:
+            yield 1
+
+        with pytest.raises(FunctionRegistrationError, match="'holes_agen'"):
+            CallableRegistry.register("holes_agen")(agen)
+
+    @pytest.mark.parametrize(
+        "hint", [int, list[int], tuple[int, ...], dict[str, HNote], HNote, Optional[HNote], Any, None,
+                 abc.Sequence[int], abc.Mapping[str, int]],
+        ids=repr,
+    )
+    def test_storable_hints_still_register(self, hint: Any) -> None:
+        """Hints of values the ledger can store keep registering."""
+        name = f"holes_ok_{uuid4().hex[:8]}"
+        CallableRegistry.register(name)(function_with_return(hint))
+        try:
+            assert name in CallableRegistry.list_functions()
+        finally:
+            CallableRegistry.unregister(name)
+
+
+def make_iterator(kind: str) -> Any:
+    if kind == "generator":
+        return (i for i in range(3))
+    if kind == "list_iterator":
+        return iter([1, 2, 3])
+    if kind == "map":
+        return map(str, [1, 2])
+    if kind == "nested":
+        return [1, (i for i in range(2))]
+
+    async def agen() -> Any:
+        yield 1
+
+    return agen()
+
+
+RUNS = [("inline", False), ("inline", True), ("process", False), ("process", True)]
+
+
+RUN_IDS = ["inline-sync", "inline-async", "process-sync", "process-async"]
+
+
+class TestIteratorReturnedAnyway:
+    @pytest.mark.parametrize("kind", ["generator", "list_iterator", "map", "nested", "async_generator"])
+    @pytest.mark.parametrize("isolation,is_async", RUNS, ids=RUN_IDS)
+    @pytest.mark.parametrize("via", ["execute", "aexecute"])
+    def test_every_kind_every_way(self, mem: Ledger, kind: str, isolation: str, is_async: bool, via: str) -> None:
+        """Any iterator returned for an ``Any`` hint, run any way, is a ReturnTypeError recorded as execution.failed."""
+        self.check(mem, kind, isolation, is_async, via)
+
+    @pytest.mark.parametrize("isolation,is_async", RUNS, ids=RUN_IDS)
+    def test_recorded_on_every_store(self, led: Ledger, isolation: str, is_async: bool) -> None:
+        """The failure of a returned generator is recorded on memory, SQLite and PostgreSQL alike."""
+        self.check(led, "generator", isolation, is_async, "execute")
+
+    @staticmethod
+    def check(led: Ledger, kind: str, isolation: str, is_async: bool, via: str) -> None:
+        name = f"holes_iter_{kind}_{isolation}_{is_async}"
+        if is_async:
+            async def fn(n: int) -> Any:
+                return make_iterator(kind)
+        else:
+            def fn(n: int) -> Any:
+                return make_iterator(kind)
+        CallableRegistry.register(name, isolation=isolation)(fn)
+        before = led.store.head()
+        with pytest.raises(ReturnTypeError, match=f"{name!r}") as info:
+            if via == "execute":
+                CallableRegistry.execute(name, n=1)
+            else:
+                asyncio.run(CallableRegistry.aexecute(name, n=1))
+        assert "iterator" in str(info.value) or "generator" in str(info.value)
+        after = events(led)[before:]
+        assert [t for _, t, _ in after] == ["execution.failed"]
+        failed = after[0][2]
+        assert failed["function_name"] == name and failed["error_type"] == "ReturnTypeError"
+        assert led.verify().ok
+        assert CallableRegistry.execute("holes_upper", text="ok").result == "OK"
+
+    @pytest.mark.parametrize("isolation", ["inline", "process"])
+    def test_generator_for_a_list_hint(self, led: Ledger, isolation: str) -> None:
+        """A generator returned for ``list[int]`` is refused inline as in a process (not silently consumed)."""
+        name = f"holes_listgen_{isolation}"
+
+        @CallableRegistry.register(name, isolation=isolation)
+        def listgen(n: int) -> list[int]:
+            return (i for i in range(n))  # type: ignore[return-value]
+
+        with pytest.raises(ReturnTypeError, match=name):
+            CallableRegistry.execute(name, n=3)
+        assert [p["error_type"] for p in failures(led)] == ["ReturnTypeError"]
+        assert not [t for _, t, _ in events(led) if t == "execution.completed"]
