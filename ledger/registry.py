@@ -196,7 +196,7 @@ class EntityRegistry:
         schema = type(node).ledger_schema()
         if record.topic != schema.topic or record.shape != shape:
             return False
-        stored = record.values()
+        stored = record.values(type(node))
         for name in schema.plain_fields:
             value = getattr(node, name)
             old = stored.get(name, _MISSING)
@@ -298,6 +298,7 @@ class EntityRegistry:
                     values_json=_exact(values_json),
                     personal=schema.personal_fields,
                     index=self._index,
+                    values_cls=type(node),
                 )
             )
         plan.root_ecs_id = new_ids.get(root.ecs_id, root.ecs_id)
@@ -557,7 +558,7 @@ class EntityRegistry:
 
         def build(rec: VersionRecord) -> Entity:
             cls = topics.resolve(rec.topic)
-            data: dict[str, Any] = {n: copy_value(v) for n, v in rec.values().items()}
+            data: dict[str, Any] = {n: copy_value(v) for n, v in rec.values(cls).items()}
             for name, shape in rec.shape.items():
                 data[name] = fill(shape)
             is_root = rec.ecs_id == root_ecs_id
