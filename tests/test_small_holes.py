@@ -50,6 +50,10 @@ class HBox(Entity):
     leaves: list[HLeaf] = []
 
 
+class HBag(Entity):
+    stuff: Any = None
+
+
 @CallableRegistry.register("holes_make_note")
 def holes_make_note(name: str) -> HNote:
     return HNote(name=name)
@@ -325,6 +329,8 @@ def make_iterator(kind: str) -> Any:
         return map(str, [1, 2])
     if kind == "nested":
         return [1, (i for i in range(2))]
+    if kind == "entity_field":
+        return HBag(stuff={"a": [1, (i for i in range(2))]})
 
     async def agen() -> Any:
         yield 1
@@ -339,7 +345,7 @@ RUN_IDS = ["inline-sync", "inline-async", "process-sync", "process-async"]
 
 
 class TestIteratorReturnedAnyway:
-    @pytest.mark.parametrize("kind", ["generator", "list_iterator", "map", "nested", "async_generator"])
+    @pytest.mark.parametrize("kind", ["generator", "list_iterator", "map", "nested", "entity_field", "async_generator"])
     @pytest.mark.parametrize("isolation,is_async", RUNS, ids=RUN_IDS)
     @pytest.mark.parametrize("via", ["execute", "aexecute"])
     def test_every_kind_every_way(self, mem: Ledger, kind: str, isolation: str, is_async: bool, via: str) -> None:
@@ -374,6 +380,16 @@ class TestIteratorReturnedAnyway:
         assert failed["function_name"] == name and failed["error_type"] == "ReturnTypeError"
         assert led.verify().ok
         assert CallableRegistry.execute("holes_upper", text="ok").result == "OK"
+
+    def test_generator_in_a_field_versioned_by_hand(self, led: Ledger) -> None:
+        """A generator in an entity field is an UnstorableValueError naming the field, not a raw TypeError."""
+        from ledger.errors import UnstorableValueError
+
+        bag = HBag(stuff=[(i for i in range(2))])
+        before = events(led)
+        with pytest.raises(UnstorableValueError, match=r"root\.stuff\[0\]: a generator value cannot be stored"):
+            bag.promote_to_root()
+        assert events(led) == before
 
     @pytest.mark.parametrize("isolation", ["inline", "process"])
     def test_generator_for_a_list_hint(self, led: Ledger, isolation: str) -> None:
