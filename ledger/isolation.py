@@ -4,10 +4,11 @@ The child runs the function on the copies it inherited, checks the result
 against the return type hint (strictly), and sends back the JSON of that
 result, or the exception it raised (``KeyboardInterrupt`` and ``SystemExit``
 included, so the parent records and re-raises them), through a pipe; then
-``os._exit``. It
-never touches the ledger, files or database connections it inherited. The
-parent reads the pipe with a deadline, so a crashed or hung child becomes an
-``ExecutionError`` instead of a hang. Nothing is written to the file system.
+``os._exit``. It never touches the ledger, files or database connections it
+inherited. The parent reads the pipe with a deadline, so a crashed or hung
+child becomes an ``ExecutionError`` instead of a hang; a parent interrupted
+while it waits kills and reaps the child first. Nothing is written to the
+file system.
 """
 
 from __future__ import annotations
