@@ -65,6 +65,12 @@ def holes_bump(note: HNote) -> HNote:
     return note
 
 
+@CallableRegistry.register("holes_bump_in_child", isolation="process")
+def holes_bump_in_child(note: HNote) -> HNote:
+    note.score += 1.0
+    return note
+
+
 @CallableRegistry.register("holes_make_box")
 def holes_make_box(name: str, n: int) -> HBox:
     return HBox(name=name, leaves=[HLeaf(label=f"l{i}") for i in range(n)])
@@ -146,17 +152,19 @@ class TestManualVersionsAreNotAttributed:
             str(out.derived_from_execution_id), "holes_make_note", "execution"
         )
 
-    def test_mutation_by_a_later_execution_names_the_later_one(self, led: Ledger) -> None:
-        """A version written by a second execution is attributed to it, not to the one that created the entity."""
+    @pytest.mark.parametrize("function", ["holes_bump", "holes_bump_in_child"])
+    def test_mutation_by_a_later_execution_names_the_later_one(self, led: Ledger, function: str) -> None:
+        """A version written by a second execution (inline or in a child) is attributed to it, not to the creator."""
         out = CallableRegistry.execute("holes_make_note", name="a")
-        bumped = CallableRegistry.execute("holes_bump", note=out)
+        bumped = CallableRegistry.execute(function, note=out)
         second = led.sql(
-            "SELECT execution_id FROM executions WHERE function_name = 'holes_bump'"
+            "SELECT execution_id FROM executions WHERE function_name = ?", [function]
         ).fetchall()[0][0]
         stored = EntityRegistry.get_stored_entity(bumped.ecs_id, bumped.ecs_id)
         assert str(stored.derived_from_execution_id) == second
-        assert stored.derived_from_function == "holes_bump"
-        assert analytics_meta(led, bumped.ecs_id) == (second, "holes_bump", "execution")
+        assert stored.derived_from_function == function
+        assert stored.function_input_entities == [] and stored.output_index is None
+        assert analytics_meta(led, bumped.ecs_id) == (second, function, "execution")
 
     def test_edited_output_traced_as_an_input(self, led: Ledger) -> None:
         """An edited output passed to the next call is versioned (traced) as a manual edit."""
