@@ -220,8 +220,8 @@ def _fail(call: Call, exc: BaseException, start: float) -> None:
     if isinstance(exc, ChildFailure):
         record_failure(call, exc.error_type, exc.message, exc.tb, duration_ms)
         return
-    if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: not a function failure
-        return
+    # KeyboardInterrupt and SystemExit too: the execution started and did not finish,
+    # and an audit trail that drops interrupted calls hides them. The caller re-raises.
     error_type, message, tb = failure_text(exc)
     record_failure(call, error_type, message, tb, duration_ms)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import UnknownEntityTypeError
+from .errors import SchemaMismatchError, UnknownEntityTypeError
 from .index import InlineIndex, VersionRecord
 from .tree import Ref
 
@@ -18,7 +18,7 @@ __all__ = ["diff_versions"]
 def _values(rec: VersionRecord) -> dict[str, Any]:
     try:
         return rec.values()
-    except UnknownEntityTypeError:  # read without the classes: stored JSON values
+    except (UnknownEntityTypeError, SchemaMismatchError):  # read without (fitting) classes: stored JSON
         return rec.values_data()
 
 

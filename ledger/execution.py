@@ -439,7 +439,7 @@ def finish(call: Call, result: Any, duration_ms: float, *, by_ids: bool = False)
         plans: dict[int, TreePlan] = {}
         for rid, root in roots.items():
             tree = trees.get(rid) or build_entity_tree(root)
-            plans[rid] = registry.plan_tree(tree)
+            plans[rid] = registry.plan_tree(tree, written_by=(call.execution_id, meta.name))
         for out in outputs:
             out.plan = plans[id(out.record_root)]
 

@@ -23,6 +23,7 @@ from .errors import EntityNotFoundError
 from .personal import open_fields
 from .schema import topics
 from .tree import refs_in, shape_from_json, shape_to_json
+from .upcasting import load_values
 
 if TYPE_CHECKING:
     from .entity import Entity
@@ -55,6 +56,7 @@ class VersionRecord:
         "_values_json",
         "_values_data",
         "_values",
+        "_values_cls",
     )
 
     def __init__(
@@ -76,6 +78,7 @@ class VersionRecord:
         values_data: dict[str, Any] | None = None,
         personal: tuple[str, ...] = (),
         index: InlineIndex | None = None,
+        values_cls: type | None = None,
     ) -> None:
         self.ecs_id = ecs_id
         self.lineage_id = lineage_id
@@ -93,6 +96,8 @@ class VersionRecord:
         self.lineage_index = 0
         self.linear = True
         self._values = values
+        #: The class ``_values`` fit: a class redefined under the same topic reads them anew.
+        self._values_cls = values_cls
         self._values_json = values_json
         self._values_data = values_data
         #: Fields stored encrypted; ``index`` supplies the key (None when there are none).
@@ -117,14 +122,25 @@ class VersionRecord:
         """Drop the decoded values (the lineage was erased: they must be read again)."""
         self._values = None
 
-    def values(self) -> dict[str, Any]:
-        """Plain field values as validated Python values (cached; never hand out unfrozen)."""
-        if self._values is None:
-            cls = topics.resolve(self.topic)
-            from .upcasting import upcast_values
+    def values(self, cls: type | None = None) -> dict[str, Any]:
+        """Plain field values as validated Python values of ``cls`` (default: the topic's class).
 
-            data = upcast_values(cls, self.schema_version, self.values_data())
-            self._values = cls.ledger_schema().load_plain(data)
+        Cached per class, never handed out unfrozen. ``SchemaMismatchError`` when
+        the stored version (its values or its child fields) does not fit the
+        class (``ledger.upcasting``).
+        """
+        if cls is None:
+            cls = topics.resolve(self.topic)
+        if self._values is None or self._values_cls is not cls:
+            self._values = load_values(
+                cls,
+                topic=self.topic,
+                stored_version=self.schema_version,
+                data=self.values_data(),
+                children=self.shape.keys(),
+                ecs_id=self.ecs_id,
+            )
+            self._values_cls = cls
         return self._values
 
     def __repr__(self) -> str:

@@ -2,10 +2,13 @@
 
 The child runs the function on the copies it inherited, checks the result
 against the return type hint (strictly), and sends back the JSON of that
-result, or the exception it raised, through a pipe; then ``os._exit``. It
-never touches the ledger, files or database connections it inherited. The
-parent reads the pipe with a deadline, so a crashed or hung child becomes an
-``ExecutionError`` instead of a hang. Nothing is written to the file system.
+result, or the exception it raised (``KeyboardInterrupt`` and ``SystemExit``
+included, so the parent records and re-raises them), through a pipe; then
+``os._exit``. It never touches the ledger, files or database connections it
+inherited. The parent reads the pipe with a deadline, so a crashed or hung
+child becomes an ``ExecutionError`` instead of a hang; a parent interrupted
+while it waits kills and reaps the child first. Nothing is written to the
+file system.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any, Callable
 from pydantic import TypeAdapter, ValidationError
 
 from .errors import ExecutionError, ReturnTypeError
+from .returns import iterator_problem
 
 __all__ = ["ChildFailure", "run_in_child"]
 
@@ -89,6 +93,11 @@ def run_in_child(
     os.close(write_fd)
     try:
         data = _read_all(read_fd, pid, timeout, function_name)
+    except ExecutionError:  # the deadline passed: _read_all killed and reaped the child
+        raise
+    except BaseException:  # interrupted while waiting (Ctrl-C): leave no orphan or zombie
+        _kill(pid)
+        raise
     finally:
         os.close(read_fd)
     status = _reap(pid)
@@ -121,7 +130,7 @@ def _child(
 ) -> None:
     try:
         result = fn(**kwargs)
-    except Exception as exc:  # noqa: BLE001 - reported to the parent
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent (KeyboardInterrupt and SystemExit too)
         try:
             pickled: bytes | None = pickle.dumps(exc)
             pickle.loads(pickled)
@@ -129,6 +138,10 @@ def _child(
             pickled = None
         msg = pickle.dumps((type(exc).__name__, str(exc), traceback.format_exc(), pickled))
         _write(fd, _RAISED + msg)
+        return
+    problem = iterator_problem(result, name)  # before pickling or validating can consume it
+    if problem is not None:
+        _write(fd, _BAD_RETURN + problem.encode())
         return
     try:
         checked = adapter.validate_python(result, strict=True)
@@ -165,11 +178,7 @@ def _read_all(fd: int, pid: int, timeout: float | None, name: str) -> bytes:
         wait = None if deadline is None else max(0.0, deadline - time.monotonic())
         ready, _, _ = select.select([fd], [], [], wait)
         if not ready:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            _reap(pid)
+            _kill(pid)
             raise ExecutionError(
                 f"function {name!r}: its isolated process ran past the timeout of {timeout} s "
                 "and was killed"
@@ -184,6 +193,14 @@ def _read_all(fd: int, pid: int, timeout: float | None, name: str) -> bytes:
     (size,) = struct.unpack("!Q", raw[:8])
     body = raw[8:]
     return body if len(body) == size else b""
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _reap(pid)
 
 
 def _reap(pid: int) -> int:

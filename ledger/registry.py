@@ -81,6 +81,18 @@ class _Meta(BaseModel):
 
 _META_DEFAULTS: dict[str, Any] = _Meta().model_dump()
 
+#: The derivation fields that say which execution wrote a version. A version written
+#: outside any execution (``version_entity`` after an edit, ``put``, ``detach``, …)
+#: has none of them: carried over from the execution that wrote the previous version,
+#: they would attribute a manual edit to that function.
+EXECUTION_META: tuple[str, ...] = (
+    "derived_from_function",
+    "derived_from_execution_id",
+    "function_input_entities",
+    "sibling_output_entities",
+    "output_index",
+)
+
 
 def _meta_of(node: Entity) -> dict[str, Any]:
     """Non-default derivation metadata, in JSON form (as it will read back)."""
@@ -100,6 +112,39 @@ def _meta_of(node: Entity) -> dict[str, Any]:
         if value != _META_DEFAULTS[name]:
             meta[name] = value
     return orjson.loads(orjson.dumps(meta)) if meta else meta
+
+
+def _manual_meta(node: Entity) -> dict[str, Any]:
+    """``_meta_of`` for a version written outside any execution: no execution fields."""
+    meta = _meta_of(node)
+    if meta:
+        for name in EXECUTION_META:
+            meta.pop(name, None)
+    return meta
+
+
+def _attribute(node: Entity, execution_id: UUID, function_name: str) -> None:
+    """Name the execution writing ``node``'s new version (a copy the function ran on).
+
+    Metadata left from the execution that wrote the version the copy was made
+    from (its sibling ids and output index included) belongs to that one.
+    """
+    d = node.__dict__
+    if d["derived_from_execution_id"] != execution_id:
+        d["derived_from_function"] = function_name
+        d["derived_from_execution_id"] = execution_id
+        d["function_input_entities"] = []
+        d["sibling_output_entities"] = []
+        d["output_index"] = None
+
+
+def _clear_execution_meta(node: Entity) -> None:
+    d = node.__dict__
+    d["derived_from_function"] = None
+    d["derived_from_execution_id"] = None
+    d["function_input_entities"] = []
+    d["sibling_output_entities"] = []
+    d["output_index"] = None
 
 
 def _exact(data: bytes) -> bytes:
@@ -124,10 +169,12 @@ def _remap(shape: Any, new_ids: dict[UUID, UUID]) -> Any:
 class TreePlan:
     """What recording one live tree will change, computed before anything is written."""
 
-    __slots__ = ("tree", "changed", "new_ids", "records", "root_ecs_id", "forked_at", "key_checks")
+    __slots__ = ("tree", "changed", "new_ids", "records", "root_ecs_id", "forked_at", "key_checks", "written_by")
 
-    def __init__(self, tree: EntityTree) -> None:
+    def __init__(self, tree: EntityTree, written_by: tuple[UUID, str] | None = None) -> None:
         self.tree = tree
+        #: (execution_id, function name) when an execution writes the plan; None outside one.
+        self.written_by = written_by
         self.changed: list[UUID] = []  # old ecs_ids of nodes getting a new version, children first
         self.new_ids: dict[UUID, UUID] = {}  # old -> new for forked nodes
         self.records: list[VersionRecord] = []
@@ -152,7 +199,7 @@ class EntityRegistry:
         schema = type(node).ledger_schema()
         if record.topic != schema.topic or record.shape != shape:
             return False
-        stored = record.values()
+        stored = record.values(type(node))
         for name in schema.plain_fields:
             value = getattr(node, name)
             old = stored.get(name, _MISSING)
@@ -160,10 +207,21 @@ class EntityRegistry:
                 return False
         return True
 
-    def plan_tree(self, tree: EntityTree, *, force: frozenset[UUID] = frozenset()) -> TreePlan:
-        """Decide which nodes of ``tree`` need new versions and build their records."""
+    def plan_tree(
+        self,
+        tree: EntityTree,
+        *,
+        force: frozenset[UUID] = frozenset(),
+        written_by: tuple[UUID, str] | None = None,
+    ) -> TreePlan:
+        """Decide which nodes of ``tree`` need new versions and build their records.
+
+        ``written_by`` is ``(execution_id, function_name)`` when an execution
+        writes the plan: each new version names it. Without it the versions are
+        written outside any execution and carry no execution metadata.
+        """
         records = self._index.records
-        plan = TreePlan(tree)
+        plan = TreePlan(tree, written_by)
         root = tree.root
         changed: set[UUID] = set()
         for ecs_id in tree.order:
@@ -194,6 +252,8 @@ class EntityRegistry:
                 continue
             plan.changed.append(ecs_id)
             node = tree.nodes[ecs_id]
+            if written_by is not None:
+                _attribute(node, *written_by)
             schema = type(node).ledger_schema()
             d = node.__dict__
             values = {
@@ -235,7 +295,7 @@ class EntityRegistry:
                     schema_version=schema.version,
                     is_root=node is root,
                     shape=shape,
-                    meta=_meta_of(node),
+                    meta=_manual_meta(node) if written_by is None else _meta_of(node),
                     created_at=node.created_at,
                     forked_at=now if forked else node.forked_at,
                     recorded_at=now,
@@ -243,6 +303,7 @@ class EntityRegistry:
                     values_json=_exact(values_json),
                     personal=schema.personal_fields,
                     index=self._index,
+                    values_cls=type(node),
                 )
             )
         plan.root_ecs_id = new_ids.get(root.ecs_id, root.ecs_id)
@@ -317,11 +378,14 @@ class EntityRegistry:
         root_ecs_id = plan.root_ecs_id
         root_live_id = root.live_id
         records = self._index.records
+        manual = plan.written_by is None
         for ecs_id, node in tree.nodes.items():
             # Identity fields are plain attributes: write them directly (no validation,
             # no assignment hooks), as model_construct does.
             d = node.__dict__
             if ecs_id in changed:
+                if manual:
+                    _clear_execution_meta(node)  # the object now is the version just written
                 new = new_ids.get(ecs_id)
                 if new is not None:
                     d["previous_ecs_id"] = ecs_id
@@ -502,7 +566,7 @@ class EntityRegistry:
 
         def build(rec: VersionRecord) -> Entity:
             cls = topics.resolve(rec.topic)
-            data: dict[str, Any] = {n: copy_value(v) for n, v in rec.values().items()}
+            data: dict[str, Any] = {n: copy_value(v) for n, v in rec.values(cls).items()}
             for name, shape in rec.shape.items():
                 data[name] = fill(shape)
             is_root = rec.ecs_id == root_ecs_id

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import collections.abc
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,10 +23,11 @@ from pydantic import ValidationError
 
 from .entity import Entity
 from .errors import ReturnTypeError
-from .schema import _mentions_entity
+from .schema import IDENTITY_FIELDS, _mentions_entity
 from .signatures import dynamic_tuple_model, output_model_for
+from .tree import IMMUTABLE_TYPES
 
-__all__ = ["ReturnShape", "entities_in", "declare_output_models", "shape_return"]
+__all__ = ["ReturnShape", "entities_in", "declare_output_models", "iterator_problem", "shape_return"]
 
 _CONTAINERS = (tuple, list, dict)
 _PATTERN = {tuple: "B2", list: "B3", dict: "B4"}
@@ -56,8 +58,81 @@ def entities_in(value: Any) -> list[Entity]:
     return out
 
 
+#: Returned values that are not data yet: an iterator or generator would be consumed
+#: by validation (or fail to copy), an awaitable was never run.
+_LAZY = (collections.abc.Iterator, collections.abc.AsyncIterator, collections.abc.Awaitable)
+
+
+def iterator_problem(result: Any, function_name: str) -> str | None:
+    """Why ``result`` cannot be recorded when it is, or holds, an iterator; else None.
+
+    Checked before the return type hint, inline and in a forked child alike: a
+    lax hint (``list[int]``) would silently drain a generator inline, ``Any``
+    lets it through to the copy or the pickle, which fail without a record, and
+    a child's JSON would quietly turn it into a list. Looks inside lists,
+    tuples, sets, dict values and the fields of returned entities.
+    """
+    # (value, where its parent is, its key there): the path text is only built for a
+    # container or an offender, never for each scalar of a long list.
+    stack: list[tuple[Any, str, Any]] = [(result, "", None)]
+    seen: set[int] = set()
+    while stack:
+        value, parent, key = stack.pop()
+        t = type(value)
+        if t in IMMUTABLE_TYPES or id(value) in seen:
+            continue
+        seen.add(id(value))
+        if t is list or t is tuple or t is set or t is frozenset or (
+            t is not dict and isinstance(value, (list, tuple, set, frozenset))
+        ):
+            if not IMMUTABLE_TYPES.issuperset(map(type, value)):  # C speed for plain data
+                where = _join(parent, key)
+                stack.extend((v, where, i) for i, v in enumerate(value))
+        elif t is dict or isinstance(value, dict):
+            if not IMMUTABLE_TYPES.issuperset(map(type, value.values())):
+                where = _join(parent, key)
+                stack.extend((v, where, k) for k, v in value.items())
+        elif isinstance(value, Entity):
+            where = _join(parent, key)
+            d = value.__dict__
+            stack.extend(
+                (d[name], where, _Field(name))
+                for name in type(value).model_fields
+                if name not in IDENTITY_FIELDS and name in d
+            )
+        elif isinstance(value, _LAZY):
+            if isinstance(value, collections.abc.Coroutine):
+                value.close()  # never awaited: say so here, not in a warning at garbage collection
+            kind = "a generator" if isinstance(value, (collections.abc.Generator, collections.abc.AsyncGenerator)) else (
+                "an awaitable" if isinstance(value, collections.abc.Awaitable) else "an iterator"
+            )
+            where = _join(parent, key)
+            at = f" at {where}" if where else ""
+            return (
+                f"function {function_name!r} returned {kind} ({t.__name__}){at}; the ledger records "
+                "values, and an iterator or generator is consumed, not stored: return a list "
+                "(list(...)) or another container instead"
+            )
+    return None
+
+
+class _Field(str):
+    """A field name on the path (``.name``), as opposed to a dict key (``['name']``)."""
+
+
+def _join(parent: str, key: Any) -> str:
+    if key is None:
+        return parent
+    if type(key) is _Field:
+        return f"{parent}.{key}" if parent else str(key)
+    return f"{parent}[{key!r}]"
+
+
 def shape_return(result: Any, annotation: Any, unpack: bool, function_name: str) -> ReturnShape:
     """Classify ``result`` into B1–B7 and build any wrapping output entity."""
+    problem = iterator_problem(result, function_name)
+    if problem is not None:
+        raise ReturnTypeError(problem)
     if isinstance(result, Entity):
         return ReturnShape("B1", [result], False)
     if isinstance(result, _CONTAINERS):

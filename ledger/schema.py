@@ -106,6 +106,8 @@ class EntitySchema:
     plain_model: type[BaseModel] | None
     #: Plain fields marked ``Personal[...]``: stored encrypted with the lineage's key.
     personal_fields: tuple[str, ...] = ()
+    #: ``tree_fields`` as a set: a stored version's child fields are compared with it on read.
+    tree_include: frozenset[str] = frozenset()
 
     def dump_plain(self, entity: Entity, values: dict[str, Any] | None = None) -> bytes:
         """The JSON of the entity's plain fields.
@@ -217,6 +219,7 @@ def build_schema(cls: type[Entity]) -> EntitySchema:
         serializer=cls.__pydantic_serializer__,
         plain_model=plain_model,
         personal_fields=tuple(personal),
+        tree_include=frozenset(tree),
     )
 
 

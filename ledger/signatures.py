@@ -18,8 +18,10 @@ process once a function with that return type is registered again.
 
 from __future__ import annotations
 
+import collections.abc
 import hashlib
 import inspect
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -113,9 +115,69 @@ def analyze_signature(func: Callable[..., Any], name: str) -> Signature:
             f"function {name!r}: no return type hint; annotate what it returns "
             "(use '-> None' for nothing)"
         )
+    unstorable = unstorable_part(hints["return"])
+    if unstorable is not None:
+        raise FunctionRegistrationError(
+            f"function {name!r}: return type hint {_hint_text(hints['return'])} promises "
+            f"{_hint_text(unstorable)}, which the ledger cannot store (an iterator, generator or "
+            "callable is consumed or lost, not recorded); return a list, tuple or dict instead"
+        )
     out = Signature(params, hints["return"], configs)
     out.input_model = input_model_for(name, out)
     return out
+
+
+# ------------------------------------------------------------- return hints
+#: Return types whose values cannot be recorded: a lazy sequence is consumed (or never
+#: run) and a callable has no stored form. Pydantic accepts some of them as hints
+#: (``Iterator[int]`` validates lazily), so they would fail later, unrecorded.
+_UNSTORABLE_ORIGINS: frozenset[Any] = frozenset(
+    {
+        collections.abc.Iterator,
+        collections.abc.Iterable,
+        collections.abc.Generator,
+        collections.abc.AsyncIterator,
+        collections.abc.AsyncIterable,
+        collections.abc.AsyncGenerator,
+        collections.abc.Awaitable,
+        collections.abc.Coroutine,
+        collections.abc.Callable,
+        types.GeneratorType,
+        types.AsyncGeneratorType,
+        types.CoroutineType,
+        types.FunctionType,
+    }
+)
+
+
+def unstorable_part(hint: Any) -> Any | None:
+    """The first part of a return hint that names an iterator, generator or callable, else None.
+
+    Looks inside unions, containers and ``Annotated``: ``list[Iterator[int]]`` is
+    refused as ``Iterator[int]`` is. ``typing.Iterator`` and ``collections.abc.Iterator``
+    (bare or subscripted) are the same origin.
+    """
+    stack = [hint]
+    while stack:
+        h = stack.pop()
+        origin = typing.get_origin(h)
+        try:
+            if (origin if origin is not None else h) in _UNSTORABLE_ORIGINS:
+                return h
+        except TypeError:  # an unhashable argument (a Literal value, say): not a type
+            continue
+        if origin is typing.Annotated:
+            stack.append(typing.get_args(h)[0])
+            continue
+        if origin is not None:
+            stack.extend(a for a in typing.get_args(h) if a is not Ellipsis and not isinstance(a, list))
+    return None
+
+
+def _hint_text(hint: Any) -> str:
+    if isinstance(hint, type) and not typing.get_args(hint):
+        return f"{hint.__module__}.{hint.__qualname__}" if hint.__module__ != "builtins" else hint.__name__
+    return repr(hint)
 
 
 # ------------------------------------------------------------------ caches

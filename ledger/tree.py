@@ -16,7 +16,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
-from .errors import TreeStructureError
+from .errors import TreeStructureError, UnstorableValueError
 from .schema import check_dict_key
 
 if TYPE_CHECKING:
@@ -164,7 +164,13 @@ def build_entity_tree(root: Entity) -> EntityTree:
                 return value
             if isinstance(value, (set, frozenset)) and any(isinstance(v, Entity) for v in value):
                 raise TreeStructureError(f"{loc}: entities inside a set are not supported")
-            return copy_value(value)
+            try:
+                return copy_value(value)
+            except TypeError:  # deepcopy refuses generators, locks, sockets: none can be stored
+                raise UnstorableValueError(
+                    f"{loc}: a {t.__name__} value cannot be stored (it cannot even be copied); "
+                    "store data, e.g. a list instead of a generator"
+                ) from None
 
         for field in schema.tree_fields:
             try:
