@@ -193,20 +193,24 @@ def _postgres_recorder(spec: StoreURL, create: bool = True) -> tuple[Application
     conninfo = dict(host=spec.host, port=spec.port, user=spec.user, dbname=spec.dbname)
     if spec.password:
         conninfo["password"] = spec.password
+
+    def datastore_for() -> PostgresDatastore:
+        return PostgresDatastore(
+            dbname=spec.dbname,
+            host=spec.host,
+            port=spec.port,
+            user=spec.user,
+            password=spec.password,
+            schema=schema,
+            pool_size=2,
+            max_overflow=4,
+        )
+
     try:
         if not create:
             with psycopg.connect(**conninfo, connect_timeout=5, autocommit=True) as conn:
                 check_postgres_schema(spec.url, conn, schema)
-            datastore = PostgresDatastore(
-                dbname=spec.dbname,
-                host=spec.host,
-                port=spec.port,
-                user=spec.user,
-                password=spec.password,
-                schema=schema,
-                pool_size=2,
-                max_overflow=4,
-            )
+            datastore = datastore_for()
             return PostgresApplicationRecorder(datastore), datastore  # reads the catalog, creates nothing
         with psycopg.connect(**conninfo, connect_timeout=5, autocommit=True) as conn:
             # An advisory lock: several processes opening a fresh schema at once
@@ -218,16 +222,7 @@ def _postgres_recorder(spec: StoreURL, create: bool = True) -> tuple[Application
                         psycopg.sql.Identifier(schema)
                     )
                 )
-                datastore = PostgresDatastore(
-                    dbname=spec.dbname,
-                    host=spec.host,
-                    port=spec.port,
-                    user=spec.user,
-                    password=spec.password,
-                    schema=schema,
-                    pool_size=2,
-                    max_overflow=4,
-                )
+                datastore = datastore_for()
                 recorder = PostgresApplicationRecorder(datastore)
                 recorder.create_table()
                 create_postgres_key_table(conn, schema)
