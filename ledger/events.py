@@ -204,10 +204,10 @@ _V1_SUFFIX_LEN = len(b',"hash":"') + 64 + len(b'"}')
 
 def _seal_header(topic: str, stream_id: UUID, version: int) -> bytes:
     """What the record's bytes cannot say for themselves: where the store keeps it."""
-    return _SEAL_TAG + f"{topic}\n{stream_id}\n{version}\n".encode()
+    return b"%s%s\n%s\n%d\n" % (_SEAL_TAG, topic.encode(), stream_id.hex.encode(), version)
 
 
-def seal_batch(events: Sequence[NewEvent], first_position: int, log_prev: str) -> None:
+def seal_batch(events: Sequence[NewEvent], first_position: int, log_prev: str) -> str:
     """Seal a batch at the positions the store is about to give it (seal v2).
 
     Each record gains ``prev_hash`` (its stream's previous record), ``log_prev``
@@ -216,29 +216,28 @@ def seal_batch(events: Sequence[NewEvent], first_position: int, log_prev: str) -
     by its bytes. An edit of any of them, a record moved to another position,
     removed from or inserted into the log therefore breaks a seal or a link
     that ``verify`` checks. Called by the store inside its append transaction,
-    while no other writer can take positions.
+    while no other writer can take positions. Returns the last record's hash.
     """
     stream_last: dict[UUID, str | None] = {}
     position = first_position
     for e in events:
         prev = stream_last.get(e.stream_id, e.prev_hash)
-        head = b"".join(
-            (
-                e.body[:-1],
-                b',"prev_hash":',
-                b"null" if prev is None else b'"' + prev.encode() + b'"',
-                b',"log_prev":"',
-                log_prev.encode(),
-                b'","position":',
-                str(position).encode(),
-            )
+        head = b'%s,"prev_hash":%s,"log_prev":"%s","position":%d' % (
+            e.body[:-1],
+            b"null" if prev is None else b'"%s"' % prev.encode(),
+            log_prev.encode(),
+            position,
         )
-        digest = hashlib.sha256(_seal_header(e.topic, e.stream_id, e.version) + head + b"}").hexdigest()
-        e.state = head + b',"hash":"' + digest.encode() + b'"}'
+        sha = hashlib.sha256(_seal_header(e.topic, e.stream_id, e.version))
+        sha.update(head)
+        sha.update(b"}")
+        digest = sha.hexdigest()
+        e.state = b'%s,"hash":"%s"}' % (head, digest.encode())
         e.hash = digest
         stream_last[e.stream_id] = digest
         log_prev = digest
         position += 1
+    return log_prev
 
 
 def link_hash(state: bytes | str | None) -> str:

@@ -296,6 +296,7 @@ class EventStore:
             self.recorder, self._datastore = _postgres_recorder(self.spec, create)
             table = PostgresKeyTable(self._datastore, self.spec.options.get("schema", "public"))
         self._memory_lock = threading.Lock()
+        self._memory_head: tuple[int, str] = (0, GENESIS)  # memory://: (last position, its hash)
         #: Per-lineage data keys for personal fields, outside the event table.
         self.keys = KeyStore(table)
         # A writable open finishes shredding the keys an earlier erase could not
@@ -341,15 +342,20 @@ class EventStore:
     def _append_memory(self, events: Sequence[NewEvent]) -> list[int]:
         recorder = self.recorder
         with self._memory_lock:
-            head = recorder.max_notification_id() or 0
-            last = recorder.select_notifications(head, 1) if head else ()
-            seal_batch(events, head + 1, link_hash(last[0].state) if last else GENESIS)
+            # This object is the memory store's only writer, so the head it sealed last is
+            # normally the head; the stored record is read only if the list was changed behind it.
+            head, prev = self._memory_head
+            if (recorder.max_notification_id() or 0) != head:
+                head = recorder.max_notification_id() or 0
+                prev = link_hash(recorder.select_notifications(head, 1)[0].state) if head else GENESIS
+            last = seal_batch(events, head + 1, prev)
             positions = recorder.insert_events(
                 [StoredEvent(e.stream_id, e.version, e.topic, e.state) for e in events]
             )
-        expected = list(range(head + 1, head + 1 + len(events)))
-        if list(positions or ()) != expected:  # pragma: no cover - the POPO recorder numbers rows in order
-            raise StoreError(f"store {self.url!r} gave positions {positions}, sealed for {expected}")
+            expected = list(range(head + 1, head + 1 + len(events)))
+            if list(positions or ()) != expected:  # pragma: no cover - the POPO recorder numbers rows in order
+                raise StoreError(f"store {self.url!r} gave positions {positions}, sealed for {expected}")
+            self._memory_head = (expected[-1], last)
         return expected
 
     def _append_sqlite(self, events: Sequence[NewEvent]) -> list[int]:
