@@ -24,10 +24,10 @@ from rich.console import Console
 from typer.main import get_command
 from typer.testing import CliRunner, Result
 
-import tools.cli as cli
+import ledger.cli.commands as cli
 from ledger import Ledger
-from tools.cli import app
-from tools.demo import build_demo
+from ledger.cli import app
+from ledger.cli.demo import build_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from ledger import Digest, Ledger
 from ledger.errors import DigestError
-from tools.cli import app as cli_app
+from ledger.cli import app as cli_app
 
 from .models import student
 from .test_store import _rows

@@ -321,8 +321,8 @@ class TestCli:
         """``ledger history`` and ``ledger show`` work after erasure and print no personal value."""
         from rich.console import Console
 
-        from tools import cli
-        from tools.cli import app
+        from ledger.cli import commands as cli
+        from ledger.cli import app
 
         monkeypatch.setattr(cli, "console", Console(width=250))
         url = f"sqlite:///{tmp_path / 'c.db'}"

@@ -397,7 +397,7 @@ class TestSealedFailureText:
         """`ledger log` prints the failure text while the key exists and never after erasure."""
         from rich.console import Console
 
-        from tools import cli
+        from ledger.cli import commands as cli
 
         monkeypatch.setattr(cli, "console", Console(width=250))
         url = f"sqlite:///{tmp_path / 'c.db'}"
@@ -578,7 +578,7 @@ class TestKeyCommitments:
 
     def test_the_cli_verify_reports_a_deleted_key_in_one_line_each(self, tmp_path: Path) -> None:
         """`ledger verify` exits 1 and names the lineage whose key row is missing."""
-        from tools.cli import app
+        from ledger.cli import app
 
         url = f"sqlite:///{tmp_path / 'k.db'}"
         with Ledger(url) as led:

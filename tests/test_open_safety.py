@@ -28,7 +28,7 @@ from ledger import Ledger, connect, get_ledger, set_default_ledger
 from ledger.errors import CorruptLogError, LedgerError, StoreNotFoundError, StoreURLError
 from ledger.integrity import verify_store
 from ledger.store import EventStore, parse_store_url
-from tools.cli import app
+from ledger.cli import app
 
 from .conftest import PG_BASE, PG_SKIP_REASON, drop_pg_schema, requires_pg
 from .models import Course, Student

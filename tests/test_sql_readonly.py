@@ -33,7 +33,7 @@ from ledger import Ledger, errors
 from projections import readonly
 from projections.analytics import Analytics, ProjectionMismatchError, ReadOnlySQLError
 from projections.tables import TABLES
-from tools.cli import app
+from ledger.cli import app
 from tools.workload import Workload
 
 from .conftest import fresh_pg_url

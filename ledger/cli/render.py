@@ -32,7 +32,7 @@ __all__ = [
 
 
 def short_type(topic: str) -> str:
-    """``tools.demo_pipeline:Student`` -> ``Student``."""
+    """``ledger.cli.demo_pipeline:Student`` -> ``Student``."""
     return topic.rpartition(":")[2]
 
 

@@ -1,7 +1,7 @@
 """The ``ledger`` command: a thin typer/rich layer over the library.
 
 Each command parses options, makes one library call and renders the result
-(``tools.cli_render``). A ``LedgerError`` (bad id, address or URL), a SQL error
+(``ledger.cli.render``). A ``LedgerError`` (bad id, address or URL), a SQL error
 or an I/O error becomes a one-line message and exit status 1, never a traceback.
 """
 
@@ -31,7 +31,7 @@ from ledger.registry import as_uuid
 from ledger.store import EventStore
 from ledger.stored_view import resolve_stored, stored_data, version_for
 
-from . import cli_render as render
+from . import render
 
 app = typer.Typer(
     help="Inspect and audit an entity-ledger store. Every command takes --db URL (or $LEDGER_URL).",

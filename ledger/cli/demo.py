@@ -1,7 +1,7 @@
 """Demo data: a small school whose records go through every kind of change.
 
 ``build_demo(url)`` fills a fresh ledger with the grading pipeline of
-``tools.demo_pipeline`` (every input pattern A1-A7 and return pattern B1-B7, a
+``ledger.cli.demo_pipeline`` (every input pattern A1-A7 and return pattern B1-B7, a
 ConfigEntity, a recorded failure, a detachment, a manual edit) and returns what
 it did for the CLI to show; it never prints.
 """

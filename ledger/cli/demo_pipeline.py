@@ -28,39 +28,46 @@ __all__ = [
 
 
 class Grade(Entity):
+    __ledger_topic__ = "tools.demo_pipeline:Grade"  # pinned: demo ledgers written before the move still read
     course: str
     score: float
 
 
 class Transcript(Entity):
+    __ledger_topic__ = "tools.demo_pipeline:Transcript"  # pinned: demo ledgers written before the move still read
     term: str
     grades: list[Grade] = []
 
 
 class Student(Entity):
+    __ledger_topic__ = "tools.demo_pipeline:Student"  # pinned: demo ledgers written before the move still read
     name: str
     gpa: float = 0.0
     transcript: Optional[Transcript] = None
 
 
 class Course(Entity):
+    __ledger_topic__ = "tools.demo_pipeline:Course"  # pinned: demo ledgers written before the move still read
     code: str
     title: str
     credits: int = 5
 
 
 class Report(Entity):
+    __ledger_topic__ = "tools.demo_pipeline:Report"  # pinned: demo ledgers written before the move still read
     title: str
     text: str
 
 
 class Honors(Entity):
+    __ledger_topic__ = "tools.demo_pipeline:Honors"  # pinned: demo ledgers written before the move still read
     student: str
     gpa: float
 
 
 class GradingPolicy(ConfigEntity):
     """The curve applied to every grade, capped: a ConfigEntity built from primitives."""
+    __ledger_topic__ = "tools.demo_pipeline:GradingPolicy"  # pinned: demo ledgers written before the move still read
 
     curve: float = 0.0
     cap: float = 4.0
