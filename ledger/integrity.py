@@ -84,7 +84,8 @@ def verify_store(store: EventStore, digest: Digest | None = None) -> VerifyRepor
 
     def problem(position: int, text: str) -> None:
         report.problems.append(f"position {position}: {text}")
-        if report.first_bad_position is None:
+        # Key audits and the digest report after the walk: the first bad position is the lowest.
+        if report.first_bad_position is None or position < report.first_bad_position:
             report.first_bad_position = position
 
     for position, stream_text, version, topic, state in _records(store):

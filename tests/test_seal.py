@@ -371,3 +371,18 @@ class TestVerifyReportsDamage:
             report = led.verify()
             assert not report.ok and report.first_bad_position == 2, report.problems
             assert len(led.digest().chain) == 64
+
+    def test_the_first_bad_position_is_the_lowest_of_all_problems(self, tmp_path) -> None:
+        """A key row deleted for an early lineage (found after the walk) still sets the first bad position."""
+        from .models import Patient
+
+        with Ledger(f"sqlite:///{tmp_path / 'l.db'}") as led:
+            patient = Patient(name="Ada")
+            led.registry.register_entity(patient)
+            info = build_log(led)
+            raw = Raw(led)
+            raw.run("DELETE FROM ledger_keys")
+            raw.run(f"UPDATE {raw.table} SET topic = 'entity.erased' WHERE {raw.pos} = ?", (info["head"],))
+            raw.close()
+            report = led.verify()
+            assert len(report.problems) >= 2 and report.first_bad_position == 1, report.problems
