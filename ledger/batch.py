@@ -11,10 +11,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
-from .entity import utc_now
-from .errors import UnstorableValueError
 import orjson
 
+from .entity import utc_now
+from .errors import UnstorableValueError
 from .events import ENTITY_VERSION, NewEvent
 
 if TYPE_CHECKING:

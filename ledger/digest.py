@@ -1,8 +1,9 @@
 """A digest of the whole log, to be kept outside the store.
 
-Per-stream hash chains (``events.seal``) catch an edited, removed or reordered
+The seals (``events.seal_batch``: each record linked to its stream and to the
+record before it in the log) catch an edited, removed, inserted or reordered
 record, but not a *removed tail*: deleting the newest records leaves every
-remaining chain intact. A digest saved earlier closes that gap, as ledger
+remaining seal and link intact. A digest saved earlier closes that gap, as ledger
 databases do: it holds the head position and a hash chained over every
 event's hash in position order, so a log that no longer reaches that position,
 or reaches it with a different history, fails ``Ledger.verify(digest)``.

@@ -194,7 +194,6 @@ class NewEvent:
 
 #: ``log_prev`` of the first event of a log.
 GENESIS = "0" * 64
-SEAL_VERSION = 2
 _SEAL_TAG = b"entity-ledger seal v2\n"
 _HASH_TAIL = len(b'"}') + 64  # a sealed record ends with "hash":"<64 hex>"}
 _HEX = frozenset(b"0123456789abcdef")
