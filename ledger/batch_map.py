@@ -30,7 +30,8 @@ from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
-from .callables import _lookup, execute_on
+from .calls import execute_on
+from .functions import lookup
 from .entity import Entity
 from .errors import ExecutorError, InputValidationError, UnknownFunctionError
 from .ledger import Ledger
@@ -48,7 +49,7 @@ def map_calls(
     progress: bool = False,
 ) -> list[Any]:
     """Run ``name`` once per keyword dict; see the module docstring for the semantics."""
-    meta = _lookup(name)
+    meta = lookup(name)
     calls = list(kwargs_list)
     for i, kw in enumerate(calls):
         if not isinstance(kw, Mapping):
@@ -109,7 +110,7 @@ def _worker_ledger(url: str, pid: int) -> Ledger:
 def run_in_worker(url: str, name: str, module: str, kwargs: dict[str, Any]) -> Any:
     """Executed in a worker process: run one call against the shared store, return output ids."""
     try:
-        _lookup(name)
+        lookup(name)
     except UnknownFunctionError:
         if module == "__main__":
             raise

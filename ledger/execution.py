@@ -40,7 +40,7 @@ from .schema import IDENTITY_FIELDS
 from .tree import MAX_NESTING, IMMUTABLE_TYPES, EntityTree, build_entity_tree, copy_value, too_deep
 
 if TYPE_CHECKING:
-    from .callables import FunctionMetadata
+    from .functions import FunctionMetadata
     from .ledger import Ledger
 
 __all__ = ["Call", "failure_text", "finish", "prepare", "record_failure"]

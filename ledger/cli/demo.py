@@ -13,7 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from ledger import Ledger
-from ledger.callables import execute_on
+from ledger.calls import execute_on
 
 from .demo_pipeline import PREFIX, Course, Grade, Student, Transcript, register_functions
 
