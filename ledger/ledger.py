@@ -133,7 +133,7 @@ class Ledger:
                 streams = index.streams
                 start = index.caught_up + 1
                 while True:
-                    page = self.store.read_records(start, 10_000)
+                    page = self.store.read_columns(start, 10_000, text_ids=False)
                     if not len(page):
                         break
                     for position, raw_id, raw_version, raw_topic, state in zip(

@@ -424,11 +424,16 @@ class EventStore:
         except PersistenceError as exc:
             raise _read_error(self.url, exc, start) from exc
 
-    def read_columns(self, start: int = 1, limit: int = 50_000) -> LogPage:
-        """A page of the log as columns, for bulk readers (projections, replay).
+    def read_columns(self, start: int = 1, limit: int = 50_000, *, text_ids: bool = True) -> LogPage:
+        """A page of the log as columns, exactly as stored, for bulk readers (replay, verify, projections).
 
         SQLite and PostgreSQL are read with one plain SELECT into tuples: the
-        recorder's per-row ``Notification`` objects cost more than the query.
+        recorder's per-row ``Notification`` objects cost more than the query,
+        and its conversions would fail inside the recorder on an edited row
+        (``ledger.decode`` and ``ledger.integrity`` check the raw values and
+        name the position instead). A damaged SQLite file is a
+        ``CorruptLogError``. ``text_ids=False`` lets ``memory://`` hand back
+        its stream ids as the UUIDs it holds (replay skips the text round trip).
         """
         kind = self.spec.kind
         try:
@@ -456,37 +461,17 @@ class EventStore:
                     rows = curs.fetchall()
             else:
                 rows = [
-                    (n.id, str(n.originator_id), n.originator_version, n.topic, n.state)
+                    (n.id, str(n.originator_id) if text_ids else n.originator_id, n.originator_version, n.topic, n.state)
                     for n in self.recorder.select_notifications(start, limit)
                 ]
+        except sqlite3.DatabaseError as exc:  # the raw SQLite connection, not the recorder
+            raise _read_error(self.url, exc, start) from exc
         except PersistenceError as exc:
             raise StoreError(f"store {self.url!r}: read failed: {exc}") from exc
         if not rows:
             return LogPage([], [], [], [], [])
         positions, stream_ids, versions, topics, states = map(list, zip(*rows))
         return LogPage(positions, stream_ids, versions, topics, states)
-
-    def read_records(self, start: int = 1, limit: int = 10_000) -> LogPage:
-        """``read_columns`` for replay, where a damaged database is a ``CorruptLogError``.
-
-        The columns come back exactly as stored (stream ids as text, whatever
-        type a version holds): ``ledger.decode`` checks them, so one edited row
-        is reported at its position instead of failing inside the recorder.
-        ``memory://`` keeps its stream ids as UUIDs (no text round trip).
-        """
-        if self.spec.kind == "memory":
-            rows = [
-                (n.id, n.originator_id, n.originator_version, n.topic, n.state)
-                for n in self.recorder.select_notifications(start, limit)
-            ]
-            if not rows:
-                return LogPage([], [], [], [], [])
-            positions, stream_ids, versions, topics, states = map(list, zip(*rows))
-            return LogPage(positions, stream_ids, versions, topics, states)
-        try:
-            return self.read_columns(start, limit)
-        except sqlite3.DatabaseError as exc:  # read_columns queries SQLite's own connection
-            raise _read_error(self.url, exc, start) from exc
 
     def iter_all(self, start: int = 1, page: int = 10_000, stop: int | None = None) -> Iterator[Notification]:
         while True:
