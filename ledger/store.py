@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import psycopg
 from eventsourcing.persistence import (
     ApplicationRecorder,
     IntegrityError,
@@ -40,21 +41,10 @@ __all__ = ["EventStore", "StoreURL", "parse_store_url"]
 
 log = logging.getLogger(__name__)
 
-def _conflict_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean "a (stream, version) was already taken" on some backend."""
-    import psycopg
-
-    return (IntegrityError, sqlite3.IntegrityError, psycopg.errors.IntegrityError)
-
-
-def _failure_errors() -> tuple[type[BaseException], ...]:
-    import psycopg
-
-    return (PersistenceError, sqlite3.Error, psycopg.Error)
-
-
-_CONFLICTS = _conflict_errors()
-_STORE_FAILURES = _failure_errors()
+#: "A (stream, version) was already taken", as each backend says it.
+_CONFLICTS = (IntegrityError, sqlite3.IntegrityError, psycopg.errors.IntegrityError)
+#: Anything else a backend refuses a batch with.
+_STORE_FAILURES = (PersistenceError, sqlite3.Error, psycopg.Error)
 
 _SYNCHRONOUS = {"OFF", "NORMAL", "FULL", "EXTRA"}
 # A schema name goes unquoted into SQL the eventsourcing library builds as text
