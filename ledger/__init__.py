@@ -7,17 +7,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import errors
-from .callables import CallableRegistry, FunctionMetadata
-from .entity import ConfigEntity, Entity
-from .erasure import Erasure
-from .function_execution import FunctionExecution
-from .functional import create_composite_entity, get, put
-from .digest import Digest
-from .ledger import Ledger, VerifyReport, connect, get_ledger, set_default_ledger, sql
-from .personal import ERASED, ErasedValue, Personal, PersonalData
-from .registry import EntityRegistry
-from .tree import EntityTree, build_entity_tree
+from ledger import errors
+from ledger.callables import CallableRegistry, FunctionMetadata
+from ledger.model.entity import ConfigEntity, Entity
+from ledger.write.erasure import Erasure
+from ledger.model.function_execution import FunctionExecution
+from ledger.functional import create_composite_entity, get, put
+from ledger.events.digest import Digest
+from ledger.ledger import Ledger, VerifyReport, connect, get_ledger, set_default_ledger, sql
+from ledger.model.personal import ERASED, ErasedValue, Personal, PersonalData
+from ledger.registry import EntityRegistry
+from ledger.model.tree import EntityTree, build_entity_tree
 
 __all__ = [
     "CallableRegistry",

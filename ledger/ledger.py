@@ -13,18 +13,18 @@ from types import TracebackType
 from typing import Any
 from uuid import UUID
 
-from . import decode
-from .addresses import Address, Resolved, parse_address, resolve_address
-from .batch import Batch
-from .digest import Digest
-from .erasure import Erasure, erase_lineage
-from .errors import ConcurrencyError, LedgerClosedError
-from .events import ENTITY_ERASED, ENTITY_VERSION, EXECUTION_FAILED
-from .integrity import VerifyReport, digest_store, verify_store
-from .index import InlineIndex
-from .registry import EntityRegistry
-from .sealed_failure import is_sealed, open_failure
-from .store import EventStore
+from ledger.events import decode
+from projections.addresses import Address, Resolved, parse_address, resolve_address
+from ledger.write.batch import Batch
+from ledger.events.digest import Digest
+from ledger.write.erasure import Erasure, erase_lineage
+from ledger.errors import ConcurrencyError, LedgerClosedError
+from ledger.events.seal import ENTITY_ERASED, ENTITY_VERSION, EXECUTION_FAILED
+from ledger.store.integrity import VerifyReport, digest_store, verify_store
+from projections.inline import InlineIndex
+from ledger.registry import EntityRegistry
+from ledger.events.sealed_failure import is_sealed, open_failure
+from ledger.store.event_store import EventStore
 
 __all__ = ["Ledger", "VerifyReport", "connect", "get_ledger", "sql"]
 

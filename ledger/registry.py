@@ -23,9 +23,9 @@ from uuid import UUID, uuid4
 import orjson
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from .batch import Batch
-from .entity import Entity, utc_now
-from .errors import (
+from ledger.write.batch import Batch
+from ledger.model.entity import Entity, utc_now
+from ledger.errors import (
     AttachError,
     DetachError,
     EntityNotFoundError,
@@ -33,15 +33,15 @@ from .errors import (
     NotARootError,
     UnstorableValueError,
 )
-from .events import ENTITY_VERSION
-from .index import VersionRecord
-from .keys import key_check
-from .personal import ERASED, seal_fields
-from .schema import META_FIELDS, topics
-from .tree import IMMUTABLE_TYPES, EntityTree, Ref, build_entity_tree, copy_value, shape_to_json
+from ledger.events.seal import ENTITY_VERSION
+from projections.inline import VersionRecord
+from ledger.store.keys import key_check
+from ledger.model.personal import ERASED, seal_fields
+from ledger.model.schema import META_FIELDS, topics
+from ledger.model.tree import IMMUTABLE_TYPES, EntityTree, Ref, build_entity_tree, copy_value, shape_to_json
 
 if TYPE_CHECKING:
-    from .ledger import Ledger
+    from ledger.ledger import Ledger
 
 __all__ = ["EntityRegistry", "TreePlan"]
 
@@ -57,7 +57,7 @@ class _default_or_bound:
 
     def __get__(self, obj: Any, cls: type | None = None) -> Callable[..., Any]:
         if obj is None:
-            from .ledger import get_ledger
+            from ledger.ledger import get_ledger
 
             obj = get_ledger().registry
         return types.MethodType(self.fn, obj)
@@ -701,7 +701,7 @@ class EntityRegistry:
     @ledger_method
     def diff(self, ecs_id_a: UUID, ecs_id_b: UUID) -> dict[str, tuple[Any, Any]]:
         """Changed values between two stored versions, keyed by dotted path."""
-        from .diffing import diff_versions
+        from projections.diffing import diff_versions
 
         a = self._index.get(as_uuid(ecs_id_a, "ecs_id_a"), "ecs_id_a")
         b = self._index.get(as_uuid(ecs_id_b, "ecs_id_b"), "ecs_id_b")

@@ -34,16 +34,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ledger.errors import KeyIntegrityError, LedgerError, ReadOnlyError
-from ledger.events import EXECUTION_FAILED
-from ledger.personal import ERASED
-from ledger.sealed_failure import open_failure
+from ledger.events.seal import EXECUTION_FAILED
+from ledger.model.personal import ERASED
+from ledger.events.sealed_failure import open_failure
 
-from . import cache_file
-from .readonly import check_query, connect_locked, first_line, run_read_only
-from .tables import DDL, LAYOUT, PAGE_STATEMENTS, TABLES, TRACKING
+from projections import cache_file
+from projections.readonly import check_query, connect_locked, first_line, run_read_only
+from projections.tables import DDL, LAYOUT, PAGE_STATEMENTS, TABLES, TRACKING
 
 if TYPE_CHECKING:
-    from ledger.store import EventStore, LogPage
+    from ledger.store.event_store import EventStore, LogPage
 
 __all__ = ["Analytics", "ProjectionMismatchError", "ReadOnlySQLError"]
 

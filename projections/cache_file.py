@@ -20,7 +20,7 @@ import duckdb
 
 from ledger.errors import LedgerError
 
-from .readonly import connect_locked, first_line
+from projections.readonly import connect_locked, first_line
 
 __all__ = ["discard", "open_locked_file", "set_aside"]
 

@@ -22,7 +22,7 @@ import duckdb
 
 from ledger.errors import LedgerError, MalformedAddressError, UnknownEntityError
 
-from .tables import GRAPH_EDGES
+from projections.tables import GRAPH_EDGES
 
 __all__ = ["LineageGraph", "LineageQueryError", "lineage_graph"]
 

@@ -16,7 +16,7 @@ from typing import Any
 from uuid import UUID
 
 from ledger import CallableRegistry, Entity, Ledger, set_default_ledger
-from ledger.batch import Batch
+from ledger.write.batch import Batch
 from ledger.errors import ConcurrencyError
 
 

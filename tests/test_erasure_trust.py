@@ -25,8 +25,8 @@ from typer.testing import CliRunner
 
 import ledger
 from ledger import ERASED, CallableRegistry, Ledger, errors
-from ledger.events import ENTITY_VERSION, EXECUTION_FAILED, ExecutionFailed
-from ledger.personal import new_key
+from ledger.events.seal import ENTITY_VERSION, EXECUTION_FAILED, ExecutionFailed
+from ledger.model.personal import new_key
 from tests.conftest import PG_BASE
 from tests.models import Clinic, Grade, Patient
 
@@ -423,7 +423,7 @@ class TestSealingRule:
     )
     def test_the_text_opens_exactly_while_every_key_exists(self, text: str, count: int, gone: set[int]) -> None:
         """For any text and lineages, the sealed text opens iff no involved key is missing."""
-        from ledger.sealed_failure import open_failure, seal_failure
+        from ledger.events.sealed_failure import open_failure, seal_failure
 
         lineages = [uuid4() for _ in range(count)]
         keys = {lineage: new_key() for lineage in lineages}
@@ -439,7 +439,7 @@ class TestSealingRule:
 
     def test_a_wrong_key_does_not_open_it(self) -> None:
         """Another lineage's key in place of the right one gives ERASED, never garbage."""
-        from ledger.sealed_failure import open_failure, seal_failure
+        from ledger.events.sealed_failure import open_failure, seal_failure
 
         a, b = uuid4(), uuid4()
         keys = {a: new_key(), b: new_key()}
@@ -494,7 +494,7 @@ def _first_position(led: Ledger, lineage: UUID) -> int:
 class TestKeyCommitments:
     def test_the_first_personal_version_commits_to_its_key(self, lg: Ledger) -> None:
         """Only a lineage's first personal event carries key_check, the HMAC of its key."""
-        from ledger.keys import key_check
+        from ledger.store.keys import key_check
 
         p = _patient(lg)
         p.ward = "south"

@@ -14,9 +14,9 @@ import pytest
 
 import ledger
 from ledger import EntityRegistry, Ledger
-from ledger.batch import Batch
+from ledger.write.batch import Batch
 from ledger.errors import ConcurrencyError, StoreError, StoreURLError
-from ledger.events import ENTITY_VERSION
+from ledger.events.seal import ENTITY_VERSION
 
 from .models import Grade, Student, student
 

@@ -5,6 +5,6 @@ Part of the installed library, above the facade in the layering; nothing in
 typer nor rich at import time.
 """
 
-from .commands import app, main
+from ledger.cli.commands import app, main
 
 __all__ = ["app", "main"]

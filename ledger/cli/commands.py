@@ -24,14 +24,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ledger import Digest, Ledger, VerifyReport
-from ledger.addresses import parse_address
+from projections.addresses import parse_address
 from ledger.errors import CorruptLogError, DigestError, LedgerError
-from ledger.integrity import verify_store
+from ledger.store.integrity import verify_store
 from ledger.registry import as_uuid
-from ledger.store import EventStore
-from ledger.stored_view import resolve_stored, stored_data, version_for
+from ledger.store.event_store import EventStore
+from projections.stored_view import resolve_stored, stored_data, version_for
 
-from . import render
+from ledger.cli import render
 
 app = typer.Typer(
     help="Inspect and audit an entity-ledger store. Every command takes --db URL (or $LEDGER_URL).",
@@ -417,7 +417,7 @@ def demo(db: str | None = typer.Option(None, "--db", help="Store URL for the dem
     Example: ledger demo
     """
     url = db or f"sqlite:///{Path(tempfile.mkdtemp(prefix='ledger-demo-')) / 'demo.db'}"
-    from .demo import build_demo
+    from ledger.cli.demo import build_demo
 
     result = build_demo(url)
     with result.ledger as led:

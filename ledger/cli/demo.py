@@ -13,9 +13,9 @@ from typing import Any
 from uuid import UUID
 
 from ledger import Ledger
-from ledger.calls import execute_on
+from ledger.write.calls import execute_on
 
-from .demo_pipeline import PREFIX, Course, Grade, Student, Transcript, register_functions
+from ledger.cli.demo_pipeline import PREFIX, Course, Grade, Student, Transcript, register_functions
 
 __all__ = ["DemoResult", "build_demo"]
 

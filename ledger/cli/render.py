@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 from rich.table import Table
 
-from ledger.diffing import diff_versions
-from ledger.index import InlineIndex, VersionRecord
+from projections.diffing import diff_versions
+from projections.inline import InlineIndex, VersionRecord
 
 __all__ = [
     "cell",

@@ -22,8 +22,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 import ledger  # noqa: E402
 from ledger import CallableRegistry, Entity  # noqa: E402
-from ledger.batch import Batch  # noqa: E402
-from ledger.tree import build_entity_tree  # noqa: E402
+from ledger.write.batch import Batch  # noqa: E402
+from ledger.model.tree import build_entity_tree  # noqa: E402
 
 
 class Item(Entity):

@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 
-from .errors import DigestError
-from .events import link_hash
+from ledger.errors import DigestError
+from ledger.events.seal import link_hash
 
 __all__ = ["Digest", "LogChain"]
 

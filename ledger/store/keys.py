@@ -36,8 +36,8 @@ from uuid import UUID
 
 from eventsourcing.persistence import PersistenceError
 
-from .errors import KeyIntegrityError, StoreError
-from .personal import KEY_BYTES, new_key
+from ledger.errors import KeyIntegrityError, StoreError
+from ledger.model.personal import KEY_BYTES, new_key
 
 __all__ = [
     "KeyStore",

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
-from .errors import ReturnTypeError, UnstorableValueError
-from .execution import Call, failure_text, finish, prepare, record_failure
-from .functions import lookup
-from .isolation import ChildFailure, run_in_child
-from .ledger import Ledger
+from ledger.errors import ReturnTypeError, UnstorableValueError
+from ledger.write.execution import Call, failure_text, finish, prepare, record_failure
+from ledger.write.functions import lookup
+from ledger.write.isolation import ChildFailure, run_in_child
+from ledger.ledger import Ledger
 
 __all__ = ["aexecute_on", "execute_on"]
 

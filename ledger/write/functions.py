@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .errors import UnknownFunctionError
-from .signatures import Signature
+from ledger.errors import UnknownFunctionError
+from ledger.write.signatures import Signature
 
 __all__ = ["FunctionMetadata", "Isolation", "add", "lookup", "names", "remove"]
 

@@ -26,22 +26,22 @@ from uuid import UUID, uuid4
 
 from pydantic import ValidationError
 
-from .addresses import parse_address, resolve_address
-from .batch import Batch
-from .entity import ConfigEntity, Entity
-from .errors import ErasedError, InputValidationError, KeyIntegrityError
-from .events import EXECUTION_COMPLETED, EXECUTION_FAILED
-from .function_execution import FunctionExecution
-from .personal import ERASED
-from .registry import TreePlan, _meta_of
-from .returns import ReturnShape, shape_return
-from .sealed_failure import personal_lineages, seal_failure
-from .schema import IDENTITY_FIELDS
-from .tree import MAX_NESTING, IMMUTABLE_TYPES, EntityTree, build_entity_tree, copy_value, too_deep
+from projections.addresses import parse_address, resolve_address
+from ledger.write.batch import Batch
+from ledger.model.entity import ConfigEntity, Entity
+from ledger.errors import ErasedError, InputValidationError, KeyIntegrityError
+from ledger.events.seal import EXECUTION_COMPLETED, EXECUTION_FAILED
+from ledger.model.function_execution import FunctionExecution
+from ledger.model.personal import ERASED
+from ledger.registry import TreePlan, _meta_of
+from ledger.write.returns import ReturnShape, shape_return
+from ledger.events.sealed_failure import personal_lineages, seal_failure
+from ledger.model.schema import IDENTITY_FIELDS
+from ledger.model.tree import MAX_NESTING, IMMUTABLE_TYPES, EntityTree, build_entity_tree, copy_value, too_deep
 
 if TYPE_CHECKING:
-    from .functions import FunctionMetadata
-    from .ledger import Ledger
+    from ledger.write.functions import FunctionMetadata
+    from ledger.ledger import Ledger
 
 __all__ = ["Call", "failure_text", "finish", "prepare", "record_failure"]
 

@@ -16,11 +16,11 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
-from .errors import TreeStructureError, UnstorableValueError
-from .schema import check_dict_key
+from ledger.errors import TreeStructureError, UnstorableValueError
+from ledger.model.schema import check_dict_key
 
 if TYPE_CHECKING:
-    from .entity import Entity
+    from ledger.model.entity import Entity
 
 __all__ = ["Edge", "EntityTree", "Ref", "build_entity_tree", "shape_from_json", "shape_to_json"]
 
@@ -117,7 +117,7 @@ class EntityTree:
 
 def build_entity_tree(root: Entity) -> EntityTree:
     """Walk every tree field below ``root``; refuse cycles and shared children."""
-    from .entity import Entity
+    from ledger.model.entity import Entity
 
     tree = EntityTree(root)
     seen_objects: dict[int, str] = {id(root): "root"}

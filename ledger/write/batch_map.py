@@ -30,12 +30,12 @@ from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
-from .calls import execute_on
-from .functions import lookup
-from .entity import Entity
-from .errors import ExecutorError, InputValidationError, UnknownFunctionError
-from .ledger import Ledger
-from .returns import declare_output_models
+from ledger.write.calls import execute_on
+from ledger.write.functions import lookup
+from ledger.model.entity import Entity
+from ledger.errors import ExecutorError, InputValidationError, UnknownFunctionError
+from ledger.ledger import Ledger
+from ledger.write.returns import declare_output_models
 
 __all__ = ["map_calls"]
 

@@ -25,8 +25,8 @@ from typing import Any, Callable
 
 from pydantic import TypeAdapter, ValidationError
 
-from .errors import ExecutionError, ReturnTypeError
-from .returns import iterator_problem
+from ledger.errors import ExecutionError, ReturnTypeError
+from ledger.write.returns import iterator_problem
 
 __all__ = ["ChildFailure", "run_in_child"]
 

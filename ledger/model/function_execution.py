@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import ClassVar
 from uuid import UUID
 
-from .entity import Entity
+from ledger.model.entity import Entity
 
 __all__ = ["FunctionExecution"]
 

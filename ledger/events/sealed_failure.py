@@ -31,10 +31,10 @@ from uuid import UUID
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .personal import ERASED, KEY_BYTES
+from ledger.model.personal import ERASED, KEY_BYTES
 
 if TYPE_CHECKING:
-    from .index import InlineIndex
+    from projections.inline import InlineIndex
 
 __all__ = ["SEALED_TEXT", "is_sealed", "open_failure", "personal_lineages", "seal_failure"]
 

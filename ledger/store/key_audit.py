@@ -17,11 +17,11 @@ import hmac
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from .events import ENTITY_ERASED, ENTITY_VERSION
-from .keys import TABLE, key_check, key_defect
+from ledger.events.seal import ENTITY_ERASED, ENTITY_VERSION
+from ledger.store.keys import TABLE, key_check, key_defect
 
 if TYPE_CHECKING:
-    from .store import EventStore
+    from ledger.store.event_store import EventStore
 
 __all__ = ["key_problems", "note_key_facts"]
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import SchemaMismatchError, UnknownEntityTypeError
-from .index import InlineIndex, VersionRecord
-from .tree import Ref
+from ledger.errors import SchemaMismatchError, UnknownEntityTypeError
+from projections.inline import InlineIndex, VersionRecord
+from ledger.model.tree import Ref
 
 __all__ = ["diff_versions"]
 

@@ -23,7 +23,7 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
-from .errors import SchemaMismatchError, UnknownEntityTypeError
+from ledger.errors import SchemaMismatchError, UnknownEntityTypeError
 
 __all__ = ["load_values", "upcast_values"]
 

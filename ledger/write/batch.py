@@ -13,12 +13,12 @@ from uuid import UUID, uuid4
 
 import orjson
 
-from .entity import utc_now
-from .errors import UnstorableValueError
-from .events import ENTITY_VERSION, NewEvent
+from ledger.model.entity import utc_now
+from ledger.errors import UnstorableValueError
+from ledger.events.seal import ENTITY_VERSION, NewEvent
 
 if TYPE_CHECKING:
-    from .index import InlineIndex, VersionRecord
+    from projections.inline import InlineIndex, VersionRecord
 
 __all__ = ["Batch"]
 

@@ -16,11 +16,11 @@ from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from .errors import InputValidationError
-from .schema import IDENTITY_FIELDS, EntitySchema, build_schema, topic_of, topics
+from ledger.errors import InputValidationError
+from ledger.model.schema import IDENTITY_FIELDS, EntitySchema, build_schema, topic_of, topics
 
 if TYPE_CHECKING:
-    from .ledger import Ledger
+    from ledger.ledger import Ledger
 
 __all__ = ["ConfigEntity", "Entity", "utc_now"]
 
@@ -89,7 +89,7 @@ class Entity(BaseModel):
 
     def is_erased(self) -> bool:
         """True when this copy's personal fields read as ``ERASED`` (its lineage was erased)."""
-        from .personal import ERASED
+        from ledger.model.personal import ERASED
 
         d = self.__dict__
         return any(d.get(n) is ERASED for n in type(self).ledger_schema().personal_fields)
@@ -137,7 +137,7 @@ class Entity(BaseModel):
 
     def borrow_from_address(self, address: str, target_field: str) -> None:
         """Copy the value at ``@<uuid>.path`` into ``self.target_field``, with provenance."""
-        from .addresses import parse_address
+        from projections.addresses import parse_address
 
         ledger = _default_ledger()
         parsed = parse_address(address, argument="address")
@@ -178,6 +178,6 @@ class ConfigEntity(Entity):
 
 
 def _default_ledger() -> Ledger:
-    from .ledger import get_ledger
+    from ledger.ledger import get_ledger
 
     return get_ledger()

@@ -19,15 +19,15 @@ from uuid import UUID
 
 import orjson
 
-from .errors import EntityNotFoundError
-from .personal import open_fields
-from .schema import topics
-from .tree import refs_in, shape_from_json, shape_to_json
-from .upcasting import load_values
+from ledger.errors import EntityNotFoundError
+from ledger.model.personal import open_fields
+from ledger.model.schema import topics
+from ledger.model.tree import refs_in, shape_from_json, shape_to_json
+from ledger.model.upcasting import load_values
 
 if TYPE_CHECKING:
-    from .entity import Entity
-    from .keys import KeyStore
+    from ledger.model.entity import Entity
+    from ledger.store.keys import KeyStore
 
 __all__ = ["InlineIndex", "StreamHead", "VersionRecord"]
 

@@ -24,11 +24,11 @@ import orjson
 from pydantic import BaseModel, ConfigDict, create_model
 from pydantic_core import SchemaSerializer
 
-from .errors import EntityDefinitionError, TreeStructureError, UnknownEntityTypeError
-from .personal import is_personal, widen_for_erasure
+from ledger.errors import EntityDefinitionError, TreeStructureError, UnknownEntityTypeError
+from ledger.model.personal import is_personal, widen_for_erasure
 
 if TYPE_CHECKING:
-    from .entity import Entity
+    from ledger.model.entity import Entity
 
 #: Identity and derivation fields every entity carries; never part of the domain data.
 IDENTITY_FIELDS: frozenset[str] = frozenset(
@@ -179,7 +179,7 @@ def topic_of(cls: type) -> str:
 
 
 def build_schema(cls: type[Entity]) -> EntitySchema:
-    from .entity import Entity
+    from ledger.model.entity import Entity
 
     plain: list[str] = []
     tree: list[str] = []

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from .batch import Batch
-from .errors import EntityNotFoundError, InputValidationError
-from .events import ENTITY_ERASED
-from .registry import as_uuid
+from ledger.write.batch import Batch
+from ledger.errors import EntityNotFoundError, InputValidationError
+from ledger.events.seal import ENTITY_ERASED
+from ledger.registry import as_uuid
 
 if TYPE_CHECKING:
-    from .ledger import Ledger
+    from ledger.ledger import Ledger
 
 __all__ = ["Erasure", "erase_lineage"]
 

@@ -28,7 +28,7 @@ import stat
 from typing import Any
 from urllib.parse import quote
 
-from .errors import CorruptLogError, StoreNotFoundError, StoreURLError
+from ledger.errors import CorruptLogError, StoreNotFoundError, StoreURLError
 
 __all__ = ["EVENTS_TABLE", "check_postgres_schema", "check_sqlite_file"]
 

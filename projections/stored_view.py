@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .addresses import Address, step_into
-from .errors import BadPathError, UnknownEntityError
-from .index import InlineIndex, VersionRecord
-from .tree import Ref
+from projections.addresses import Address, step_into
+from ledger.errors import BadPathError, UnknownEntityError
+from projections.inline import InlineIndex, VersionRecord
+from ledger.model.tree import Ref
 
 __all__ = ["StoredValue", "resolve_stored", "stored_data", "version_for"]
 

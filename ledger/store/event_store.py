@@ -32,10 +32,10 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 
-from .errors import ConcurrencyError, CorruptLogError, StoreError, StoreNotFoundError, StoreURLError
-from .events import GENESIS, NewEvent, link_hash, seal_batch
-from .keys import KeyStore, MemoryKeyTable, PostgresKeyTable, SQLiteKeyTable, create_postgres_key_table
-from .store_probe import check_postgres_schema, check_sqlite_file
+from ledger.errors import ConcurrencyError, CorruptLogError, StoreError, StoreNotFoundError, StoreURLError
+from ledger.events.seal import GENESIS, NewEvent, link_hash, seal_batch
+from ledger.store.keys import KeyStore, MemoryKeyTable, PostgresKeyTable, SQLiteKeyTable, create_postgres_key_table
+from ledger.store.probe import check_postgres_schema, check_sqlite_file
 
 __all__ = ["EventStore", "StoreURL", "parse_store_url"]
 

@@ -28,9 +28,9 @@ from typing import Any, Callable
 
 from pydantic import create_model
 
-from .entity import ConfigEntity, Entity
-from .errors import FunctionRegistrationError
-from .schema import IDENTITY_FIELDS, topics
+from ledger.model.entity import ConfigEntity, Entity
+from ledger.errors import FunctionRegistrationError
+from ledger.model.schema import IDENTITY_FIELDS, topics
 
 __all__ = [
     "ParamSpec",

@@ -15,12 +15,12 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
-from .errors import BadPathError, MalformedAddressError, UnknownEntityError
-from .tree import Ref, copy_value
+from ledger.errors import BadPathError, MalformedAddressError, UnknownEntityError
+from ledger.model.tree import Ref, copy_value
 
 if TYPE_CHECKING:
-    from .index import InlineIndex, VersionRecord
-    from .registry import EntityRegistry
+    from projections.inline import InlineIndex, VersionRecord
+    from ledger.registry import EntityRegistry
 
 __all__ = ["Address", "Resolved", "is_reference", "parse_address", "resolve_address"]
 
