@@ -5,19 +5,24 @@ The public names are listed in ``__all__``; see README.md for a tour.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ledger import errors
 from ledger.callables import CallableRegistry, FunctionMetadata
-from ledger.model.entity import ConfigEntity, Entity
-from ledger.write.erasure import Erasure
-from ledger.model.function_execution import FunctionExecution
-from ledger.functional import create_composite_entity, get, put
 from ledger.events.digest import Digest
-from ledger.ledger import Ledger, VerifyReport, connect, get_ledger, set_default_ledger, sql
+from ledger.functional import create_composite_entity, get, put
+from ledger.ledger import (
+    Ledger,
+    VerifyReport,
+    connect,
+    get_ledger,
+    set_default_ledger,
+    sql,
+)
+from ledger.model.entity import ConfigEntity, Entity
+from ledger.model.function_execution import FunctionExecution
 from ledger.model.personal import ERASED, ErasedValue, Personal, PersonalData
-from ledger.registry import EntityRegistry
 from ledger.model.tree import EntityTree, build_entity_tree
+from ledger.registry import EntityRegistry
+from ledger.write.erasure import Erasure
 
 __all__ = [
     "CallableRegistry",

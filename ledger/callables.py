@@ -12,12 +12,12 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
+from ledger.errors import FunctionRegistrationError
+from ledger.ledger import get_ledger
 from ledger.write import functions
 from ledger.write.batch_map import map_calls
 from ledger.write.calls import aexecute_on, execute_on
-from ledger.errors import FunctionRegistrationError
 from ledger.write.functions import FunctionMetadata, Isolation
-from ledger.ledger import get_ledger
 from ledger.write.signatures import analyze_signature
 
 __all__ = ["CallableRegistry", "FunctionMetadata", "aexecute_on", "execute_on"]

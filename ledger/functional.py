@@ -6,10 +6,10 @@ from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
-from projections.addresses import is_reference, parse_address
-from ledger.model.entity import Entity
 from ledger.errors import BadPathError, InputValidationError
 from ledger.ledger import Ledger, get_ledger
+from ledger.model.address import is_reference, parse_address
+from ledger.model.entity import Entity
 
 __all__ = ["create_composite_entity", "get", "put"]
 

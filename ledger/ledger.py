@@ -14,17 +14,19 @@ from typing import Any
 from uuid import UUID
 
 from ledger.events import decode
-from projections.addresses import Address, Resolved, parse_address, resolve_address
+from ledger.model.address import Address, parse_address
+from projections.addresses import Resolved, resolve_address
 from ledger.write.batch import Batch
 from ledger.events.digest import Digest
 from ledger.write.erasure import Erasure, erase_lineage
 from ledger.errors import ConcurrencyError, LedgerClosedError
-from ledger.events.seal import ENTITY_ERASED, ENTITY_VERSION, EXECUTION_FAILED
+from ledger.events.bodies import ENTITY_ERASED, ENTITY_VERSION, EXECUTION_FAILED
 from ledger.store.integrity import VerifyReport, digest_store, verify_store
 from projections.inline import InlineIndex
 from ledger.registry import EntityRegistry
 from ledger.events.sealed_failure import is_sealed, open_failure
 from ledger.store.event_store import EventStore
+from ledger import _process
 
 __all__ = ["Ledger", "VerifyReport", "connect", "get_ledger", "sql"]
 
@@ -214,7 +216,7 @@ class Ledger:
         self._check_open()
         if not isinstance(address, Address):
             address = parse_address(address, argument=argument)
-        return resolve_address(self.registry, self.index, address, argument=argument)
+        return resolve_address(self.index, address, argument=argument)
 
     @property
     def analytics(self) -> Any:
@@ -277,8 +279,7 @@ class Ledger:
         return verify_store(self.store, digest)
 
 
-_default: Ledger | None = None
-_default_lock = threading.Lock()
+_process.install_ledger_factory(Ledger)
 
 
 def connect(url: str = "memory://", *, create: bool = True, analytics_path: str | None = None) -> Ledger:
@@ -287,27 +288,20 @@ def connect(url: str = "memory://", *, create: bool = True, analytics_path: str 
     ``create=False`` opens only an existing ledger (``Ledger``); on any error
     the previous default stays in place.
     """
-    global _default
     ledger = Ledger(url, create=create, analytics_path=analytics_path)
-    with _default_lock:
-        _default = ledger
+    _process.set_default_ledger(ledger)
     return ledger
 
 
 def get_ledger() -> Ledger:
     """The default ledger; an in-memory one is created on first use."""
-    global _default
-    with _default_lock:
-        if _default is None or _default._closed:
-            _default = Ledger("memory://")
-        return _default
+    ledger: Ledger = _process.default_ledger()
+    return ledger
 
 
 def set_default_ledger(ledger: Ledger | None) -> None:
     """Make ``ledger`` the default (tests and embedding applications)."""
-    global _default
-    with _default_lock:
-        _default = ledger
+    _process.set_default_ledger(ledger)
 
 
 def sql(query: str, params: list[Any] | None = None) -> Any:

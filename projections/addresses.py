@@ -1,4 +1,4 @@
-"""``@<uuid>.path`` references to stored data: parsing and resolution.
+"""``@<uuid>.path`` references to stored data: resolution (the syntax is ``ledger/model/address.py``).
 
 The uuid names a stored version (an ``ecs_id``) or, for convenience, a lineage
 (its latest version). The path walks fields, list/tuple indexes and dict keys,
@@ -8,32 +8,19 @@ and the address, and are ``ValueError`` subclasses.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel
 
-from ledger.errors import BadPathError, MalformedAddressError, UnknownEntityError
+from ledger.errors import BadPathError, UnknownEntityError
+from ledger.model.address import Address
 from ledger.model.tree import Ref, copy_value
+from projections.inline import InlineIndex, VersionRecord
+from projections.live import materialize
 
-if TYPE_CHECKING:
-    from projections.inline import InlineIndex, VersionRecord
-    from ledger.registry import EntityRegistry
-
-__all__ = ["Address", "Resolved", "is_reference", "parse_address", "resolve_address"]
-
-_UUID_RE = re.compile(
-    r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Address:
-    text: str
-    uuid: UUID
-    path: tuple[str, ...]
+__all__ = ["Resolved", "resolve_address", "step_into"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,25 +34,7 @@ class Resolved:
     field_path: tuple[str, ...]  # the path below that entity
 
 
-def is_reference(value: Any) -> bool:
-    """True for strings the ledger parses as references (``@@`` escapes a literal ``@``)."""
-    return type(value) is str and value.startswith("@") and not value.startswith("@@")
-
-
-def parse_address(text: Any, *, argument: str) -> Address:
-    if not isinstance(text, str) or not text.startswith("@"):
-        raise MalformedAddressError(f"{argument}: {text!r} is not an address (expected '@<uuid>[.path]')")
-    head, *path = text[1:].split(".")
-    if not _UUID_RE.match(head):
-        raise MalformedAddressError(
-            f"{argument}: address {text!r} does not start with a uuid after '@'"
-        )
-    if any(seg == "" for seg in path):
-        raise MalformedAddressError(f"{argument}: address {text!r} has an empty path segment")
-    return Address(text, UUID(head), tuple(path))
-
-
-def resolve_address(registry: EntityRegistry, index: InlineIndex, address: Address, *, argument: str) -> Resolved:
+def resolve_address(index: InlineIndex, address: Address, *, argument: str) -> Resolved:
     rec = index.records.get(address.uuid)
     if rec is None:
         versions = index.lineages.get(address.uuid)
@@ -99,11 +68,11 @@ def resolve_address(registry: EntityRegistry, index: InlineIndex, address: Addre
         below.append(seg)
         current = step_into(current, seg, address, argument, where)
     if type(current) is Ref:
-        value: Any = registry._materialize(current.ecs_id, root_id)
+        value: Any = materialize(index, current.ecs_id, root_id)
         source = index.records[current.ecs_id]
         below = []
     else:
-        value = _fill(registry, current, root_id)
+        value = _fill(index, current, root_id)
     return Resolved(address, value, source.ecs_id, root_id, tuple(below))
 
 
@@ -130,15 +99,15 @@ def step_into(current: Any, seg: str, address: Address, argument: str, where: st
     )
 
 
-def _fill(registry: EntityRegistry, shape: Any, root_id: UUID) -> Any:
+def _fill(index: InlineIndex, shape: Any, root_id: UUID) -> Any:
     """Replace refs inside a resolved structure with fresh entity copies."""
     t = type(shape)
     if t is Ref:
-        return registry._materialize(shape.ecs_id, root_id)
+        return materialize(index, shape.ecs_id, root_id)
     if t is list:
-        return [_fill(registry, v, root_id) for v in shape]
+        return [_fill(index, v, root_id) for v in shape]
     if t is tuple:
-        return tuple(_fill(registry, v, root_id) for v in shape)
+        return tuple(_fill(index, v, root_id) for v in shape)
     if t is dict:
-        return {k: _fill(registry, v, root_id) for k, v in shape.items()}
+        return {k: _fill(index, v, root_id) for k, v in shape.items()}
     return copy_value(shape)

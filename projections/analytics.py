@@ -34,10 +34,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ledger.errors import KeyIntegrityError, LedgerError, ReadOnlyError
-from ledger.events.seal import EXECUTION_FAILED
-from ledger.model.personal import ERASED
+from ledger.events.bodies import EXECUTION_FAILED
 from ledger.events.sealed_failure import open_failure
-
+from ledger.model.personal import ERASED
 from projections import cache_file
 from projections.readonly import check_query, connect_locked, first_line, run_read_only
 from projections.tables import DDL, LAYOUT, PAGE_STATEMENTS, TABLES, TRACKING

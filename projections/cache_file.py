@@ -19,7 +19,6 @@ from pathlib import Path
 import duckdb
 
 from ledger.errors import LedgerError
-
 from projections.readonly import connect_locked, first_line
 
 __all__ = ["discard", "open_locked_file", "set_aside"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from ledger.errors import SchemaMismatchError, UnknownEntityTypeError
-from projections.inline import InlineIndex, VersionRecord
 from ledger.model.tree import Ref
+from projections.inline import InlineIndex, VersionRecord
 
 __all__ = ["diff_versions"]
 

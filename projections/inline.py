@@ -20,9 +20,10 @@ from uuid import UUID
 import orjson
 
 from ledger.errors import EntityNotFoundError
+from ledger.events.shape import shape_from_json, shape_to_json
 from ledger.model.personal import open_fields
 from ledger.model.schema import topics
-from ledger.model.tree import refs_in, shape_from_json, shape_to_json
+from ledger.model.tree import refs_in
 from ledger.model.upcasting import load_values
 
 if TYPE_CHECKING:

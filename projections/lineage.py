@@ -21,7 +21,6 @@ from uuid import UUID
 import duckdb
 
 from ledger.errors import LedgerError, MalformedAddressError, UnknownEntityError
-
 from projections.tables import GRAPH_EDGES
 
 __all__ = ["LineageGraph", "LineageQueryError", "lineage_graph"]

@@ -33,6 +33,7 @@ from typing import Any
 import duckdb
 import orjson
 
+from ledger import _process
 from ledger.errors import ReadOnlyError
 
 __all__ = ["check_query", "connect_locked", "first_line", "run_read_only"]
@@ -117,11 +118,9 @@ _VALUE_ONLY_VOLATILE = frozenset(
     }
 )
 
-_side_effect_functions: frozenset[str] | None = None
-
 # Verdicts of check_query by query text (a pure function of the text and of this
 # DuckDB): a repeated query skips the syntax tree (about 0.7 ms). Bounded.
-_VERDICTS: dict[str, str | None] = {}
+_VERDICTS = _process.sql_verdicts
 _VERDICTS_MAX = 512
 
 
@@ -151,11 +150,11 @@ def first_line(exc: BaseException) -> str:
 
 def _side_effects(con: duckdb.DuckDBPyConnection) -> frozenset[str]:
     """The functions this DuckDB marks as having side effects, less those that only produce a value."""
-    global _side_effect_functions
-    if _side_effect_functions is None:
+    known = _process.side_effect_functions  # one entry once computed: a property of this DuckDB
+    if not known:
         rows = con.execute("SELECT DISTINCT lower(function_name) FROM duckdb_functions() WHERE has_side_effects").fetchall()
-        _side_effect_functions = frozenset(r[0] for r in rows) - _VALUE_ONLY_VOLATILE
-    return _side_effect_functions
+        known.append(frozenset(r[0] for r in rows) - _VALUE_ONLY_VOLATILE)
+    return known[0]
 
 
 def _syntax_tree(con: duckdb.DuckDBPyConnection, text: str) -> Any:

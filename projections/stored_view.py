@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from projections.addresses import Address, step_into
 from ledger.errors import BadPathError, UnknownEntityError
-from projections.inline import InlineIndex, VersionRecord
+from ledger.model.address import Address
 from ledger.model.tree import Ref
+from projections.addresses import step_into
+from projections.inline import InlineIndex, VersionRecord
 
 __all__ = ["StoredValue", "resolve_stored", "stored_data", "version_for"]
 

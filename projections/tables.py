@@ -21,6 +21,14 @@ tracking row and the lineage graph's edge view live in the ``_ledger`` schema.
 
 from __future__ import annotations
 
+from ledger.events.bodies import (
+    ENTITY_ERASED,
+    ENTITY_VERSION,
+    EXECUTION_COMPLETED,
+    EXECUTION_FAILED,
+    duckdb_struct,
+)
+
 __all__ = ["DDL", "GRAPH_EDGES", "INTERNAL_SCHEMA", "LAYOUT", "PAGE_STATEMENTS", "TABLES", "TRACKING", "TRACKING_DDL"]
 
 INTERNAL_SCHEMA = "_ledger"
@@ -84,21 +92,16 @@ DDL = (
     + [GRAPH_EDGES_VIEW, TRACKING_DDL]
 )
 
-# One struct for every event type: each payload is parsed once, and a key an
-# event type does not have comes out NULL.
-_EVENT_STRUCT = (
-    '{"recorded_at":"TIMESTAMPTZ",'
-    '"ecs_id":"VARCHAR","lineage_id":"VARCHAR","tree_root":"VARCHAR","previous_ecs_id":"VARCHAR",'
-    '"entity_type":"VARCHAR","values":"JSON","children":"JSON",'
-    '"is_root":"BOOLEAN","cause":"VARCHAR","schema_version":"INTEGER",'
-    '"detached_from":"VARCHAR","attached_to":"VARCHAR","personal":["VARCHAR"],'
-    '"execution_id":"VARCHAR","function_name":"VARCHAR",'
-    '"duration_ms":"DOUBLE","error_type":"VARCHAR","error_message":"VARCHAR","isolation":"VARCHAR",'
-    '"return_pattern":"VARCHAR","execution_ecs_id":"VARCHAR",'
-    '"inputs":[{"param_name":"VARCHAR","ecs_id":"VARCHAR","address":"VARCHAR"}],'
-    '"outputs":[{"ecs_id":"VARCHAR","lineage_id":"VARCHAR","semantic":"VARCHAR","output_index":"INTEGER"}],'
-    '"config_ids":["VARCHAR"],"sibling_group":["VARCHAR"],"reason":"VARCHAR",'
-    '"sealed_with":["VARCHAR"]}'
+# One struct for every event type, typed by the codec's event models: each payload is
+# parsed once, and a key an event type does not have comes out NULL.
+_EVENT_STRUCT = duckdb_struct(
+    [
+        "recorded_at", "ecs_id", "lineage_id", "tree_root", "previous_ecs_id", "entity_type",
+        "values", "children", "is_root", "cause", "schema_version", "detached_from",
+        "attached_to", "personal", "execution_id", "function_name", "duration_ms", "error_type",
+        "error_message", "isolation", "return_pattern", "execution_ecs_id", "inputs", "outputs",
+        "config_ids", "sibling_group", "reason", "sealed_with",
+    ]
 )
 
 # Run in order over the staged page ``stage(position, stream_id, stream_version,
@@ -111,11 +114,11 @@ PAGE_STATEMENTS: list[str] = [
         SELECT position, stream_id, stream_version, event_type, payload,
                json_transform(payload, '{_EVENT_STRUCT}') AS e, opened
         FROM stage""",
-    """CREATE OR REPLACE TEMP VIEW _v AS SELECT position, e FROM _e WHERE event_type = 'entity.version'""",
-    """CREATE OR REPLACE TEMP VIEW _x AS
-        SELECT position, event_type = 'execution.completed' AS succeeded, e, opened
-        FROM _e WHERE event_type IN ('execution.completed', 'execution.failed')""",
-    """CREATE OR REPLACE TEMP VIEW _r AS SELECT position, e FROM _e WHERE event_type = 'entity.erased'""",
+    f"""CREATE OR REPLACE TEMP VIEW _v AS SELECT position, e FROM _e WHERE event_type = '{ENTITY_VERSION}'""",
+    f"""CREATE OR REPLACE TEMP VIEW _x AS
+        SELECT position, event_type = '{EXECUTION_COMPLETED}' AS succeeded, e, opened
+        FROM _e WHERE event_type IN ('{EXECUTION_COMPLETED}', '{EXECUTION_FAILED}')""",
+    f"""CREATE OR REPLACE TEMP VIEW _r AS SELECT position, e FROM _e WHERE event_type = '{ENTITY_ERASED}'""",
     """INSERT INTO events
         SELECT position, stream_id::UUID::VARCHAR, stream_version, event_type, e.recorded_at, payload
         FROM _e ORDER BY position""",

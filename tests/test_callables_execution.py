@@ -14,7 +14,7 @@ import pytest
 
 import ledger
 from ledger import CallableRegistry, ConfigEntity, Entity, EntityRegistry, Ledger, errors
-from ledger.events.seal import (
+from ledger.events import (
     ENTITY_VERSION,
     EXECUTION_COMPLETED,
     EXECUTION_FAILED,

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from ledger import CallableRegistry, Entity, FunctionExecution, Ledger
-from ledger.events.seal import EXECUTION_COMPLETED, ExecutionCompleted
+from ledger.events import EXECUTION_COMPLETED, ExecutionCompleted
 
 
 class PGrade(Entity):

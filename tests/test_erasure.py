@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 import ledger
 from ledger import ERASED, CallableRegistry, Entity, Ledger, Personal, errors
-from ledger.events.seal import ENTITY_ERASED, ENTITY_VERSION, EntityErased, check_seal
+from ledger.events import ENTITY_ERASED, ENTITY_VERSION, EntityErased, check_seal
 from tests.models import Clinic, Grade, Patient
 
 SECRET = "Zelda Quixotic-Secret"

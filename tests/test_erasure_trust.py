@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 import ledger
 from ledger import ERASED, CallableRegistry, Ledger, errors
-from ledger.events.seal import ENTITY_VERSION, EXECUTION_FAILED, ExecutionFailed
+from ledger.events import ENTITY_VERSION, EXECUTION_FAILED, ExecutionFailed
 from ledger.model.personal import new_key
 from tests.conftest import PG_BASE
 from tests.models import Clinic, Grade, Patient
@@ -568,9 +568,9 @@ class TestKeyCommitments:
 
     def test_old_ledgers_without_commitments_are_not_checked(self, lg: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
         """Events written before key_check existed: a missing key is not reported (nothing to check against)."""
-        from ledger import registry
+        from ledger.write import planning
 
-        monkeypatch.setattr(registry, "key_check", lambda key, lineage: None)
+        monkeypatch.setattr(planning, "key_check", lambda key, lineage: None)
         p = _patient(lg)
         assert "key_check" not in _payloads(lg, ENTITY_VERSION)[-1]
         _delete_key_row(lg, p.lineage_id)

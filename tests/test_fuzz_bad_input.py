@@ -16,7 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 
 import ledger
 from ledger import CallableRegistry, Entity, Ledger, errors
-from ledger.events.seal import EXECUTION_FAILED
+from ledger.events import EXECUTION_FAILED
 from tests.models import Node, Student
 
 FUZZ = settings(

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 import ledger
 from ledger import CallableRegistry, EntityRegistry, Ledger
-from ledger.events.seal import EXECUTION_COMPLETED, check_seal
+from ledger.events import EXECUTION_COMPLETED, check_seal
 
 from .models import Student
 

@@ -16,7 +16,7 @@ import ledger
 from ledger import EntityRegistry, Ledger
 from ledger.write.batch import Batch
 from ledger.errors import ConcurrencyError, StoreError, StoreURLError
-from ledger.events.seal import ENTITY_VERSION
+from ledger.events import ENTITY_VERSION
 
 from .models import Grade, Student, student
 

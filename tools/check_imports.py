@@ -60,7 +60,7 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def _imports(tree: ast.AST, here: str, is_package: bool) -> set[str]:
+def _imports(tree: ast.AST, here: str, is_package: bool, modules: dict[str, Path]) -> set[str]:
     """Every module named by an import statement that can run, as absolute dotted names."""
     named: set[str] = set()
 
@@ -79,9 +79,9 @@ def _imports(tree: ast.AST, here: str, is_package: bool) -> set[str]:
                 module = f"{prefix}.{node.module}" if node.module else prefix
             else:
                 module = node.module or ""
-            named.add(module)
-            # "from pkg import sub" may name a submodule
-            named.update(f"{module}.{alias.name}" for alias in node.names)
+            for alias in node.names:
+                # "from pkg import sub" names the submodule; "from pkg import name" the package
+                named.add(f"{module}.{alias.name}" if f"{module}.{alias.name}" in modules else module)
         for child in ast.iter_child_nodes(node):
             visit(child)
 
@@ -94,7 +94,7 @@ def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         tree = ast.parse(path.read_text(), str(path))
-        targets = _imports(tree, name, path.name == "__init__.py")
+        targets = _imports(tree, name, path.name == "__init__.py", modules)
         edges: set[str] = set()
         for target in targets:
             # resolve to the deepest library module the name refers to

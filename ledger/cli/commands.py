@@ -24,10 +24,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ledger import Digest, Ledger, VerifyReport
-from projections.addresses import parse_address
+from ledger.model.address import parse_address
 from ledger.errors import CorruptLogError, DigestError, LedgerError
 from ledger.store.integrity import verify_store
-from ledger.registry import as_uuid
+from ledger.model.address import as_uuid
 from ledger.store.event_store import EventStore
 from projections.stored_view import resolve_stored, stored_data, version_for
 

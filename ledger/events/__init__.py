@@ -3,3 +3,50 @@
 Every writer builds its payloads here and every reader (the inline projection, the DuckDB
 tables, verify) reads them back through here, so the stored format is spelled out once.
 """
+
+from ledger.events.bodies import (
+    ENTITY_ERASED,
+    ENTITY_VERSION,
+    EVENT_MODELS,
+    EXECUTION_COMPLETED,
+    EXECUTION_FAILED,
+    EntityErased,
+    EntityVersionRecorded,
+    ExecutionCompleted,
+    ExecutionFailed,
+    InputRecord,
+    OutputRecord,
+)
+from ledger.events.seal import (
+    GENESIS,
+    NewEvent,
+    SealCheck,
+    check_seal,
+    link_hash,
+    open_sealed,
+    seal_batch,
+)
+from ledger.events.shape import shape_from_json, shape_to_json
+
+__all__ = [
+    "ENTITY_ERASED",
+    "ENTITY_VERSION",
+    "EVENT_MODELS",
+    "EXECUTION_COMPLETED",
+    "EXECUTION_FAILED",
+    "GENESIS",
+    "EntityErased",
+    "EntityVersionRecorded",
+    "ExecutionCompleted",
+    "ExecutionFailed",
+    "InputRecord",
+    "NewEvent",
+    "OutputRecord",
+    "SealCheck",
+    "check_seal",
+    "link_hash",
+    "open_sealed",
+    "seal_batch",
+    "shape_from_json",
+    "shape_to_json",
+]

@@ -22,7 +22,12 @@ from uuid import UUID
 import orjson
 
 from ledger.errors import CorruptLogError
-from ledger.events.seal import ENTITY_ERASED, ENTITY_VERSION, EXECUTION_COMPLETED, EXECUTION_FAILED
+from ledger.events.bodies import (
+    ENTITY_ERASED,
+    ENTITY_VERSION,
+    EXECUTION_COMPLETED,
+    EXECUTION_FAILED,
+)
 
 __all__ = ["corrupt", "describe", "record_payload", "record_stream", "record_topic", "record_version"]
 

@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import copy
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from ledger import _process
 from ledger.errors import InputValidationError
-from ledger.model.schema import IDENTITY_FIELDS, EntitySchema, build_schema, topic_of, topics
-
-if TYPE_CHECKING:
-    from ledger.ledger import Ledger
+from ledger.model.address import parse_address
+from ledger.model.personal import ERASED
+from ledger.model.schema import (
+    IDENTITY_FIELDS,
+    EntitySchema,
+    build_schema,
+    topic_of,
+    topics,
+)
 
 __all__ = ["ConfigEntity", "Entity", "utc_now"]
 
@@ -72,7 +78,7 @@ class Entity(BaseModel):
         """The per-class field split, built on first use (after forward refs resolve)."""
         schema = cls.__dict__.get("__ledger_schema__")
         if schema is None:
-            schema = build_schema(cls)
+            schema = build_schema(cls, Entity)
             type.__setattr__(cls, "__ledger_schema__", schema)
         return schema
 
@@ -89,8 +95,6 @@ class Entity(BaseModel):
 
     def is_erased(self) -> bool:
         """True when this copy's personal fields read as ``ERASED`` (its lineage was erased)."""
-        from ledger.model.personal import ERASED
-
         d = self.__dict__
         return any(d.get(n) is ERASED for n in type(self).ledger_schema().personal_fields)
 
@@ -112,7 +116,7 @@ class Entity(BaseModel):
     # ------------------------------------------------------------ tree operations
     def promote_to_root(self) -> None:
         """Make this entity the root of its own stored tree (registering it)."""
-        _default_ledger().registry.promote_to_root(self)
+        _process.default_ledger().registry.promote_to_root(self)
 
     def detach(self) -> None:
         """Take this entity out of its parent's tree and make it a root of its own.
@@ -120,11 +124,11 @@ class Entity(BaseModel):
         The old parent's tree gets a new version without it; both changes are
         one atomic batch.
         """
-        _default_ledger().registry.detach(self)
+        _process.default_ledger().registry.detach(self)
 
     def attach(self, new_parent: Entity) -> None:
         """Record that this root, already placed inside ``new_parent``'s tree, joined it."""
-        _default_ledger().registry.attach(self, new_parent)
+        _process.default_ledger().registry.attach(self, new_parent)
 
     # -------------------------------------------------------------- provenance
     def borrow_attribute_from(self, source: Entity, source_field: str, target_field: str) -> None:
@@ -137,9 +141,7 @@ class Entity(BaseModel):
 
     def borrow_from_address(self, address: str, target_field: str) -> None:
         """Copy the value at ``@<uuid>.path`` into ``self.target_field``, with provenance."""
-        from projections.addresses import parse_address
-
-        ledger = _default_ledger()
+        ledger = _process.default_ledger()
         parsed = parse_address(address, argument="address")
         resolved = ledger.resolve(parsed, argument="address")
         self._set_borrowed(target_field, resolved.value, resolved.source_ecs_id)
@@ -176,8 +178,3 @@ class ConfigEntity(Entity):
             and entity_type is not ConfigEntity
         )
 
-
-def _default_ledger() -> Ledger:
-    from ledger.ledger import get_ledger
-
-    return get_ledger()

@@ -24,7 +24,12 @@ import orjson
 from pydantic import BaseModel, ConfigDict, create_model
 from pydantic_core import SchemaSerializer
 
-from ledger.errors import EntityDefinitionError, TreeStructureError, UnknownEntityTypeError
+from ledger import _process
+from ledger.errors import (
+    EntityDefinitionError,
+    TreeStructureError,
+    UnknownEntityTypeError,
+)
 from ledger.model.personal import is_personal, widen_for_erasure
 
 if TYPE_CHECKING:
@@ -135,15 +140,13 @@ class EntitySchema:
 class TopicRegistry:
     """Topic string -> entity class, for reading events back into classes.
 
-    Held weakly: a class defined in a test function disappears with it. This is
-    the one piece of process-wide state besides the default ledger; the
-    eventsourcing library keeps the same kind of topic cache.
+    Held weakly: a class defined in a test function disappears with it. The table
+    itself is process state (``ledger/_process.py``); the eventsourcing library keeps
+    the same kind of topic cache.
     """
 
     def __init__(self) -> None:
-        self._by_topic: weakref.WeakValueDictionary[str, type[Entity]] = (
-            weakref.WeakValueDictionary()
-        )
+        self._by_topic: weakref.WeakValueDictionary[str, type[Entity]] = _process.topics  # type: ignore[assignment]
 
     def add(self, topic: str, cls: type[Entity]) -> None:
         self._by_topic[topic] = cls
@@ -178,9 +181,9 @@ def topic_of(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def build_schema(cls: type[Entity]) -> EntitySchema:
-    from ledger.model.entity import Entity
-
+def build_schema(cls: type[Entity], entity_base: type) -> EntitySchema:
+    """The schema of entity class ``cls``; ``entity_base`` is ``Entity`` itself, passed in by
+    the class (this module sits below it) to tell tree fields from plain ones."""
     plain: list[str] = []
     tree: list[str] = []
     personal: list[str] = []
@@ -188,7 +191,7 @@ def build_schema(cls: type[Entity]) -> EntitySchema:
     for name, info in cls.model_fields.items():
         if name in IDENTITY_FIELDS:
             continue
-        if _mentions_entity(info.annotation, Entity):
+        if _mentions_entity(info.annotation, entity_base):
             if is_personal(info):
                 raise EntityDefinitionError(
                     f"{cls.__qualname__}.{name}: a field that holds entities cannot be Personal; "

@@ -13,16 +13,14 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from ledger.errors import TreeStructureError, UnstorableValueError
+from ledger.model.entity import Entity
 from ledger.model.schema import check_dict_key
 
-if TYPE_CHECKING:
-    from ledger.model.entity import Entity
-
-__all__ = ["Edge", "EntityTree", "Ref", "build_entity_tree", "shape_from_json", "shape_to_json"]
+__all__ = ["Edge", "EntityTree", "Ref", "build_entity_tree"]
 
 #: Values shared between live objects and stored versions without copying.
 IMMUTABLE_TYPES: frozenset[type] = frozenset(
@@ -117,8 +115,6 @@ class EntityTree:
 
 def build_entity_tree(root: Entity) -> EntityTree:
     """Walk every tree field below ``root``; refuse cycles and shared children."""
-    from ledger.model.entity import Entity
-
     tree = EntityTree(root)
     seen_objects: dict[int, str] = {id(root): "root"}
     tree.nodes[root.ecs_id] = root
@@ -208,47 +204,6 @@ def too_deep(value: Any, limit: int = MAX_NESTING) -> bool:
         deepest[id(v)] = depth
         stack.extend((x, depth + 1) for x in items)
     return False
-
-
-# ----------------------------------------------------------------- JSON forms
-def shape_to_json(value: Any) -> Any:
-    """A shape as JSON-ready data: refs, tuples and int-keyed dicts get markers."""
-    t = type(value)
-    if t is Ref:
-        return {"$e": value.ecs_id}  # orjson writes the UUID itself, in C
-    if t is list:
-        return [shape_to_json(v) for v in value]
-    if t is tuple:
-        return {"$t": [shape_to_json(v) for v in value]}
-    if t is dict:
-        if any(type(k) is not str for k in value):
-            return {"$i": [[k, shape_to_json(v)] for k, v in value.items()]}
-        encoded = {k: shape_to_json(v) for k, v in value.items()}
-        if len(encoded) == 1 and next(iter(encoded)).startswith("$"):
-            return {"$d": encoded}  # escape a user dict that looks like a marker
-        return encoded
-    return value
-
-
-def shape_from_json(value: Any, uuids: dict[str, UUID] | None = None) -> Any:
-    """Inverse of ``shape_to_json``; ``uuids`` caches already parsed id strings."""
-    t = type(value)
-    if t is list:
-        return [shape_from_json(v, uuids) for v in value]
-    if t is dict:
-        if len(value) == 1:
-            (key, inner), = value.items()
-            if key == "$e":
-                ecs_id = uuids.get(inner) if uuids is not None else None
-                return Ref(ecs_id if ecs_id is not None else UUID(inner))
-            if key == "$t":
-                return tuple(shape_from_json(v, uuids) for v in inner)
-            if key == "$i":
-                return {k: shape_from_json(v, uuids) for k, v in inner}
-            if key == "$d":
-                return {k: shape_from_json(v, uuids) for k, v in inner.items()}
-        return {k: shape_from_json(v, uuids) for k, v in value.items()}
-    return value
 
 
 def refs_in(shape: Any) -> Iterator[UUID]:

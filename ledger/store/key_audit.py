@@ -17,7 +17,7 @@ import hmac
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from ledger.events.seal import ENTITY_ERASED, ENTITY_VERSION
+from ledger.events.bodies import ENTITY_ERASED, ENTITY_VERSION
 from ledger.store.keys import TABLE, key_check, key_defect
 
 if TYPE_CHECKING:

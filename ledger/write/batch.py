@@ -13,9 +13,10 @@ from uuid import UUID, uuid4
 
 import orjson
 
-from ledger.model.entity import utc_now
 from ledger.errors import UnstorableValueError
-from ledger.events.seal import ENTITY_VERSION, NewEvent
+from ledger.events.bodies import ENTITY_VERSION
+from ledger.events.seal import NewEvent
+from ledger.model.entity import utc_now
 
 if TYPE_CHECKING:
     from projections.inline import InlineIndex, VersionRecord

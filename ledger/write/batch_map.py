@@ -26,22 +26,23 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
-from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
+from ledger import _process
+from ledger.errors import ExecutorError, InputValidationError, UnknownFunctionError
+from ledger.model.entity import Entity
 from ledger.write.calls import execute_on
 from ledger.write.functions import lookup
-from ledger.model.entity import Entity
-from ledger.errors import ExecutorError, InputValidationError, UnknownFunctionError
-from ledger.ledger import Ledger
+from ledger.write.host import WriteHost
 from ledger.write.returns import declare_output_models
+from projections import live
 
 __all__ = ["map_calls"]
 
 
 def map_calls(
-    ledger: Ledger,
+    ledger: WriteHost,
     name: str,
     kwargs_list: Iterable[Mapping[str, Any]],
     *,
@@ -79,7 +80,7 @@ def map_calls(
 
 
 def _submit(
-    ledger: Ledger, name: str, module: str, calls: list[Mapping[str, Any]], executor: Executor
+    ledger: WriteHost, name: str, module: str, calls: list[Mapping[str, Any]], executor: Executor
 ) -> dict[Future[Any], int]:
     if isinstance(executor, ThreadPoolExecutor):  # same process: share this ledger
         return {executor.submit(execute_on, ledger, name, **kw): i for i, kw in enumerate(calls)}
@@ -101,12 +102,6 @@ def _outcome(fn: Callable[[], Any]) -> tuple[bool, Any]:
 
 
 # ------------------------------------------------------------ worker side
-@lru_cache(maxsize=8)
-def _worker_ledger(url: str, pid: int) -> Ledger:
-    """One ledger per worker process and URL (the pid keeps a forked child off its parent's)."""
-    return Ledger(url)
-
-
 def run_in_worker(url: str, name: str, module: str, kwargs: dict[str, Any]) -> Any:
     """Executed in a worker process: run one call against the shared store, return output ids."""
     try:
@@ -115,7 +110,7 @@ def run_in_worker(url: str, name: str, module: str, kwargs: dict[str, Any]) -> A
         if module == "__main__":
             raise
         importlib.import_module(module)  # registers the function, as at the parent's import
-    ledger = _worker_ledger(url, os.getpid())
+    ledger = _process.worker_ledger(url, os.getpid())
     ledger.refresh()  # inputs may be entities that other processes just wrote
     return _ids(execute_on(ledger, name, **kwargs))
 
@@ -128,13 +123,13 @@ def _ids(result: Any) -> Any:
     return ("value", result)
 
 
-def _read_back(ledger: Ledger, ids: Any) -> Any:
+def _read_back(ledger: WriteHost, ids: Any) -> Any:
     """The worker's output entities, as stored, from the parent's own ledger."""
     kind, value = ids
-    registry = ledger.registry
+    index = ledger.index
 
     def one(ecs_id: UUID) -> Entity:
-        return registry.get_stored_entity(registry.ecs_id_to_root_id(ecs_id), ecs_id)
+        return live.get_stored_entity(index, live.ecs_id_to_root_id(index, ecs_id), ecs_id)
 
     if kind == "entity":
         return one(value)
@@ -148,7 +143,13 @@ def _progress_bar(enabled: bool, total: int, name: str) -> Iterator[Callable[[],
     if not enabled:
         yield lambda: None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()

@@ -1,6 +1,6 @@
 """Running one registered function as a recorded execution, against a given ledger.
 
-The pipeline stages live in ``ledger.execution`` (prepare → run → finish, or
+The pipeline stages live in ``ledger.write.execution`` (prepare → run → finish, or
 record the failure); this module runs the function itself: inline, in a
 thread for sync functions called from async code, or in a forked child.
 """
@@ -16,13 +16,13 @@ from typing import Any
 from ledger.errors import ReturnTypeError, UnstorableValueError
 from ledger.write.execution import Call, failure_text, finish, prepare, record_failure
 from ledger.write.functions import lookup
+from ledger.write.host import WriteHost
 from ledger.write.isolation import ChildFailure, run_in_child
-from ledger.ledger import Ledger
 
 __all__ = ["aexecute_on", "execute_on"]
 
 
-def execute_on(ledger: Ledger, name: str, /, **kwargs: Any) -> Any:
+def execute_on(ledger: WriteHost, name: str, /, **kwargs: Any) -> Any:
     """``CallableRegistry.execute`` against a given ledger."""
     meta = lookup(name)
     call = prepare(ledger, meta, kwargs)
@@ -44,7 +44,7 @@ def execute_on(ledger: Ledger, name: str, /, **kwargs: Any) -> Any:
     return _finish(call, result, start)
 
 
-async def aexecute_on(ledger: Ledger, name: str, /, **kwargs: Any) -> Any:
+async def aexecute_on(ledger: WriteHost, name: str, /, **kwargs: Any) -> Any:
     """``CallableRegistry.aexecute`` against a given ledger."""
     meta = lookup(name)
     call = prepare(ledger, meta, kwargs)

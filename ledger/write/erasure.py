@@ -11,16 +11,14 @@ shredding of its bytes (``ledger/keys.py``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
-from ledger.write.batch import Batch
 from ledger.errors import EntityNotFoundError, InputValidationError
-from ledger.events.seal import ENTITY_ERASED
-from ledger.registry import as_uuid
-
-if TYPE_CHECKING:
-    from ledger.ledger import Ledger
+from ledger.events.bodies import ENTITY_ERASED, entity_erased_body
+from ledger.model.address import as_uuid
+from ledger.write.batch import Batch
+from ledger.write.host import WriteHost
 
 __all__ = ["Erasure", "erase_lineage"]
 
@@ -46,7 +44,7 @@ class Erasure:
     already_erased: bool
 
 
-def erase_lineage(ledger: Ledger, lineage_id: Any, *, reason: str) -> Erasure:
+def erase_lineage(ledger: WriteHost, lineage_id: Any, *, reason: str) -> Erasure:
     """Append ``entity.erased`` to the lineage's stream, then destroy its data key."""
     lineage = as_uuid(lineage_id, "lineage_id", "a lineage id")
     if not isinstance(reason, str) or not reason.strip():
@@ -64,7 +62,7 @@ def erase_lineage(ledger: Ledger, lineage_id: Any, *, reason: str) -> Erasure:
         batch.add(
             lineage,
             ENTITY_ERASED,
-            {"lineage_id": lineage, "reason": reason, "versions": len(versions)},
+            entity_erased_body(lineage_id=lineage, reason=reason, versions=len(versions)),
         )
         position = ledger.commit(batch)[0]
         index.mark_erased(lineage, position)

@@ -7,7 +7,7 @@
     run      inline, awaited, or in a forked child (``isolation.py``)
     finish   shape the return (B1–B7, ``returns.py``) → classify each output
              (MUTATION / DETACHMENT / CREATION) → plan every output tree with the
-             registry's planner → one batch: output versions, the
+             tree planner (``planning.py``) → one batch: output versions, the
              ``FunctionExecution`` entity and ``execution.completed``
     fail     one batch holding ``execution.failed``; the caller re-raises
 
@@ -26,22 +26,39 @@ from uuid import UUID, uuid4
 
 from pydantic import ValidationError
 
-from projections.addresses import parse_address, resolve_address
-from ledger.write.batch import Batch
-from ledger.model.entity import ConfigEntity, Entity
 from ledger.errors import ErasedError, InputValidationError, KeyIntegrityError
-from ledger.events.seal import EXECUTION_COMPLETED, EXECUTION_FAILED
+from ledger.events.bodies import (
+    EXECUTION_COMPLETED,
+    EXECUTION_FAILED,
+    execution_completed_body,
+    execution_failed_body,
+    input_record,
+    output_record,
+)
+from ledger.events.sealed_failure import personal_lineages, seal_failure
+from ledger.model.address import parse_address
+from ledger.model.entity import ConfigEntity, Entity
 from ledger.model.function_execution import FunctionExecution
 from ledger.model.personal import ERASED
-from ledger.registry import TreePlan, _meta_of
-from ledger.write.returns import ReturnShape, shape_return
-from ledger.events.sealed_failure import personal_lineages, seal_failure
 from ledger.model.schema import IDENTITY_FIELDS
-from ledger.model.tree import MAX_NESTING, IMMUTABLE_TYPES, EntityTree, build_entity_tree, copy_value, too_deep
+from ledger.model.tree import (
+    IMMUTABLE_TYPES,
+    MAX_NESTING,
+    EntityTree,
+    build_entity_tree,
+    copy_value,
+    too_deep,
+)
+from ledger.write.batch import Batch
+from ledger.write.commands import live_root_for
+from ledger.write.host import WriteHost
+from ledger.write.planning import TreePlan, add_plan, apply_plan, meta_of, plan_tree
+from ledger.write.returns import ReturnShape, shape_return
+from projections.addresses import resolve_address
+from projections.live import materialize
 
 if TYPE_CHECKING:
     from ledger.write.functions import FunctionMetadata
-    from ledger.ledger import Ledger
 
 __all__ = ["Call", "failure_text", "finish", "prepare", "record_failure"]
 
@@ -61,7 +78,7 @@ class _Input:
 class Call:
     """Everything one call needs, from preparation to recording."""
 
-    ledger: Ledger
+    ledger: WriteHost
     meta: FunctionMetadata
     execution_id: UUID
     kwargs: dict[str, Any] = field(default_factory=dict)  # what the function is called with
@@ -80,22 +97,21 @@ class Call:
 
     def input_records(self) -> list[dict[str, Any]]:
         return [
-            {
-                "param_name": i.param,
-                "ecs_id": i.entity.ecs_id if i.entity is not None else i.ecs_id,
-                "address": i.address,
-            }
+            input_record(
+                param_name=i.param,
+                ecs_id=i.entity.ecs_id if i.entity is not None else i.ecs_id,
+                address=i.address,
+            )
             for i in self.inputs
         ]
 
 
 # =================================================================== prepare
-def prepare(ledger: Ledger, meta: FunctionMetadata, kwargs: dict[str, Any]) -> Call:
+def prepare(ledger: WriteHost, meta: FunctionMetadata, kwargs: dict[str, Any]) -> Call:
     """Resolve, validate, trace and isolate; raises before anything is recorded if invalid."""
     call = Call(ledger, meta, uuid4(), read_at=ledger.index.position)
     sig = meta.signature
     params = sig.params
-    registry = ledger.registry
     index = ledger.index
     resolved_ids: set[int] = set()  # entities created by resolving references (already stored copies)
 
@@ -107,7 +123,7 @@ def prepare(ledger: Ledger, meta: FunctionMetadata, kwargs: dict[str, Any]) -> C
             if value[:2] == "@@":
                 return value[1:]
             address = parse_address(value, argument=param)
-            res = resolve_address(registry, index, address, argument=param)
+            res = resolve_address(index, address, argument=param)
             found = res.value
             if found is ERASED:
                 raise ErasedError(
@@ -279,27 +295,26 @@ def _validate(meta: FunctionMetadata, args: dict[str, Any]) -> dict[str, Any]:
     return {name: d[name] for name in meta.signature.plain_params}
 
 
-def _trace(ledger: Ledger, entities: list[tuple[str, Entity]], resolved_ids: set[int]) -> None:
+def _trace(ledger: WriteHost, entities: list[tuple[str, Entity]], resolved_ids: set[int]) -> None:
     """Register never-seen inputs and version diverged ones: their own batch, before the run."""
-    registry = ledger.registry
     with ledger.writing():
         batch: Batch | None = None
         roots: set[int] = set()
         for name, e in entities:
             if id(e) in resolved_ids:
                 continue
-            root = registry._live_root_for(e, name)
+            root = live_root_for(ledger.index, e, name)
             if id(root) in roots:
                 continue
             roots.add(id(root))
-            plan = registry.plan_tree(build_entity_tree(root))
+            plan = plan_tree(ledger.index, build_entity_tree(root))
             if plan:
                 if batch is None:
                     batch = Batch(ledger.index)
                 stored = ledger.index.records.get(root.ecs_id)
-                registry.add_plan(batch, plan, "version" if stored is not None else "register")
+                add_plan(batch, plan, "version" if stored is not None else "register")
             elif root.root_ecs_id != root.ecs_id:
-                registry._apply_plan(plan)  # stored exactly like this: point the objects at it
+                apply_plan(ledger.index, plan)  # stored exactly like this: point the objects at it
         if batch is not None:
             ledger.commit(batch)
 
@@ -322,12 +337,12 @@ def _isolate(call: Call, entities: list[tuple[str, Entity]], resolved_ids: set[i
             if id(e) in resolved_ids and e.ecs_id == root_id:
                 root_copy = e  # a reference already produced a fresh copy of this root
             else:
-                root_copy = ledger.registry._materialize(root_id, root_id)
+                root_copy = materialize(index, root_id, root_id)
             tree = trees[root_id] = build_entity_tree(root_copy)
             call.trees.append(tree)
         node = tree.nodes.get(e.ecs_id)
         if node is None:  # pragma: no cover - a traced input is always in its stored tree
-            node = ledger.registry._materialize(e.ecs_id, root_id)
+            node = materialize(index, e.ecs_id, root_id)
         copy_of[id(e)] = node
         call.copies.append(node)
     return copy_of
@@ -369,7 +384,6 @@ def finish(call: Call, result: Any, duration_ms: float, *, by_ids: bool = False)
     meta = call.meta
     shape = shape_return(result, meta.signature.return_annotation, meta.unpack, meta.name)
     ledger = call.ledger
-    registry = ledger.registry
     key: Callable[[Entity], Any] = (lambda o: o.ecs_id) if by_ids else id
     copies = {key(c): c for c in call.copies}
     node_roots: dict[Any, EntityTree] = {}  # node of a pre-run input tree -> that tree
@@ -439,7 +453,7 @@ def finish(call: Call, result: Any, duration_ms: float, *, by_ids: bool = False)
         plans: dict[int, TreePlan] = {}
         for rid, root in roots.items():
             tree = trees.get(rid) or build_entity_tree(root)
-            plans[rid] = registry.plan_tree(tree, written_by=(call.execution_id, meta.name))
+            plans[rid] = plan_tree(ledger.index, tree, written_by=(call.execution_id, meta.name))
         for out in outputs:
             out.plan = plans[id(out.record_root)]
 
@@ -462,12 +476,12 @@ def finish(call: Call, result: Any, duration_ms: float, *, by_ids: bool = False)
             sibling_group = [final_id(e, plan) for e in shape.inner]
 
         outputs_body = [
-            {
-                "ecs_id": out_ids[i],
-                "lineage_id": out.obj.lineage_id,
-                "semantic": out.semantic,
-                "output_index": i if shape.unpacked else None,
-            }
+            output_record(
+                ecs_id=out_ids[i],
+                lineage_id=out.obj.lineage_id,
+                semantic=out.semantic,
+                output_index=i if shape.unpacked else None,
+            )
             for i, out in enumerate(ordered)
         ]
         inputs_body = call.input_records()
@@ -487,29 +501,29 @@ def finish(call: Call, result: Any, duration_ms: float, *, by_ids: bool = False)
             duration_ms=duration_ms,
             isolation=meta.isolation,
         )
-        fe_plan = registry.plan_tree(build_entity_tree(fe))
+        fe_plan = plan_tree(ledger.index, build_entity_tree(fe))
         for rec in fe_plan.records:
             rec._values = None  # never diffed again: keep only the JSON (decoded on demand)
         batch = Batch(ledger.index)
         for plan in plans.values():
             if plan:
-                registry.add_plan(batch, plan, "execution")
-        registry.add_plan(batch, fe_plan, "execution")
+                add_plan(batch, plan, "execution")
+        add_plan(batch, fe_plan, "execution")
         batch.add(
             call.execution_id,
             EXECUTION_COMPLETED,
-            {
-                "execution_id": call.execution_id,
-                "function_name": meta.name,
-                "inputs": inputs_body,
-                "outputs": outputs_body,
-                "config_ids": call.config_ids,
-                "sibling_group": sibling_group,
-                "duration_ms": duration_ms,
-                "isolation": meta.isolation,
-                "execution_ecs_id": fe.ecs_id,
-                "return_pattern": shape.pattern,
-            },
+            execution_completed_body(
+                execution_id=call.execution_id,
+                function_name=meta.name,
+                inputs=inputs_body,
+                outputs=outputs_body,
+                config_ids=call.config_ids,
+                sibling_group=sibling_group,
+                duration_ms=duration_ms,
+                isolation=meta.isolation,
+                execution_ecs_id=fe.ecs_id,
+                return_pattern=shape.pattern,
+            ),
         )
         ledger.commit(batch)
     return _returned(shape, ordered)
@@ -527,7 +541,7 @@ def _refresh_meta(plan: TreePlan | None, obj: Entity, ecs_id: UUID) -> None:
         return
     for rec in plan.records:
         if rec.ecs_id == ecs_id:
-            rec.meta = _meta_of(obj)
+            rec.meta = meta_of(obj)
             return
 
 
@@ -567,17 +581,6 @@ def record_failure(
     among the inputs (``sealed_failure.py``): they may quote personal values.
     """
     ledger = call.ledger
-    body = {
-        "execution_id": call.execution_id,
-        "function_name": call.meta.name,
-        "inputs": call.input_records(),
-        "config_ids": call.config_ids,
-        "error_type": error_type,
-        "error_message": message,
-        "traceback": tb,
-        "duration_ms": duration_ms,
-        "isolation": call.meta.isolation,
-    }
     index = ledger.index
     read = [*call.input_entity_ids, *call.config_ids, *(i.ecs_id for i in call.inputs)]
     # A lineage erased before the inputs were read gave the function only tombstones:
@@ -587,15 +590,28 @@ def record_failure(
         for lineage in personal_lineages(index, read)
         if index.erased.get(lineage, call.read_at + 1) > call.read_at
     ]
+    sealed = None
     if lineages:
         keys = {lineage: _key_or_none(ledger, lineage) for lineage in lineages}
-        body.update(seal_failure(call.execution_id, {"error_message": message, "traceback": tb}, keys))
+        sealed = seal_failure(call.execution_id, {"error_message": message, "traceback": tb}, keys)
+    body = execution_failed_body(
+        execution_id=call.execution_id,
+        function_name=call.meta.name,
+        inputs=call.input_records(),
+        config_ids=call.config_ids,
+        error_type=error_type,
+        error_message=message,
+        traceback=tb,
+        duration_ms=duration_ms,
+        isolation=call.meta.isolation,
+        sealed=sealed,
+    )
     batch = Batch(ledger.index)
     batch.add(call.execution_id, EXECUTION_FAILED, body)
     ledger.commit(batch)
 
 
-def _key_or_none(ledger: Ledger, lineage: UUID) -> bytes | None:
+def _key_or_none(ledger: WriteHost, lineage: UUID) -> bytes | None:
     """A key to seal failure text with; a damaged key row seals it unreadable rather than fail the record."""
     try:
         return ledger.index.key_for(lineage)

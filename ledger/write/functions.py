@@ -8,11 +8,11 @@ function up without importing the ``CallableRegistry`` facade above them.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ledger import _process
 from ledger.errors import UnknownFunctionError
 from ledger.write.signatures import Signature
 
@@ -46,8 +46,8 @@ class FunctionMetadata:
         return dict(self.signature.config_params)
 
 
-_functions: dict[str, FunctionMetadata] = {}
-_functions_lock = threading.Lock()
+_functions = _process.functions  # the table itself is process state (ledger/_process.py)
+_functions_lock = _process.functions_lock
 
 
 def add(meta: FunctionMetadata) -> None:

@@ -25,13 +25,14 @@ from typing import Any, Callable
 
 from pydantic import TypeAdapter, ValidationError
 
+from ledger import _process
 from ledger.errors import ExecutionError, ReturnTypeError
 from ledger.write.returns import iterator_problem
 
 __all__ = ["ChildFailure", "run_in_child"]
 
 _OK, _RAISED, _BAD_RETURN = b"O", b"E", b"T"
-_adapters: dict[Any, TypeAdapter[Any]] = {}
+_adapters = _process.adapters
 
 
 class ChildFailure(Exception):

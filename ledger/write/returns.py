@@ -21,11 +21,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ledger.model.entity import Entity
 from ledger.errors import ReturnTypeError
+from ledger.model.entity import Entity
 from ledger.model.schema import IDENTITY_FIELDS, _mentions_entity
-from ledger.write.signatures import dynamic_tuple_model, output_model_for
 from ledger.model.tree import IMMUTABLE_TYPES
+from ledger.write.signatures import dynamic_tuple_model, output_model_for
 
 __all__ = ["ReturnShape", "entities_in", "declare_output_models", "iterator_problem", "shape_return"]
 

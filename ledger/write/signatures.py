@@ -28,8 +28,9 @@ from typing import Any, Callable
 
 from pydantic import create_model
 
-from ledger.model.entity import ConfigEntity, Entity
+from ledger import _process
 from ledger.errors import FunctionRegistrationError
+from ledger.model.entity import ConfigEntity, Entity
 from ledger.model.schema import IDENTITY_FIELDS, topics
 
 __all__ = [
@@ -181,8 +182,8 @@ def _hint_text(hint: Any) -> str:
 
 
 # ------------------------------------------------------------------ caches
-_input_cache: dict[Any, type[Entity]] = {}
-_output_cache: dict[Any, type[Entity]] = {}
+_input_cache = _process.input_models
+_output_cache = _process.output_models
 
 
 def _key(parts: Any) -> Any:

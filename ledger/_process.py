@@ -1,0 +1,131 @@
+"""Every piece of process-wide mutable state of the library, in one place.
+
+Why one place: a reader who wonders "is this global?" reads this file and nothing else, and a
+test or an embedding application that wants a clean process calls :func:`reset`. Nothing here
+imports the rest of the library (only ``ledger.errors`` sits below): the facade installs the
+factory that builds ledgers when it is imported, so the model and the write side can reach "the
+default ledger" or "a ledger on this URL" without importing the facade above them.
+
+What lives here:
+
+- the default ledger (``ledger.connect`` / ``get_ledger`` / ``set_default_ledger``);
+- the function table (name -> FunctionMetadata) behind ``CallableRegistry``;
+- the topic table (topic string -> entity class, held weakly);
+- caches that are pure functions of their keys: the generated input/output models, pydantic
+  TypeAdapters for forked children, the read-only SQL verdicts and DuckDB's side-effect list;
+- one ledger per (URL, pid) for ``batch_map`` worker processes.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "adapters",
+    "default_ledger",
+    "functions",
+    "functions_lock",
+    "input_models",
+    "install_ledger_factory",
+    "new_ledger",
+    "output_models",
+    "reset",
+    "set_default_ledger",
+    "sql_verdicts",
+    "topics",
+    "worker_ledger",
+]
+
+#: name -> FunctionMetadata; guarded by functions_lock (registration may race with lookups).
+functions: dict[str, Any] = {}
+functions_lock = threading.Lock()
+
+#: topic -> entity class. Weak: a class defined inside a test function goes away with it.
+topics: weakref.WeakValueDictionary[str, type] = weakref.WeakValueDictionary()
+
+#: Generated pydantic models, keyed by what they are built from (signatures.py).
+input_models: dict[Any, type] = {}
+output_models: dict[Any, type] = {}
+
+#: pydantic TypeAdapters by annotation, for results sent back by forked children (isolation.py).
+adapters: dict[Any, Any] = {}
+
+#: read-only SQL: verdict by query text (bounded by its user), and DuckDB's side-effect functions.
+sql_verdicts: dict[str, str | None] = {}
+side_effect_functions: list[frozenset[str]] = []
+
+_ledger_lock = threading.Lock()
+_default_ledger: Any = None
+_ledger_factory: Callable[[str], Any] | None = None
+
+_WORKER_LEDGERS_MAX = 8
+_worker_ledgers: OrderedDict[tuple[str, int], Any] = OrderedDict()
+
+
+def install_ledger_factory(factory: Callable[[str], Any]) -> None:
+    """Called once by ``ledger.ledger`` at import: how to open a ledger on a URL."""
+    global _ledger_factory
+    _ledger_factory = factory
+
+
+def new_ledger(url: str) -> Any:
+    """A new ledger on ``url``, built by the installed factory (the ``Ledger`` class)."""
+    if _ledger_factory is None:  # pragma: no cover - importing any ledger module imports the package first
+        raise RuntimeError("ledger._process: no ledger factory installed (import ledger first)")
+    return _ledger_factory(url)
+
+
+def default_ledger() -> Any:
+    """The default ledger; an in-memory one is created on first use or after it was closed."""
+    global _default_ledger
+    with _ledger_lock:
+        if _default_ledger is None or getattr(_default_ledger, "_closed", False):
+            _default_ledger = new_ledger("memory://")
+        return _default_ledger
+
+
+def set_default_ledger(ledger: Any) -> None:
+    global _default_ledger
+    with _ledger_lock:
+        _default_ledger = ledger
+
+
+def worker_ledger(url: str, pid: int) -> Any:
+    """One ledger per worker process and URL (the pid keeps a forked child off its parent's)."""
+    key = (url, pid)
+    with _ledger_lock:
+        ledger = _worker_ledgers.get(key)
+        if ledger is not None:
+            _worker_ledgers.move_to_end(key)
+            return ledger
+    ledger = new_ledger(url)
+    with _ledger_lock:
+        _worker_ledgers[key] = ledger
+        while len(_worker_ledgers) > _WORKER_LEDGERS_MAX:
+            _worker_ledgers.popitem(last=False)
+    return ledger
+
+
+def reset() -> None:
+    """Forget all process-wide state: as if the library had just been imported.
+
+    The default ledger and worker ledgers are dropped, not closed (their owners close them);
+    registered functions and known topics are forgotten (classes defined at module level are
+    found again by their import path); every cache is emptied.
+    """
+    global _default_ledger
+    with _ledger_lock:
+        _default_ledger = None
+        _worker_ledgers.clear()
+    with functions_lock:
+        functions.clear()
+    topics.clear()
+    input_models.clear()
+    output_models.clear()
+    adapters.clear()
+    sql_verdicts.clear()
+    side_effect_functions.clear()

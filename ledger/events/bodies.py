@@ -1,0 +1,338 @@
+"""The event bodies: names, their Pydantic schemas, and the builders every writer uses.
+
+This is the one place the stored format of each event is spelled out. Writers build bodies
+with the functions below (never a hand-made dict), the inline projection reads them back
+by these field names, the DuckDB tables parse them with :func:`duckdb_struct` (types taken
+from the models here), and tests validate stored records against the models.
+
+Streams: one per entity lineage (``stream_id = lineage_id``, one event per new version),
+one per function execution (``stream_id = execution_id``).
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+import orjson
+from pydantic import BaseModel, ConfigDict
+
+from ledger.events.shape import shape_to_json
+
+__all__ = [
+    "ENTITY_ERASED",
+    "ENTITY_VERSION",
+    "EVENT_MODELS",
+    "EXECUTION_COMPLETED",
+    "EXECUTION_FAILED",
+    "EntityErased",
+    "EntityVersionRecorded",
+    "ExecutionCompleted",
+    "ExecutionFailed",
+    "InputRecord",
+    "OutputRecord",
+    "duckdb_struct",
+    "entity_erased_body",
+    "entity_version_body",
+    "execution_completed_body",
+    "execution_failed_body",
+    "input_record",
+    "output_record",
+]
+
+ENTITY_VERSION = "entity.version"
+ENTITY_ERASED = "entity.erased"
+EXECUTION_COMPLETED = "execution.completed"
+EXECUTION_FAILED = "execution.failed"
+
+Cause = Literal["register", "version", "detach", "attach", "execution", "put"]
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    recorded_at: datetime
+    batch_id: UUID
+    batch_size: int
+    prev_hash: str | None = None
+    log_prev: str | None = None  # seal v2: the previous record in the log
+    position: int | None = None  # seal v2: the position the store gave this record
+    hash: str | None = None
+
+
+class EntityVersionRecorded(_Event):
+    """One new immutable version of one entity.
+
+    ``values`` holds the plain fields; ``children`` the tree fields with each
+    child as ``{"$e": ecs_id}`` (tuples as ``{"$t": [...]}``), so a tree version
+    is a small DAG of these events and unchanged subtrees are never rewritten.
+    ``tree_root`` is the root version of the tree this batch recorded.
+    ``personal`` names the fields of ``values`` stored encrypted with the
+    lineage's key (absent when there are none; see ledger/personal.py).
+    ``key_check`` (the lineage's first personal version only) commits to that
+    key (``ledger.keys.key_check``), so verify can tell a deleted or swapped key
+    row from an erasure; events written before it existed have none.
+    """
+
+    ecs_id: UUID
+    lineage_id: UUID
+    previous_ecs_id: UUID | None
+    entity_type: str
+    schema_version: int
+    is_root: bool
+    tree_root: UUID
+    cause: str
+    values: dict[str, Any]
+    children: dict[str, Any]
+    meta: dict[str, Any]
+    created_at: datetime
+    forked_at: datetime | None
+    detached_from: UUID | None = None  # the root version of the tree this entity left
+    attached_to: UUID | None = None  # the root version of the tree this entity joined
+    personal: list[str] = []
+    key_check: str | None = None
+
+
+class EntityErased(_Event):
+    """The personal data of one lineage was erased (its key destroyed).
+
+    Appended in the lineage's own stream, after its last version, so the
+    erasure is ordered, chained and verifiable like every other fact. The
+    versions keep their ciphertext; without the key it reads as ``ERASED``.
+    """
+
+    lineage_id: UUID
+    reason: str
+    versions: int
+
+
+class OutputRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    ecs_id: UUID
+    lineage_id: UUID
+    semantic: Literal["mutation", "creation", "detachment"]
+    output_index: int | None = None
+
+
+class InputRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    param_name: str
+    ecs_id: UUID | None
+    address: str | None = None
+
+
+class ExecutionCompleted(_Event):
+    execution_id: UUID
+    function_name: str
+    inputs: list[InputRecord]
+    outputs: list[OutputRecord]
+    config_ids: list[UUID]
+    sibling_group: list[UUID]
+    duration_ms: float
+    isolation: str
+    execution_ecs_id: UUID | None = None
+    return_pattern: str | None = None
+
+
+class ExecutionFailed(_Event):
+    """A function raised (or returned what cannot be recorded).
+
+    When an input belonged to a lineage with personal fields, ``error_message``
+    and ``traceback`` hold ciphertext that opens only while every lineage in
+    ``sealed_with`` still has its key (``ledger/sealed_failure.py``);
+    ``error_type`` always stays readable.
+    """
+
+    execution_id: UUID
+    function_name: str
+    inputs: list[InputRecord]
+    config_ids: list[UUID]
+    error_type: str
+    error_message: str
+    traceback: str
+    duration_ms: float
+    isolation: str
+    sealed_with: list[UUID] = []
+    key_shares: list[str] = []
+
+
+EVENT_MODELS: dict[str, type[_Event]] = {
+    ENTITY_VERSION: EntityVersionRecorded,
+    ENTITY_ERASED: EntityErased,
+    EXECUTION_COMPLETED: ExecutionCompleted,
+    EXECUTION_FAILED: ExecutionFailed,
+}
+
+
+# ------------------------------------------------------------------ builders
+# Keyword-only, one parameter per field of the model above: a writer cannot forget a field
+# or misspell one, and tests/test_event_codec.py checks each builder against its model.
+
+
+def entity_version_body(
+    *,
+    ecs_id: UUID,
+    lineage_id: UUID,
+    previous_ecs_id: UUID | None,
+    entity_type: str,
+    schema_version: int,
+    is_root: bool,
+    tree_root: UUID,
+    cause: str,
+    values_json: bytes,
+    children: dict[str, Any],
+    meta: dict[str, Any],
+    created_at: datetime,
+    forked_at: datetime | None,
+    personal: tuple[str, ...] = (),
+    key_check: str | None = None,
+    link: tuple[str, UUID] | None = None,
+) -> dict[str, Any]:
+    """An ``entity.version`` body. ``values_json`` is the already serialised plain fields
+    (sealed where personal) and goes in as it is; ``children`` is the version's shape;
+    ``link`` is ``("detached_from" | "attached_to", root ecs_id)``."""
+    body: dict[str, Any] = {
+        "ecs_id": ecs_id,
+        "lineage_id": lineage_id,
+        "previous_ecs_id": previous_ecs_id,
+        "entity_type": entity_type,
+        "schema_version": schema_version,
+        "is_root": is_root,
+        "tree_root": tree_root,
+        "cause": cause,
+        "values": orjson.Fragment(values_json or b"{}"),
+        "children": {k: shape_to_json(v) for k, v in children.items()},
+        "meta": meta,
+        "created_at": created_at,
+        "forked_at": forked_at,
+    }
+    if link is not None:
+        body[link[0]] = link[1]
+    if personal:
+        body["personal"] = list(personal)
+        if key_check is not None:  # the lineage's first personal version commits to its key
+            body["key_check"] = key_check
+    return body
+
+
+def entity_erased_body(*, lineage_id: UUID, reason: str, versions: int) -> dict[str, Any]:
+    return {"lineage_id": lineage_id, "reason": reason, "versions": versions}
+
+
+def input_record(*, param_name: str, ecs_id: UUID | None, address: str | None) -> dict[str, Any]:
+    return {"param_name": param_name, "ecs_id": ecs_id, "address": address}
+
+
+def output_record(*, ecs_id: UUID, lineage_id: UUID, semantic: str, output_index: int | None) -> dict[str, Any]:
+    return {"ecs_id": ecs_id, "lineage_id": lineage_id, "semantic": semantic, "output_index": output_index}
+
+
+def execution_completed_body(
+    *,
+    execution_id: UUID,
+    function_name: str,
+    inputs: list[dict[str, Any]],
+    outputs: list[dict[str, Any]],
+    config_ids: list[UUID],
+    sibling_group: list[UUID],
+    duration_ms: float,
+    isolation: str,
+    execution_ecs_id: UUID,
+    return_pattern: str,
+) -> dict[str, Any]:
+    return {
+        "execution_id": execution_id,
+        "function_name": function_name,
+        "inputs": inputs,
+        "outputs": outputs,
+        "config_ids": config_ids,
+        "sibling_group": sibling_group,
+        "duration_ms": duration_ms,
+        "isolation": isolation,
+        "execution_ecs_id": execution_ecs_id,
+        "return_pattern": return_pattern,
+    }
+
+
+def execution_failed_body(
+    *,
+    execution_id: UUID,
+    function_name: str,
+    inputs: list[dict[str, Any]],
+    config_ids: list[UUID],
+    error_type: str,
+    error_message: str,
+    traceback: str,
+    duration_ms: float,
+    isolation: str,
+    sealed: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An ``execution.failed`` body; ``sealed`` is what ``sealed_failure.seal_failure`` returned
+    (ciphertext replacing ``error_message``/``traceback``, plus ``sealed_with``/``key_shares``)."""
+    body: dict[str, Any] = {
+        "execution_id": execution_id,
+        "function_name": function_name,
+        "inputs": inputs,
+        "config_ids": config_ids,
+        "error_type": error_type,
+        "error_message": error_message,
+        "traceback": traceback,
+        "duration_ms": duration_ms,
+        "isolation": isolation,
+    }
+    if sealed:
+        body.update(sealed)
+    return body
+
+
+# ------------------------------------------------------------------ DuckDB reading
+_DUCKDB_SCALARS: dict[Any, str] = {
+    UUID: "VARCHAR",
+    str: "VARCHAR",
+    datetime: "TIMESTAMPTZ",
+    bool: "BOOLEAN",
+    int: "INTEGER",
+    float: "DOUBLE",
+}
+
+
+def _duckdb_type(annotation: Any) -> Any:
+    """A model field's type as a ``json_transform`` structure (JSON-ready)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        (inner,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _duckdb_type(inner)
+    if origin is Literal:
+        return "VARCHAR"
+    if origin is dict or annotation is dict:
+        return "JSON"
+    if origin is list:
+        (item,) = typing.get_args(annotation)
+        return [_duckdb_type(item)]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return {name: _duckdb_type(f.annotation) for name, f in annotation.model_fields.items()}
+    return _DUCKDB_SCALARS[annotation]
+
+
+def duckdb_struct(fields: list[str]) -> str:
+    """The ``json_transform`` structure that parses every event type's payload at once.
+
+    ``fields`` names what the reader uses; each one's type comes from the first event model
+    that has it (the models agree where they share a name), so a payload key an event type
+    does not have comes out NULL.
+    """
+    struct: dict[str, Any] = {}
+    for name in fields:
+        for model in EVENT_MODELS.values():
+            field = model.model_fields.get(name)
+            if field is not None:
+                struct[name] = _duckdb_type(field.annotation)
+                break
+        else:
+            raise KeyError(f"no event model has a field {name!r}")
+    return orjson.dumps(struct).decode()
