@@ -20,7 +20,7 @@ from ledger.write.batch import Batch
 from ledger.events.digest import Digest
 from ledger.write.erasure import Erasure, erase_lineage
 from ledger.errors import ConcurrencyError, LedgerClosedError
-from ledger.events.bodies import ENTITY_ERASED, ENTITY_VERSION, EXECUTION_FAILED
+from ledger.events.bodies import EXECUTION_FAILED
 from ledger.store.integrity import VerifyReport, digest_store, verify_store
 from projections.inline import InlineIndex
 from ledger.registry import EntityRegistry
@@ -169,12 +169,7 @@ class Ledger:
     ) -> None:
         payload = decode.record_payload(position, topic, state)
         try:
-            if topic == ENTITY_VERSION:
-                self.index.apply_entity_version(payload, position, stream_id, uuids)
-            elif topic == ENTITY_ERASED:
-                self.index.apply_erased(payload, position, stream_id)
-            else:
-                self.index.advance_stream(stream_id, payload["hash"], position)
+            self.index.apply(topic, position, stream_id, payload["hash"], payload=payload, uuids=uuids)
         except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
             raise decode.corrupt(
                 position, f"the {topic} record of stream {stream_id} cannot be decoded: {decode.describe(exc)}"

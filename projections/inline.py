@@ -20,6 +20,7 @@ from uuid import UUID
 import orjson
 
 from ledger.errors import EntityNotFoundError
+from ledger.events.bodies import ENTITY_ERASED, ENTITY_VERSION
 from ledger.events.shape import shape_from_json, shape_to_json
 from ledger.model.personal import open_fields
 from ledger.model.schema import topics
@@ -184,6 +185,36 @@ class InlineIndex:
         self.event_count = 0
 
     # ------------------------------------------------------------------ writes
+    def apply(
+        self,
+        topic: str,
+        position: int,
+        stream_id: UUID,
+        stream_hash: str,
+        *,
+        payload: dict[str, Any] | None = None,
+        record: VersionRecord | None = None,
+        uuids: dict[str, UUID] | None = None,
+        mark: bool = True,
+    ) -> None:
+        """Apply one event: the single entry used by commit and by replay alike.
+
+        Replay passes the decoded ``payload``; commit passes the ``record`` planning
+        already built for an ``entity.version`` (the same record replay would build
+        from the bytes just written, without decoding them) and ``mark=False`` when it
+        points the batch's trees at their roots once, after the last event.
+        """
+        if topic == ENTITY_VERSION:
+            if record is None:
+                assert payload is not None
+                record = self._record_from(payload, stream_id, uuids)
+            self.add(record, position, stream_hash, mark=mark)
+        elif topic == ENTITY_ERASED:
+            self.advance_stream(stream_id, stream_hash, position)
+            self.mark_erased(stream_id, position)
+        else:
+            self.advance_stream(stream_id, stream_hash, position)
+
     def add(self, record: VersionRecord, position: int, stream_hash: str, *, mark: bool = True) -> None:
         """Index a version the store has just accepted at ``position``."""
         record.position = position
@@ -237,11 +268,6 @@ class InlineIndex:
         for rec in self.lineages.get(lineage_id, ()):
             rec.forget_values()
 
-    def apply_erased(self, payload: dict[str, Any], position: int, stream_id: UUID) -> None:
-        """Replay one ``entity.erased`` event."""
-        self.advance_stream(stream_id, payload["hash"], position)
-        self.mark_erased(stream_id, position)
-
     def mark_tree(self, root_ecs_id: UUID) -> None:
         """Point every version in the tree below ``root_ecs_id`` at that root."""
         root_of = self.root_of
@@ -254,14 +280,10 @@ class InlineIndex:
             if rec is not None and rec.child_ids:
                 stack.extend(rec.child_ids)
 
-    def apply_entity_version(
-        self,
-        payload: dict[str, Any],
-        position: int,
-        stream_id: UUID | None = None,
-        uuids: dict[str, UUID] | None = None,
+    def _record_from(
+        self, payload: dict[str, Any], stream_id: UUID | None, uuids: dict[str, UUID] | None
     ) -> VersionRecord:
-        """Replay one ``entity.version`` event (payload as decoded JSON).
+        """The index record of one ``entity.version`` payload (decoded JSON).
 
         ``uuids`` maps id strings already seen in this replay to their UUID, so a
         child reference or previous version is not parsed again (parsing a UUID
@@ -290,7 +312,6 @@ class InlineIndex:
             personal=tuple(payload["personal"]) if "personal" in payload else (),
             index=self,
         )
-        self.add(record, position, payload["hash"])
         return record
 
     # ------------------------------------------------------------------- reads

@@ -85,13 +85,11 @@ class Batch:
         for (stream_id, topic, _body, record), event, position in zip(
             self._items, self.sealed, positions
         ):
-            if topic == ENTITY_VERSION and record is not None:
+            if record is not None:
                 record.recorded_at = self.recorded_at
-                index.add(record, position, event.hash, mark=False)
                 if record.is_root:
                     roots.append(record.ecs_id)
-            else:
-                index.advance_stream(stream_id, event.hash, position)
+            index.apply(topic, position, stream_id, event.hash, payload=_body, record=record, mark=False)
         for root in roots:
             index.mark_tree(root)
         if positions and positions[0] == index.caught_up + 1:

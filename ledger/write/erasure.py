@@ -64,6 +64,5 @@ def erase_lineage(ledger: WriteHost, lineage_id: Any, *, reason: str) -> Erasure
             ENTITY_ERASED,
             entity_erased_body(lineage_id=lineage, reason=reason, versions=len(versions)),
         )
-        position = ledger.commit(batch)[0]
-        index.mark_erased(lineage, position)
+        position = ledger.commit(batch)[0]  # applying entity.erased marks the lineage erased
         return Erasure(lineage, position, len(versions), keys.destroy(lineage), False)
