@@ -1,0 +1,60 @@
+"""``Call``: everything one execution needs, from preparation to recording.
+
+Created per call, so concurrent ``aexecute`` calls never share anything but the ledger
+(whose writes are locked).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from uuid import UUID
+
+from ledger.events.bodies import input_record
+from ledger.model.entity import Entity
+from ledger.model.tree import EntityTree
+from ledger.write.functions import FunctionMetadata
+from ledger.write.host import WriteHost
+
+__all__ = ["Call", "CallInput"]
+
+
+@dataclass(slots=True)
+class CallInput:
+    param: str
+    entity: Entity | None
+    ecs_id: UUID | None
+    address: str | None
+
+
+@dataclass(slots=True)
+class Call:
+    """Everything one call needs, from preparation to recording."""
+
+    ledger: WriteHost
+    meta: FunctionMetadata
+    execution_id: UUID
+    kwargs: dict[str, Any] = field(default_factory=dict)  # what the function is called with
+    config_kwargs: dict[str, Any] = field(default_factory=dict)
+    inputs: list[CallInput] = field(default_factory=list)
+    input_entity_ids: list[UUID] = field(default_factory=list)
+    config_ids: list[UUID] = field(default_factory=list)
+    copies: list[Entity] = field(default_factory=list)  # the copies passed for entity arguments
+    trees: list[EntityTree] = field(default_factory=list)  # pre-run trees of the root copies
+    read_at: int = 0  # the index position when inputs were read (erasures up to it were tombstones)
+
+    def bound(self) -> Callable[..., Any]:
+        """The function with its ConfigEntity parameters bound (``functools.partial``)."""
+        fn = self.meta.func
+        return functools.partial(fn, **self.config_kwargs) if self.config_kwargs else fn
+
+    def input_records(self) -> list[dict[str, Any]]:
+        return [
+            input_record(
+                param_name=i.param,
+                ecs_id=i.entity.ecs_id if i.entity is not None else i.ecs_id,
+                address=i.address,
+            )
+            for i in self.inputs
+        ]
