@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from ledger.errors import BadPathError, UnknownEntityError
 from ledger.model.address import Address
 from ledger.model.tree import Ref, copy_value
+from ledger.model.walk import map_leaves
 from projections.inline import InlineIndex, VersionRecord
 from projections.live import materialize
 
@@ -101,13 +102,6 @@ def step_into(current: Any, seg: str, address: Address, argument: str, where: st
 
 def _fill(index: InlineIndex, shape: Any, root_id: UUID) -> Any:
     """Replace refs inside a resolved structure with fresh entity copies."""
-    t = type(shape)
-    if t is Ref:
-        return materialize(index, shape.ecs_id, root_id)
-    if t is list:
-        return [_fill(index, v, root_id) for v in shape]
-    if t is tuple:
-        return tuple(_fill(index, v, root_id) for v in shape)
-    if t is dict:
-        return {k: _fill(index, v, root_id) for k, v in shape.items()}
-    return copy_value(shape)
+    return map_leaves(
+        shape, lambda v: materialize(index, v.ecs_id, root_id) if type(v) is Ref else copy_value(v)
+    )

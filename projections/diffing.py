@@ -10,6 +10,7 @@ from typing import Any
 
 from ledger.errors import SchemaMismatchError, UnknownEntityTypeError
 from ledger.model.tree import Ref
+from ledger.model.walk import map_leaves
 from projections.inline import InlineIndex, VersionRecord
 
 __all__ = ["diff_versions"]
@@ -24,19 +25,18 @@ def _values(rec: VersionRecord) -> dict[str, Any]:
 
 def _summary(index: InlineIndex, shape: Any) -> Any:
     """A child (or structure of children) as plain data, for the added/removed side."""
-    t = type(shape)
-    if t is Ref:
-        rec = index.records[shape.ecs_id]
+
+    def leaf(v: Any) -> Any:
+        if type(v) is not Ref:
+            return v
+        rec = index.records[v.ecs_id]
         out: dict[str, Any] = {"ecs_id": str(rec.ecs_id), "entity_type": rec.topic}
         out.update(_values(rec))
         for name, sub in rec.shape.items():
             out[name] = _summary(index, sub)
         return out
-    if t is list or t is tuple:
-        return [_summary(index, v) for v in shape]
-    if t is dict:
-        return {k: _summary(index, v) for k, v in shape.items()}
-    return shape
+
+    return map_leaves(shape, leaf, tuples_as_lists=True)
 
 
 def _join(prefix: str, key: Any) -> str:

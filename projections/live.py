@@ -19,6 +19,7 @@ from ledger.model.address import as_uuid
 from ledger.model.entity import Entity
 from ledger.model.schema import topics
 from ledger.model.tree import EntityTree, Ref, build_entity_tree, copy_value
+from ledger.model.walk import map_leaves
 from projections.diffing import diff_versions
 from projections.inline import InlineIndex, VersionRecord
 
@@ -90,19 +91,15 @@ def materialize(
         return obj
 
     def fill(shape: Any) -> Any:
-        t = type(shape)
-        if t is Ref:
-            child = records.get(shape.ecs_id)
+        return map_leaves(shape, leaf)
+
+    def leaf(value: Any) -> Any:
+        if type(value) is Ref:
+            child = records.get(value.ecs_id)
             if child is None:  # pragma: no cover - the log guarantees children exist
-                raise EntityNotFoundError(f"stored child version {shape.ecs_id} is missing")
+                raise EntityNotFoundError(f"stored child version {value.ecs_id} is missing")
             return build(child)
-        if t is list:
-            return [fill(v) for v in shape]
-        if t is tuple:
-            return tuple(fill(v) for v in shape)
-        if t is dict:
-            return {k: fill(v) for k, v in shape.items()}
-        return copy_value(shape)
+        return copy_value(value)
 
     obj = build(index.get(ecs_id))
     live = index.live

@@ -13,6 +13,7 @@ from typing import Any
 from ledger.errors import BadPathError, UnknownEntityError
 from ledger.model.address import Address
 from ledger.model.tree import Ref
+from ledger.model.walk import map_leaves
 from projections.addresses import step_into
 from projections.inline import InlineIndex, VersionRecord
 
@@ -40,14 +41,12 @@ def stored_data(index: InlineIndex, record: VersionRecord) -> dict[str, Any]:
 
 
 def _plain(index: InlineIndex, shape: Any) -> Any:
-    t = type(shape)
-    if t is Ref:
-        return stored_data(index, index.records[shape.ecs_id])
-    if t is list or t is tuple:
-        return [_plain(index, v) for v in shape]
-    if t is dict:
-        return {str(k): _plain(index, v) for k, v in shape.items()}
-    return shape
+    return map_leaves(
+        shape,
+        lambda v: stored_data(index, index.records[v.ecs_id]) if type(v) is Ref else v,
+        tuples_as_lists=True,
+        str_keys=True,
+    )
 
 
 class StoredValue:

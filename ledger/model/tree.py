@@ -19,6 +19,7 @@ from uuid import UUID
 from ledger.errors import TreeStructureError, UnstorableValueError
 from ledger.model.entity import Entity
 from ledger.model.schema import check_dict_key
+from ledger.model.walk import iter_leaves, map_leaves
 
 __all__ = ["Edge", "EntityTree", "Ref", "build_entity_tree"]
 
@@ -30,15 +31,14 @@ IMMUTABLE_TYPES: frozenset[type] = frozenset(
 
 def copy_value(value: Any) -> Any:
     """An independent copy of a field value (cheap for the common immutable cases)."""
-    t = type(value)
-    if t in IMMUTABLE_TYPES or isinstance(value, Enum):
+    if type(value) in IMMUTABLE_TYPES:
         return value
-    if t is list:
-        return [copy_value(v) for v in value]
-    if t is dict:
-        return {k: copy_value(v) for k, v in value.items()}
-    if t is tuple:
-        return tuple(copy_value(v) for v in value)
+    return map_leaves(value, _copy_leaf)
+
+
+def _copy_leaf(value: Any) -> Any:
+    if type(value) in IMMUTABLE_TYPES or isinstance(value, Enum):
+        return value
     return copy.deepcopy(value)
 
 
@@ -208,12 +208,6 @@ def too_deep(value: Any, limit: int = MAX_NESTING) -> bool:
 
 def refs_in(shape: Any) -> Iterator[UUID]:
     """Every child ecs_id in a shape, in field order."""
-    t = type(shape)
-    if t is Ref:
-        yield shape.ecs_id
-    elif t is list or t is tuple:
-        for v in shape:
-            yield from refs_in(v)
-    elif t is dict:
-        for v in shape.values():
-            yield from refs_in(v)
+    for leaf in iter_leaves(shape):
+        if type(leaf) is Ref:
+            yield leaf.ecs_id

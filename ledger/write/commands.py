@@ -15,6 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 from ledger.errors import AttachError, DetachError, NotARootError
 from ledger.model.entity import Entity
 from ledger.model.tree import EntityTree, build_entity_tree
+from ledger.model.walk import REMOVE, replace_at
 from ledger.write.batch import Batch
 from ledger.write.host import WriteHost
 from ledger.write.planning import add_plan, apply_plan, plan_tree
@@ -206,34 +207,6 @@ def _remove_child(tree: EntityTree, child_id: UUID, batch: Batch) -> None:
         batch.on_failure(lambda: setattr(parent, field, old))
         return
     original = getattr(parent, field)
-    setattr(parent, field, _without(original, edge.path, field, parent))
+    setattr(parent, field, replace_at(original, edge.path, REMOVE))
     batch.on_failure(lambda: setattr(parent, field, original))
 
-
-def _without(container: Any, path: tuple[int | str, ...], field: str, parent: Entity) -> Any:
-    """A copy of ``container`` with the element at ``path`` removed."""
-    key, rest = path[0], path[1:]
-    if isinstance(container, list):
-        items = list(container)
-        if rest:
-            items[key] = _without(items[key], rest, field, parent)  # type: ignore[index]
-        else:
-            del items[key]  # type: ignore[arg-type]
-        return items
-    if isinstance(container, tuple):
-        items = list(container)
-        if rest:
-            items[key] = _without(items[key], rest, field, parent)  # type: ignore[index]
-        else:
-            del items[key]  # type: ignore[arg-type]
-        return tuple(items)
-    if isinstance(container, dict):
-        out = dict(container)
-        if rest:
-            out[key] = _without(out[key], rest, field, parent)
-        else:
-            del out[key]
-        return out
-    raise DetachError(  # pragma: no cover - the tree builder only records these containers
-        f"entity: cannot remove it from {type(parent).__name__}.{field}"
-    )

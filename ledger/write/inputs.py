@@ -25,6 +25,7 @@ from ledger.model.tree import (
     copy_value,
     too_deep,
 )
+from ledger.model.walk import iter_leaves, map_leaves
 from ledger.write.batch import Batch
 from ledger.write.call import Call, CallInput
 from ledger.write.commands import live_root_for
@@ -176,20 +177,7 @@ def bind(
 
 def _entities(value: Any) -> list[Entity]:
     """Entities inside lists, tuples and dict values (not below other entities)."""
-    out: list[Entity] = []
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        t = type(v)
-        if t in IMMUTABLE_TYPES:
-            continue
-        if isinstance(v, Entity):
-            out.append(v)
-        elif t is list or t is tuple:
-            stack.extend(reversed(v))
-        elif t is dict:
-            stack.extend(reversed(list(v.values())))
-    return out
+    return [v for v in iter_leaves(value) if isinstance(v, Entity)]
 
 
 def _build_configs(
@@ -309,17 +297,8 @@ def _copy_trees(call: Call, entities: list[tuple[str, Entity]], resolved_ids: se
 
 def _substitute(value: Any, copy_of: dict[int, Entity]) -> Any:
     """The argument as the function sees it: copies for entities, copied containers."""
-    t = type(value)
-    if t in IMMUTABLE_TYPES:
+    if type(value) in IMMUTABLE_TYPES:
         return value
-    if isinstance(value, Entity):
-        return copy_of[id(value)]
-    if t is list:
-        return [_substitute(v, copy_of) for v in value]
-    if t is tuple:
-        return tuple(_substitute(v, copy_of) for v in value)
-    if t is dict:
-        return {k: _substitute(v, copy_of) for k, v in value.items()}
-    return copy_value(value)
+    return map_leaves(value, lambda v: copy_of[id(v)] if isinstance(v, Entity) else copy_value(v))
 
 

@@ -19,6 +19,7 @@ from ledger.events.bodies import (
 from ledger.model.entity import Entity
 from ledger.model.function_execution import FunctionExecution
 from ledger.model.tree import EntityTree, build_entity_tree
+from ledger.model.walk import replace_at
 from ledger.write.batch import Batch
 from ledger.write.call import Call
 from ledger.write.planning import TreePlan, add_plan, meta_of, plan_tree
@@ -239,17 +240,5 @@ def _graft(tree: EntityTree, old: Entity, new: Entity) -> None:
         setattr(parent, edge.field, new)
         return
     container = getattr(parent, edge.field)
-    setattr(parent, edge.field, _replaced(container, edge.path, new))
-
-
-def _replaced(container: Any, path: tuple[Any, ...], new: Any) -> Any:
-    key, rest = path[0], path[1:]
-    if isinstance(container, dict):
-        out = dict(container)
-        out[key] = _replaced(out[key], rest, new) if rest else new
-        return out
-    items = list(container)
-    items[key] = _replaced(items[key], rest, new) if rest else new
-    return tuple(items) if isinstance(container, tuple) else items
-
+    setattr(parent, edge.field, replace_at(container, edge.path, new))
 

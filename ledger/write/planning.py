@@ -23,6 +23,7 @@ from ledger.model.entity import Entity, utc_now
 from ledger.model.personal import ERASED, seal_fields
 from ledger.model.schema import META_FIELDS
 from ledger.model.tree import IMMUTABLE_TYPES, EntityTree, Ref, copy_value
+from ledger.model.walk import map_leaves
 from ledger.store.keys import key_check
 from ledger.write.batch import Batch
 from projections.inline import InlineIndex, VersionRecord
@@ -104,17 +105,13 @@ def _exact(data: bytes) -> bytes:
 
 
 def _remap(shape: Any, new_ids: dict[UUID, UUID]) -> Any:
-    t = type(shape)
-    if t is Ref:
-        new = new_ids.get(shape.ecs_id)
-        return shape if new is None else Ref(new)
-    if t is list:
-        return [_remap(v, new_ids) for v in shape]
-    if t is tuple:
-        return tuple(_remap(v, new_ids) for v in shape)
-    if t is dict:
-        return {k: _remap(v, new_ids) for k, v in shape.items()}
-    return shape
+    def leaf(v: Any) -> Any:
+        if type(v) is Ref:
+            new = new_ids.get(v.ecs_id)
+            return v if new is None else Ref(new)
+        return v
+
+    return map_leaves(shape, leaf)
 
 
 class TreePlan:
