@@ -18,20 +18,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
-import orjson
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+import ledger.cli.render as render  # not `from ledger.cli import`: the package's __init__ imports us
 from ledger import Digest, Ledger, VerifyReport
-from ledger.model.address import parse_address
 from ledger.errors import CorruptLogError, DigestError, LedgerError
-from ledger.store.integrity import verify_store
-from ledger.model.address import as_uuid
-from ledger.store.event_store import EventStore
-from projections.stored_view import resolve_stored, stored_data, version_for
-
-from ledger.cli import render
+from projections import audit
 
 app = typer.Typer(
     help="Inspect and audit an entity-ledger store. Every command takes --db URL (or $LEDGER_URL).",
@@ -120,27 +114,11 @@ def log(
     Example: ledger log --limit 5 --type execution --function school.compute_gpa
     """
     with open_ledger(db) as led:
-        store = led.store
-        picked: list[tuple[str, ...]] = []
-        end = store.head()
-        page = max(limit, 500)
-        while end >= 1 and len(picked) < limit:
-            start = max(1, end - page + 1)
-            for n in reversed(store.read(start, end - start + 1)):
-                if type_ and not (n.topic == type_ or n.topic.startswith(type_ + ".")):
-                    continue
-                payload = orjson.loads(n.state)
-                if function and payload.get("function_name") != function:
-                    continue
-                payload = led.open_payload(n.topic, payload)  # sealed failure text: clear or ERASED
-                picked.append(render.event_row(n.id, n.topic, payload))
-                if len(picked) == limit:
-                    break
-            end = start - 1
+        entries = audit.recent_events(led, limit=limit, event_type=type_, function=function)
     console.print(
         render.rows_table(
             ("position", "recorded_at", "event", "id", "summary"),
-            reversed(picked),
+            (render.event_row(e.position, e.topic, e.payload) for e in entries),
             title="events",
             whole=("position", "event", "id"),
         )
@@ -158,16 +136,16 @@ def show(address: str = typer.Argument(..., help="@<uuid>[.path]: an ecs_id or l
     """
     if not address.startswith("@"):
         address = "@" + address
-    parsed = parse_address(address, argument="address")
+    parsed = audit.parse_address(address, argument="address")
     with open_ledger(db) as led:
-        found = resolve_stored(led.index, parsed)
-        rec = found.source
-        console.print(
-            f"[bold]{render.short_type(rec.topic)}[/bold] ecs_id {rec.ecs_id} lineage {rec.lineage_id} "
-            f"version {rec.lineage_index + 1} position {rec.position} "
-            f"recorded {rec.recorded_at.isoformat(timespec='milliseconds')}",
-            highlight=False,
-        )
+        found = audit.show(led, parsed)
+    rec = found.version
+    console.print(
+        f"[bold]{render.short_type(rec.entity_type)}[/bold] ecs_id {rec.ecs_id} lineage {rec.lineage_id} "
+        f"version {rec.version} position {rec.position} "
+        f"recorded {rec.recorded_at.isoformat(timespec='milliseconds')}",
+        highlight=False,
+    )
     console.print_json(render.to_json(found.value))
 
 
@@ -178,10 +156,10 @@ def history(lineage_id: str = typer.Argument(..., help="A lineage id (or any ecs
 
     Example: ledger history 3f0c2a9e-0d4b-4c38-9a51-2b8f0e6d7b1d --db sqlite:///audit.db
     """
-    uuid = as_uuid(lineage_id, "lineage_id")
+    uuid = audit.parse_id(lineage_id, "lineage_id")
     with open_ledger(db) as led:
-        rec = version_for(led.index, uuid, argument="lineage_id")
-        console.print(render.history_table(led.index, led.index.lineages[rec.lineage_id]))
+        rows = audit.history(led, uuid, argument="lineage_id")
+    console.print(render.history_table(rows))
 
 
 @app.command("as-of")
@@ -206,24 +184,19 @@ def as_of(
             raise CLIError(f"--at: {at!r} is not an ISO date/time (e.g. 2026-01-31T12:00:00Z)") from None
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
-    uuid = as_uuid(lineage_id, "lineage_id")
+    uuid = audit.parse_id(lineage_id, "lineage_id")
     with open_ledger(db) as led:
-        index = led.index
-        if uuid not in index.lineages:
-            raise CLIError(f"lineage_id: no entity lineage {uuid}")
-        rec = index.version_at(uuid, position) if when is None else index.version_at_time(uuid, when)
-        point = f"position {position}" if when is None else when.isoformat()
-        if rec is None:
-            first = index.lineages[uuid][0]
-            console.print(f"lineage {uuid} did not exist yet at {point} (first recorded at position {first.position})")
-            return
-        console.print(
-            f"as of {point}: version {rec.lineage_index + 1} of {len(index.lineages[uuid])}, "
-            f"ecs_id {rec.ecs_id} (position {rec.position})",
-            highlight=False,
-        )
-        data = stored_data(index, rec)
-    console.print_json(render.to_json(data))
+        found = audit.as_of(led, uuid, position=position, at=when, argument="lineage_id")
+    point = f"position {position}" if when is None else when.isoformat()
+    rec = found.version
+    if rec is None:
+        console.print(f"lineage {uuid} did not exist yet at {point} (first recorded at position {found.first_position})")
+        return
+    console.print(
+        f"as of {point}: version {rec.version} of {found.versions}, ecs_id {rec.ecs_id} (position {rec.position})",
+        highlight=False,
+    )
+    console.print_json(render.to_json(found.data))
 
 
 @app.command()
@@ -238,10 +211,9 @@ def diff(
     Example: ledger diff 0b1e...  9c4f...
     """
     with open_ledger(db) as led:
-        changes = led.registry.diff(ecs_id_a, ecs_id_b)
-    a, b = as_uuid(ecs_id_a, "ecs_id_a"), as_uuid(ecs_id_b, "ecs_id_b")
-    console.print(f"{len(changes)} change(s) from {a} to {b}", highlight=False)
-    console.print(render.diff_table(changes))
+        found = audit.diff(led, ecs_id_a, ecs_id_b)
+    console.print(f"{len(found.changes)} change(s) from {found.old.ecs_id} to {found.new.ecs_id}", highlight=False)
+    console.print(render.diff_table(found.changes))
 
 
 @app.command()
@@ -330,15 +302,12 @@ def verify_unopenable(url: str, saved: Digest | None, opening: CorruptLogError) 
     When the walk finds nothing, the record that stopped replay becomes the
     problem: a store that cannot be opened never verifies as ok.
     """
-    store = EventStore(url, create=False)
     try:
-        report = verify_store(store, saved)
+        report = audit.verify_url(url, saved)
     except LedgerError:
         raise
     except Exception as exc:  # the integrity walk met a record it could not read either
         raise CorruptLogError(f"{opening}; verify could not read the log either ({type(exc).__name__}: {exc})") from None
-    finally:
-        store.close()
     if report.ok:
         report.ok = False
         report.problems.append(str(opening))
@@ -424,7 +393,7 @@ def demo(db: str | None = typer.Option(None, "--db", help="Store URL for the dem
         console.rule(f"[bold]entity-ledger demo[/bold]: {url}")
         for step in result.steps:
             console.print(f"  {step}", highlight=False, markup=False)
-        console.print(render.history_table(led.index, led.index.lineages[result.featured_lineage]))
+        console.print(render.history_table(audit.history(led, result.featured_lineage)))
         console.print("[bold]lineage of Alice (mermaid)[/bold]")
         graph = led.lineage_graph(result.featured_lineage, direction="both", depth=2)
         console.print(graph.to_mermaid(), highlight=False, markup=False, soft_wrap=True)

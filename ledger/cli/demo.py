@@ -4,6 +4,11 @@
 ``ledger.cli.demo_pipeline`` (every input pattern A1-A7 and return pattern B1-B7, a
 ConfigEntity, a recorded failure, a detachment, a manual edit) and returns what
 it did for the CLI to show; it never prints.
+
+It writes the way a user's script does, through the class-level APIs
+(``CallableRegistry.execute``, ``EntityRegistry.register_entity``), so the new
+ledger is the process's default while the demo runs; the previous default is put
+back afterwards.
 """
 
 from __future__ import annotations
@@ -12,8 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from ledger import Ledger
-from ledger.write.calls import execute_on
+from ledger import CallableRegistry, EntityRegistry, Ledger, get_ledger, set_default_ledger
 
 from ledger.cli.demo_pipeline import PREFIX, Course, Grade, Student, Transcript, register_functions
 
@@ -42,10 +46,20 @@ def build_demo(url: str) -> DemoResult:
     """Run the school pipeline against a new ledger at ``url``."""
     register_functions()
     led = Ledger(url)
+    previous = get_ledger()
+    set_default_ledger(led)
+    try:
+        return _fill(led)
+    finally:
+        set_default_ledger(previous)
+
+
+def _fill(led: Ledger) -> DemoResult:
+    """The demo's steps, written to the default ledger (``led``)."""
     steps: list[str] = []
 
     def run(function: str, pattern: str, /, **kwargs: Any) -> Any:
-        out = execute_on(led, PREFIX + function, **kwargs)
+        out = CallableRegistry.execute(PREFIX + function, **kwargs)
         steps.append(f"{pattern:<8} {function}")
         return out
 
@@ -53,7 +67,7 @@ def build_demo(url: str) -> DemoResult:
     courses = [Course(code=c, title=t, credits=k) for c, t, k in _COURSES]
     full = Course(code="seminar", title="Research seminar", credits=12)
     for entity in [*students, *courses, full]:
-        led.registry.register_entity(entity)
+        EntityRegistry.register_entity(entity)
     steps.append(f"register {len(students)} students (5 entities each), {len(courses) + 1} courses")
     alice, bob, chen, dana = students
 
@@ -86,6 +100,6 @@ def build_demo(url: str) -> DemoResult:
         failure = str(exc)
         steps.append(f"failure  enroll raised ValueError ({exc}); recorded as execution.failed")
     alice.name = "Alice Liddell"
-    led.registry.version_entity(alice)
+    EntityRegistry.version_entity(alice)
     steps.append("edit     Alice renamed outside any function -> a new version")
     return DemoResult(led, alice.lineage_id, steps, failure)

@@ -1,8 +1,9 @@
 """Rich renderings of ledger data for the ``ledger`` command.
 
-Every function here reads stored data only (the inline index and raw events),
-never the user's entity classes, so the command works wherever the store is
-reachable. They return renderables and never print.
+Every function here renders what the library already read (``projections.audit``
+records, SQL rows, event payloads), never the user's entity classes, so the
+command works wherever the store is reachable. They return renderables and never
+print.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from typing import Any
 import orjson
 from rich.table import Table
 
-from projections.diffing import diff_versions
-from projections.inline import InlineIndex, VersionRecord
+from projections.audit import HistoryRow
 
 __all__ = [
     "cell",
@@ -62,25 +62,23 @@ def _change_text(old: Any, new: Any) -> str:
     return f"{old!r} -> {new!r}"
 
 
-def history_table(index: InlineIndex, versions: Sequence[VersionRecord]) -> Table:
+def history_table(rows: Sequence[HistoryRow]) -> Table:
     """Every version of one lineage, oldest first, with what changed since the one before."""
-    first = versions[0]
-    table = Table(title=f"history of {short_type(first.topic)} lineage {first.lineage_id}")
+    first = rows[0].version
+    table = Table(title=f"history of {short_type(first.entity_type)} lineage {first.lineage_id}")
     for col in ("#", "position", "recorded_at", "ecs_id"):
         table.add_column(col, no_wrap=True)
     table.add_column("what changed", overflow="fold")
-    prev: VersionRecord | None = None
-    for i, rec in enumerate(versions, 1):
-        if prev is None:
+    for i, row in enumerate(rows, 1):
+        if row.changes is None:
             change = "created"
         else:
-            diff = diff_versions(index, prev, rec)
-            change = "\n".join(f"{k}: {_change_text(a, b)}" for k, (a, b) in diff.items())
+            change = "\n".join(f"{k}: {_change_text(a, b)}" for k, (a, b) in row.changes.items())
             change = change or "(same values: tree membership changed)"
+        rec = row.version
         table.add_row(
             str(i), str(rec.position), _when(rec.recorded_at.isoformat()), str(rec.ecs_id), change
         )
-        prev = rec
     return table
 
 
