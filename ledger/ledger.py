@@ -42,7 +42,7 @@ class Ledger:
         ``create=False`` opens only an existing ledger and writes nothing: a
         missing, empty or foreign store raises ``StoreNotFoundError`` (see
         ``EventStore``). A record replay cannot decode raises ``CorruptLogError``
-        naming its position; ``ledger.integrity.verify_store`` still runs on
+        naming its position; ``ledger.store.integrity.verify_store`` still runs on
         such a store. Either way the store is closed again before raising.
         """
         self.url = url
@@ -120,7 +120,7 @@ class Ledger:
         long-lived, acyclic index objects, and collections triggered by them
         were measured at two thirds of replay time.
 
-        A record that cannot be decoded (``ledger.decode``), or a stream that
+        A record that cannot be decoded (``ledger.events.decode``), or a stream that
         skips a version, stops replay with ``CorruptLogError`` naming its
         position; everything before it stays applied.
         """
@@ -265,7 +265,7 @@ class Ledger:
         return digest_store(self.store)
 
     def verify(self, digest: Digest | None = None) -> VerifyReport:
-        """Check every record's seal and the chain through the log (``ledger.integrity``).
+        """Check every record's seal and the chain through the log (``ledger.store.integrity``).
 
         With a ``digest`` saved earlier, also check that the log still reaches
         its position with the same chained hash.

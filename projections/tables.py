@@ -108,7 +108,7 @@ _EVENT_STRUCT = duckdb_struct(
 # event_type, payload, opened)``. ``_e`` holds every payload parsed; ``_v``, ``_x`` and
 # ``_r`` are its entity versions, executions (completed or failed) and erasures.
 # ``opened`` is the decrypted message of a failure sealed with personal keys
-# (``ledger/sealed_failure.py``; '<erased>' once a key is gone), NULL otherwise.
+# (``ledger/events/sealed_failure.py``; '<erased>' once a key is gone), NULL otherwise.
 PAGE_STATEMENTS: list[str] = [
     f"""CREATE OR REPLACE TEMP TABLE _e AS
         SELECT position, stream_id, stream_version, event_type, payload,

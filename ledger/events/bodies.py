@@ -71,9 +71,9 @@ class EntityVersionRecorded(_Event):
     is a small DAG of these events and unchanged subtrees are never rewritten.
     ``tree_root`` is the root version of the tree this batch recorded.
     ``personal`` names the fields of ``values`` stored encrypted with the
-    lineage's key (absent when there are none; see ledger/personal.py).
+    lineage's key (absent when there are none; see ledger/model/personal.py).
     ``key_check`` (the lineage's first personal version only) commits to that
-    key (``ledger.keys.key_check``), so verify can tell a deleted or swapped key
+    key (``ledger.store.keys.key_check``), so verify can tell a deleted or swapped key
     row from an erasure; events written before it existed have none.
     """
 
@@ -144,7 +144,7 @@ class ExecutionFailed(_Event):
 
     When an input belonged to a lineage with personal fields, ``error_message``
     and ``traceback`` hold ciphertext that opens only while every lineage in
-    ``sealed_with`` still has its key (``ledger/sealed_failure.py``);
+    ``sealed_with`` still has its key (``ledger/events/sealed_failure.py``);
     ``error_type`` always stays readable.
     """
 

@@ -6,7 +6,7 @@ version that is text, a NULL or non-JSON payload, a payload of one event type
 under another's topic. Replay must stop at such a record with one
 ``CorruptLogError`` that names its position and what is wrong, instead of the
 ``ValueError`` or ``KeyError`` of whichever line first touched it; ``verify``
-is the tool that then reports every problem (``ledger.integrity``).
+is the tool that then reports every problem (``ledger.store.integrity``).
 
 Unknown topics stay readable (a newer library may add event types): their
 payload only has to be a sealed JSON object. Replay calls these once per

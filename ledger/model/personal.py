@@ -3,7 +3,7 @@
 The event log is append-only, so erasing a person's data cannot mean editing
 it. Instead every field marked ``Personal[...]`` is encrypted with a key of its
 own lineage before it enters an event (*crypto-shredding*); the keys live
-outside the log (``ledger/keys.py``) and erasure destroys the key. The
+outside the log (``ledger/store/keys.py``) and erasure destroys the key. The
 ciphertext stays where it was, so every hash still matches, but nothing the
 store still holds can turn it back into the value.
 

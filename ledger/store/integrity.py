@@ -73,7 +73,7 @@ def verify_store(store: EventStore, digest: Digest | None = None) -> VerifyRepor
     still reaches its position with the same chained hash (a truncated tail).
     """
     if digest is not None and not isinstance(digest, Digest):
-        raise DigestError(f"digest: expected a ledger.digest.Digest, got {type(digest).__name__}")
+        raise DigestError(f"digest: expected a ledger.Digest, got {type(digest).__name__}")
     report = VerifyReport(ok=True)
     chain = LogChain()
     chain_at_digest: str | None = None

@@ -1,7 +1,7 @@
 """Auditing the key table against the commitments in the log.
 
 A lineage's first personal version carries ``key_check`` (an HMAC of a fixed
-text under its key, ``ledger.keys.key_check``). An erasure is recorded by an
+text under its key, ``ledger.store.keys.key_check``). An erasure is recorded by an
 ``entity.erased`` event; anything else that makes a key unusable is damage to
 the key table: a deleted row (reads as if erased, but nobody erased it), a row
 holding another lineage's key (swapped or copied), or a value that is not a

@@ -5,7 +5,7 @@ always says why data became unreadable; the key row is deleted after. If the
 deletion fails, the lineage already reads as erased everywhere (the index
 ignores keys of erased lineages) and calling ``erase`` again finishes the job:
 a repeated erasure appends nothing and only retries the key deletion and the
-shredding of its bytes (``ledger/keys.py``).
+shredding of its bytes (``ledger/store/keys.py``).
 """
 
 from __future__ import annotations
