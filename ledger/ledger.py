@@ -24,7 +24,7 @@ from ledger.store.integrity import VerifyReport, digest_store, verify_store
 from projections.inline import InlineIndex
 from ledger.registry import EntityRegistry
 from ledger.events.sealed_failure import is_sealed, open_failure
-from ledger.store.event_store import EventStore
+from ledger.store import EventStore
 
 __all__ = ["Ledger", "VerifyReport", "connect", "get_ledger", "sql"]
 

@@ -28,7 +28,7 @@ from projections.addresses import parse_address
 from ledger.errors import CorruptLogError, DigestError, LedgerError
 from ledger.store.integrity import verify_store
 from ledger.registry import as_uuid
-from ledger.store.event_store import EventStore
+from ledger.store import EventStore
 from projections.stored_view import resolve_stored, stored_data, version_for
 
 from ledger.cli import render

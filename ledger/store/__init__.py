@@ -4,6 +4,6 @@ The store knows records, positions and seals, never entities: it sits under the 
 and the write side, and above the codec.
 """
 
-from ledger.store.event_store import EventStore, StoreURL, parse_store_url
+from ledger.store.base import EventStore, StoreURL, parse_store_url
 
 __all__ = ["EventStore", "StoreURL", "parse_store_url"]
