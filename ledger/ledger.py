@@ -13,20 +13,20 @@ from types import TracebackType
 from typing import Any
 from uuid import UUID
 
-from ledger.events import decode
-from ledger.model.address import Address, parse_address
-from projections.addresses import Resolved, resolve_address
-from ledger.write.batch import Batch
-from ledger.events.digest import Digest
-from ledger.write.erasure import Erasure, erase_lineage
-from ledger.errors import ConcurrencyError, LedgerClosedError
-from ledger.events.bodies import EXECUTION_FAILED
-from ledger.store.integrity import VerifyReport, digest_store, verify_store
-from projections.inline import InlineIndex
-from ledger.registry import EntityRegistry
-from ledger.events.sealed_failure import is_sealed, open_failure
-from ledger.store.event_store import EventStore
 from ledger import _process
+from ledger.errors import ConcurrencyError, LedgerClosedError
+from ledger.events import decode
+from ledger.events.bodies import EXECUTION_FAILED
+from ledger.events.digest import Digest
+from ledger.events.sealed_failure import is_sealed, open_failure
+from ledger.model.address import Address, parse_address
+from ledger.registry import EntityRegistry
+from ledger.store import EventStore
+from ledger.store.integrity import VerifyReport, digest_store, verify_store
+from ledger.write.batch import Batch
+from ledger.write.erasure import Erasure, erase_lineage
+from projections.addresses import Resolved, resolve_address
+from projections.inline import InlineIndex
 
 __all__ = ["Ledger", "VerifyReport", "connect", "get_ledger", "sql"]
 
@@ -223,7 +223,9 @@ class Ledger:
         """
         self._check_open()
         if self._analytics is None:
-            from projections.analytics import Analytics  # the read side, loaded on first use
+            from projections.analytics import (
+                Analytics,  # the read side, loaded on first use
+            )
 
             self._analytics = Analytics(self.store, self.analytics_path)
         return self._analytics

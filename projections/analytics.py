@@ -42,7 +42,7 @@ from projections.readonly import check_query, connect_locked, first_line, run_re
 from projections.tables import DDL, LAYOUT, PAGE_STATEMENTS, TABLES, TRACKING
 
 if TYPE_CHECKING:
-    from ledger.store.event_store import EventStore, LogPage
+    from ledger.store.base import EventStore, LogPage
 
 __all__ = ["Analytics", "ProjectionMismatchError", "ReadOnlySQLError"]
 

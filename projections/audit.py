@@ -23,9 +23,9 @@ import orjson
 
 from ledger.errors import EntityNotFoundError
 from ledger.events.digest import Digest
-from ledger.store.event_store import EventStore
-from ledger.store.integrity import VerifyReport, verify_store
 from ledger.model.address import Address, as_uuid, parse_address
+from ledger.store import EventStore
+from ledger.store.integrity import VerifyReport, verify_store
 from projections.diffing import diff_versions
 from projections.inline import InlineIndex, VersionRecord
 from projections.stored_view import resolve_stored, stored_data, version_for

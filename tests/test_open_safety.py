@@ -27,7 +27,7 @@ import ledger
 from ledger import Ledger, connect, get_ledger, set_default_ledger
 from ledger.errors import CorruptLogError, LedgerError, StoreNotFoundError, StoreURLError
 from ledger.store.integrity import verify_store
-from ledger.store.event_store import EventStore, parse_store_url
+from ledger.store import EventStore, parse_store_url
 from ledger.cli import app
 
 from .conftest import PG_BASE, PG_SKIP_REASON, drop_pg_schema, requires_pg

@@ -20,7 +20,13 @@ from typing import Any, TypeVar
 import duckdb
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 import ledger.cli.render as render  # not `from ledger.cli import`: the package's __init__ imports us
 from ledger import Digest, Ledger, VerifyReport

@@ -17,9 +17,21 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from ledger import CallableRegistry, EntityRegistry, Ledger, get_ledger, set_default_ledger
-
-from ledger.cli.demo_pipeline import PREFIX, Course, Grade, Student, Transcript, register_functions
+from ledger import (
+    CallableRegistry,
+    EntityRegistry,
+    Ledger,
+    get_ledger,
+    set_default_ledger,
+)
+from ledger.cli.demo_pipeline import (
+    PREFIX,
+    Course,
+    Grade,
+    Student,
+    Transcript,
+    register_functions,
+)
 
 __all__ = ["DemoResult", "build_demo"]
 

@@ -13,13 +13,13 @@ from uuid import UUID
 
 import orjson
 
-from ledger.events.digest import Digest, LogChain
 from ledger.errors import DigestError
+from ledger.events.digest import Digest, LogChain
 from ledger.events.seal import GENESIS, check_seal, link_hash
 from ledger.store.key_audit import key_problems, note_key_facts
 
 if TYPE_CHECKING:
-    from ledger.store.event_store import EventStore
+    from ledger.store.base import EventStore
 
 __all__ = ["VerifyReport", "digest_store", "verify_store"]
 

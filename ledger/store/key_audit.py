@@ -21,7 +21,7 @@ from ledger.events.bodies import ENTITY_ERASED, ENTITY_VERSION
 from ledger.store.keys import TABLE, key_check, key_defect
 
 if TYPE_CHECKING:
-    from ledger.store.event_store import EventStore
+    from ledger.store.base import EventStore
 
 __all__ = ["key_problems", "note_key_facts"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Protocol
 
-from ledger.store.event_store import EventStore
+from ledger.store import EventStore
 from ledger.write.batch import Batch
 from projections.inline import InlineIndex
 

@@ -24,6 +24,7 @@ import ledger  # noqa: E402
 from ledger import CallableRegistry, Entity  # noqa: E402
 from ledger.write.batch import Batch  # noqa: E402
 from ledger.model.tree import build_entity_tree  # noqa: E402
+from ledger.write.planning import add_plan, plan_tree  # noqa: E402
 
 
 class Item(Entity):
@@ -79,12 +80,11 @@ def rss_mib() -> float:
 
 def fill(led: ledger.Ledger, n: int) -> None:
     """n root entities, written in batches of 1,000 through the normal planner."""
-    reg = led.registry
     for start in range(0, n, 1000):
         batch = Batch(led.index)
         for i in range(start, min(n, start + 1000)):
-            plan = reg.plan_tree(build_entity_tree(Item(name=f"f{i}", qty=i, price=1.0, sku="s", active=True)))
-            reg.add_plan(batch, plan, "register")
+            plan = plan_tree(led.index, build_entity_tree(Item(name=f"f{i}", qty=i, price=1.0, sku="s", active=True)))
+            add_plan(batch, plan, "register")
         led.commit(batch)
 
 

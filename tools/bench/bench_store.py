@@ -40,7 +40,7 @@ import orjson  # noqa: E402
 from _benchutil import NS, Clock, GCTimer, fmt_rate, fmt_us, machine, median, note, pct, table  # noqa: E402
 from ledger import Entity, Ledger  # noqa: E402
 from ledger.events.seal import GENESIS, NewEvent, seal_batch  # noqa: E402
-from ledger.store.event_store import EventStore  # noqa: E402
+from ledger.store import EventStore  # noqa: E402
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -192,7 +192,7 @@ def sqlite_floor_replay(path: str) -> tuple[float, int]:
 
 
 def pg_conninfo(url: str) -> dict[str, Any]:
-    from ledger.store.event_store import parse_store_url
+    from ledger.store import parse_store_url
 
     spec = parse_store_url(url)
     info: dict[str, Any] = dict(host=spec.host, port=spec.port, user=spec.user, dbname=spec.dbname)

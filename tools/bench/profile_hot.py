@@ -34,7 +34,7 @@ from bench_entities import leaf_changer, make_flat, make_school  # noqa: E402
 from _benchutil import GCTimer  # noqa: E402
 from bench_store import chunks, make_events  # noqa: E402
 from ledger import Ledger  # noqa: E402
-from ledger.store.event_store import EventStore  # noqa: E402
+from ledger.store import EventStore  # noqa: E402
 
 Setup = Callable[[], Callable[[], object]]
 

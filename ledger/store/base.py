@@ -1,0 +1,317 @@
+"""The append-only event store: one ``EventStore`` over three backends chosen by URL.
+
+The eventsourcing recorders give us what an audit log needs and nothing we
+would have to maintain ourselves: a gap-free, totally ordered notification log
+(our *positions*), atomic inserts across streams, and a unique (stream, version)
+key that turns two writers racing on one lineage into an ``IntegrityError``
+instead of a silent overwrite.
+
+URLs: ``memory://``, ``sqlite:///relative.db``, ``sqlite:////absolute.db``
+(``?synchronous=NORMAL|FULL``, default NORMAL), ``postgresql://user[:pw]@host[:port]/db``
+(``?schema=NAME``).
+
+This module holds what every backend shares: the URL, the ``StoreBackend``
+protocol, the error mapping and the reads through the recorder's public API.
+What reaches into the library's internals (pools, raw connections, table
+names, locks, SQL) stays in ``memory.py``, ``sqlite.py`` and ``postgres.py``;
+the key tables are in ``keys.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    IntegrityError,
+    Notification,
+    PersistenceError,
+    StoredEvent,
+)
+
+from ledger.errors import ConcurrencyError, CorruptLogError, StoreError, StoreURLError
+from ledger.events.seal import NewEvent
+from ledger.store.keys import KeyStore, KeyTable
+from ledger.store.memory import MemoryBackend
+from ledger.store.postgres import PostgresBackend
+from ledger.store.sqlite import SQLiteBackend
+
+__all__ = ["EventStore", "LogPage", "StoreBackend", "StoreURL", "parse_store_url"]
+
+log = logging.getLogger(__name__)
+
+
+_SYNCHRONOUS = {"OFF", "NORMAL", "FULL", "EXTRA"}
+# A schema name goes unquoted into SQL the eventsourcing library builds as text
+# (its type lookup), where PostgreSQL folds it to lower case: only names that
+# need no quoting at all are safe everywhere.
+_PLAIN_SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+@dataclass(frozen=True)
+class StoreURL:
+    kind: str  # "memory" | "sqlite" | "postgresql"
+    url: str
+    path: str = ""
+    options: dict[str, str] = field(default_factory=dict)
+    host: str = ""
+    port: int = 5432
+    user: str = ""
+    password: str = ""
+    dbname: str = ""
+
+
+def parse_store_url(url: str) -> StoreURL:
+    """Parse and check a store URL; a bad one raises ``StoreURLError`` naming it."""
+    if not isinstance(url, str) or "://" not in url:
+        raise StoreURLError(
+            f"url {url!r} is not a store URL; use memory://, sqlite:///file.db "
+            "or postgresql://user@host:5432/dbname"
+        )
+    scheme, _, rest = url.partition("://")
+    scheme = scheme.lower()
+    if scheme == "memory":
+        if rest not in ("", "/"):
+            raise StoreURLError(f"url {url!r}: memory:// takes no path")
+        return StoreURL("memory", url)
+    if scheme == "sqlite":
+        path, _, query = rest.partition("?")
+        if not path.startswith("/") or len(path) < 2:
+            raise StoreURLError(
+                f"url {url!r}: expected sqlite:///relative.db or sqlite:////absolute/path.db"
+            )
+        path = unquote(path[1:])
+        options = {k.lower(): v[-1] for k, v in parse_qs(query).items()}
+        sync = options.get("synchronous", "NORMAL").upper()
+        if sync not in _SYNCHRONOUS:
+            raise StoreURLError(f"url {url!r}: synchronous must be one of {sorted(_SYNCHRONOUS)}")
+        options["synchronous"] = sync
+        unknown = set(options) - {"synchronous"}
+        if unknown:
+            raise StoreURLError(f"url {url!r}: unknown option(s) {sorted(unknown)}")
+        return StoreURL("sqlite", url, path=path, options=options)
+    if scheme in ("postgresql", "postgres"):
+        parts = urlsplit(url)
+        dbname = parts.path.lstrip("/")
+        if not parts.hostname or not dbname:
+            raise StoreURLError(
+                f"url {url!r}: expected postgresql://user@host:port/dbname"
+            )
+        try:
+            port = parts.port or 5432
+        except ValueError:
+            raise StoreURLError(f"url {url!r}: the port is not a number") from None
+        options = {k.lower(): v[-1] for k, v in parse_qs(parts.query).items()}
+        unknown = set(options) - {"schema"}
+        if unknown:
+            raise StoreURLError(f"url {url!r}: unknown option(s) {sorted(unknown)}")
+        schema = options.get("schema")
+        if schema is not None and not _PLAIN_SCHEMA.fullmatch(schema):
+            raise StoreURLError(
+                f"url {url!r}: schema {schema!r} is not a plain identifier "
+                "(lower-case letters, digits and _, not starting with a digit, at most 63 characters)"
+            )
+        return StoreURL(
+            "postgresql",
+            url,
+            options=options,
+            host=parts.hostname,
+            port=port,
+            user=unquote(parts.username or os.environ.get("PGUSER", "postgres")),
+            password=unquote(parts.password or os.environ.get("PGPASSWORD", "")),
+            dbname=dbname,
+        )
+    raise StoreURLError(
+        f"url {url!r}: unknown scheme {scheme!r}; use memory://, sqlite:/// or postgresql://"
+    )
+
+
+class StoreBackend(Protocol):
+    """What one kind of database does for ``EventStore``: open, append sealed, read raw, close.
+
+    A backend is opened with ``(spec, create)`` and, like ``EventStore``,
+    writes nothing while opening when ``create`` is False. ``EventStore``
+    reads the log through ``recorder``'s public API and reaches the database
+    otherwise only through the methods below.
+    """
+
+    #: The eventsourcing recorder: head, pages of notifications, one stream's events.
+    recorder: ApplicationRecorder
+    #: Where this backend keeps the per-lineage data keys.
+    key_table: KeyTable
+    #: What the database driver raises, beside the eventsourcing errors, when a
+    #: (stream, version) was already taken, and when it refuses a batch otherwise.
+    conflicts: tuple[type[BaseException], ...]
+    failures: tuple[type[BaseException], ...]
+    #: What ``read_rows`` may raise from the driver (the recorder raises ``PersistenceError``).
+    read_failures: tuple[type[BaseException], ...]
+
+    def append(self, events: Sequence[NewEvent]) -> list[int]:
+        """Insert the batch atomically at the positions after the head, sealed for them.
+
+        In one transaction: take the write lock, read the log's last record,
+        ``seal_batch(events, head + 1, link_hash(last state))`` and insert each
+        event at the position it was sealed for; return those positions.
+        """
+        ...
+
+    def read_rows(self, start: int, limit: int, *, text_ids: bool = True) -> list[tuple[Any, ...]]:
+        """(position, stream id, version, topic, state) from ``start``, exactly as stored."""
+        ...
+
+    def is_damaged(self, cause: BaseException | None) -> bool:
+        """True when a read failed because the database file itself is damaged."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; a second call does nothing."""
+        ...
+
+
+#: The backend for each ``StoreURL.kind``.
+_BACKENDS: dict[str, Callable[[StoreURL, bool], StoreBackend]] = {
+    "memory": MemoryBackend,
+    "sqlite": SQLiteBackend,
+    "postgresql": PostgresBackend,
+}
+
+
+@dataclass(slots=True)
+class LogPage:
+    """Consecutive log entries as parallel columns (stream ids as text)."""
+
+    positions: list[int]
+    stream_ids: list[str]
+    versions: list[int]
+    topics: list[str]
+    states: list[bytes]
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+
+class EventStore:
+    """Append batches, read the ordered log; the key table sits beside it."""
+
+    def __init__(self, url: str = "memory://", *, create: bool = True) -> None:
+        """Open the store at ``url``, creating its tables unless ``create=False``.
+
+        ``create=False`` opens only an existing ledger and writes nothing while
+        opening: a missing or empty file, a foreign SQLite database, a PostgreSQL
+        schema that is missing or has no ledger table raise ``StoreNotFoundError``
+        (``ledger.store.probe`` says why the check runs before any connection).
+        ``memory://`` never holds an existing ledger (it lives and dies with the
+        store object), so it raises ``StoreNotFoundError`` too.
+        """
+        self.spec = parse_store_url(url)
+        self.url = url
+        #: False when opened for reading: whatever runs at open must not write then.
+        self.create = create
+        self._backend = _BACKENDS[self.spec.kind](self.spec, create)
+        self.recorder: ApplicationRecorder = self._backend.recorder
+        self._conflicts = (IntegrityError, *self._backend.conflicts)
+        self._failures = (PersistenceError, *self._backend.failures)
+        #: Per-lineage data keys for personal fields, outside the event table.
+        self.keys = KeyStore(self._backend.key_table)
+        # A writable open finishes shredding the keys an earlier erase could not
+        # (a reader held their bytes). A read-only open must skip this: it writes.
+        if create:
+            try:
+                self.keys.finish_shredding()
+            except StoreError as exc:  # never stops an open: the next erase or open retries
+                log.warning("%s", exc)
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    def append(self, events: Sequence[NewEvent]) -> list[int]:
+        """Seal and insert the batch atomically; returns the positions the store assigned.
+
+        The backend takes its write lock, reads the log's last record, seals
+        the batch at the positions that follow it (``events.seal_batch``) and
+        inserts with those positions, in one transaction: a record's seal can
+        then name its own position and its predecessor in the log.
+        """
+        if not events:
+            return []
+        try:
+            positions = self._backend.append(events)
+        except self._conflicts as exc:
+            streams = sorted({str(e.stream_id) for e in events})
+            raise ConcurrencyError(
+                "another writer appended to stream(s) "
+                f"{', '.join(streams[:3])}{' …' if len(streams) > 3 else ''} first; "
+                f"nothing of this batch was written ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})"
+            ) from exc
+        except self._failures as exc:
+            raise StoreError(f"store {self.url!r} refused the batch: {exc}".strip().splitlines()[0]) from exc
+        if len(positions) != len(events):  # pragma: no cover
+            raise StoreError(f"store {self.url!r} did not report positions for the batch")
+        return positions
+
+    def head(self) -> int:
+        """The position of the last event (0 for an empty log)."""
+        try:
+            return self.recorder.max_notification_id() or 0
+        except PersistenceError as exc:
+            raise self._read_error(exc, None) from exc
+
+    def read(self, start: int = 1, limit: int = 10_000, stop: int | None = None) -> Sequence[Notification]:
+        """Events with position >= start (and <= stop), oldest first."""
+        try:
+            return self.recorder.select_notifications(start, limit, stop=stop)
+        except PersistenceError as exc:
+            raise self._read_error(exc, start) from exc
+
+    def read_columns(self, start: int = 1, limit: int = 50_000, *, text_ids: bool = True) -> LogPage:
+        """A page of the log as columns, exactly as stored, for bulk readers (replay, verify, projections).
+
+        SQLite and PostgreSQL are read with one plain SELECT into tuples: the
+        recorder's per-row ``Notification`` objects cost more than the query,
+        and its conversions would fail inside the recorder on an edited row
+        (``ledger.decode`` and ``ledger.integrity`` check the raw values and
+        name the position instead). A damaged SQLite file is a
+        ``CorruptLogError``. ``text_ids=False`` lets ``memory://`` hand back
+        its stream ids as the UUIDs it holds (replay skips the text round trip).
+        """
+        try:
+            rows = self._backend.read_rows(start, limit, text_ids=text_ids)
+        except self._backend.read_failures as exc:  # the raw connection, not the recorder
+            raise self._read_error(exc, start) from exc
+        except PersistenceError as exc:
+            raise StoreError(f"store {self.url!r}: read failed: {exc}") from exc
+        if not rows:
+            return LogPage([], [], [], [], [])
+        positions, stream_ids, versions, topics, states = map(list, zip(*rows))
+        return LogPage(positions, stream_ids, versions, topics, states)
+
+    def _read_error(self, exc: BaseException, start: int | None) -> StoreError:
+        """A failed read as one line: ``CorruptLogError`` when the backend says the file is damaged."""
+        # The recorder wraps the driver's error; a raw connection raises it as it is.
+        cause = exc.__cause__ if isinstance(exc, PersistenceError) else exc
+        where = "" if start is None else f" from position {start}"
+        if self._backend.is_damaged(cause):
+            # The damaged page's records are unknown, so no position is claimed.
+            return CorruptLogError(f"store {self.url!r}: the log cannot be read{where}, the file is damaged: {cause}")
+        return StoreError(f"store {self.url!r}: read failed{where}: {cause or exc}")
+
+    def iter_all(self, start: int = 1, page: int = 10_000, stop: int | None = None) -> Iterator[Notification]:
+        while True:
+            batch = self.read(start, page, stop)
+            if not batch:
+                return
+            yield from batch
+            start = batch[-1].id + 1
+
+    def read_stream(self, stream_id: Any) -> Sequence[StoredEvent]:
+        return self.recorder.select_events(stream_id)
+
+    def close(self) -> None:
+        self._backend.close()

@@ -1,0 +1,130 @@
+"""The ``sqlite:///`` backend: the eventsourcing SQLite recorder, tuned, with a sealed append.
+
+Everything that reaches past the recorder's public API into the library's
+internals for SQLite lives here: the connection pool subclass that tunes each
+connection, the raw ``sqlite3`` connection behind the pool's wrapper, the
+events table's name, and the SQL of the append and the bulk read.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from eventsourcing.persistence import ApplicationRecorder
+
+from ledger.errors import StoreURLError
+from ledger.events.seal import GENESIS, NewEvent, link_hash, seal_batch
+from ledger.store.keys import SQLiteKeyTable
+from ledger.store.probe import check_sqlite_file
+
+if TYPE_CHECKING:
+    from ledger.store.base import StoreURL
+
+__all__ = ["SQLiteBackend"]
+
+_DAMAGED = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+
+def _open_recorder(spec: StoreURL, create: bool = True) -> tuple[ApplicationRecorder, Any]:
+    from eventsourcing.sqlite import (
+        SQLiteApplicationRecorder,
+        SQLiteConnection,
+        SQLiteConnectionPool,
+        SQLiteDatastore,
+    )
+
+    synchronous = spec.options["synchronous"]
+
+    class TunedPool(SQLiteConnectionPool):
+        """Tunes every connection; the library has no settings for these.
+
+        A larger page cache and less frequent WAL checkpoints keep bulk appends
+        from stalling on checkpoints (measured: p90 append latency spikes).
+        """
+
+        def _create_connection(self) -> SQLiteConnection:
+            conn = super()._create_connection()
+            raw = conn._sqlite_conn
+            raw.execute(f"PRAGMA synchronous={synchronous}")
+            raw.execute("PRAGMA cache_size=-8192")  # 8 MiB: more only inflates RSS
+            raw.execute("PRAGMA wal_autocheckpoint=10000")
+            # Freed cells are zeroed on every connection, so a page split or
+            # merge never leaves a stale copy of a data key in free space.
+            raw.execute("PRAGMA secure_delete=ON")
+            return conn
+
+    directory = os.path.dirname(os.path.abspath(spec.path))
+    if not os.path.isdir(directory):
+        raise StoreURLError(f"url {spec.url!r}: directory {directory!r} does not exist")
+    check_sqlite_file(spec.url, spec.path, create=create)
+    datastore = SQLiteDatastore(db_name=spec.path, lock_timeout=30)
+    datastore.pool = TunedPool(db_name=spec.path, lock_timeout=30)
+    recorder = SQLiteApplicationRecorder(datastore)
+    if create:
+        recorder.create_table()
+    else:
+        # The pool would switch a rollback-journal file to WAL on its first
+        # connection: a write, which opening for reading must not make.
+        datastore.pool.is_journal_mode_wal = True
+    return recorder, datastore
+
+
+class SQLiteBackend:
+    """One SQLite file: the events table and, beside it, the key table."""
+
+    #: Raised by the raw connection the append and the bulk read use, not by the recorder.
+    conflicts: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
+    failures: tuple[type[BaseException], ...] = (sqlite3.Error,)
+    read_failures: tuple[type[BaseException], ...] = (sqlite3.DatabaseError,)
+
+    def __init__(self, spec: StoreURL, create: bool = True) -> None:
+        """Check the file first (``ledger.store.probe``), then open it; ``create=False`` writes nothing."""
+        self.recorder, self._datastore = _open_recorder(spec, create)
+        self.key_table = SQLiteKeyTable(self._datastore, create=create)
+
+    def append(self, events: Sequence[NewEvent]) -> list[int]:
+        """Seal the batch after the head and insert it with explicit rowids, in one IMMEDIATE transaction."""
+        table = self.recorder.events_table_name  # type: ignore[attr-defined]
+        with self._datastore.get_connection(commit=True) as conn:
+            raw = conn._sqlite_conn
+            # IMMEDIATE: take the write lock before reading the head, so no other
+            # writer can take the positions this batch is sealed for.
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                row = raw.execute(f"SELECT rowid, state FROM {table} ORDER BY rowid DESC LIMIT 1").fetchone()
+                head, prev = (row[0], link_hash(row[1])) if row else (0, GENESIS)
+                seal_batch(events, head + 1, prev)
+                raw.executemany(
+                    f"INSERT INTO {table} (rowid, originator_id, originator_version, topic, state) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [(head + 1 + i, e.stream_id.hex, e.version, e.topic, e.state) for i, e in enumerate(events)],
+                )
+                raw.execute("COMMIT")
+            except BaseException:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                raise
+        return list(range(head + 1, head + 1 + len(events)))
+
+    def read_rows(self, start: int, limit: int, *, text_ids: bool = True) -> list[tuple[Any, ...]]:
+        """One plain SELECT on the raw connection: the values exactly as stored (stream ids are text here)."""
+        table = self.recorder.events_table_name  # type: ignore[attr-defined]
+        with self._datastore.get_connection(commit=False) as conn:
+            return conn._sqlite_conn.execute(
+                f"SELECT rowid, originator_id, originator_version, topic, state FROM {table} "
+                "WHERE rowid>=? ORDER BY rowid LIMIT ?",
+                (start, limit),
+            ).fetchall()
+
+    def is_damaged(self, cause: BaseException | None) -> bool:
+        """True when SQLite says the file itself is damaged (corrupt, or not a database)."""
+        code = getattr(cause, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF in _DAMAGED
+
+    def close(self) -> None:
+        if self._datastore is not None:
+            self._datastore.close()
+            self._datastore = None
