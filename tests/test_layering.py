@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -59,8 +60,16 @@ def test_layer_order_matches_the_design() -> None:
 
 def test_a_wheel_holds_only_the_library_packages(tmp_path) -> None:
     """``pip install .`` must not put a top-level ``tools`` (or ``tests``) into site-packages."""
+    # Build from a copy: setuptools reuses a build/ directory, and stale modules left in one
+    # by an older checkout would end up in the wheel.
+    source = tmp_path / "src"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", "__pycache__", ".hypothesis", "*.db*"),
+    )
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(source)],
         capture_output=True,
         text=True,
     )

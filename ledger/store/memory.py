@@ -10,12 +10,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from eventsourcing.persistence import ApplicationRecorder, StoredEvent
 
 from ledger.errors import StoreError, StoreNotFoundError
 from ledger.events.seal import GENESIS, NewEvent, link_hash, seal_batch
-from ledger.store.keys import MemoryKeyTable
 
 if TYPE_CHECKING:
     from ledger.store.base import StoreURL
@@ -77,3 +77,26 @@ class MemoryBackend:
 
     def close(self) -> None:
         pass
+
+
+# ---------------------------------------------------------------- key table
+class MemoryKeyTable:
+    """The keys of a ``memory://`` store: a dict that lives and dies with the store."""
+
+    def __init__(self) -> None:
+        self._keys: dict[UUID, Any] = {}
+
+    def fetch(self, lineage_id: UUID) -> Any:
+        return self._keys.get(lineage_id)
+
+    def insert_if_absent(self, lineage_id: UUID, key: bytes) -> Any:
+        return self._keys.setdefault(lineage_id, key)
+
+    def delete(self, lineage_id: UUID) -> bool:
+        return self._keys.pop(lineage_id, None) is not None
+
+    def shred(self) -> set[UUID]:
+        return set()  # no files: a dropped entry is gone
+
+    def fetch_all(self) -> dict[UUID, Any]:
+        return dict(self._keys)

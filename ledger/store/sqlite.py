@@ -12,12 +12,13 @@ import os
 import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from eventsourcing.persistence import ApplicationRecorder
 
-from ledger.errors import StoreURLError
+from ledger.errors import StoreError, StoreURLError
 from ledger.events.seal import GENESIS, NewEvent, link_hash, seal_batch
-from ledger.store.keys import SQLiteKeyTable
+from ledger.store.keys import SHRED_WAIT_MS, SHREDS, TABLE, raw_key
 from ledger.store.probe import check_sqlite_file
 
 if TYPE_CHECKING:
@@ -128,3 +129,89 @@ class SQLiteBackend:
         if self._datastore is not None:
             self._datastore.close()
             self._datastore = None
+
+
+# ---------------------------------------------------------------- key table
+class SQLiteKeyTable:
+    """``ledger_keys`` in the store's SQLite file, through the eventsourcing pool."""
+
+    def __init__(self, datastore: Any, *, create: bool = True) -> None:
+        """``create=False`` (a store opened for reading) leaves the schema as it is."""
+        self._datastore = datastore
+        if not create:
+            return
+        with datastore.transaction(commit=True) as cur:
+            cur.execute(
+                f"CREATE TABLE IF NOT EXISTS {TABLE} "
+                "(lineage_id TEXT PRIMARY KEY, key BLOB NOT NULL) WITHOUT ROWID"
+            )
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {SHREDS} (lineage_id TEXT PRIMARY KEY) WITHOUT ROWID")
+
+    def fetch(self, lineage_id: UUID) -> Any:
+        with self._datastore.transaction(commit=False) as cur:
+            cur.execute(f"SELECT key FROM {TABLE} WHERE lineage_id = ?", (str(lineage_id),))
+            row = cur.fetchone()
+        return None if row is None else raw_key(row[0])
+
+    def insert_if_absent(self, lineage_id: UUID, key: bytes) -> Any:
+        with self._datastore.transaction(commit=True) as cur:
+            cur.execute(
+                f"INSERT INTO {TABLE} (lineage_id, key) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (str(lineage_id), key),
+            )
+            cur.execute(f"SELECT key FROM {TABLE} WHERE lineage_id = ?", (str(lineage_id),))
+            return raw_key(cur.fetchone()[0])
+
+    def delete(self, lineage_id: UUID) -> bool:
+        with self._datastore.get_connection(commit=True) as conn:
+            conn._sqlite_conn.execute("PRAGMA secure_delete = ON")  # freed cells are overwritten with zeros
+            with conn.transaction(commit=True) as cur:
+                cur.execute(f"DELETE FROM {TABLE} WHERE lineage_id = ?", (str(lineage_id),))
+                deleted = cur.sqlite_cursor.rowcount > 0
+                if deleted:
+                    cur.execute(
+                        f"INSERT INTO {SHREDS} (lineage_id) VALUES (?) ON CONFLICT DO NOTHING",
+                        (str(lineage_id),),
+                    )
+        return deleted
+
+    def shred(self) -> set[UUID]:
+        """Copy the WAL into the zeroed main file and truncate it, unless a reader prevents it.
+
+        A checkpoint cannot copy WAL frames past the snapshot of a connection
+        still reading, nor truncate the WAL: SQLite then reports ``busy`` (or
+        fewer frames checkpointed than logged) and the deleted keys' bytes are
+        still in the files, so they stay pending.
+        """
+        import sqlite3
+
+        with self._datastore.get_connection(commit=True) as conn:
+            raw = conn._sqlite_conn
+            try:
+                pending = [r[0] for r in raw.execute(f"SELECT lineage_id FROM {SHREDS}").fetchall()]
+                if not pending:
+                    return set()
+                if not self._checkpoint(raw):
+                    return {UUID(p) for p in pending}
+            except sqlite3.Error as exc:
+                raise StoreError(f"key table {TABLE!r}: shredding deleted keys failed: {exc}") from exc
+            with conn.transaction(commit=True) as cur:
+                cur.executemany(f"DELETE FROM {SHREDS} WHERE lineage_id = ?", [(p,) for p in pending])
+            self._checkpoint(raw)  # leave the WAL empty again (it holds no key bytes either way)
+        return set()
+
+    @staticmethod
+    def _checkpoint(raw: Any) -> bool:
+        """``wal_checkpoint(TRUNCATE)`` with a short busy timeout; True when the WAL was emptied."""
+        (timeout,) = raw.execute("PRAGMA busy_timeout").fetchone()
+        raw.execute(f"PRAGMA busy_timeout = {SHRED_WAIT_MS}")
+        try:
+            busy, logged, copied = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            raw.execute(f"PRAGMA busy_timeout = {int(timeout)}")
+        return busy == 0 and logged == copied
+
+    def fetch_all(self) -> dict[UUID, Any]:
+        with self._datastore.transaction(commit=False) as cur:
+            cur.execute(f"SELECT lineage_id, key FROM {TABLE}")
+            return {UUID(r[0]): raw_key(r[1]) for r in cur.fetchall()}
