@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from eventsourcing.persistence import ApplicationRecorder
+from eventsourcing.persistence import ApplicationRecorder, PersistenceError
 
-from ledger.errors import StoreError, StoreURLError
+from ledger.errors import CorruptLogError, StoreError, StoreURLError
 from ledger.events.seal import GENESIS, NewEvent, link_hash, seal_batch
 from ledger.store.keys import SHRED_WAIT_MS, SHREDS, TABLE, raw_key
 from ledger.store.probe import check_sqlite_file
+from ledger.store.version_index import INDEX_NAME, IndexRows, rows_for_batch
 
 if TYPE_CHECKING:
     from ledger.store.base import StoreURL
@@ -27,6 +28,20 @@ if TYPE_CHECKING:
 __all__ = ["SQLiteBackend"]
 
 _DAMAGED = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+# The stored version index (``version_index.py``). Ids are hex text, as the events table
+# stores stream ids.
+_VERSIONS = "ledger_version_index"
+_ERASURES = "ledger_erasure_index"
+_TRACKING = "ledger_index_tracking"
+_INDEX_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {_VERSIONS} (ecs_id TEXT PRIMARY KEY, lineage_id TEXT NOT NULL, "
+    "version INTEGER NOT NULL, position INTEGER NOT NULL) WITHOUT ROWID",
+    f"CREATE INDEX IF NOT EXISTS {_VERSIONS}_lineage ON {_VERSIONS} (lineage_id, version)",
+    f"CREATE TABLE IF NOT EXISTS {_ERASURES} (lineage_id TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID",
+    f"CREATE TABLE IF NOT EXISTS {_TRACKING} (name TEXT PRIMARY KEY, position INTEGER NOT NULL, head_hash TEXT NOT NULL)",
+    f"INSERT OR IGNORE INTO {_TRACKING} (name, position, head_hash) VALUES ('{INDEX_NAME}', 0, '{GENESIS}')",
+)
 
 
 def _open_recorder(spec: StoreURL, create: bool = True) -> tuple[ApplicationRecorder, Any]:
@@ -85,6 +100,16 @@ class SQLiteBackend:
         """Check the file first (``ledger.store.probe``), then open it; ``create=False`` writes nothing."""
         self.recorder, self._datastore = _open_recorder(spec, create)
         self.key_table = SQLiteKeyTable(self._datastore, create=create)
+        if create:
+            try:
+                with self._datastore.transaction(commit=True) as cur:
+                    for statement in _INDEX_DDL:
+                        cur.execute(statement)
+            except PersistenceError as exc:
+                self._datastore.close()
+                if self.is_damaged(exc.__cause__):
+                    raise CorruptLogError(f"store {spec.url!r}: the file is damaged: {exc.__cause__}") from exc
+                raise StoreError(f"store {spec.url!r}: cannot create the version index: {exc}") from exc
 
     def append(self, events: Sequence[NewEvent]) -> list[int]:
         """Seal the batch after the head and insert it with explicit rowids, in one IMMEDIATE transaction."""
@@ -103,12 +128,108 @@ class SQLiteBackend:
                     "VALUES (?, ?, ?, ?, ?)",
                     [(head + 1 + i, e.stream_id.hex, e.version, e.topic, e.state) for i, e in enumerate(events)],
                 )
+                self._write_index(raw, rows_for_batch(events, head + 1), head, head + len(events), events[-1].hash)
                 raw.execute("COMMIT")
             except BaseException:
                 if raw.in_transaction:
                     raw.execute("ROLLBACK")
                 raise
         return list(range(head + 1, head + 1 + len(events)))
+
+    # ------------------------------------------------------------ version index
+    def _write_index(self, raw: Any, rows: IndexRows, expect: int, upto: int, upto_hash: str) -> bool:
+        """Add rows and move the tracked position from ``expect`` to ``upto``; False if it was elsewhere.
+
+        Runs inside the caller's transaction. A file made before the index existed
+        has no index tables: nothing is written (the next writable open builds them).
+        """
+        try:
+            if rows.versions:
+                raw.executemany(
+                    f"INSERT OR IGNORE INTO {_VERSIONS} (ecs_id, lineage_id, version, position) VALUES (?, ?, ?, ?)",
+                    [(e.hex, lineage.hex, v, p) for e, lineage, v, p in rows.versions],
+                )
+            if rows.erasures:
+                raw.executemany(
+                    f"INSERT OR IGNORE INTO {_ERASURES} (lineage_id, position) VALUES (?, ?)",
+                    [(lineage.hex, p) for lineage, p in rows.erasures],
+                )
+            moved = raw.execute(
+                f"UPDATE {_TRACKING} SET position = ?, head_hash = ? WHERE name = ? AND position = ?",
+                (upto, upto_hash, INDEX_NAME, expect),
+            )
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return False
+            raise
+        return moved.rowcount == 1
+
+    def index_state(self) -> tuple[int, str] | None:
+        """The tracked (position, head_hash), or None where the index tables do not exist."""
+        try:
+            with self._datastore.get_connection(commit=False) as conn:
+                row = conn._sqlite_conn.execute(
+                    f"SELECT position, head_hash FROM {_TRACKING} WHERE name = ?", (INDEX_NAME,)
+                ).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return None
+            raise
+        return None if row is None else (row[0], row[1])
+
+    def add_index_rows(self, rows: IndexRows, expect: int, upto: int, upto_hash: str) -> bool:
+        """Catch-up: add rows for records up to ``upto`` and move the tracked position there."""
+        with self._datastore.get_connection(commit=True) as conn:
+            raw = conn._sqlite_conn
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                moved = self._write_index(raw, rows, expect, upto, upto_hash)
+                raw.execute("COMMIT")
+            except BaseException:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                raise
+        return moved
+
+    def reset_index(self) -> None:
+        """Forget every index row (the log below the tracked position was rewritten)."""
+        with self._datastore.transaction(commit=True) as cur:
+            cur.execute(f"DELETE FROM {_VERSIONS}")
+            cur.execute(f"DELETE FROM {_ERASURES}")
+            cur.execute(f"UPDATE {_TRACKING} SET position = 0, head_hash = ? WHERE name = ?", (GENESIS, INDEX_NAME))
+
+    def version_entry(self, ecs_id: UUID) -> tuple[UUID, int, int] | None:
+        """(lineage_id, version, position) of one stored version, or None."""
+        with self._datastore.get_connection(commit=False) as conn:
+            row = conn._sqlite_conn.execute(
+                f"SELECT lineage_id, version, position FROM {_VERSIONS} WHERE ecs_id = ?", (ecs_id.hex,)
+            ).fetchone()
+        return None if row is None else (UUID(row[0]), row[1], row[2])
+
+    def lineage_entries(self, lineage_id: UUID) -> list[tuple[UUID, int, int]]:
+        """(ecs_id, version, position) of every version of a lineage, oldest first."""
+        with self._datastore.get_connection(commit=False) as conn:
+            rows = conn._sqlite_conn.execute(
+                f"SELECT ecs_id, version, position FROM {_VERSIONS} WHERE lineage_id = ? ORDER BY version",
+                (lineage_id.hex,),
+            ).fetchall()
+        return [(UUID(e), v, p) for e, v, p in rows]
+
+    def erasure_entries(self) -> dict[UUID, int]:
+        with self._datastore.get_connection(commit=False) as conn:
+            rows = conn._sqlite_conn.execute(f"SELECT lineage_id, position FROM {_ERASURES}").fetchall()
+        return {UUID(lineage): p for lineage, p in rows}
+
+    def index_dump(self) -> IndexRows:
+        """Every stored row, sorted by position (to compare with a rebuild)."""
+        with self._datastore.get_connection(commit=False) as conn:
+            raw = conn._sqlite_conn
+            versions = raw.execute(f"SELECT ecs_id, lineage_id, version, position FROM {_VERSIONS} ORDER BY position").fetchall()
+            erasures = raw.execute(f"SELECT lineage_id, position FROM {_ERASURES} ORDER BY position").fetchall()
+        return IndexRows(
+            [(UUID(e), UUID(lineage), v, p) for e, lineage, v, p in versions],
+            [(UUID(lineage), p) for lineage, p in erasures],
+        )
 
     def read_rows(self, start: int, limit: int, *, text_ids: bool = True) -> list[tuple[Any, ...]]:
         """One plain SELECT on the raw connection: the values exactly as stored (stream ids are text here)."""
