@@ -19,9 +19,8 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-import orjson
-
 from ledger.errors import EntityNotFoundError
+from ledger.events.decode import checked_record, corrupt
 from ledger.events.digest import Digest
 from ledger.model.address import Address, as_uuid, parse_address
 from ledger.store import EventStore
@@ -157,15 +156,23 @@ def recent_events(
     page = max(limit, _MIN_PAGE)
     while end >= 1 and len(picked) < limit:
         start = max(1, end - page + 1)
-        for n in reversed(store.read(start, end - start + 1)):
-            if event_type and not (n.topic == event_type or n.topic.startswith(event_type + ".")):
+        rows = store.read_columns(start, end - start + 1)
+        expected = end
+        for i in reversed(range(len(rows))):
+            position = rows.positions[i]
+            if position != expected:  # every position up to the head holds a record
+                raise corrupt(expected, "the record is missing (the log has a gap here); run ledger verify")
+            expected -= 1
+            _, _, topic, payload = checked_record(position, rows.stream_ids[i], rows.versions[i], rows.topics[i], rows.states[i])
+            if event_type and not (topic == event_type or topic.startswith(event_type + ".")):
                 continue
-            payload = orjson.loads(n.state)
             if function and payload.get("function_name") != function:
                 continue
-            picked.append(LogEntry(n.id, n.topic, source.open_payload(n.topic, payload)))
+            picked.append(LogEntry(position, topic, source.open_payload(topic, payload)))
             if len(picked) == limit:
                 break
+        if len(picked) < limit and expected >= start:  # the page ended before its first position
+            raise corrupt(expected, "the record is missing (the log has a gap here); run ledger verify")
         end = start - 1
     picked.reverse()
     return picked

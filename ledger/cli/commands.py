@@ -32,6 +32,7 @@ import ledger.cli.render as render  # not `from ledger.cli import`: the package'
 from ledger import Digest, Ledger, VerifyReport
 from ledger.errors import CorruptLogError, DigestError, LedgerError
 from projections import audit
+from projections.stored_reads import StoredReader
 
 app = typer.Typer(
     help="Inspect and audit an entity-ledger store. Every command takes --db URL (or $LEDGER_URL).",
@@ -104,6 +105,19 @@ def open_ledger(db: str | None, *, create: bool = False) -> Ledger:
     return Ledger(store_url(db), create=create, analytics_path=os.environ.get("LEDGER_ANALYTICS") or None)
 
 
+def open_reader(db: str | None) -> Any:
+    """A reader for ``log``, ``show``, ``history``, ``as-of`` and ``diff``, opened without writing.
+
+    Where the store's version index covers the log, it reads only the records a
+    command shows (``projections.stored_reads``): a few queries whatever the log's
+    length. Otherwise (an index that lags, a store written before it existed) it
+    replays the log, as ``open_ledger`` does; the next writable open builds the index.
+    """
+    url = store_url(db)
+    reader = StoredReader.open(url)
+    return reader if reader is not None else Ledger(url, create=False)
+
+
 # ------------------------------------------------------------------ reading
 @app.command()
 @one_line_errors
@@ -119,7 +133,7 @@ def log(
 
     Example: ledger log --limit 5 --type execution --function school.compute_gpa
     """
-    with open_ledger(db) as led:
+    with open_reader(db) as led:
         entries = audit.recent_events(led, limit=limit, event_type=type_, function=function)
     console.print(
         render.rows_table(
@@ -143,7 +157,7 @@ def show(address: str = typer.Argument(..., help="@<uuid>[.path]: an ecs_id or l
     if not address.startswith("@"):
         address = "@" + address
     parsed = audit.parse_address(address, argument="address")
-    with open_ledger(db) as led:
+    with open_reader(db) as led:
         found = audit.show(led, parsed)
     rec = found.version
     console.print(
@@ -163,7 +177,7 @@ def history(lineage_id: str = typer.Argument(..., help="A lineage id (or any ecs
     Example: ledger history 3f0c2a9e-0d4b-4c38-9a51-2b8f0e6d7b1d --db sqlite:///audit.db
     """
     uuid = audit.parse_id(lineage_id, "lineage_id")
-    with open_ledger(db) as led:
+    with open_reader(db) as led:
         rows = audit.history(led, uuid, argument="lineage_id")
     console.print(render.history_table(rows))
 
@@ -191,7 +205,7 @@ def as_of(
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
     uuid = audit.parse_id(lineage_id, "lineage_id")
-    with open_ledger(db) as led:
+    with open_reader(db) as led:
         found = audit.as_of(led, uuid, position=position, at=when, argument="lineage_id")
     point = f"position {position}" if when is None else when.isoformat()
     rec = found.version
@@ -216,7 +230,7 @@ def diff(
 
     Example: ledger diff 0b1e...  9c4f...
     """
-    with open_ledger(db) as led:
+    with open_reader(db) as led:
         found = audit.diff(led, ecs_id_a, ecs_id_b)
     console.print(f"{len(found.changes)} change(s) from {found.old.ecs_id} to {found.new.ecs_id}", highlight=False)
     console.print(render.diff_table(found.changes))

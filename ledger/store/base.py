@@ -311,7 +311,7 @@ class EventStore:
     # ------------------------------------------------------------ version index
     def index_state(self) -> tuple[int, str] | None:
         """(tracked position, its record's chain link) of the stored version index; None without one."""
-        return self._backend.index_state()
+        return self._index_read(self._backend.index_state)
 
     def index_caught_up(self) -> bool:
         """True when the stored version index covers the whole log (readers may use it alone)."""
@@ -376,19 +376,26 @@ class EventStore:
 
     def stored_index(self) -> IndexRows:
         """Every row the stored version index holds, by position."""
-        return self._backend.index_dump()
+        return self._index_read(self._backend.index_dump)
 
     def version_entry(self, ecs_id: Any) -> tuple[Any, int, int] | None:
         """(lineage_id, stream version, position) of a stored version, from the index."""
-        return self._backend.version_entry(ecs_id)
+        return self._index_read(self._backend.version_entry, ecs_id)
 
     def lineage_entries(self, lineage_id: Any) -> list[tuple[Any, int, int]]:
         """(ecs_id, stream version, position) of each version of a lineage, oldest first."""
-        return self._backend.lineage_entries(lineage_id)
+        return self._index_read(self._backend.lineage_entries, lineage_id)
 
     def erasure_entries(self) -> dict[Any, int]:
         """lineage_id -> position of its erasure, from the index."""
-        return self._backend.erasure_entries()
+        return self._index_read(self._backend.erasure_entries)
+
+    def _index_read(self, read: Callable[..., Any], *args: Any) -> Any:
+        """An index query with the store's error mapping (a damaged file is ``CorruptLogError``)."""
+        try:
+            return read(*args)
+        except (PersistenceError, *self._backend.failures) as exc:
+            raise self._read_error(exc, None) from exc
 
     def iter_all(self, start: int = 1, page: int = 10_000, stop: int | None = None) -> Iterator[Notification]:
         while True:
