@@ -39,7 +39,6 @@ from ledger.errors import ConcurrencyError, CorruptLogError, StoreError, StoreUR
 from ledger.events.seal import NewEvent, link_hash
 from ledger.store.keys import KeyStore, KeyTable
 from ledger.store.memory import MemoryBackend
-from ledger.store.postgres import PostgresBackend
 from ledger.store.sqlite import SQLiteBackend
 from ledger.store.version_index import IndexRows, rows_for_page
 
@@ -175,11 +174,19 @@ class StoreBackend(Protocol):
         ...
 
 
+def _postgres(spec: StoreURL, create: bool) -> StoreBackend:
+    # Imported on first use: psycopg takes ~80 ms to import, a third of a CLI command's
+    # start-up, and only PostgreSQL URLs need it.
+    from ledger.store.postgres import PostgresBackend
+
+    return PostgresBackend(spec, create)
+
+
 #: The backend for each ``StoreURL.kind``.
 _BACKENDS: dict[str, Callable[[StoreURL, bool], StoreBackend]] = {
     "memory": MemoryBackend,
     "sqlite": SQLiteBackend,
-    "postgresql": PostgresBackend,
+    "postgresql": _postgres,
 }
 
 
