@@ -33,11 +33,13 @@ __all__ = [
     "AsOf",
     "AuditSource",
     "HistoryRow",
+    "IndexCheck",
     "LogEntry",
     "Shown",
     "VersionDiff",
     "VersionInfo",
     "as_of",
+    "check_index",
     "diff",
     "history",
     "parse_address",
@@ -260,3 +262,42 @@ def verify_url(url: str, digest: Digest | None = None) -> VerifyReport:
         return verify_store(store, digest)
     finally:
         store.close()
+
+
+@dataclass(frozen=True, slots=True)
+class IndexCheck:
+    """The store's version index against a rebuild of it from the log (``ledger replay``)."""
+
+    tracked: int  # every record up to here is indexed
+    head: int
+    rows: int
+    missing: list[tuple[Any, ...]]  # rows the log implies that the index lacks
+    extra: list[tuple[Any, ...]]  # rows the index holds that the log does not imply
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.extra
+
+
+def check_index(source: AuditSource) -> IndexCheck | None:
+    """Compare the stored version index with the rows computed from the log alone, up to its
+    tracked position; None for a store without one (``memory://``, or written before it)."""
+    store = source.store
+    state = store.index_state()
+    if state is None:
+        return None
+    upto, head = state[0], store.head()
+    stored = store.stored_index()
+    have = {("version", *r) for r in stored.versions} | {("erasure", *r) for r in stored.erasures}
+    # every row up to the tracked position must be there; past it (appends while the index
+    # lagged) rows may be missing, but none may differ from what the log implies
+    rebuilt = store.rebuilt_index(head)
+    implied = {("version", *r) for r in rebuilt.versions} | {("erasure", *r) for r in rebuilt.erasures}
+    required = {r for r in implied if r[-1] <= upto}
+    return IndexCheck(
+        tracked=upto,
+        head=head,
+        rows=len(have),
+        missing=sorted(required - have, key=lambda r: r[-1]),
+        extra=sorted(have - implied, key=lambda r: r[-1]),
+    )

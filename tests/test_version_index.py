@@ -208,3 +208,28 @@ def test_any_sequence_of_writes_keeps_the_stored_index_equal_to_a_rebuild(tmp_pa
             else:
                 led.erase(pupils[-1].lineage_id, reason="r")
         _check_whole(led.store)
+
+
+class TestReplayCommand:
+    def test_replay_checks_the_index_against_a_rebuild_and_names_a_tampered_row(self, tmp_path) -> None:
+        from typer.testing import CliRunner
+
+        from ledger.cli import app
+
+        path = tmp_path / "cli.db"
+        url = f"sqlite:///{path}"
+        with Ledger(url) as led:
+            _workload(led)
+        runner = CliRunner()
+        ok = runner.invoke(app, ["replay", "--db", url])
+        assert ok.exit_code == 0, ok.output
+        assert "equal to a rebuild from the log" in ok.stdout
+
+        con = sqlite3.connect(path)
+        con.execute("UPDATE ledger_version_index SET position = position + 100 WHERE position = 1")
+        con.commit()
+        con.close()
+        bad = runner.invoke(app, ["replay", "--db", url])
+        assert bad.exit_code == 1
+        assert "missing version row at position 1" in bad.stderr and "unexpected version row at position 101" in bad.stderr
+        assert "error: the stored version index differs" in bad.stderr

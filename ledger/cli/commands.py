@@ -361,7 +361,8 @@ def digest_command(
 @app.command()
 @one_line_errors
 def replay(db: str | None = DbOption) -> None:
-    """Rebuild the analytics projections from the whole log, with a progress bar.
+    """Rebuild the analytics projections from the whole log, with a progress bar, then check
+    the store's version index against the rows a rebuild from the log gives (exit 1 if they differ).
 
     Example: ledger replay --db sqlite:///audit.db
     """
@@ -377,8 +378,27 @@ def replay(db: str | None = DbOption) -> None:
             start = time.perf_counter()
             count = analytics.rebuild(progress=progress)
             seconds = time.perf_counter() - start
+        check = audit.check_index(led)
     rate = count / seconds if seconds > 0 else float("inf")
     console.print(f"replayed {count} events in {seconds:.2f} s ({rate:,.0f} events/s)")
+    if check is None:
+        return
+    if not check.ok:
+        for kind, rows in (("missing", check.missing), ("unexpected", check.extra)):
+            for row in rows[:10]:
+                err.print(
+                    f"version index: {kind} {row[0]} row at position {row[-1]}: {', '.join(map(str, row[1:-1]))}",
+                    soft_wrap=True,
+                )
+        err.print(
+            f"error: the stored version index differs from a rebuild from the log "
+            f"({len(check.missing)} missing, {len(check.extra)} unexpected rows)",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
+    console.print(
+        f"version index: {check.rows} rows up to position {check.tracked} of {check.head}, equal to a rebuild from the log"
+    )
 
 
 @app.command()

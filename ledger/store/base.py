@@ -363,10 +363,11 @@ class EventStore:
             log.info("%s: version index caught up with %d records (position %d)", self.url, done, position)
         return done
 
-    def rebuilt_index(self) -> IndexRows:
-        """The index rows computed from the log alone, up to the tracked position (to compare)."""
-        state = self.index_state()
-        upto = 0 if state is None else state[0]
+    def rebuilt_index(self, upto: int | None = None) -> IndexRows:
+        """The index rows computed from the log alone, up to ``upto`` (default: the tracked position)."""
+        if upto is None:
+            state = self.index_state()
+            upto = 0 if state is None else state[0]
         rows = IndexRows()
         start = 1
         while start <= upto:
