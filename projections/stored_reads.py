@@ -60,7 +60,7 @@ class _Records:
         return rec
 
     def __contains__(self, ecs_id: object) -> bool:
-        return isinstance(ecs_id, UUID) and self._owner.store.version_entry(ecs_id) is not None
+        return isinstance(ecs_id, UUID) and self._owner.store.version_position(ecs_id) is not None
 
 
 class _Lineages:
@@ -127,12 +127,11 @@ class StoredIndex:
             return rec
         if not isinstance(ecs_id, UUID):
             return None
-        entry = self.store.version_entry(ecs_id)
-        if entry is None:
+        position = self.store.version_position(ecs_id)
+        if position is None:
             return None
-        lineage_id, version, position = entry
-        stream_id, stored_version, topic, payload = read_checked(self.store, position)
-        if topic != ENTITY_VERSION or stream_id != lineage_id or stored_version != version or payload["ecs_id"] != str(ecs_id):
+        lineage_id, version, topic, payload = read_checked(self.store, position)
+        if topic != ENTITY_VERSION or payload["ecs_id"] != str(ecs_id):
             raise corrupt(position, f"the version index names version {ecs_id} here, the record holds something else; run ledger verify")
         rec = version_record(payload, lineage_id, None, self)
         rec.position = position

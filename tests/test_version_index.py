@@ -58,7 +58,7 @@ def _check_whole(store: EventStore) -> None:
     assert store.index_caught_up()
     stored = store.stored_index()
     assert stored == store.rebuilt_index()
-    assert [p for *_, p in stored.versions] == sorted(p for *_, p in stored.versions)
+    assert [p for _, p in stored.versions] == sorted(p for _, p in stored.versions)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=requires_pg)])
@@ -79,7 +79,7 @@ class TestRowsWithTheEvents:
             versions = led.store.lineage_entries(p.lineage_id)
             assert [v for _, v, _ in versions] == list(range(1, len(versions) + 1))
             assert [e for e, _, _ in versions] == [r.ecs_id for r in led.index.lineages[p.lineage_id]]
-            assert led.store.version_entry(p.ecs_id)[0] == p.lineage_id
+            assert led.store.version_position(p.ecs_id) == led.index.records[p.ecs_id].position
             assert p.lineage_id in led.store.erasure_entries()
 
     def test_a_refused_batch_leaves_no_rows(self, durable) -> None:
@@ -119,7 +119,7 @@ class TestRowsWithTheEvents:
 class TestCatchUp:
     def _strip_index(self, path: Path) -> None:
         con = sqlite3.connect(path)
-        for table in ("ledger_version_index", "ledger_erasure_index", "ledger_index_tracking"):
+        for table in ("ledger_version_positions", "ledger_erasure_index", "ledger_index_tracking"):
             con.execute(f"DROP TABLE {table}")
         con.commit()
         con.close()
@@ -167,7 +167,7 @@ class TestCatchUp:
             _workload(led)
         con = sqlite3.connect(path)
         con.execute("UPDATE ledger_index_tracking SET head_hash = ?", ("f" * 64,))
-        con.execute("DELETE FROM ledger_version_index WHERE position = 1")  # and a row is lost
+        con.execute("DELETE FROM ledger_version_positions WHERE position = 1")  # and a row is lost
         con.commit()
         con.close()
         store = EventStore(f"sqlite:///{path}")
@@ -181,7 +181,7 @@ class TestCatchUp:
             led.registry.register_entity(Mark())
             assert led.store.index_state() is None and not led.store.index_caught_up()
             with pytest.raises(errors.StoreError, match="no stored version index"):
-                led.store.version_entry(led.index.position)
+                led.store.version_position(led.index.position)
 
 
 ops = st.lists(st.sampled_from(["new", "edit", "child", "erase"]), min_size=1, max_size=12)
@@ -226,7 +226,7 @@ class TestReplayCommand:
         assert "equal to a rebuild from the log" in ok.stdout
 
         con = sqlite3.connect(path)
-        con.execute("UPDATE ledger_version_index SET position = position + 100 WHERE position = 1")
+        con.execute("UPDATE ledger_version_positions SET position = position + 100 WHERE position = 1")
         con.commit()
         con.close()
         bad = runner.invoke(app, ["replay", "--db", url])

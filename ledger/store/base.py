@@ -386,9 +386,9 @@ class EventStore:
         """Every row the stored version index holds, by position."""
         return self._index_read(self._backend.index_dump)
 
-    def version_entry(self, ecs_id: Any) -> tuple[Any, int, int] | None:
-        """(lineage_id, stream version, position) of a stored version, from the index."""
-        return self._index_read(self._backend.version_entry, ecs_id)
+    def version_position(self, ecs_id: Any) -> int | None:
+        """The log position of a stored version, from the index (None when there is none)."""
+        return self._index_read(self._backend.version_position, ecs_id)
 
     def lineage_entries(self, lineage_id: Any) -> list[tuple[Any, int, int]]:
         """(ecs_id, stream version, position) of each version of a lineage, oldest first."""

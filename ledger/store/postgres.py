@@ -19,7 +19,12 @@ from ledger.errors import StoreError
 from ledger.events.seal import GENESIS, NewEvent, link_hash, seal_batch
 from ledger.store.keys import SHRED_WAIT_MS, SHREDS, TABLE, raw_key
 from ledger.store.probe import check_postgres_schema
-from ledger.store.version_index import INDEX_NAME, IndexRows, rows_for_batch
+from ledger.store.version_index import (
+    INDEX_NAME,
+    IndexRows,
+    lineage_versions,
+    rows_for_batch,
+)
 
 if TYPE_CHECKING:
     from ledger.store.base import StoreURL
@@ -30,7 +35,7 @@ __all__ = ["PostgresBackend"]
 _CREATE_LOCK = 7245001
 
 # The stored version index (``version_index.py``).
-_VERSIONS = "ledger_version_index"
+_VERSIONS = "ledger_version_positions"
 _ERASURES = "ledger_erasure_index"
 _TRACKING = "ledger_index_tracking"
 
@@ -41,9 +46,7 @@ def create_index_tables(conn: Any, schema: str) -> None:
 
     s = sql.Identifier(schema)
     for statement in (
-        "CREATE TABLE IF NOT EXISTS {s}.{v} (ecs_id uuid PRIMARY KEY, lineage_id uuid NOT NULL, "
-        "version bigint NOT NULL, position bigint NOT NULL)",
-        "CREATE INDEX IF NOT EXISTS {vl} ON {s}.{v} (lineage_id, version)",
+        "CREATE TABLE IF NOT EXISTS {s}.{v} (ecs_id uuid PRIMARY KEY, position bigint NOT NULL)",
         "CREATE TABLE IF NOT EXISTS {s}.{e} (lineage_id uuid PRIMARY KEY, position bigint NOT NULL)",
         "CREATE TABLE IF NOT EXISTS {s}.{t} (name text PRIMARY KEY, position bigint NOT NULL, head_hash text NOT NULL)",
     ):
@@ -51,7 +54,6 @@ def create_index_tables(conn: Any, schema: str) -> None:
             sql.SQL(statement).format(
                 s=s,
                 v=sql.Identifier(_VERSIONS),
-                vl=sql.Identifier(f"{_VERSIONS}_lineage"),
                 e=sql.Identifier(_ERASURES),
                 t=sql.Identifier(_TRACKING),
             )
@@ -172,7 +174,7 @@ class PostgresBackend:
         if rows.versions:
             curs.executemany(
                 sql.SQL(
-                    "INSERT INTO {} (ecs_id, lineage_id, version, position) VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING"
+                    "INSERT INTO {} (ecs_id, position) VALUES (%s, %s) ON CONFLICT DO NOTHING"
                 ).format(self._versions),
                 rows.versions,
             )
@@ -222,24 +224,40 @@ class PostgresBackend:
                 sql.SQL("UPDATE {} SET position = 0, head_hash = %s WHERE name = %s").format(self._tracking), (GENESIS, INDEX_NAME)
             )
 
-    def version_entry(self, ecs_id: UUID) -> tuple[UUID, int, int] | None:
+    def version_position(self, ecs_id: UUID) -> int | None:
         from psycopg import sql
 
         with self._datastore.transaction(commit=False) as curs:
-            curs.execute(sql.SQL("SELECT lineage_id, version, position FROM {} WHERE ecs_id = %s").format(self._versions), (ecs_id,))
+            curs.execute(sql.SQL("SELECT position FROM {} WHERE ecs_id = %s").format(self._versions), (ecs_id,))
             row = curs.fetchone()
-        return None if row is None else (row["lineage_id"], row["version"], row["position"])
+        return None if row is None else row["position"]
 
     def lineage_entries(self, lineage_id: UUID) -> list[tuple[UUID, int, int]]:
+        """(ecs_id, version, position) of a lineage's versions, through the events table's
+        (stream, version) index, checked by ``version_index.lineage_versions``."""
         from psycopg import sql
 
+        recorder: Any = self.recorder
+        table = sql.SQL("{}.{}").format(sql.Identifier(self._datastore.schema), sql.Identifier(recorder.events_table_name))
         with self._datastore.transaction(commit=False) as curs:
             curs.execute(
-                sql.SQL("SELECT ecs_id, version, position FROM {} WHERE lineage_id = %s ORDER BY version").format(self._versions),
+                sql.SQL(
+                    "SELECT notification_id, originator_version, topic, substring(state from 1 for 64) AS head "
+                    "FROM {} WHERE originator_id = %s ORDER BY originator_version"
+                ).format(table),
                 (lineage_id,),
             )
-            rows = curs.fetchall()
-        return [(r["ecs_id"], r["version"], r["position"]) for r in rows]
+            rows = [
+                (r["notification_id"], r["originator_version"], r["topic"], None if r["head"] is None else bytes(r["head"]))
+                for r in curs.fetchall()
+            ]
+
+            def whole(position: int) -> Any:
+                curs.execute(sql.SQL("SELECT state FROM {} WHERE notification_id = %s").format(table), (position,))
+                state = curs.fetchone()["state"]
+                return None if state is None else bytes(state)
+
+            return lineage_versions(rows, whole)
 
     def erasure_entries(self) -> dict[UUID, int]:
         from psycopg import sql
@@ -252,8 +270,8 @@ class PostgresBackend:
         from psycopg import sql
 
         with self._datastore.transaction(commit=False) as curs:
-            curs.execute(sql.SQL("SELECT ecs_id, lineage_id, version, position FROM {} ORDER BY position").format(self._versions))
-            versions = [(r["ecs_id"], r["lineage_id"], r["version"], r["position"]) for r in curs.fetchall()]
+            curs.execute(sql.SQL("SELECT ecs_id, position FROM {} ORDER BY position").format(self._versions))
+            versions = [(r["ecs_id"], r["position"]) for r in curs.fetchall()]
             curs.execute(sql.SQL("SELECT lineage_id, position FROM {} ORDER BY position").format(self._erasures))
             erasures = [(r["lineage_id"], r["position"]) for r in curs.fetchall()]
         return IndexRows(versions, erasures)

@@ -20,7 +20,12 @@ from ledger.errors import CorruptLogError, StoreError, StoreURLError
 from ledger.events.seal import GENESIS, NewEvent, link_hash, seal_batch
 from ledger.store.keys import SHRED_WAIT_MS, SHREDS, TABLE, raw_key
 from ledger.store.probe import check_sqlite_file
-from ledger.store.version_index import INDEX_NAME, IndexRows, rows_for_batch
+from ledger.store.version_index import (
+    INDEX_NAME,
+    IndexRows,
+    lineage_versions,
+    rows_for_batch,
+)
 
 if TYPE_CHECKING:
     from ledger.store.base import StoreURL
@@ -29,15 +34,13 @@ __all__ = ["SQLiteBackend"]
 
 _DAMAGED = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 
-# The stored version index (``version_index.py``). Ids are hex text, as the events table
-# stores stream ids.
-_VERSIONS = "ledger_version_index"
+# The stored version index (``version_index.py``): ecs_ids as 16-byte blobs (half the pages
+# of hex text: random keys make every batch touch many leaf pages, so size is speed here).
+_VERSIONS = "ledger_version_positions"
 _ERASURES = "ledger_erasure_index"
 _TRACKING = "ledger_index_tracking"
 _INDEX_DDL = (
-    f"CREATE TABLE IF NOT EXISTS {_VERSIONS} (ecs_id TEXT PRIMARY KEY, lineage_id TEXT NOT NULL, "
-    "version INTEGER NOT NULL, position INTEGER NOT NULL) WITHOUT ROWID",
-    f"CREATE INDEX IF NOT EXISTS {_VERSIONS}_lineage ON {_VERSIONS} (lineage_id, version)",
+    f"CREATE TABLE IF NOT EXISTS {_VERSIONS} (ecs_id BLOB PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID",
     f"CREATE TABLE IF NOT EXISTS {_ERASURES} (lineage_id TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID",
     f"CREATE TABLE IF NOT EXISTS {_TRACKING} (name TEXT PRIMARY KEY, position INTEGER NOT NULL, head_hash TEXT NOT NULL)",
     f"INSERT OR IGNORE INTO {_TRACKING} (name, position, head_hash) VALUES ('{INDEX_NAME}', 0, '{GENESIS}')",
@@ -146,8 +149,8 @@ class SQLiteBackend:
         try:
             if rows.versions:
                 raw.executemany(
-                    f"INSERT OR IGNORE INTO {_VERSIONS} (ecs_id, lineage_id, version, position) VALUES (?, ?, ?, ?)",
-                    [(e.hex, lineage.hex, v, p) for e, lineage, v, p in rows.versions],
+                    f"INSERT OR IGNORE INTO {_VERSIONS} (ecs_id, position) VALUES (?, ?)",
+                    [(e.bytes, p) for e, p in rows.versions],
                 )
             if rows.erasures:
                 raw.executemany(
@@ -198,22 +201,31 @@ class SQLiteBackend:
             cur.execute(f"DELETE FROM {_ERASURES}")
             cur.execute(f"UPDATE {_TRACKING} SET position = 0, head_hash = ? WHERE name = ?", (GENESIS, INDEX_NAME))
 
-    def version_entry(self, ecs_id: UUID) -> tuple[UUID, int, int] | None:
-        """(lineage_id, version, position) of one stored version, or None."""
+    def version_position(self, ecs_id: UUID) -> int | None:
+        """The log position of one stored version, or None."""
         with self._datastore.get_connection(commit=False) as conn:
-            row = conn._sqlite_conn.execute(
-                f"SELECT lineage_id, version, position FROM {_VERSIONS} WHERE ecs_id = ?", (ecs_id.hex,)
-            ).fetchone()
-        return None if row is None else (UUID(row[0]), row[1], row[2])
+            row = conn._sqlite_conn.execute(f"SELECT position FROM {_VERSIONS} WHERE ecs_id = ?", (ecs_id.bytes,)).fetchone()
+        return None if row is None else row[0]
 
     def lineage_entries(self, lineage_id: UUID) -> list[tuple[UUID, int, int]]:
-        """(ecs_id, version, position) of every version of a lineage, oldest first."""
+        """(ecs_id, version, position) of every version of a lineage, oldest first.
+
+        From the events table's own (stream, version) index: a lineage's stream holds its
+        versions (and at most its erasure); ``version_index.lineage_versions`` checks them.
+        """
+        table = self.recorder.events_table_name  # type: ignore[attr-defined]
         with self._datastore.get_connection(commit=False) as conn:
-            rows = conn._sqlite_conn.execute(
-                f"SELECT ecs_id, version, position FROM {_VERSIONS} WHERE lineage_id = ? ORDER BY version",
+            raw = conn._sqlite_conn
+            rows = raw.execute(
+                f"SELECT rowid, originator_version, topic, substr(state, 1, 64) FROM {table} "
+                "WHERE originator_id = ? ORDER BY originator_version",
                 (lineage_id.hex,),
             ).fetchall()
-        return [(UUID(e), v, p) for e, v, p in rows]
+
+            def whole(position: int) -> Any:
+                return raw.execute(f"SELECT state FROM {table} WHERE rowid = ?", (position,)).fetchone()[0]
+
+            return lineage_versions(rows, whole)
 
     def erasure_entries(self) -> dict[UUID, int]:
         with self._datastore.get_connection(commit=False) as conn:
@@ -224,10 +236,10 @@ class SQLiteBackend:
         """Every stored row, sorted by position (to compare with a rebuild)."""
         with self._datastore.get_connection(commit=False) as conn:
             raw = conn._sqlite_conn
-            versions = raw.execute(f"SELECT ecs_id, lineage_id, version, position FROM {_VERSIONS} ORDER BY position").fetchall()
+            versions = raw.execute(f"SELECT ecs_id, position FROM {_VERSIONS} ORDER BY position").fetchall()
             erasures = raw.execute(f"SELECT lineage_id, position FROM {_ERASURES} ORDER BY position").fetchall()
         return IndexRows(
-            [(UUID(e), UUID(lineage), v, p) for e, lineage, v, p in versions],
+            [(UUID(bytes=bytes(e)), p) for e, p in versions],
             [(UUID(lineage), p) for lineage, p in erasures],
         )
 

@@ -4,8 +4,9 @@ Readers that need one version, one lineage or one erasure should not have to rep
 whole log into memory first (a 1M-event ledger took 17-27 s and 1.7 GiB to open). So the
 store keeps, in tables of the same SQLite file or PostgreSQL schema:
 
-- a *version row* ``(ecs_id, lineage_id, version, position)`` for every ``entity.version``
-  record (``version`` is the record's stream version, 1 for a lineage's first);
+- a *version row* ``(ecs_id, position)`` for every ``entity.version`` record (its lineage and
+  stream version are the record's own columns, and a lineage's versions are found through
+  the events table's own (stream, version) index, so nothing else needs a row);
 - an *erasure row* ``(lineage_id, position)`` for each lineage's first ``entity.erased``;
 - one *tracking row* ``(position, head_hash)``: every record at or below ``position`` is
   indexed, and ``head_hash`` is the chain link (``seal.link_hash``) of the record there, so
@@ -24,7 +25,7 @@ This module holds what every backend shares; the SQL is in ``sqlite.py`` and ``p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -35,7 +36,7 @@ from ledger.errors import CorruptLogError
 from ledger.events.bodies import ENTITY_ERASED, ENTITY_VERSION
 from ledger.events.seal import NewEvent
 
-__all__ = ["INDEX_NAME", "IndexRows", "rows_for_batch", "rows_for_page"]
+__all__ = ["INDEX_NAME", "IndexRows", "ecs_id_of", "lineage_versions", "rows_for_batch", "rows_for_page"]
 
 #: The tracking row's name (one index today; the name leaves room for more).
 INDEX_NAME = "versions"
@@ -48,9 +49,9 @@ _ECS_END = len(_ECS_PREFIX) + 36
 
 @dataclass(slots=True)
 class IndexRows:
-    """Rows to add: versions as (ecs_id, lineage_id, version, position), erasures as (lineage_id, position)."""
+    """Rows to add: versions as (ecs_id, position), erasures as (lineage_id, position)."""
 
-    versions: list[tuple[UUID, UUID, int, int]] = field(default_factory=list)
+    versions: list[tuple[UUID, int]] = field(default_factory=list)
     erasures: list[tuple[UUID, int]] = field(default_factory=list)
 
 
@@ -59,8 +60,8 @@ def rows_for_batch(events: Sequence[NewEvent], first_position: int) -> IndexRows
     rows = IndexRows()
     for offset, event in enumerate(events):
         if event.topic == ENTITY_VERSION:
-            ecs_id = event.ecs_id if event.ecs_id is not None else _ecs_id(event.body, first_position + offset)
-            rows.versions.append((ecs_id, event.stream_id, event.version, first_position + offset))
+            ecs_id = event.ecs_id if event.ecs_id is not None else ecs_id_of(event.body, first_position + offset)
+            rows.versions.append((ecs_id, first_position + offset))
         elif event.topic == ENTITY_ERASED:
             rows.erasures.append((event.stream_id, first_position + offset))
     return rows
@@ -84,13 +85,14 @@ def rows_for_page(
         except (TypeError, ValueError):
             raise CorruptLogError(f"position {position}: stream id or version cannot be read for the index", position) from None
         if topic == ENTITY_VERSION:
-            rows.versions.append((_ecs_id(state, position), stream_id, version, position))
+            rows.versions.append((ecs_id_of(state, position), position))
         else:
             rows.erasures.append((stream_id, position))
     return rows
 
 
-def _ecs_id(state: Any, position: int) -> UUID:
+def ecs_id_of(state: Any, position: int) -> UUID:
+    """The ecs_id an ``entity.version`` record (or the first bytes of one) carries."""
     data = bytes(state) if isinstance(state, (bytearray, memoryview)) else state
     try:
         if isinstance(data, bytes) and data.startswith(_ECS_PREFIX) and data[_ECS_END : _ECS_END + 1] == b'"':
@@ -98,3 +100,37 @@ def _ecs_id(state: Any, position: int) -> UUID:
         return UUID(orjson.loads(data)["ecs_id"])
     except (ValueError, TypeError, KeyError, AttributeError, orjson.JSONDecodeError):
         raise CorruptLogError(f"position {position}: the entity.version record has no readable ecs_id", position) from None
+
+
+def lineage_versions(
+    rows: Iterable[tuple[int, Any, Any, Any]], whole: Callable[[int], Any]
+) -> list[tuple[UUID, int, int]]:
+    """(ecs_id, version, position) of a lineage's versions from its stream's records, checked.
+
+    ``rows`` are the stream's records as (position, stream version, topic, first bytes of the
+    state) in version order, straight from the events table; ``whole(position)`` reads a
+    record in full when its first bytes are not in the usual layout. A lineage's stream holds
+    its versions and at most its erasure, numbered 1, 2, 3, ... with no gap: a missing
+    record or one of another kind is a ``CorruptLogError`` naming its position, never a
+    shorter history.
+    """
+    out: list[tuple[UUID, int, int]] = []
+    expected = 1
+    for position, version, topic, head in rows:
+        if version != expected:
+            raise CorruptLogError(
+                f"position {position}: the lineage's stream goes from version {expected - 1} to {version!r} "
+                "(a record is missing or was renumbered); run ledger verify",
+                position,
+            )
+        expected += 1
+        if topic == ENTITY_ERASED:
+            continue
+        if topic != ENTITY_VERSION:
+            raise CorruptLogError(f"position {position}: a lineage's stream holds a {topic!r} record; run ledger verify", position)
+        try:
+            ecs_id = ecs_id_of(head, position)
+        except CorruptLogError:  # not in the usual layout (or damaged): judge the whole record
+            ecs_id = ecs_id_of(whole(position), position)
+        out.append((ecs_id, version, position))
+    return out

@@ -93,10 +93,10 @@ def fmt_s(s: float) -> str:
     return f"{s * 1e3:.1f} ms" if s < 1 else f"{s:.2f} s"
 
 
-def floor_show(path: str, ecs_hex: str) -> float:
+def floor_show(path: str, ecs_bytes: bytes) -> float:
     def once() -> None:
         con = sqlite3.connect(path)
-        pos = con.execute("SELECT position FROM ledger_version_index WHERE ecs_id = ?", (ecs_hex,)).fetchone()[0]
+        pos = con.execute("SELECT position FROM ledger_version_positions WHERE ecs_id = ?", (ecs_bytes,)).fetchone()[0]
         orjson.loads(con.execute("SELECT state FROM stored_events WHERE rowid = ?", (pos,)).fetchone()[0])
         con.close()
 
@@ -157,7 +157,7 @@ def main() -> None:
             finally:
                 led.close()
             rows.append((n, "open", open_stored, open_replay))
-            floor = floor_show(path, hot.ecs_id.hex)
+            floor = floor_show(path, hot.ecs_id.bytes)
             print(
                 f"- {n:,} events (built in {build_s:.1f} s): replay open adds {replay_rss:.0f} MiB RSS; "
                 f"floor of a show (sqlite3 index lookup + one record + orjson.loads) {fmt_s(floor)}; "
