@@ -223,7 +223,11 @@ def ecs_id_to_root_id(index: InlineIndex, ecs_id: UUID) -> UUID:
 
 
 def history(index: InlineIndex, lineage_id: UUID) -> list[Entity]:
-    """Every stored version of a lineage, oldest first, as fresh copies."""
+    """Every stored version of a lineage, oldest first, as fresh copies.
+
+    Linear in the number of versions: each copy's ``old_ids`` is filled only when
+    read (``OldIds``).
+    """
     lineage_id = as_uuid(lineage_id, "lineage_id")
     versions = index.lineages.get(lineage_id)
     if versions is None:
