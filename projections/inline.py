@@ -133,9 +133,10 @@ class VersionRecord:
         #: Fields stored encrypted; ``index`` supplies the key (None when there are none).
         self.personal = personal
         self._index = index if personal else None
-        #: The cache of decoded values this record belongs to, held weakly (no cycle
-        #: through the index: a dropped ledger is freed at once, not by a full collection).
-        self._cache = getattr(index, "values_cache_ref", None)  # StoredIndex caches whole records
+        #: The cache of decoded values this record belongs to, held weakly: caching adds
+        #: no reference cycle between records and their index. None for a StoredIndex,
+        #: which caches whole records.
+        self._cache = getattr(index, "values_cache_ref", None)
 
     def stored_values(self) -> dict[str, Any]:
         """Plain field values exactly as the event stores them (personal ones encrypted)."""

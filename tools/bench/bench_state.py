@@ -168,7 +168,7 @@ def child_open(path: str, executions: int, freeze: bool, cache_mib: float | None
     rss0 = rss()
     with Pauses() as during_open:
         t = time.perf_counter()
-        led = Ledger(f"sqlite:///{path}")
+        led = Ledger(f"sqlite:///{path}?synchronous=NORMAL")
         out["open_s"] = time.perf_counter() - t
     set_values_cache(led, cache_mib)
     out["open_rss"] = rss() - rss0
@@ -365,7 +365,7 @@ def main() -> None:
             secs(r["old_ids_s"]),
         ])
 
-    print(f"# bounded state: open, GC, history (SQLite)\n\n{machine()}\n")
+    print(f"# bounded state: open, GC, history (SQLite, synchronous=NORMAL)\n\n{machine()}\n")
     print("## Open (`Ledger(url)`) and what a full collection costs afterwards\n")
     print(table(
         ["events", "payloads", "open", "floor: SELECT + orjson.loads", "open / floor", "RSS added by open",
