@@ -6,14 +6,20 @@ stream heads for hash chaining and optimistic concurrency, stored versions to
 diff live trees against, and which tree each version belongs to.
 
 Replay never imports user classes: plain values stay in their stored JSON form
-until someone asks for them as Python values.
+until someone asks for them as Python values, and what is decoded then stays only
+in a bounded cache (``ValuesCache``), so a long-running process does not keep a
+decoded copy of every version it ever read or wrote.
 """
 
 from __future__ import annotations
 
+import threading
 import weakref
 from bisect import bisect_right
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from datetime import datetime
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -31,11 +37,32 @@ if TYPE_CHECKING:
     from ledger.model.entity import Entity
     from ledger.store.keys import KeyStore
 
-__all__ = ["InlineIndex", "StreamHead", "VersionRecord", "version_record"]
+__all__ = [
+    "DEFAULT_VALUES_CACHE_BYTES",
+    "InlineIndex",
+    "StreamHead",
+    "ValuesCache",
+    "VersionRecord",
+    "version_record",
+]
+
+#: Default bound of the decoded-values cache: an estimate of the bytes its decoded values take.
+DEFAULT_VALUES_CACHE_BYTES = 32 * 1024 * 1024
+
+
+def _exact(data: bytes) -> bytes:
+    """An exact-size copy: orjson's output keeps a ~4 KiB allocation, and records live long."""
+    return bytes(bytearray(data)) if len(data) < 2048 else data
 
 
 class VersionRecord:
-    """One stored, immutable entity version (the in-memory form of its event)."""
+    """One stored, immutable entity version (the in-memory form of its event).
+
+    Its plain values are kept as the JSON the event stores (``_values_json``);
+    ``stored_values`` and ``values`` decode them on demand, and the decoded forms
+    (``_values_data``, ``_values``) live only while the index's ``ValuesCache`` keeps
+    this record.
+    """
 
     __slots__ = (
         "ecs_id",
@@ -55,6 +82,7 @@ class VersionRecord:
         "linear",
         "personal",
         "_index",
+        "_cache",
         "_values_json",
         "_values_data",
         "_values",
@@ -105,12 +133,20 @@ class VersionRecord:
         #: Fields stored encrypted; ``index`` supplies the key (None when there are none).
         self.personal = personal
         self._index = index if personal else None
+        #: The cache of decoded values this record belongs to, held weakly: caching adds
+        #: no reference cycle between records and their index. None for a StoredIndex,
+        #: which caches whole records.
+        self._cache = getattr(index, "values_cache_ref", None)
 
     def stored_values(self) -> dict[str, Any]:
         """Plain field values exactly as the event stores them (personal ones encrypted)."""
-        if self._values_data is None:
-            self._values_data = orjson.loads(self._values_json or b"{}")
-        return self._values_data
+        data = self._values_data
+        if data is None:
+            data = self._values_data = orjson.loads(self._values_json or b"{}")
+        cache = self._cache() if self._cache is not None else None
+        if cache is not None:
+            cache.touch(self)
+        return data
 
     def values_data(self) -> dict[str, Any]:
         """Plain field values in JSON form, personal ones decrypted (``ERASED`` once erased)."""
@@ -121,8 +157,21 @@ class VersionRecord:
         return open_fields(stored, self.personal, key, self.lineage_id)
 
     def forget_values(self) -> None:
-        """Drop the decoded values (the lineage was erased: they must be read again)."""
+        """Drop the decoded values (the lineage was erased, or the cache let them go).
+
+        The stored JSON stays: reading them again decodes it anew.
+        """
         self._values = None
+        self._values_cls = None
+        if self._values_json is not None:
+            self._values_data = None
+        cache = self._cache() if self._cache is not None else None
+        if cache is not None:
+            cache.discard(self)
+
+    def cache_weight(self) -> int:
+        """Estimated bytes of this record's decoded values (what the cache bounds)."""
+        return _DECODED_BASE + (11 * len(self._values_json or b"")) // 2
 
     def values(self, cls: type | None = None) -> dict[str, Any]:
         """Plain field values as validated Python values of ``cls`` (default: the topic's class).
@@ -133,8 +182,9 @@ class VersionRecord:
         """
         if cls is None:
             cls = topics.resolve(self.topic)
-        if self._values is None or self._values_cls is not cls:
-            self._values = load_values(
+        values = self._values
+        if values is None or self._values_cls is not cls:
+            values = load_values(
                 cls,
                 topic=self.topic,
                 stored_version=self.schema_version,
@@ -142,11 +192,111 @@ class VersionRecord:
                 children=self.shape.keys(),
                 ecs_id=self.ecs_id,
             )
+            self._values = values
             self._values_cls = cls
-        return self._values
+        cache = self._cache() if self._cache is not None else None
+        if cache is not None:
+            cache.touch(self)
+        return values
 
     def __repr__(self) -> str:
         return f"<VersionRecord {self.topic} {self.ecs_id} @{self.position}>"
+
+
+#: Decoded values cost about this much per record plus 5.5 bytes per byte of their JSON
+#: (tracemalloc over the tools/workload.py mix, the JSON dict plus the values validated
+#: into the entity class: a 28-byte grade 539 B, a 478-byte execution record 3,060 B).
+_DECODED_BASE = 450
+
+
+class ValuesCache:
+    """Which stored versions keep their values decoded; the least recently used go first.
+
+    Stored versions keep their values as JSON; reading or writing one decodes them
+    (``VersionRecord.stored_values`` / ``values``), and the next write of the same
+    tree compares against them, so they are worth keeping while in use, but not
+    for every version a process ever touched: that made RSS grow without bound.
+    The bound is on an estimate of the decoded bytes (``VersionRecord.cache_weight``);
+    ``resize`` changes it. The record just used always stays, so 0 keeps one.
+    """
+
+    __slots__ = ("max_bytes", "size", "_entries", "_lock", "__weakref__")
+
+    def __init__(self, max_bytes: int = DEFAULT_VALUES_CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        #: Estimated bytes of the decoded values held now.
+        self.size = 0
+        self._entries: OrderedDict[VersionRecord, int] = OrderedDict()
+        # readers run outside the ledger's write lock; a hit needs no lock, a change does
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, record: object) -> bool:
+        return record in self._entries
+
+    def touch(self, record: VersionRecord) -> None:
+        """``record`` has its values decoded and was just used: keep it, dropping the oldest."""
+        entries = self._entries
+        if record in entries:
+            try:
+                entries.move_to_end(record)
+                return
+            except KeyError:  # another thread dropped it meanwhile
+                pass
+        with self._lock:
+            if record not in entries:
+                weight = record.cache_weight()
+                entries[record] = weight
+                self.size += weight
+            self._shrink(self.max_bytes, keep=1)
+
+    def discard(self, record: VersionRecord) -> None:
+        with self._lock:
+            weight = self._entries.pop(record, None)
+            if weight is not None:
+                self.size -= weight
+
+    def resize(self, max_bytes: int) -> None:
+        """Change the bound; the least recently used over it drop their decoded values now."""
+        with self._lock:
+            self.max_bytes = max_bytes
+            self._shrink(max_bytes, keep=0)
+
+    def _shrink(self, limit: int, keep: int) -> None:
+        entries = self._entries
+        while self.size > limit and len(entries) > keep:
+            record, weight = entries.popitem(last=False)
+            self.size -= weight
+            record._values = None
+            record._values_cls = None
+            if record._values_json is not None:  # else the decoded form is all there is
+                record._values_data = None
+
+
+_ECS_ID = attrgetter("ecs_id")
+_POSITION = attrgetter("position")
+_RECORDED_AT = attrgetter("recorded_at")
+
+
+class _LineageColumn(Mapping[UUID, list[Any]]):
+    """One field of every version of each lineage, read off the records when asked."""
+
+    __slots__ = ("_lineages", "_field")
+
+    def __init__(self, lineages: dict[UUID, list[VersionRecord]], field: attrgetter[Any]) -> None:
+        self._lineages = lineages
+        self._field = field
+
+    def __getitem__(self, lineage_id: UUID) -> list[Any]:
+        return list(map(self._field, self._lineages[lineage_id]))
+
+    def __iter__(self) -> Iterator[UUID]:
+        return iter(self._lineages)
+
+    def __len__(self) -> int:
+        return len(self._lineages)
 
 
 class StreamHead:
@@ -168,15 +318,22 @@ def _dt(value: Any) -> datetime | None:
 class InlineIndex:
     """Stored versions by ecs_id, lineages, tree membership and stream heads."""
 
-    def __init__(self, keys: KeyStore | None = None) -> None:
+    def __init__(self, keys: KeyStore | None = None, *, values_cache_bytes: int = DEFAULT_VALUES_CACHE_BYTES) -> None:
         self.keys = keys
+        #: Stored versions whose values are kept decoded (bounded; see ``ValuesCache``).
+        self.values_cache = ValuesCache(values_cache_bytes)
+        #: The one weak reference to it that every record shares.
+        self.values_cache_ref = weakref.ref(self.values_cache)
         #: Erased lineages and the position of their ``entity.erased`` event.
         self.erased: dict[UUID, int] = {}
         self.records: dict[UUID, VersionRecord] = {}
+        #: Each lineage's versions in stream order: the one list per lineage. Ids, positions
+        #: and times are read off the records (three more lists per lineage were a quarter
+        #: of the objects every full garbage collection visits).
         self.lineages: dict[UUID, list[VersionRecord]] = {}
-        self.lineage_ids: dict[UUID, list[UUID]] = {}
-        self.lineage_positions: dict[UUID, list[int]] = {}
-        self.lineage_times: dict[UUID, list[datetime]] = {}
+        self.lineage_ids: Mapping[UUID, list[UUID]] = _LineageColumn(self.lineages, _ECS_ID)
+        self.lineage_positions: Mapping[UUID, list[int]] = _LineageColumn(self.lineages, _POSITION)
+        self.lineage_times: Mapping[UUID, list[datetime]] = _LineageColumn(self.lineages, _RECORDED_AT)
         self.root_of: dict[UUID, UUID] = {}
         self.streams: dict[UUID, StreamHead] = {}
         self.live: weakref.WeakValueDictionary[UUID, Entity] = weakref.WeakValueDictionary()
@@ -221,9 +378,6 @@ class InlineIndex:
         lineage = self.lineages.get(record.lineage_id)
         if lineage is None:
             lineage = self.lineages[record.lineage_id] = []
-            self.lineage_ids[record.lineage_id] = []
-            self.lineage_positions[record.lineage_id] = []
-            self.lineage_times[record.lineage_id] = []
         record.lineage_index = len(lineage)
         if record.previous_ecs_id is not None:
             prev = self.records.get(record.previous_ecs_id)
@@ -234,9 +388,8 @@ class InlineIndex:
                 and prev.lineage_index == record.lineage_index - 1
             )
         lineage.append(record)
-        self.lineage_ids[record.lineage_id].append(record.ecs_id)
-        self.lineage_positions[record.lineage_id].append(position)
-        self.lineage_times[record.lineage_id].append(record.recorded_at)
+        if record._values is not None or record._values_data is not None:
+            self.values_cache.touch(record)  # written with its values decoded: cached like a read
         self.records[record.ecs_id] = record
         self.advance_stream(record.lineage_id, stream_hash, position)
         if record.is_root and mark:
@@ -295,7 +448,7 @@ class InlineIndex:
     def old_ids(self, record: VersionRecord) -> list[UUID]:
         """Earlier versions of this one, oldest first (derived, never stored)."""
         if record.linear:
-            return self.lineage_ids[record.lineage_id][: record.lineage_index]
+            return list(map(_ECS_ID, self.lineages[record.lineage_id][: record.lineage_index]))
         chain: list[UUID] = []
         prev = record.previous_ecs_id
         while prev is not None:
@@ -307,19 +460,19 @@ class InlineIndex:
 
     def version_at(self, lineage_id: UUID, position: int) -> VersionRecord | None:
         """The lineage's latest version recorded at or before ``position``."""
-        positions = self.lineage_positions.get(lineage_id)
-        if positions is None:
+        lineage = self.lineages.get(lineage_id)
+        if lineage is None:
             return None
-        i = bisect_right(positions, position)
-        return None if i == 0 else self.lineages[lineage_id][i - 1]
+        i = bisect_right(lineage, position, key=_POSITION)
+        return None if i == 0 else lineage[i - 1]
 
     def version_at_time(self, lineage_id: UUID, at: datetime) -> VersionRecord | None:
         """The lineage's latest version recorded at or before time ``at``."""
-        times = self.lineage_times.get(lineage_id)
-        if times is None:
+        lineage = self.lineages.get(lineage_id)
+        if lineage is None:
             return None
-        i = bisect_right(times, at)
-        return None if i == 0 else self.lineages[lineage_id][i - 1]
+        i = bisect_right(lineage, at, key=_RECORDED_AT)
+        return None if i == 0 else lineage[i - 1]
 
     def subtree_ids(self, ecs_id: UUID) -> list[UUID]:
         out: list[UUID] = []
@@ -387,7 +540,9 @@ def version_record(
         created_at=_dt(payload["created_at"]),  # type: ignore[arg-type]
         forked_at=_dt(payload["forked_at"]),
         recorded_at=_dt(payload["recorded_at"]),  # type: ignore[arg-type]
-        values_data=payload["values"],
+        # kept as JSON, decoded on demand: a dict per version is 3x the bytes, and its
+        # lists are objects every full garbage collection has to visit
+        values_json=_exact(orjson.dumps(payload["values"])),
         personal=tuple(payload["personal"]) if "personal" in payload else (),
         index=index,
     )

@@ -8,8 +8,10 @@ are thin wrappers over these functions.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, SupportsIndex
 from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict
@@ -25,6 +27,7 @@ from projections.inline import InlineIndex, VersionRecord
 
 __all__ = [
     "MetaFields",
+    "OldIds",
     "as_of",
     "diff",
     "ecs_id_to_root_id",
@@ -50,6 +53,78 @@ class MetaFields(BaseModel):
     output_index: int | None = None
 
 
+_FILL_LOCK = threading.Lock()
+
+
+class OldIds(list):  # type: ignore[type-arg]
+    """The ``old_ids`` of a copy read from storage: a list filled from the index when first read.
+
+    A version's ``old_ids`` holds every earlier ecs_id of its lineage, so filling it
+    on every copy made ``history()`` quadratic: a 20k-version lineage held 200M ids
+    (1.5 GiB). Each copy now gets this list, empty until something reads it; then it
+    asks the index once (``InlineIndex.old_ids``) and is an ordinary list from there
+    on, mutations included. Reading ``entity.old_ids`` hands out a plain ``list``
+    (``Entity``'s attribute swaps it in), and model dumps, copies and pickles see
+    every id; only code that takes the value out of ``entity.__dict__`` (or
+    ``dict(entity)``) and reads list storage from C (``orjson.dumps``, pydantic
+    validation) sees it empty before its first read.
+    """
+
+    __slots__ = ("_index", "_record")
+
+    def __init__(self, index: InlineIndex, record: VersionRecord) -> None:
+        super().__init__()
+        self._index: InlineIndex | None = index
+        self._record: VersionRecord | None = record
+
+    def _fill(self) -> None:
+        with _FILL_LOCK:  # a second thread reading meanwhile waits, never sees it half filled
+            record = self._record
+            if record is not None:
+                assert self._index is not None
+                list.extend(self, self._index.old_ids(record))
+                self._index = self._record = None
+
+    def __radd__(self, other: Any) -> Any:
+        # ``[a] + ids``: without it, list concatenation reads the storage unfilled
+        return other + list(self)  # list(self) iterates, which fills
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:
+        # copies, deep copies and pickles are plain lists: they must not hold the index
+        return (list, (list(self),))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (list, (list(self),))
+
+
+def _filled(name: str) -> Callable[..., Any]:
+    method = getattr(list, name)
+
+    def call(self: OldIds, *args: Any, **kwargs: Any) -> Any:
+        if self._record is not None:
+            self._fill()
+        for arg in args:  # ``a == b``, ``a + b``: list code reads b's storage directly too
+            if type(arg) is OldIds and arg._record is not None:
+                arg._fill()
+        return method(self, *args, **kwargs)
+
+    call.__name__ = name
+    call.__qualname__ = f"OldIds.{name}"
+    call.__doc__ = method.__doc__
+    return call
+
+
+# Every way Python code reads or changes a list fills it first.
+for _name in (
+    "__iter__", "__len__", "__getitem__", "__setitem__", "__delitem__", "__contains__", "__reversed__",
+    "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__repr__", "__add__", "__iadd__",
+    "__mul__", "__rmul__", "__imul__", "__sizeof__", "append", "extend", "insert", "remove", "pop",
+    "clear", "index", "count", "sort", "reverse", "copy",
+):
+    setattr(OldIds, _name, _filled(_name))
+del _name
+
+
 def materialize(
     index: InlineIndex, ecs_id: UUID, root_ecs_id: UUID, root_live_id: UUID | None = None
 ) -> Entity:
@@ -70,7 +145,7 @@ def materialize(
             live_id=root_live_id if is_root else uuid4(),
             lineage_id=rec.lineage_id,
             previous_ecs_id=rec.previous_ecs_id,
-            old_ids=index.old_ids(rec),
+            old_ids=[] if rec.linear and rec.lineage_index == 0 else OldIds(index, rec),
             created_at=rec.created_at,
             forked_at=rec.forked_at,
             root_ecs_id=root_ecs_id,
@@ -148,7 +223,11 @@ def ecs_id_to_root_id(index: InlineIndex, ecs_id: UUID) -> UUID:
 
 
 def history(index: InlineIndex, lineage_id: UUID) -> list[Entity]:
-    """Every stored version of a lineage, oldest first, as fresh copies."""
+    """Every stored version of a lineage, oldest first, as fresh copies.
+
+    Linear in the number of versions: each copy's ``old_ids`` is filled only when
+    read (``OldIds``).
+    """
     lineage_id = as_uuid(lineage_id, "lineage_id")
     versions = index.lineages.get(lineage_id)
     if versions is None:

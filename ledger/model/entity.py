@@ -14,7 +14,15 @@ from datetime import datetime, timezone
 from typing import Any, ClassVar
 from uuid import UUID, uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    ValidationError,
+    field_serializer,
+)
 
 from ledger import _process
 from ledger.errors import InputValidationError
@@ -67,6 +75,11 @@ class Entity(BaseModel):
     function_input_entities: list[UUID] = Field(default_factory=list)
     sibling_output_entities: list[UUID] = Field(default_factory=list)
     output_index: int | None = None
+
+    @field_serializer("old_ids", mode="wrap")
+    def _dump_old_ids(self, value: list[UUID], handler: SerializerFunctionWrapHandler) -> Any:
+        """Dump a stored copy's ``old_ids`` (computed when first read) with every id."""
+        return handler(value if type(value) is list else list(value))
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -161,6 +174,38 @@ class Entity(BaseModel):
             ) from None
         setattr(self, target_field, value)
         self.attribute_source[target_field] = source_ecs_id
+
+
+class _OldIdsAttribute:
+    """``entity.old_ids`` always reads as a plain ``list``.
+
+    A copy read from storage holds a list filled from the index on first read
+    (``projections.live.OldIds``: eager, it made ``history()`` quadratic). Reading
+    the attribute swaps a plain list in, so whatever receives it (``orjson``,
+    pydantic validation, C code reading list storage) sees every id.
+    """
+
+    def __get__(self, obj: Entity | None, owner: type | None = None) -> Any:
+        if obj is None:  # like any field with a default factory: no class attribute
+            raise AttributeError("old_ids")
+        d = obj.__dict__
+        value = d.get("old_ids", d)
+        if value is d:
+            raise AttributeError(f"{type(obj).__name__!r} object has no attribute 'old_ids'")
+        if type(value) is not list:
+            value = d["old_ids"] = list(value)
+        return value
+
+    def __set__(self, obj: Entity, value: Any) -> None:
+        obj.__dict__["old_ids"] = value
+
+    def __delete__(self, obj: Entity) -> None:
+        if obj.__dict__.pop("old_ids", obj) is obj:
+            raise AttributeError("old_ids")
+
+
+# Set after the class is built: in the class body pydantic would take it for the field's default.
+type.__setattr__(Entity, "old_ids", _OldIdsAttribute())
 
 
 class ConfigEntity(Entity):
