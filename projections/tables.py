@@ -31,9 +31,11 @@ from ledger.events.bodies import (
 
 __all__ = [
     "DDL",
+    "DDL_PLAIN",
     "ERASE_FAILURES",
     "ERASE_NEW",
     "ERASE_OLD",
+    "EVENT_STRUCT",
     "GRAPH_EDGES",
     "INTERNAL_SCHEMA",
     "LAYOUT",
@@ -98,15 +100,37 @@ TRACKING_DDL = (
     "name VARCHAR PRIMARY KEY, position BIGINT NOT NULL, head_hash VARCHAR, layout INTEGER NOT NULL)"
 )
 
-DDL = (
-    [f"CREATE SCHEMA IF NOT EXISTS {INTERNAL_SCHEMA}"]
-    + [f"CREATE TABLE IF NOT EXISTS main.{name} ({cols})" for name, cols in TABLES.items()]
-    + [GRAPH_EDGES_VIEW, TRACKING_DDL]
-)
+# The JSON text columns are stored with zstd. In a DuckDB file, the default
+# (dictionary + FSST, chosen per segment by analysing it) made writing a page cost
+# three times as much as the page's parse, and zstd keeps those columns at a third of
+# the size (measured on the workload mix: 146 MB → 76 MB for 200k events, catch-up
+# into a file 1.35× faster). In-memory tables are not compressed either way. A DuckDB
+# without zstd for strings (before 1.2) gets ``DDL_PLAIN``.
+_ZSTD = {("events", "payload"), ("entity_versions", "data"), ("entity_versions", "children")}
+
+
+def _create(name: str, columns: str, zstd: bool) -> str:
+    for table, column in _ZSTD if zstd else ():
+        if table == name:
+            kind = "VARCHAR" if f"{column} VARCHAR" in columns else "JSON"
+            columns = columns.replace(f"{column} {kind}", f"{column} {kind} USING COMPRESSION zstd", 1)
+    return f"CREATE TABLE IF NOT EXISTS main.{name} ({columns})"
+
+
+def _ddl(zstd: bool) -> list[str]:
+    return (
+        [f"CREATE SCHEMA IF NOT EXISTS {INTERNAL_SCHEMA}"]
+        + [_create(name, cols, zstd) for name, cols in TABLES.items()]
+        + [GRAPH_EDGES_VIEW, TRACKING_DDL]
+    )
+
+
+DDL = _ddl(zstd=True)
+DDL_PLAIN = _ddl(zstd=False)
 
 # One struct for every event type, typed by the codec's event models: each payload is
 # parsed once, and a key an event type does not have comes out NULL.
-_EVENT_STRUCT = duckdb_struct(
+EVENT_STRUCT = duckdb_struct(
     [
         "recorded_at", "ecs_id", "lineage_id", "tree_root", "previous_ecs_id", "entity_type",
         "values", "children", "is_root", "cause", "schema_version", "detached_from",
@@ -130,7 +154,7 @@ _EVENT_STRUCT = duckdb_struct(
 # row by place (POSITIONAL JOIN, no hashing) and fails loudly if the two ever disagree.
 PAGE_STATEMENTS: list[str] = [
     f"""CREATE OR REPLACE TEMP TABLE _e AS
-        SELECT position, event_type, json_transform(payload, '{_EVENT_STRUCT}') AS e, opened
+        SELECT position, event_type, json_transform(payload, '{EVENT_STRUCT}') AS e, opened
         FROM stage""",
     f"""CREATE OR REPLACE TEMP VIEW _v AS SELECT position, e FROM _e WHERE event_type = '{ENTITY_VERSION}'""",
     f"""CREATE OR REPLACE TEMP VIEW _x AS

@@ -487,3 +487,24 @@ def test_a_resumed_file_equals_a_rebuild(tmp_path_factory: pytest.TempPathFactor
     finally:
         led.close()
         ledger.set_default_ledger(None)
+
+
+class TestDamagedRecords:
+    def test_a_payload_that_is_not_utf8_is_named(self, store: Store) -> None:
+        """Catch-up meets a record whose bytes are not UTF-8: CorruptLogError naming its position, nothing applied from its page."""
+        from ledger.errors import CorruptLogError
+        from ledger.store import EventStore
+
+        with sqlite3.connect(store.path) as con:
+            con.execute("UPDATE stored_events SET state = x'7b22ff22' WHERE rowid = 3")
+        con.close()
+        events = EventStore(store.url, create=False)
+        try:
+            analytics = Analytics(events)
+            with pytest.raises(CorruptLogError, match="position 3") as raised:
+                analytics.catch_up()
+            assert raised.value.position == 3 and analytics.position == 0
+            assert analytics.con.execute("SELECT count(*) FROM events").fetchall() == [(0,)]
+            analytics.close()
+        finally:
+            events.close()
