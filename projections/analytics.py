@@ -84,6 +84,10 @@ class ProjectionMismatchError(LedgerError):
     """
 
 
+class _Forget(Exception):
+    """A page erased a lineage whose failure text the file held opened: the file must go, not just the rows."""
+
+
 @dataclass
 class _Staged:
     """One page of the log, ready for DuckDB."""
@@ -153,21 +157,33 @@ class Analytics:
         self._head_hash: str | None = rows[0][1] if rows else None
 
     def _guarded(self, operation: Callable[[], T]) -> T:
-        """Run ``operation``; if it met a damaged block of the file, replace the file and run it once more."""
-        try:
-            return operation()
-        except duckdb.Error as exc:
-            if self.path is None or not cache_file.is_damage(exc):
-                raise
-            reason = f"is damaged ({first_line(exc)})"
-        try:
-            con = cache_file.replace_damaged(self.con, self.path, reason)
-        except CacheUnavailableError as exc:
-            self._give_up_file(exc)
-            con = connect_locked(":memory:")
-        self.con = self._with_tables(con)
-        self._load_tracking()
-        return operation()
+        """Run ``operation``; when the file must be replaced (damaged, or ``_Forget``), replace it and run it again.
+
+        Once only: a new file that is damaged again is an error. A second
+        ``_Forget`` means a key outlived its lineage's erasure (``verify``
+        reports it), so the text is readable from the store anyway; the
+        operation just goes on from the page it committed.
+        """
+        replaced = False
+        while True:
+            try:
+                return operation()
+            except duckdb.Error as exc:
+                if self.path is None or replaced or not cache_file.is_damage(exc):
+                    raise
+                reason, keep = f"is damaged ({first_line(exc)})", True
+            except _Forget:
+                if replaced or self.path is None:
+                    continue
+                reason, keep = "held the opened text of failures an erasure has made unreadable", False
+            replaced = True
+            try:
+                con = cache_file.replace(self.con, self.path, reason, keep=keep)
+            except CacheUnavailableError as exc:
+                self._give_up_file(exc)
+                con = connect_locked(":memory:")
+            self.con = self._with_tables(con)
+            self._load_tracking()
 
     # ----------------------------------------------------------- following
     def catch_up(self, progress: Progress | None = None, page: int = 50_000) -> int:
@@ -183,7 +199,8 @@ class Analytics:
             progress(0, total)
         with closing(self._pages(self.position + 1, page, ahead=total > page)) as pages:
             for staged in pages:
-                self._apply(staged)
+                if self._apply(staged) and self.path is not None:
+                    raise _Forget
                 applied += staged.count
                 if progress is not None:
                     progress(applied, max(total, applied))
@@ -247,16 +264,23 @@ class Analytics:
             erases=ENTITY_ERASED in batch.topics,
         )
 
-    def _apply(self, staged: _Staged) -> None:
+    def _apply(self, staged: _Staged) -> bool:
+        """Apply one page and move the tracking row, in one transaction.
+
+        True when the page erased a lineage whose failure text earlier rows held
+        opened: updating those rows leaves the old text in free blocks of a
+        DuckDB file, so a file-backed projection is then rebuilt in a new file.
+        """
         con = self.con
         con.register("stage", staged.table)
         con.begin()
+        forgotten = 0
         try:
             for statement in PAGE_STATEMENTS:
                 con.execute(statement)
             if staged.erases:
                 con.execute(ERASE_OLD)
-                con.execute(ERASE_FAILURES)
+                forgotten = con.execute(ERASE_FAILURES).fetchall()[0][0]
             if con.execute("SELECT count(*) FROM erasures").fetchall()[0][0]:
                 con.execute(ERASE_NEW, [staged.first])
             self._track(staged.last, staged.last_hash)
@@ -266,6 +290,7 @@ class Analytics:
             raise
         finally:
             con.unregister("stage")
+        return forgotten > 0
 
     def _opened_failures(self, batch: LogPage) -> pa.Array:
         """Per event: the message of a failure sealed with personal keys, opened now (else NULL).

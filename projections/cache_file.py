@@ -55,7 +55,7 @@ __all__ = [
     "discard",
     "is_damage",
     "open_cache",
-    "replace_damaged",
+    "replace",
     "set_aside",
 ]
 
@@ -262,15 +262,15 @@ def open_cache(path: Path, distrust: Distrust) -> duckdb.DuckDBPyConnection:
         return _create(path)
 
 
-def replace_damaged(con: duckdb.DuckDBPyConnection, path: Path, reason: str) -> duckdb.DuckDBPyConnection:
-    """Close ``con``, move its damaged file aside and return a connection to a new, empty cache.
+def replace(con: duckdb.DuckDBPyConnection, path: Path, reason: str, *, keep: bool) -> duckdb.DuckDBPyConnection:
+    """Close ``con``, move its file aside (``keep``) or delete it, and return a connection to a new, empty cache.
 
-    Under the directory lock, so no other process opens the damaged file
-    between the close and the move.
+    Under the directory lock, so no other process opens the old file between
+    the close and the move.
     """
     with _openers_excluded(path):
         con.close()
-        set_aside(path, reason)
+        (set_aside if keep else discard)(path, reason)
         return _create(path)
 
 

@@ -508,3 +508,28 @@ class TestDamagedRecords:
             analytics.close()
         finally:
             events.close()
+
+
+class TestErasureLeavesNoOpenedText:
+    def test_the_file_is_rebuilt_when_an_erasure_seals_text_it_held(self, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        """A failure's message, opened with personal keys, sits in the cache; after the erasure the file holds it nowhere, free blocks included."""
+        from tests.test_erasure_trust import SECRET, _fail, _patient
+
+        store = Store(tmp_path / "s", steps=5)
+        with Ledger(store.url) as led:
+            patient = _patient(led)
+            _fail(led, "trust_admit", patient=patient)
+        query = "select error_message as m from executions where not succeeded and error_type = 'ValueError' and sealed_with is not null"
+        first = runner.invoke(app, ["sql", query, "--format", "json", "--db", store.url])
+        assert first.exit_code == 0 and json.loads(first.stdout) == [{"m": "cannot admit " + SECRET}], first.output
+        assert SECRET.encode() in store.cache.read_bytes()  # the opened text really is in the file
+        with Ledger(store.url) as led:
+            led.erase(patient.lineage_id, reason="request")
+        second = runner.invoke(app, ["sql", query, "--format", "json", "--db", store.url])
+        assert second.exit_code == 0 and json.loads(second.stdout) == [{"m": "<erased>"}], second.output
+        for name in os.listdir(store.dir):
+            if name != "ledger.db":
+                assert SECRET.encode() not in (store.dir / name).read_bytes(), name
+        assert not (store.dir / "ledger.db.analytics.duckdb.bad").exists()
+        assert "made unreadable" in caplog.text
+        assert file_tables(store.url, store.cache) == in_memory_tables(store.url)
