@@ -70,7 +70,6 @@ Progress = Callable[[int, int], None]
 _NAME = "analytics"
 _HASH_SLICE = slice(-66, -2)  # a sealed record ends with "hash":"<64 hex>"}
 _EXPORT_BATCH = 65_536
-_CHUNK = 8_192  # rows per Arrow batch of a staged page: DuckDB scans batches in parallel
 
 ReadOnlySQLError = ReadOnlyError
 """The name this error had before ``ledger.errors.ReadOnlyError``; the same class."""
@@ -256,7 +255,7 @@ class Analytics:
             }
         )
         return _Staged(
-            table=pa.Table.from_batches(table.to_batches(max_chunksize=_CHUNK)),
+            table=table,
             count=len(batch),
             first=batch.positions[0],
             last=batch.positions[-1],
