@@ -533,3 +533,36 @@ class TestErasureLeavesNoOpenedText:
         assert not (store.dir / "ledger.db.analytics.duckdb.bad").exists()
         assert "made unreadable" in caplog.text
         assert file_tables(store.url, store.cache) == in_memory_tables(store.url)
+
+
+class TestTransactions:
+    def test_a_failure_mid_transaction_loses_and_repeats_nothing(self, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Pages far behind commit a few at a time: a failure rolls back to the last commit, and catching up again equals a rebuild."""
+        import projections.analytics as analytics_module
+
+        monkeypatch.setattr(analytics_module, "_COMMIT_EVERY", 10)
+        calls = 0
+        apply = Analytics._apply
+
+        def failing(self: Analytics, staged: object) -> bool:
+            nonlocal calls
+            calls += 1
+            if calls == 6:
+                raise RuntimeError("the disk is full")
+            return apply(self, staged)  # type: ignore[arg-type]
+
+        with Ledger(store.url, analytics_path=str(store.cache)) as led:
+            analytics = led.analytics
+            monkeypatch.setattr(Analytics, "_apply", failing)
+            with pytest.raises(RuntimeError, match="disk is full"):
+                analytics.catch_up(page=3)
+            # pages 1-4 (12 events) committed as one transaction; page 5 rolled back with the failure
+            assert analytics.position == 12 and tracked_in(analytics) == 12
+            assert analytics.con.execute("SELECT max(position) FROM events").fetchall() == [(12,)]
+            monkeypatch.setattr(Analytics, "_apply", apply)
+            assert analytics.catch_up(page=3) == store.head - 12
+            assert all_tables(analytics) == in_memory_tables(store.url)
+
+
+def tracked_in(analytics: Analytics) -> int:
+    return analytics.con.execute("SELECT position FROM _ledger.projection_tracking").fetchall()[0][0]
