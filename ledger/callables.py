@@ -1,7 +1,7 @@
 """``CallableRegistry``: register typed functions, run them as recorded executions.
 
 Registered functions belong to the process (``connect()`` switches the data,
-not the functions): the table is ``ledger.functions``, and every execution
+not the functions): the table is ``ledger.write.functions`` (held in ``ledger._process``), and every execution
 writes to the default ledger current at call time.
 """
 

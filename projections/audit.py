@@ -19,9 +19,8 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-import orjson
-
 from ledger.errors import EntityNotFoundError
+from ledger.events.decode import checked_record, corrupt
 from ledger.events.digest import Digest
 from ledger.model.address import Address, as_uuid, parse_address
 from ledger.store import EventStore
@@ -34,11 +33,13 @@ __all__ = [
     "AsOf",
     "AuditSource",
     "HistoryRow",
+    "IndexCheck",
     "LogEntry",
     "Shown",
     "VersionDiff",
     "VersionInfo",
     "as_of",
+    "check_index",
     "diff",
     "history",
     "parse_address",
@@ -157,15 +158,23 @@ def recent_events(
     page = max(limit, _MIN_PAGE)
     while end >= 1 and len(picked) < limit:
         start = max(1, end - page + 1)
-        for n in reversed(store.read(start, end - start + 1)):
-            if event_type and not (n.topic == event_type or n.topic.startswith(event_type + ".")):
+        rows = store.read_columns(start, end - start + 1)
+        expected = end
+        for i in reversed(range(len(rows))):
+            position = rows.positions[i]
+            if position != expected:  # every position up to the head holds a record
+                raise corrupt(expected, "the record is missing (the log has a gap here); run ledger verify")
+            expected -= 1
+            _, _, topic, payload = checked_record(position, rows.stream_ids[i], rows.versions[i], rows.topics[i], rows.states[i])
+            if event_type and not (topic == event_type or topic.startswith(event_type + ".")):
                 continue
-            payload = orjson.loads(n.state)
             if function and payload.get("function_name") != function:
                 continue
-            picked.append(LogEntry(n.id, n.topic, source.open_payload(n.topic, payload)))
+            picked.append(LogEntry(position, topic, source.open_payload(topic, payload)))
             if len(picked) == limit:
                 break
+        if len(picked) < limit and expected >= start:  # the page ended before its first position
+            raise corrupt(expected, "the record is missing (the log has a gap here); run ledger verify")
         end = start - 1
     picked.reverse()
     return picked
@@ -253,3 +262,42 @@ def verify_url(url: str, digest: Digest | None = None) -> VerifyReport:
         return verify_store(store, digest)
     finally:
         store.close()
+
+
+@dataclass(frozen=True, slots=True)
+class IndexCheck:
+    """The store's version index against a rebuild of it from the log (``ledger replay``)."""
+
+    tracked: int  # every record up to here is indexed
+    head: int
+    rows: int
+    missing: list[tuple[Any, ...]]  # rows the log implies that the index lacks
+    extra: list[tuple[Any, ...]]  # rows the index holds that the log does not imply
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.extra
+
+
+def check_index(source: AuditSource) -> IndexCheck | None:
+    """Compare the stored version index with the rows computed from the log alone, up to its
+    tracked position; None for a store without one (``memory://``, or written before it)."""
+    store = source.store
+    state = store.index_state()
+    if state is None:
+        return None
+    upto, head = state[0], store.head()
+    stored = store.stored_index()
+    have = {("version", *r) for r in stored.versions} | {("erasure", *r) for r in stored.erasures}
+    # every row up to the tracked position must be there; past it (appends while the index
+    # lagged) rows may be missing, but none may differ from what the log implies
+    rebuilt = store.rebuilt_index(head)
+    implied = {("version", *r) for r in rebuilt.versions} | {("erasure", *r) for r in rebuilt.erasures}
+    required = {r for r in implied if r[-1] <= upto}
+    return IndexCheck(
+        tracked=upto,
+        head=head,
+        rows=len(have),
+        missing=sorted(required - have, key=lambda r: r[-1]),
+        extra=sorted(have - implied, key=lambda r: r[-1]),
+    )

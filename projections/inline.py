@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from ledger.model.entity import Entity
     from ledger.store.keys import KeyStore
 
-__all__ = ["InlineIndex", "StreamHead", "VersionRecord"]
+__all__ = ["InlineIndex", "StreamHead", "VersionRecord", "version_record"]
 
 
 class VersionRecord:
@@ -283,36 +283,7 @@ class InlineIndex:
     def _record_from(
         self, payload: dict[str, Any], stream_id: UUID | None, uuids: dict[str, UUID] | None
     ) -> VersionRecord:
-        """The index record of one ``entity.version`` payload (decoded JSON).
-
-        ``uuids`` maps id strings already seen in this replay to their UUID, so a
-        child reference or previous version is not parsed again (parsing a UUID
-        costs 25x a dict lookup).
-        """
-        if uuids is None:
-            uuids = {}
-        ecs_text = payload["ecs_id"]
-        ecs_id = uuids[ecs_text] = UUID(ecs_text)
-        prev_text = payload["previous_ecs_id"]
-        previous = None if prev_text is None else (uuids.get(prev_text) or UUID(prev_text))
-        children = payload["children"]
-        record = VersionRecord(
-            ecs_id=ecs_id,
-            lineage_id=stream_id if stream_id is not None else UUID(payload["lineage_id"]),
-            previous_ecs_id=previous,
-            topic=payload["entity_type"],
-            schema_version=payload["schema_version"],
-            is_root=payload["is_root"],
-            shape={k: shape_from_json(v, uuids) for k, v in children.items()} if children else {},
-            meta=payload["meta"],
-            created_at=_dt(payload["created_at"]),  # type: ignore[arg-type]
-            forked_at=_dt(payload["forked_at"]),
-            recorded_at=_dt(payload["recorded_at"]),  # type: ignore[arg-type]
-            values_data=payload["values"],
-            personal=tuple(payload["personal"]) if "personal" in payload else (),
-            index=self,
-        )
-        return record
+        return version_record(payload, stream_id, uuids, self)
 
     # ------------------------------------------------------------------- reads
     def get(self, ecs_id: UUID, argument: str = "ecs_id") -> VersionRecord:
@@ -387,3 +358,37 @@ class InlineIndex:
             "erased": {str(k): v for k, v in self.erased.items()},
         }
 
+
+def version_record(
+    payload: dict[str, Any], stream_id: UUID | None, uuids: dict[str, UUID] | None, index: Any
+) -> VersionRecord:
+    """The index record of one ``entity.version`` payload (decoded JSON).
+
+    ``uuids`` maps id strings already seen in this replay to their UUID, so a
+    child reference or previous version is not parsed again (parsing a UUID
+    costs 25x a dict lookup).
+    """
+    if uuids is None:
+        uuids = {}
+    ecs_text = payload["ecs_id"]
+    ecs_id = uuids[ecs_text] = UUID(ecs_text)
+    prev_text = payload["previous_ecs_id"]
+    previous = None if prev_text is None else (uuids.get(prev_text) or UUID(prev_text))
+    children = payload["children"]
+    record = VersionRecord(
+        ecs_id=ecs_id,
+        lineage_id=stream_id if stream_id is not None else UUID(payload["lineage_id"]),
+        previous_ecs_id=previous,
+        topic=payload["entity_type"],
+        schema_version=payload["schema_version"],
+        is_root=payload["is_root"],
+        shape={k: shape_from_json(v, uuids) for k, v in children.items()} if children else {},
+        meta=payload["meta"],
+        created_at=_dt(payload["created_at"]),  # type: ignore[arg-type]
+        forked_at=_dt(payload["forked_at"]),
+        recorded_at=_dt(payload["recorded_at"]),  # type: ignore[arg-type]
+        values_data=payload["values"],
+        personal=tuple(payload["personal"]) if "personal" in payload else (),
+        index=index,
+    )
+    return record

@@ -32,6 +32,7 @@ import ledger.cli.render as render  # not `from ledger.cli import`: the package'
 from ledger import Digest, Ledger, VerifyReport
 from ledger.errors import CorruptLogError, DigestError, LedgerError
 from projections import audit, cache_file
+from projections.stored_reads import StoredReader
 
 app = typer.Typer(
     help="Inspect and audit an entity-ledger store. Every command takes --db URL (or $LEDGER_URL).",
@@ -132,6 +133,19 @@ def analytics_file(url: str, choice: str | None) -> tuple[str | None, bool]:
     return (None if default is None else str(default)), True
 
 
+def open_reader(db: str | None) -> Any:
+    """A reader for ``log``, ``show``, ``history``, ``as-of`` and ``diff``, opened without writing.
+
+    Where the store's version index covers the log, it reads only the records a
+    command shows (``projections.stored_reads``): a few queries whatever the log's
+    length. Otherwise (an index that lags, a store written before it existed) it
+    replays the log, as ``open_ledger`` does; the next writable open builds the index.
+    """
+    url = store_url(db)
+    reader = StoredReader.open(url)
+    return reader if reader is not None else Ledger(url, create=False)
+
+
 # ------------------------------------------------------------------ reading
 @app.command()
 @one_line_errors
@@ -147,7 +161,7 @@ def log(
 
     Example: ledger log --limit 5 --type execution --function school.compute_gpa
     """
-    with open_ledger(db) as led:
+    with open_reader(db) as led:
         entries = audit.recent_events(led, limit=limit, event_type=type_, function=function)
     console.print(
         render.rows_table(
@@ -171,7 +185,7 @@ def show(address: str = typer.Argument(..., help="@<uuid>[.path]: an ecs_id or l
     if not address.startswith("@"):
         address = "@" + address
     parsed = audit.parse_address(address, argument="address")
-    with open_ledger(db) as led:
+    with open_reader(db) as led:
         found = audit.show(led, parsed)
     rec = found.version
     console.print(
@@ -191,7 +205,7 @@ def history(lineage_id: str = typer.Argument(..., help="A lineage id (or any ecs
     Example: ledger history 3f0c2a9e-0d4b-4c38-9a51-2b8f0e6d7b1d --db sqlite:///audit.db
     """
     uuid = audit.parse_id(lineage_id, "lineage_id")
-    with open_ledger(db) as led:
+    with open_reader(db) as led:
         rows = audit.history(led, uuid, argument="lineage_id")
     console.print(render.history_table(rows))
 
@@ -219,7 +233,7 @@ def as_of(
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
     uuid = audit.parse_id(lineage_id, "lineage_id")
-    with open_ledger(db) as led:
+    with open_reader(db) as led:
         found = audit.as_of(led, uuid, position=position, at=when, argument="lineage_id")
     point = f"position {position}" if when is None else when.isoformat()
     rec = found.version
@@ -244,7 +258,7 @@ def diff(
 
     Example: ledger diff 0b1e...  9c4f...
     """
-    with open_ledger(db) as led:
+    with open_reader(db) as led:
         found = audit.diff(led, ecs_id_a, ecs_id_b)
     console.print(f"{len(found.changes)} change(s) from {found.old.ecs_id} to {found.new.ecs_id}", highlight=False)
     console.print(render.diff_table(found.changes))
@@ -379,12 +393,13 @@ def digest_command(
 @app.command()
 @one_line_errors
 def replay(db: str | None = DbOption, analytics: str | None = AnalyticsOption) -> None:
-    """Rebuild the analytics projections from the whole log, with a progress bar.
+    """Rebuild the analytics projections from the whole log, with a progress bar, then check
+    the store's version index against the rows a rebuild from the log gives (exit 1 if they differ).
 
     Example: ledger replay --db sqlite:///audit.db
     """
     with open_ledger(db, analytics=analytics) as led:
-        analytics = led.analytics
+        projection = led.analytics
         columns = (TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=True) as bar:
             task = bar.add_task("replay", total=None)
@@ -393,10 +408,29 @@ def replay(db: str | None = DbOption, analytics: str | None = AnalyticsOption) -
                 bar.update(task, completed=done, total=total)
 
             start = time.perf_counter()
-            count = analytics.rebuild(progress=progress)
+            count = projection.rebuild(progress=progress)
             seconds = time.perf_counter() - start
+        check = audit.check_index(led)
     rate = count / seconds if seconds > 0 else float("inf")
     console.print(f"replayed {count} events in {seconds:.2f} s ({rate:,.0f} events/s)")
+    if check is None:
+        return
+    if not check.ok:
+        for kind, rows in (("missing", check.missing), ("unexpected", check.extra)):
+            for row in rows[:10]:
+                err.print(
+                    f"version index: {kind} {row[0]} row at position {row[-1]}: {', '.join(map(str, row[1:-1]))}",
+                    soft_wrap=True,
+                )
+        err.print(
+            f"error: the stored version index differs from a rebuild from the log "
+            f"({len(check.missing)} missing, {len(check.extra)} unexpected rows)",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
+    console.print(
+        f"version index: {check.rows} rows up to position {check.tracked} of {check.head}, equal to a rebuild from the log"
+    )
 
 
 @app.command()

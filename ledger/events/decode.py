@@ -28,8 +28,9 @@ from ledger.events.bodies import (
     EXECUTION_COMPLETED,
     EXECUTION_FAILED,
 )
+from ledger.events.seal import check_seal
 
-__all__ = ["corrupt", "describe", "record_payload", "record_stream", "record_topic", "record_version"]
+__all__ = ["checked_record", "corrupt", "describe", "record_payload", "record_stream", "record_topic", "record_version"]
 
 # What an entity.version payload must hold for the index to keep it: the
 # fields it reads at once (ids are parsed there, and fail there) and the ones
@@ -156,3 +157,24 @@ def describe(exc: BaseException) -> str:
         return f"field {exc.args[0]!r} is missing"
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def checked_record(position: int, raw_id: Any, raw_version: Any, raw_topic: Any, state: Any) -> tuple[UUID, int, str, dict[str, Any]]:
+    """(stream id, version, topic, payload) of one record a reader is about to show, its seal checked.
+
+    Readers that answer from a few records (``ledger show``, ``history``, ``log`` on the
+    stored index) never replay the rest of the log, so each record they read must
+    prove itself: it decodes, and its seal matches its topic, stream, version and
+    bytes (and, sealed v2, its position). Anything else is ``CorruptLogError`` naming
+    the position; ``ledger verify`` then reports every problem of the log.
+    """
+    stream_id = record_stream(position, raw_id, {})
+    version = record_version(position, raw_version)
+    topic = record_topic(position, raw_topic)
+    payload = record_payload(position, topic, state)
+    seal = check_seal(topic, stream_id, version, bytes(state))
+    if not seal.intact:
+        raise corrupt(position, "its seal does not match its contents (edited after it was written); run ledger verify")
+    if seal.version == 2 and seal.position != position:
+        raise corrupt(position, f"its seal names position {seal.position} (records were moved); run ledger verify")
+    return stream_id, version, topic, payload

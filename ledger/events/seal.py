@@ -35,11 +35,21 @@ class NewEvent:
     (the sealed bytes) and ``hash`` inside the append transaction, once the
     event's position and its predecessor in the log are known.
     ``prev_hash`` is the hash of the stream's last event before this batch.
+    ``ecs_id`` is the version an ``entity.version`` event records, when the writer
+    knows it (the store's version index then need not read it back from ``body``).
     """
 
-    __slots__ = ("stream_id", "version", "topic", "body", "prev_hash", "state", "hash")
+    __slots__ = ("stream_id", "version", "topic", "body", "prev_hash", "state", "hash", "ecs_id")
 
-    def __init__(self, stream_id: UUID, version: int, topic: str, body: bytes, prev_hash: str | None) -> None:
+    def __init__(
+        self,
+        stream_id: UUID,
+        version: int,
+        topic: str,
+        body: bytes,
+        prev_hash: str | None,
+        ecs_id: UUID | None = None,
+    ) -> None:
         self.stream_id = stream_id
         self.version = version
         self.topic = topic
@@ -47,6 +57,7 @@ class NewEvent:
         self.prev_hash = prev_hash
         self.state = b""
         self.hash = ""
+        self.ecs_id = ecs_id
 
 
 #: ``log_prev`` of the first event of a log.

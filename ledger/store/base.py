@@ -36,11 +36,11 @@ from eventsourcing.persistence import (
 )
 
 from ledger.errors import ConcurrencyError, CorruptLogError, StoreError, StoreURLError
-from ledger.events.seal import NewEvent
+from ledger.events.seal import NewEvent, link_hash
 from ledger.store.keys import KeyStore, KeyTable
 from ledger.store.memory import MemoryBackend
-from ledger.store.postgres import PostgresBackend
 from ledger.store.sqlite import SQLiteBackend
+from ledger.store.version_index import IndexRows, rows_for_page
 
 __all__ = ["EventStore", "LogPage", "StoreBackend", "StoreURL", "parse_store_url"]
 
@@ -174,11 +174,19 @@ class StoreBackend(Protocol):
         ...
 
 
+def _postgres(spec: StoreURL, create: bool) -> StoreBackend:
+    # Imported on first use: psycopg takes ~80 ms to import, a third of a CLI command's
+    # start-up, and only PostgreSQL URLs need it.
+    from ledger.store.postgres import PostgresBackend
+
+    return PostgresBackend(spec, create)
+
+
 #: The backend for each ``StoreURL.kind``.
 _BACKENDS: dict[str, Callable[[StoreURL, bool], StoreBackend]] = {
     "memory": MemoryBackend,
     "sqlite": SQLiteBackend,
-    "postgresql": PostgresBackend,
+    "postgresql": _postgres,
 }
 
 
@@ -226,6 +234,11 @@ class EventStore:
                 self.keys.finish_shredding()
             except StoreError as exc:  # never stops an open: the next erase or open retries
                 log.warning("%s", exc)
+            # ... and indexes what an older library (or a killed catch-up) left unindexed.
+            try:
+                self.catch_up_index()
+            except (StoreError, PersistenceError, *self._backend.failures) as exc:  # readers then replay
+                log.warning("%s: the stored version index stays behind: %s", url, exc)
 
     @property
     def kind(self) -> str:
@@ -301,6 +314,96 @@ class EventStore:
             # The damaged page's records are unknown, so no position is claimed.
             return CorruptLogError(f"store {self.url!r}: the log cannot be read{where}, the file is damaged: {cause}")
         return StoreError(f"store {self.url!r}: read failed{where}: {cause or exc}")
+
+    # ------------------------------------------------------------ version index
+    def index_state(self) -> tuple[int, str] | None:
+        """(tracked position, its record's chain link) of the stored version index; None without one."""
+        return self._index_read(self._backend.index_state)
+
+    def index_caught_up(self) -> bool:
+        """True when the stored version index covers the whole log (readers may use it alone)."""
+        state = self.index_state()
+        return state is not None and state[0] == self.head()
+
+    def catch_up_index(self, progress: Callable[[int, int], None] | None = None, page: int = 20_000) -> int:
+        """Index the records after the tracked position; returns how many records were read.
+
+        A tracked position whose record no longer has the remembered chain link
+        means the log below it was rewritten: the index is dropped and rebuilt from
+        the first record. Each page is added in its own transaction with the
+        tracked position, so a killed catch-up resumes where it stopped. Another
+        process moving the position meanwhile (appending or catching up) stops this
+        one; whichever is behind finishes on a later open.
+        """
+        state = self.index_state()
+        if state is None:
+            return 0
+        position, head_hash = state
+        if position:
+            at = self.read_columns(position, 1)
+            if not len(at) or at.positions[0] != position or link_hash(at.states[0]) != head_hash:
+                log.warning("%s: the log changed below the version index's position %d; rebuilding it", self.url, position)
+                self._backend.reset_index()
+                position = 0
+        head = self.head()
+        done = 0
+        while position < head:
+            rows = self.read_columns(position + 1, page)
+            if not len(rows):
+                break
+            last = rows.positions[-1]
+            found = rows_for_page(rows.positions, rows.stream_ids, rows.versions, rows.topics, rows.states)
+            if not self._backend.add_index_rows(found, position, last, link_hash(rows.states[-1])):
+                break
+            done += len(rows)
+            position = last
+            if progress is not None:
+                progress(position, head)
+        if done:
+            log.info("%s: version index caught up with %d records (position %d)", self.url, done, position)
+        return done
+
+    def rebuilt_index(self, upto: int | None = None) -> IndexRows:
+        """The index rows computed from the log alone, up to ``upto`` (default: the tracked position)."""
+        if upto is None:
+            state = self.index_state()
+            upto = 0 if state is None else state[0]
+        rows = IndexRows()
+        start = 1
+        while start <= upto:
+            found = self.read_columns(start, min(20_000, upto - start + 1))
+            if not len(found):
+                break
+            part = rows_for_page(found.positions, found.stream_ids, found.versions, found.topics, found.states)
+            rows.versions.extend(part.versions)
+            # an erasure row is a lineage's first entity.erased only
+            seen = {lineage for lineage, _ in rows.erasures}
+            rows.erasures.extend(e for e in part.erasures if e[0] not in seen and not seen.add(e[0]))  # type: ignore[func-returns-value]
+            start = found.positions[-1] + 1
+        return rows
+
+    def stored_index(self) -> IndexRows:
+        """Every row the stored version index holds, by position."""
+        return self._index_read(self._backend.index_dump)
+
+    def version_position(self, ecs_id: Any) -> int | None:
+        """The log position of a stored version, from the index (None when there is none)."""
+        return self._index_read(self._backend.version_position, ecs_id)
+
+    def lineage_entries(self, lineage_id: Any) -> list[tuple[Any, int, int]]:
+        """(ecs_id, stream version, position) of each version of a lineage, oldest first."""
+        return self._index_read(self._backend.lineage_entries, lineage_id)
+
+    def erasure_entries(self) -> dict[Any, int]:
+        """lineage_id -> position of its erasure, from the index."""
+        return self._index_read(self._backend.erasure_entries)
+
+    def _index_read(self, read: Callable[..., Any], *args: Any) -> Any:
+        """An index query with the store's error mapping (a damaged file is ``CorruptLogError``)."""
+        try:
+            return read(*args)
+        except (PersistenceError, *self._backend.failures) as exc:
+            raise self._read_error(exc, None) from exc
 
     def iter_all(self, start: int = 1, page: int = 10_000, stop: int | None = None) -> Iterator[Notification]:
         while True:

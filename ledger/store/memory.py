@@ -78,6 +78,22 @@ class MemoryBackend:
     def close(self) -> None:
         pass
 
+    # ------------------------------------------------------------ version index
+    # memory:// keeps no stored index: its ledgers replay in-process (the log dies with them).
+    def index_state(self) -> None:
+        return None
+
+    def add_index_rows(self, *args: Any) -> bool:
+        return False
+
+    def reset_index(self) -> None:
+        pass
+
+    def _no_index(self, *args: Any) -> Any:
+        raise StoreError("memory:// keeps no stored version index")
+
+    version_position = lineage_entries = erasure_entries = index_dump = _no_index
+
 
 # ---------------------------------------------------------------- key table
 class MemoryKeyTable:

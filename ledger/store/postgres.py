@@ -19,6 +19,12 @@ from ledger.errors import StoreError
 from ledger.events.seal import GENESIS, NewEvent, link_hash, seal_batch
 from ledger.store.keys import SHRED_WAIT_MS, SHREDS, TABLE, raw_key
 from ledger.store.probe import check_postgres_schema
+from ledger.store.version_index import (
+    INDEX_NAME,
+    IndexRows,
+    lineage_versions,
+    rows_for_batch,
+)
 
 if TYPE_CHECKING:
     from ledger.store.base import StoreURL
@@ -27,6 +33,37 @@ __all__ = ["PostgresBackend"]
 
 #: Serialises the creation of a fresh schema's tables across processes.
 _CREATE_LOCK = 7245001
+
+# The stored version index (``version_index.py``).
+_VERSIONS = "ledger_version_positions"
+_ERASURES = "ledger_erasure_index"
+_TRACKING = "ledger_index_tracking"
+
+
+def create_index_tables(conn: Any, schema: str) -> None:
+    """The version index's tables and tracking row (idempotent)."""
+    from psycopg import sql
+
+    s = sql.Identifier(schema)
+    for statement in (
+        "CREATE TABLE IF NOT EXISTS {s}.{v} (ecs_id uuid PRIMARY KEY, position bigint NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS {s}.{e} (lineage_id uuid PRIMARY KEY, position bigint NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS {s}.{t} (name text PRIMARY KEY, position bigint NOT NULL, head_hash text NOT NULL)",
+    ):
+        conn.execute(
+            sql.SQL(statement).format(
+                s=s,
+                v=sql.Identifier(_VERSIONS),
+                e=sql.Identifier(_ERASURES),
+                t=sql.Identifier(_TRACKING),
+            )
+        )
+    conn.execute(
+        sql.SQL("INSERT INTO {}.{} (name, position, head_hash) VALUES (%s, 0, %s) ON CONFLICT DO NOTHING").format(
+            s, sql.Identifier(_TRACKING)
+        ),
+        (INDEX_NAME, GENESIS),
+    )
 
 
 def _open_recorder(spec: StoreURL, create: bool = True) -> tuple[ApplicationRecorder, Any]:
@@ -69,6 +106,7 @@ def _open_recorder(spec: StoreURL, create: bool = True) -> tuple[ApplicationReco
                 recorder = PostgresApplicationRecorder(datastore)
                 recorder.create_table()
                 create_postgres_key_table(conn, schema)
+                create_index_tables(conn, schema)
             finally:
                 conn.execute(f"SELECT pg_advisory_unlock({_CREATE_LOCK})")
     except psycopg.OperationalError as exc:
@@ -88,6 +126,12 @@ class PostgresBackend:
         """Open (and with ``create``, make) the schema's tables; ``create=False`` only checks the catalog."""
         self.recorder, self._datastore = _open_recorder(spec, create)
         self.key_table = PostgresKeyTable(self._datastore, spec.options.get("schema", "public"))
+        from psycopg import sql
+
+        schema = sql.Identifier(self._datastore.schema)
+        self._versions = sql.SQL("{}.{}").format(schema, sql.Identifier(_VERSIONS))
+        self._erasures = sql.SQL("{}.{}").format(schema, sql.Identifier(_ERASURES))
+        self._tracking = sql.SQL("{}.{}").format(schema, sql.Identifier(_TRACKING))
 
     def append(self, events: Sequence[NewEvent]) -> list[int]:
         """Seal the batch after the head and insert it with explicit positions, under the table lock."""
@@ -116,8 +160,121 @@ class PostgresBackend:
                 ).format(table),
                 [(e.stream_id, e.version, e.topic, e.state, head + 1 + i) for i, e in enumerate(events)],
             )
+            self._write_index(curs, rows_for_batch(events, head + 1), head, head + len(events), events[-1].hash)
             curs.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(recorder.channel_name)))
         return list(range(head + 1, head + 1 + len(events)))
+
+    # ------------------------------------------------------------ version index
+    def _write_index(self, curs: Any, rows: IndexRows, expect: int, upto: int, upto_hash: str) -> bool:
+        """Add rows and move the tracked position from ``expect`` to ``upto``, in the caller's transaction."""
+        from psycopg import sql
+
+        if not self._has_index(curs):
+            return False
+        if rows.versions:
+            curs.executemany(
+                sql.SQL(
+                    "INSERT INTO {} (ecs_id, position) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+                ).format(self._versions),
+                rows.versions,
+            )
+        if rows.erasures:
+            curs.executemany(
+                sql.SQL("INSERT INTO {} (lineage_id, position) VALUES (%s, %s) ON CONFLICT DO NOTHING").format(self._erasures),
+                rows.erasures,
+            )
+        curs.execute(
+            sql.SQL("UPDATE {} SET position = %s, head_hash = %s WHERE name = %s AND position = %s").format(self._tracking),
+            (upto, upto_hash, INDEX_NAME, expect),
+            prepare=True,
+        )
+        return curs.rowcount == 1
+
+    def _has_index(self, curs: Any) -> bool:
+        """Whether this schema has the index tables (a schema made by an older library has not)."""
+        if getattr(self, "_index_known", False):
+            return True
+        curs.execute("SELECT to_regclass(%s) IS NOT NULL AS present", (f'"{self._datastore.schema}".{_TRACKING}',))
+        row = curs.fetchone()
+        present = bool(row["present"])
+        self._index_known = present
+        return present
+
+    def index_state(self) -> tuple[int, str] | None:
+        from psycopg import sql
+
+        with self._datastore.transaction(commit=False) as curs:
+            if not self._has_index(curs):
+                return None
+            curs.execute(sql.SQL("SELECT position, head_hash FROM {} WHERE name = %s").format(self._tracking), (INDEX_NAME,))
+            row = curs.fetchone()
+        return None if row is None else (row["position"], row["head_hash"])
+
+    def add_index_rows(self, rows: IndexRows, expect: int, upto: int, upto_hash: str) -> bool:
+        with self._datastore.transaction(commit=True) as curs:
+            return self._write_index(curs, rows, expect, upto, upto_hash)
+
+    def reset_index(self) -> None:
+        from psycopg import sql
+
+        with self._datastore.transaction(commit=True) as curs:
+            curs.execute(sql.SQL("DELETE FROM {}").format(self._versions))
+            curs.execute(sql.SQL("DELETE FROM {}").format(self._erasures))
+            curs.execute(
+                sql.SQL("UPDATE {} SET position = 0, head_hash = %s WHERE name = %s").format(self._tracking), (GENESIS, INDEX_NAME)
+            )
+
+    def version_position(self, ecs_id: UUID) -> int | None:
+        from psycopg import sql
+
+        with self._datastore.transaction(commit=False) as curs:
+            curs.execute(sql.SQL("SELECT position FROM {} WHERE ecs_id = %s").format(self._versions), (ecs_id,))
+            row = curs.fetchone()
+        return None if row is None else row["position"]
+
+    def lineage_entries(self, lineage_id: UUID) -> list[tuple[UUID, int, int]]:
+        """(ecs_id, version, position) of a lineage's versions, through the events table's
+        (stream, version) index, checked by ``version_index.lineage_versions``."""
+        from psycopg import sql
+
+        recorder: Any = self.recorder
+        table = sql.SQL("{}.{}").format(sql.Identifier(self._datastore.schema), sql.Identifier(recorder.events_table_name))
+        with self._datastore.transaction(commit=False) as curs:
+            curs.execute(
+                sql.SQL(
+                    "SELECT notification_id, originator_version, topic, substring(state from 1 for 64) AS head "
+                    "FROM {} WHERE originator_id = %s ORDER BY originator_version"
+                ).format(table),
+                (lineage_id,),
+            )
+            rows = [
+                (r["notification_id"], r["originator_version"], r["topic"], None if r["head"] is None else bytes(r["head"]))
+                for r in curs.fetchall()
+            ]
+
+            def whole(position: int) -> Any:
+                curs.execute(sql.SQL("SELECT state FROM {} WHERE notification_id = %s").format(table), (position,))
+                state = curs.fetchone()["state"]
+                return None if state is None else bytes(state)
+
+            return lineage_versions(rows, whole)
+
+    def erasure_entries(self) -> dict[UUID, int]:
+        from psycopg import sql
+
+        with self._datastore.transaction(commit=False) as curs:
+            curs.execute(sql.SQL("SELECT lineage_id, position FROM {}").format(self._erasures))
+            return {r["lineage_id"]: r["position"] for r in curs.fetchall()}
+
+    def index_dump(self) -> IndexRows:
+        from psycopg import sql
+
+        with self._datastore.transaction(commit=False) as curs:
+            curs.execute(sql.SQL("SELECT ecs_id, position FROM {} ORDER BY position").format(self._versions))
+            versions = [(r["ecs_id"], r["position"]) for r in curs.fetchall()]
+            curs.execute(sql.SQL("SELECT lineage_id, position FROM {} ORDER BY position").format(self._erasures))
+            erasures = [(r["lineage_id"], r["position"]) for r in curs.fetchall()]
+        return IndexRows(versions, erasures)
 
     def read_rows(self, start: int, limit: int, *, text_ids: bool = True) -> list[tuple[Any, ...]]:
         """One plain SELECT into tuples, stream ids cast to text, values otherwise as stored."""

@@ -14,12 +14,18 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from eventsourcing.persistence import ApplicationRecorder
+from eventsourcing.persistence import ApplicationRecorder, PersistenceError
 
-from ledger.errors import StoreError, StoreURLError
+from ledger.errors import CorruptLogError, StoreError, StoreURLError
 from ledger.events.seal import GENESIS, NewEvent, link_hash, seal_batch
 from ledger.store.keys import SHRED_WAIT_MS, SHREDS, TABLE, raw_key
 from ledger.store.probe import check_sqlite_file
+from ledger.store.version_index import (
+    INDEX_NAME,
+    IndexRows,
+    lineage_versions,
+    rows_for_batch,
+)
 
 if TYPE_CHECKING:
     from ledger.store.base import StoreURL
@@ -27,6 +33,18 @@ if TYPE_CHECKING:
 __all__ = ["SQLiteBackend"]
 
 _DAMAGED = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+
+# The stored version index (``version_index.py``): ecs_ids as 16-byte blobs (half the pages
+# of hex text: random keys make every batch touch many leaf pages, so size is speed here).
+_VERSIONS = "ledger_version_positions"
+_ERASURES = "ledger_erasure_index"
+_TRACKING = "ledger_index_tracking"
+_INDEX_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {_VERSIONS} (ecs_id BLOB PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID",
+    f"CREATE TABLE IF NOT EXISTS {_ERASURES} (lineage_id TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID",
+    f"CREATE TABLE IF NOT EXISTS {_TRACKING} (name TEXT PRIMARY KEY, position INTEGER NOT NULL, head_hash TEXT NOT NULL)",
+    f"INSERT OR IGNORE INTO {_TRACKING} (name, position, head_hash) VALUES ('{INDEX_NAME}', 0, '{GENESIS}')",
+)
 
 
 def _open_recorder(spec: StoreURL, create: bool = True) -> tuple[ApplicationRecorder, Any]:
@@ -85,6 +103,16 @@ class SQLiteBackend:
         """Check the file first (``ledger.store.probe``), then open it; ``create=False`` writes nothing."""
         self.recorder, self._datastore = _open_recorder(spec, create)
         self.key_table = SQLiteKeyTable(self._datastore, create=create)
+        if create:
+            try:
+                with self._datastore.transaction(commit=True) as cur:
+                    for statement in _INDEX_DDL:
+                        cur.execute(statement)
+            except PersistenceError as exc:
+                self._datastore.close()
+                if self.is_damaged(exc.__cause__):
+                    raise CorruptLogError(f"store {spec.url!r}: the file is damaged: {exc.__cause__}") from exc
+                raise StoreError(f"store {spec.url!r}: cannot create the version index: {exc}") from exc
 
     def append(self, events: Sequence[NewEvent]) -> list[int]:
         """Seal the batch after the head and insert it with explicit rowids, in one IMMEDIATE transaction."""
@@ -103,12 +131,117 @@ class SQLiteBackend:
                     "VALUES (?, ?, ?, ?, ?)",
                     [(head + 1 + i, e.stream_id.hex, e.version, e.topic, e.state) for i, e in enumerate(events)],
                 )
+                self._write_index(raw, rows_for_batch(events, head + 1), head, head + len(events), events[-1].hash)
                 raw.execute("COMMIT")
             except BaseException:
                 if raw.in_transaction:
                     raw.execute("ROLLBACK")
                 raise
         return list(range(head + 1, head + 1 + len(events)))
+
+    # ------------------------------------------------------------ version index
+    def _write_index(self, raw: Any, rows: IndexRows, expect: int, upto: int, upto_hash: str) -> bool:
+        """Add rows and move the tracked position from ``expect`` to ``upto``; False if it was elsewhere.
+
+        Runs inside the caller's transaction. A file made before the index existed
+        has no index tables: nothing is written (the next writable open builds them).
+        """
+        try:
+            if rows.versions:
+                raw.executemany(
+                    f"INSERT OR IGNORE INTO {_VERSIONS} (ecs_id, position) VALUES (?, ?)",
+                    [(e.bytes, p) for e, p in rows.versions],
+                )
+            if rows.erasures:
+                raw.executemany(
+                    f"INSERT OR IGNORE INTO {_ERASURES} (lineage_id, position) VALUES (?, ?)",
+                    [(lineage.hex, p) for lineage, p in rows.erasures],
+                )
+            moved = raw.execute(
+                f"UPDATE {_TRACKING} SET position = ?, head_hash = ? WHERE name = ? AND position = ?",
+                (upto, upto_hash, INDEX_NAME, expect),
+            )
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return False
+            raise
+        return moved.rowcount == 1
+
+    def index_state(self) -> tuple[int, str] | None:
+        """The tracked (position, head_hash), or None where the index tables do not exist."""
+        try:
+            with self._datastore.get_connection(commit=False) as conn:
+                row = conn._sqlite_conn.execute(
+                    f"SELECT position, head_hash FROM {_TRACKING} WHERE name = ?", (INDEX_NAME,)
+                ).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return None
+            raise
+        return None if row is None else (row[0], row[1])
+
+    def add_index_rows(self, rows: IndexRows, expect: int, upto: int, upto_hash: str) -> bool:
+        """Catch-up: add rows for records up to ``upto`` and move the tracked position there."""
+        with self._datastore.get_connection(commit=True) as conn:
+            raw = conn._sqlite_conn
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                moved = self._write_index(raw, rows, expect, upto, upto_hash)
+                raw.execute("COMMIT")
+            except BaseException:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                raise
+        return moved
+
+    def reset_index(self) -> None:
+        """Forget every index row (the log below the tracked position was rewritten)."""
+        with self._datastore.transaction(commit=True) as cur:
+            cur.execute(f"DELETE FROM {_VERSIONS}")
+            cur.execute(f"DELETE FROM {_ERASURES}")
+            cur.execute(f"UPDATE {_TRACKING} SET position = 0, head_hash = ? WHERE name = ?", (GENESIS, INDEX_NAME))
+
+    def version_position(self, ecs_id: UUID) -> int | None:
+        """The log position of one stored version, or None."""
+        with self._datastore.get_connection(commit=False) as conn:
+            row = conn._sqlite_conn.execute(f"SELECT position FROM {_VERSIONS} WHERE ecs_id = ?", (ecs_id.bytes,)).fetchone()
+        return None if row is None else row[0]
+
+    def lineage_entries(self, lineage_id: UUID) -> list[tuple[UUID, int, int]]:
+        """(ecs_id, version, position) of every version of a lineage, oldest first.
+
+        From the events table's own (stream, version) index: a lineage's stream holds its
+        versions (and at most its erasure); ``version_index.lineage_versions`` checks them.
+        """
+        table = self.recorder.events_table_name  # type: ignore[attr-defined]
+        with self._datastore.get_connection(commit=False) as conn:
+            raw = conn._sqlite_conn
+            rows = raw.execute(
+                f"SELECT rowid, originator_version, topic, substr(state, 1, 64) FROM {table} "
+                "WHERE originator_id = ? ORDER BY originator_version",
+                (lineage_id.hex,),
+            ).fetchall()
+
+            def whole(position: int) -> Any:
+                return raw.execute(f"SELECT state FROM {table} WHERE rowid = ?", (position,)).fetchone()[0]
+
+            return lineage_versions(rows, whole)
+
+    def erasure_entries(self) -> dict[UUID, int]:
+        with self._datastore.get_connection(commit=False) as conn:
+            rows = conn._sqlite_conn.execute(f"SELECT lineage_id, position FROM {_ERASURES}").fetchall()
+        return {UUID(lineage): p for lineage, p in rows}
+
+    def index_dump(self) -> IndexRows:
+        """Every stored row, sorted by position (to compare with a rebuild)."""
+        with self._datastore.get_connection(commit=False) as conn:
+            raw = conn._sqlite_conn
+            versions = raw.execute(f"SELECT ecs_id, position FROM {_VERSIONS} ORDER BY position").fetchall()
+            erasures = raw.execute(f"SELECT lineage_id, position FROM {_ERASURES} ORDER BY position").fetchall()
+        return IndexRows(
+            [(UUID(bytes=bytes(e)), p) for e, p in versions],
+            [(UUID(lineage), p) for lineage, p in erasures],
+        )
 
     def read_rows(self, start: int, limit: int, *, text_ids: bool = True) -> list[tuple[Any, ...]]:
         """One plain SELECT on the raw connection: the values exactly as stored (stream ids are text here)."""

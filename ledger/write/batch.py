@@ -60,7 +60,7 @@ class Batch:
         heads: dict[UUID, str | None] = {}
         size = len(self._items)
         out: list[NewEvent] = []
-        for stream_id, topic, body, _ in self._items:
+        for stream_id, topic, body, record in self._items:
             version = versions.get(stream_id)
             if version is None:
                 known = self.index.streams.get(stream_id)
@@ -74,7 +74,8 @@ class Batch:
             except TypeError as exc:  # orjson.JSONEncodeError: a value JSON cannot hold
                 raise UnstorableValueError(f"{_culprit(topic, body)}: {exc}") from None
             versions[stream_id] = version
-            out.append(NewEvent(stream_id, version, topic, raw, heads[stream_id]))
+            ecs_id = record.ecs_id if record is not None else None
+            out.append(NewEvent(stream_id, version, topic, raw, heads[stream_id], ecs_id))
         self.sealed = out
         return out
 

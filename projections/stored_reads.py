@@ -1,0 +1,210 @@
+"""Reads of single versions and lineages straight from the store's version index.
+
+``ledger log``, ``show``, ``history``, ``as-of`` and ``diff`` need a handful of versions,
+not the whole log: where the store's version index covers the log
+(``EventStore.index_caught_up``), ``StoredIndex`` answers the lookups the audit reads make
+of an index (``records``, ``lineages``, ``get``, ``version_at``, ``version_at_time``,
+``key_for``) by reading only the records it needs, decoded on demand and kept in a bounded
+LRU cache. Opening one costs a few queries whatever the log's length; the in-memory
+``InlineIndex`` replays everything.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import OrderedDict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, overload
+from uuid import UUID
+
+from ledger.errors import EntityNotFoundError
+from ledger.events.bodies import ENTITY_VERSION, EXECUTION_FAILED
+from ledger.events.decode import checked_record, corrupt
+from ledger.events.sealed_failure import is_sealed, open_failure
+from ledger.store import EventStore
+from projections.inline import VersionRecord, version_record
+
+__all__ = ["StoredIndex", "StoredReader", "read_checked"]
+
+#: Decoded versions kept per reader (a version is typically 1-2 KiB decoded).
+DEFAULT_CACHE = 4096
+
+
+def read_checked(store: EventStore, position: int) -> tuple[UUID, int, str, dict[str, Any]]:
+    """The record at ``position``, decoded and its seal checked (``decode.checked_record``).
+
+    A position with no record (deleted from the middle of the log) is a ``CorruptLogError``
+    too: a read must never quietly show the next record instead.
+    """
+    page = store.read_columns(position, 1)
+    if not len(page) or page.positions[0] != position:
+        raise corrupt(position, "the record is missing (the log has a gap here); run ledger verify")
+    return checked_record(position, page.stream_ids[0], page.versions[0], page.topics[0], page.states[0])
+
+
+class _Records:
+    """``index.records``: ecs_id -> VersionRecord, loaded on first use."""
+
+    def __init__(self, owner: StoredIndex) -> None:
+        self._owner = owner
+
+    def get(self, ecs_id: UUID, default: Any = None) -> VersionRecord | Any:
+        rec = self._owner.load(ecs_id)
+        return default if rec is None else rec
+
+    def __getitem__(self, ecs_id: UUID) -> VersionRecord:
+        rec = self._owner.load(ecs_id)
+        if rec is None:
+            raise KeyError(ecs_id)
+        return rec
+
+    def __contains__(self, ecs_id: object) -> bool:
+        return isinstance(ecs_id, UUID) and self._owner.store.version_position(ecs_id) is not None
+
+
+class _Lineages:
+    """``index.lineages``: lineage_id -> its versions, oldest first (loaded when asked)."""
+
+    def __init__(self, owner: StoredIndex) -> None:
+        self._owner = owner
+
+    def get(self, lineage_id: UUID, default: Any = None) -> Sequence[VersionRecord] | Any:
+        entries = self._owner.store.lineage_entries(lineage_id) if isinstance(lineage_id, UUID) else []
+        if not entries:
+            return default
+        return _Versions(self._owner, [ecs_id for ecs_id, _, _ in entries])
+
+    def __getitem__(self, lineage_id: UUID) -> Sequence[VersionRecord]:
+        found = self.get(lineage_id)
+        if found is None:
+            raise KeyError(lineage_id)
+        return found
+
+    def __contains__(self, lineage_id: object) -> bool:
+        return isinstance(lineage_id, UUID) and bool(self._owner.store.lineage_entries(lineage_id))
+
+
+class _Versions(Sequence[VersionRecord]):
+    """A lineage's versions, oldest first, each read only when asked for (``[-1]`` reads one)."""
+
+    def __init__(self, owner: StoredIndex, ids: list[UUID]) -> None:
+        self._owner = owner
+        self._ids = ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @overload
+    def __getitem__(self, i: int) -> VersionRecord: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[VersionRecord]: ...
+
+    def __getitem__(self, i: int | slice) -> VersionRecord | list[VersionRecord]:
+        if isinstance(i, slice):
+            return [self._owner.get(ecs_id) for ecs_id in self._ids[i]]
+        return self._owner.get(self._ids[i])
+
+
+class StoredIndex:
+    """The audit reads' view of an index, answered from the store (bounded memory)."""
+
+    def __init__(self, store: EventStore, cache_size: int = DEFAULT_CACHE) -> None:
+        self.store = store
+        self.keys = store.keys
+        self.erased: dict[UUID, int] = store.erasure_entries()
+        self.records = _Records(self)
+        self.lineages = _Lineages(self)
+        self._cache: OrderedDict[UUID, VersionRecord] = OrderedDict()
+        self._cache_size = cache_size
+
+    def load(self, ecs_id: UUID) -> VersionRecord | None:
+        """One stored version, from the cache or its record in the log."""
+        rec = self._cache.get(ecs_id)
+        if rec is not None:
+            self._cache.move_to_end(ecs_id)
+            return rec
+        if not isinstance(ecs_id, UUID):
+            return None
+        position = self.store.version_position(ecs_id)
+        if position is None:
+            return None
+        lineage_id, version, topic, payload = read_checked(self.store, position)
+        if topic != ENTITY_VERSION or payload["ecs_id"] != str(ecs_id):
+            raise corrupt(position, f"the version index names version {ecs_id} here, the record holds something else; run ledger verify")
+        rec = version_record(payload, lineage_id, None, self)
+        rec.position = position
+        rec.lineage_index = version - 1
+        self._cache[ecs_id] = rec
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return rec
+
+    def get(self, ecs_id: UUID, argument: str = "ecs_id") -> VersionRecord:
+        rec = self.load(ecs_id)
+        if rec is None:
+            raise EntityNotFoundError(f"{argument}: no stored entity version {ecs_id}")
+        return rec
+
+    def key_for(self, lineage_id: UUID) -> bytes | None:
+        """The lineage's data key; None once erased (read from the store, never a stale cache)."""
+        return None if lineage_id in self.erased else self.keys.fetch(lineage_id)
+
+    def version_at(self, lineage_id: UUID, position: int) -> VersionRecord | None:
+        """The lineage's latest version recorded at or before ``position``."""
+        entries = self.store.lineage_entries(lineage_id)
+        i = bisect_right([p for _, _, p in entries], position)
+        return None if i == 0 else self.load(entries[i - 1][0])
+
+    def version_at_time(self, lineage_id: UUID, at: datetime) -> VersionRecord | None:
+        """The lineage's latest version recorded at or before ``at`` (a binary search over its versions)."""
+        entries = self.store.lineage_entries(lineage_id)
+        lo, hi = 0, len(entries)
+        while lo < hi:  # first version recorded after ``at``
+            mid = (lo + hi) // 2
+            rec = self.load(entries[mid][0])
+            if rec is not None and rec.recorded_at <= at:
+                lo = mid + 1
+            else:
+                hi = mid
+        return None if lo == 0 else self.load(entries[lo - 1][0])
+
+
+class StoredReader:
+    """What ``projections.audit`` reads need of a ledger (store, index, ``open_payload``), without replay."""
+
+    def __init__(self, store: EventStore, cache_size: int = DEFAULT_CACHE) -> None:
+        self.store = store
+        self.index = StoredIndex(store, cache_size)
+
+    @classmethod
+    def open(cls, url: str) -> StoredReader | None:
+        """A reader on an existing store whose version index covers its log; None otherwise
+        (an index that lags, or a ``memory://`` store: replay then). Opens without writing."""
+        store = EventStore(url, create=False)
+        try:
+            if store.index_caught_up():
+                return cls(store)
+        except BaseException:
+            store.close()
+            raise
+        store.close()
+        return None
+
+    def open_payload(self, topic: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """As ``Ledger.open_payload``: sealed failure text opened while every key exists."""
+        if topic != EXECUTION_FAILED or not is_sealed(payload):
+            return payload
+        erased = self.index.erased
+        keys = self.store.keys
+        return open_failure(payload, lambda lineage: None if lineage in erased else keys.fetch(lineage))
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> StoredReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
