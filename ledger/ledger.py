@@ -36,7 +36,14 @@ log = logging.getLogger(__name__)
 class Ledger:
     """An event store plus everything derived from it that the write side needs."""
 
-    def __init__(self, url: str = "memory://", *, create: bool = True, analytics_path: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str = "memory://",
+        *,
+        create: bool = True,
+        analytics_path: str | None = None,
+        analytics_fallback: bool = False,
+    ) -> None:
         """Open the store at ``url`` and replay its log into the inline index.
 
         ``create=False`` opens only an existing ledger and writes nothing: a
@@ -44,9 +51,16 @@ class Ledger:
         ``EventStore``). A record replay cannot decode raises ``CorruptLogError``
         naming its position; ``ledger.store.integrity.verify_store`` still runs on
         such a store. Either way the store is closed again before raising.
+
+        ``analytics_path`` keeps the analytics tables in that DuckDB file (a
+        cache; see ``projections.analytics``). A file that cannot be used then
+        (another process holds it, it cannot be written, it is a symbolic link)
+        raises ``CacheUnavailableError``, or with ``analytics_fallback`` the
+        tables are kept in memory with a warning (what the CLI's default file does).
         """
         self.url = url
         self.analytics_path = analytics_path
+        self.analytics_fallback = analytics_fallback
         self.store = EventStore(url, create=create)
         self.index = InlineIndex(self.store.keys)
         self.registry = EntityRegistry(self)
@@ -227,7 +241,7 @@ class Ledger:
                 Analytics,  # the read side, loaded on first use
             )
 
-            self._analytics = Analytics(self.store, self.analytics_path)
+            self._analytics = Analytics(self.store, self.analytics_path, fallback=self.analytics_fallback)
         return self._analytics
 
     def sql(self, query: str, params: list[Any] | None = None) -> Any:
@@ -251,9 +265,9 @@ class Ledger:
         was derived from it, as the log stood at ``position`` (default: now)."""
         from projections.lineage import lineage_graph
 
-        analytics = self.analytics
-        analytics.catch_up()
-        return lineage_graph(analytics.con, ref, direction=direction, depth=depth, position=position)
+        return self.analytics.read(
+            lambda con: lineage_graph(con, ref, direction=direction, depth=depth, position=position)
+        )
 
     # ------------------------------------------------------------ integrity
     def digest(self) -> Digest:

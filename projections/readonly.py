@@ -36,7 +36,7 @@ import orjson
 from ledger import _process
 from ledger.errors import ReadOnlyError
 
-__all__ = ["check_query", "connect_locked", "first_line", "run_read_only"]
+__all__ = ["check_query", "connect_locked", "connect_unlocked", "first_line", "lock_down", "run_read_only"]
 
 # Settings DuckDB only takes when the instance starts, or that must be in force
 # before anything runs: no file or network access, no extensions fetched or loaded.
@@ -132,7 +132,22 @@ def connect_locked(database: str) -> duckdb.DuckDBPyConnection:
     connection of this instance can change a setting again. Raises
     ``duckdb.Error`` when DuckDB cannot open the database.
     """
-    con = duckdb.connect(database, config=dict(_LOCKDOWN))
+    return lock_down(connect_unlocked(database))
+
+
+def connect_unlocked(database: str) -> duckdb.DuckDBPyConnection:
+    """The first half of ``connect_locked``: external access and extensions already off, nothing locked yet.
+
+    Only for a caller that must look at the instance before locking it (DuckDB
+    hands a second ``connect`` to a file this process has open the same
+    instance, which ``projections.cache_file`` must notice); it calls
+    ``lock_down`` before running anything else.
+    """
+    return duckdb.connect(database, config=dict(_LOCKDOWN))
+
+
+def lock_down(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """The second half of ``connect_locked``: UTC, then the configuration locked; closes ``con`` on failure."""
     try:
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET lock_configuration = true")

@@ -529,7 +529,12 @@ class TestAnalyticsFile:
 
     @pytest.mark.parametrize("damage", ["text", "empty", "sqlite", "truncated", "garbage-header", "damaged-data-block"])
     def test_an_unreadable_file_is_set_aside_and_rebuilt(self, damage: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-        """A file that is not a DuckDB database, or a corrupt one, is moved to <path>.bad and rebuilt, with a one-line warning."""
+        """A file that is not a DuckDB database, or a corrupt one, is moved to <path>.bad and rebuilt, with a one-line warning.
+
+        A damaged data block is found when a read loads it (opening does not read every
+        block): a relation from ``sql()`` raises DuckDB's error, never a wrong answer, and
+        ``rows()`` (what ``ledger sql`` uses) sets the file aside, rebuilds it and answers.
+        """
         url = f"sqlite:///{tmp_path / 'ledger.db'}"
         duck = tmp_path / "analytics.duckdb"
         with Ledger(url, analytics_path=str(duck)) as led:
@@ -551,8 +556,13 @@ class TestAnalyticsFile:
             duck.write_bytes(good[: offset + 64] + bytes(b ^ 0xFF for b in good[offset + 64 : offset + 128]) + good[offset + 128 :])
         damaged = duck.read_bytes()
         caplog.clear()
+        query = "select count(*), sum(length(payload)) from events"
         with Ledger(url, analytics_path=str(duck)) as led:
-            assert led.sql("select count(*), sum(length(payload)) from events").fetchall() == expected
+            if damage == "damaged-data-block":
+                with pytest.raises(duckdb.Error, match="Corrupt database file"):
+                    led.sql(query).fetchall()
+                assert led.analytics.rows(query) == (["count_star()", "sum(length(payload))"], expected)
+            assert led.sql(query).fetchall() == expected
             assert led.verify().ok
         assert (tmp_path / "analytics.duckdb.bad").read_bytes() == damaged
         warnings = [r.getMessage() for r in caplog.records if r.name.startswith("projections") and r.levelname == "WARNING"]

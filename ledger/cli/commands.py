@@ -31,7 +31,7 @@ from rich.progress import (
 import ledger.cli.render as render  # not `from ledger.cli import`: the package's __init__ imports us
 from ledger import Digest, Ledger, VerifyReport
 from ledger.errors import CorruptLogError, DigestError, LedgerError
-from projections import audit
+from projections import audit, cache_file
 from projections.stored_reads import StoredReader
 
 app = typer.Typer(
@@ -45,6 +45,14 @@ err = Console(stderr=True)
 
 DEFAULT_URL = "sqlite:///ledger.db"
 DbOption = typer.Option(None, "--db", help="Store URL (default: $LEDGER_URL, else sqlite:///ledger.db).")
+AnalyticsOption = typer.Option(
+    None,
+    "--analytics",
+    help="DuckDB file that keeps the analytics tables between commands, or 'memory' "
+    "(default: $LEDGER_ANALYTICS, else <store file>.analytics.duckdb beside a SQLite store; "
+    "in memory for other stores).",
+)
+IN_MEMORY = ("memory", ":memory:")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -91,18 +99,38 @@ def store_url(db: str | None) -> str:
     return db or os.environ.get("LEDGER_URL") or DEFAULT_URL
 
 
-def open_ledger(db: str | None, *, create: bool = False) -> Ledger:
-    """Open an existing ledger; by default nothing is created or written.
+def open_ledger(db: str | None, *, create: bool = False, analytics: str | None = None) -> Ledger:
+    """Open an existing ledger; by default nothing is created or written in the store.
 
     A missing, empty or foreign store is a ``StoreNotFoundError`` and a record
     replay cannot decode a ``CorruptLogError``: one line each, like every
     ``LedgerError``. Only ``demo`` fills a store, and it opens its own.
 
-    ``$LEDGER_ANALYTICS`` names a DuckDB file for the projections: ``sql``,
-    ``lineage`` and ``export`` then resume from it instead of replaying the
-    whole log in memory, and ``replay`` rebuilds it.
+    The analytics tables (``sql``, ``lineage``, ``export``, ``replay``) live
+    where ``analytics_file`` says; the other commands never open them, so they
+    create no file at all.
     """
-    return Ledger(store_url(db), create=create, analytics_path=os.environ.get("LEDGER_ANALYTICS") or None)
+    url = store_url(db)
+    path, fallback = analytics_file(url, analytics)
+    return Ledger(url, create=create, analytics_path=path, analytics_fallback=fallback)
+
+
+def analytics_file(url: str, choice: str | None) -> tuple[str | None, bool]:
+    """Where a command keeps the analytics tables: (a DuckDB file, or None for memory; may it fall back to memory).
+
+    ``--analytics`` or ``$LEDGER_ANALYTICS`` name a file (or ``memory``), which
+    must then be usable: otherwise the command fails in one line. Without
+    either, a SQLite store gets ``<file>.analytics.duckdb`` beside it, so the
+    next command resumes instead of reading the whole log again; that default
+    is a convenience, and when it cannot be used (another command holds it, the
+    directory is read-only, the path is a symbolic link) the tables are built
+    in memory with a one-line warning. Other stores keep them in memory.
+    """
+    named = choice or os.environ.get("LEDGER_ANALYTICS") or None
+    if named is not None:
+        return (None if named.strip().lower() in IN_MEMORY else named), False
+    default = cache_file.beside_store(url)
+    return (None if default is None else str(default)), True
 
 
 def open_reader(db: str | None) -> Any:
@@ -245,13 +273,14 @@ def lineage(
     depth: int | None = typer.Option(None, "--depth", min=0, help="At most this many edges away."),
     position: int | None = typer.Option(None, "--position", min=0, help="The graph as it was at this log position."),
     db: str | None = DbOption,
+    analytics: str | None = AnalyticsOption,
 ) -> None:
     """The derivation graph around an entity: versions, executions, detach/attach.
 
     Example: ledger lineage 3f0c2a9e-0d4b-4c38-9a51-2b8f0e6d7b1d --format dot --direction up --depth 2
     """
     names = {Direction.up: "upstream", Direction.down: "downstream", Direction.both: "both"}
-    with open_ledger(db) as led:
+    with open_ledger(db, analytics=analytics) as led:
         graph = led.lineage_graph(ref.lstrip("@"), direction=names[direction], depth=depth, position=position)
     if fmt is GraphFormat.json:
         console.print_json(render.to_json(graph.to_json()))
@@ -266,14 +295,17 @@ def sql(
     query: str = typer.Argument(..., help="One read-only SQL statement (DuckDB) over the analytics tables."),
     fmt: RowFormat = typer.Option(RowFormat.table, "--format", "-f", help="table, csv or json (a list of row objects)."),
     db: str | None = DbOption,
+    analytics: str | None = AnalyticsOption,
 ) -> None:
     """Read-only SQL over events, entity_versions, executions, execution_inputs/outputs, lineage_edges, siblings.
 
+    The tables are kept in a DuckDB file beside a SQLite store (see --analytics), so
+    a second query only applies what was appended since the first.
+
     Example: ledger sql "select function_name, count(*), avg(duration_ms) from executions group by 1"
     """
-    with open_ledger(db) as led:
-        rel = led.sql(query)
-        columns, rows = list(rel.columns), rel.fetchall()
+    with open_ledger(db, analytics=analytics) as led:
+        columns, rows = led.analytics.rows(query)
     if fmt is RowFormat.csv:
         console.file.write(render.rows_as_csv(columns, rows))
     elif fmt is RowFormat.json:
@@ -360,14 +392,14 @@ def digest_command(
 # -------------------------------------------------------------- projections
 @app.command()
 @one_line_errors
-def replay(db: str | None = DbOption) -> None:
+def replay(db: str | None = DbOption, analytics: str | None = AnalyticsOption) -> None:
     """Rebuild the analytics projections from the whole log, with a progress bar, then check
     the store's version index against the rows a rebuild from the log gives (exit 1 if they differ).
 
     Example: ledger replay --db sqlite:///audit.db
     """
-    with open_ledger(db) as led:
-        analytics = led.analytics
+    with open_ledger(db, analytics=analytics) as led:
+        projection = led.analytics
         columns = (TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=True) as bar:
             task = bar.add_task("replay", total=None)
@@ -376,7 +408,7 @@ def replay(db: str | None = DbOption) -> None:
                 bar.update(task, completed=done, total=total)
 
             start = time.perf_counter()
-            count = analytics.rebuild(progress=progress)
+            count = projection.rebuild(progress=progress)
             seconds = time.perf_counter() - start
         check = audit.check_index(led)
     rate = count / seconds if seconds > 0 else float("inf")
@@ -406,12 +438,13 @@ def replay(db: str | None = DbOption) -> None:
 def export(
     parquet: Path = typer.Option(..., "--parquet", help="Directory for the Parquet files (created if missing)."),
     db: str | None = DbOption,
+    analytics: str | None = AnalyticsOption,
 ) -> None:
     """Write every analytics table to DIR/<table>.parquet.
 
     Example: ledger export --parquet ./audit-parquet
     """
-    with open_ledger(db) as led:
+    with open_ledger(db, analytics=analytics) as led:
         paths = led.analytics.export_parquet(parquet)
     for path in paths:
         console.print(str(path), highlight=False, soft_wrap=True)

@@ -6,7 +6,14 @@ configs, failures, detach/attach) is written once through the real API into a
 SQLite file (kept in ``--cache`` and reused), then measured against the floor:
 raw ``sqlite3`` SELECT of the same rows, and ``orjson.loads`` of the same payloads.
 
-    .venv/bin/python tools/bench/bench_read.py [--events 1000000] [--versions 100000]
+The analytics catch-up from zero is also set against DuckDB's own ingest of the
+same payloads in the same run: ``read_ndjson_objects`` of them written to an
+NDJSON file (no parse), and one Arrow column of them plus one ``json_transform``
+into the tables' struct (the one parse the projection cannot skip). ``--cli``
+adds the ``ledger sql`` command itself, first on no cache file and then again
+(the second one resumes from the file beside the store).
+
+    .venv/bin/python tools/bench/bench_read.py [--events 1000000] [--versions 100000] [--cli] [--skip-index]
 """
 
 from __future__ import annotations
@@ -15,16 +22,23 @@ import argparse
 import gc
 import os
 import sqlite3
+import subprocess
 import sys
+import tempfile
 import time
+from array import array
+from itertools import accumulate
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+import duckdb  # noqa: E402
 import orjson  # noqa: E402
+import pyarrow as pa  # noqa: E402
 
 import ledger  # noqa: E402
 from ledger import Entity, Ledger  # noqa: E402
 from projections.analytics import Analytics  # noqa: E402
+from projections.tables import EVENT_STRUCT  # noqa: E402
 from tools.bench._benchutil import Clock, fmt_rate, fmt_us, machine, median, note, table  # noqa: E402
 from tools.workload import Workload  # noqa: E402
 
@@ -68,11 +82,63 @@ def timed(fn, repeat: int = 1) -> float:
     return best
 
 
+def duckdb_floors(states: list[bytes]) -> tuple[float, float, float]:
+    """Seconds for DuckDB's own ingest of ``states``: NDJSON objects; Arrow building; one json_transform.
+
+    A plain DuckDB connection (the floor is DuckDB, not our locked instance),
+    two threads like the projection's, the same page size.
+    """
+    con = duckdb.connect()
+    with tempfile.NamedTemporaryFile(suffix=".ndjson", delete=False) as fh:
+        for s in states:
+            fh.write(s)
+            fh.write(b"\n")
+    try:
+        t_ndjson = timed(lambda: con.execute(f"CREATE OR REPLACE TABLE nd AS SELECT json FROM read_ndjson_objects('{fh.name}')"))
+    finally:
+        os.remove(fh.name)
+    pages = [states[i : i + 50_000] for i in range(0, len(states), 50_000)]
+
+    def arrow() -> list[pa.Array]:
+        out = []
+        for chunk in pages:
+            offsets = array("q", accumulate(map(len, chunk), initial=0))
+            out.append(pa.Array.from_buffers(pa.large_string(), len(chunk), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(chunk))]))
+        return out
+
+    t_arrow = timed(arrow)
+    columns = arrow()
+
+    def transform() -> None:
+        for column in columns:
+            con.register("p", pa.table({"payload": column}))
+            con.execute(f"CREATE OR REPLACE TEMP TABLE t AS SELECT json_transform(payload, '{EVENT_STRUCT}') AS e FROM p")
+            con.unregister("p")
+
+    t_transform = timed(transform)
+    con.close()
+    return t_ndjson, t_arrow, t_transform
+
+
+def cli_sql(path: str) -> float:
+    """Wall time of one ``ledger sql`` process on the SQLite file (its cache file beside it)."""
+    script = os.path.join(os.path.dirname(sys.executable), "ledger")
+    env = {k: v for k, v in os.environ.items() if k not in ("LEDGER_URL", "LEDGER_ANALYTICS")}
+    t = time.perf_counter()
+    subprocess.run(
+        [script, "sql", "select function_name, count(*) from executions group by 1", "--db", f"sqlite:///{path}"],
+        check=True, capture_output=True, env=env,
+    )
+    return time.perf_counter() - t
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--versions", type=int, default=100_000)
     ap.add_argument("--cache", default="/tmp/entity-ledger-bench")
+    ap.add_argument("--cli", action="store_true", help="also time `ledger sql` twice (no cache file, then resumed)")
+    ap.add_argument("--skip-index", action="store_true", help="skip the inline index replay (a new Ledger): slow at 1M")
     args = ap.parse_args()
     clock = Clock()
     os.makedirs(args.cache, exist_ok=True)
@@ -83,25 +149,51 @@ def main() -> None:
     with sqlite3.connect(path) as con:
         n = con.execute("SELECT count(*) FROM stored_events").fetchone()[0]
         t_select = timed(lambda: con.execute("SELECT rowid, originator_id, originator_version, topic, state FROM stored_events ORDER BY rowid").fetchall())
-        states = [r[0] for r in con.execute("SELECT state FROM stored_events ORDER BY rowid")]
+        states = [bytes(r[0]) for r in con.execute("SELECT state FROM stored_events ORDER BY rowid")]
     t_loads = timed(lambda: [orjson.loads(s) for s in states])
+    t_ndjson, t_arrow, t_transform = duckdb_floors(states)
     del states
     floor = n / (t_select + t_loads)
     rows.append(["floor: sqlite3 SELECT all + orjson.loads", f"{n:,}", f"{t_select + t_loads:.2f} s", fmt_rate(floor) + "/s", "1.00"])
+    duck_rows = [
+        ["floor: DuckDB `read_ndjson_objects` of the payloads (no parse)", f"{t_ndjson:.2f} s", fmt_rate(n / t_ndjson) + "/s"],
+        ["floor: payloads → Arrow (one buffer per page)", f"{t_arrow:.2f} s", fmt_rate(n / t_arrow) + "/s"],
+        ["floor: one `json_transform` into the tables' struct", f"{t_transform:.2f} s", fmt_rate(n / t_transform) + "/s"],
+        ["floor: Arrow + one `json_transform`", f"{t_arrow + t_transform:.2f} s", fmt_rate(n / (t_arrow + t_transform)) + "/s"],
+    ]
 
-    t_index = timed(lambda: Ledger(f"sqlite:///{path}").close())
-    rows.append(["inline index replay (new Ledger)", f"{n:,}", f"{t_index:.2f} s", fmt_rate(n / t_index) + "/s", f"{(n / t_index) / floor:.2f}"])
+    if not args.skip_index:
+        t_index = timed(lambda: Ledger(f"sqlite:///{path}").close())
+        rows.append(["inline index replay (new Ledger)", f"{n:,}", f"{t_index:.2f} s", fmt_rate(n / t_index) + "/s", f"{(n / t_index) / floor:.2f}"])
 
     led = Ledger(f"sqlite:///{path}")
     store = led.store
     t_read = timed(lambda: [store.read_columns(p, 50_000) for p in range(1, n + 1, 50_000)])
     rows.append(["store.read_columns (raw pages)", f"{n:,}", f"{t_read:.2f} s", fmt_rate(n / t_read) + "/s", f"{(n / t_read) / floor:.2f}"])
 
+    fresh = Analytics(store)
+    t_rebuild = timed(fresh.catch_up)
+    fresh.close()
+    rows.append(["analytics catch-up from zero, in memory (all tables)", f"{n:,}", f"{t_rebuild:.2f} s", fmt_rate(n / t_rebuild) + "/s", f"{(n / t_rebuild) / floor:.2f}"])
+    duck_rows.append(["analytics catch-up from zero, in memory (read + all tables)", f"{t_rebuild:.2f} s", fmt_rate(n / t_rebuild) + "/s"])
+    cache = os.path.join(args.cache, f"bench_{args.events}.analytics.duckdb")
+    for stale in (cache, cache + ".wal"):
+        if os.path.exists(stale):
+            os.remove(stale)
+    to_file = Analytics(store, cache)
+    t_file = timed(to_file.catch_up)
+    to_file.close()
+    duck_rows.append(["analytics catch-up from zero, into a DuckDB file", f"{t_file:.2f} s", fmt_rate(n / t_file) + "/s"])
+
+    def reopen_and_query() -> None:
+        again = Analytics(store, cache)
+        again.rows("select function_name, count(*) from executions group by 1")
+        again.close()
+
+    t_reopen = timed(reopen_and_query, repeat=3)
+    duck_rows.append(["open that file again + one GROUP BY (nothing new)", fmt_us(t_reopen * 1e9), "–"])
     analytics = Analytics(store)
-    t_rebuild = timed(analytics.catch_up)
-    rows.append(["analytics full rebuild (all tables)", f"{n:,}", f"{t_rebuild:.2f} s", fmt_rate(n / t_rebuild) + "/s", f"{(n / t_rebuild) / floor:.2f}"])
-    t_duck = t_rebuild - t_read
-    rows.append(["  of which DuckDB (rebuild − read)", f"{n:,}", f"{t_duck:.2f} s", fmt_rate(n / t_duck) + "/s", "–"])
+    analytics.catch_up()
 
     executions = analytics.con.execute("SELECT count(*) FROM executions").fetchall()[0][0]
     group_by = "SELECT function_name, succeeded, count(*), avg(duration_ms), max(duration_ms) FROM {} GROUP BY ALL"
@@ -124,8 +216,19 @@ def main() -> None:
     rows.append(["catch-up with nothing new", "0", fmt_us(t_nothing * 1e9), "–", "–"])
     led.close()
 
+    if args.cli:
+        beside = f"{path}.analytics.duckdb"
+        for stale in (beside, beside + ".wal"):
+            if os.path.exists(stale):
+                os.remove(stale)
+        first, second = cli_sql(path), cli_sql(path)
+        duck_rows.append(["`ledger sql` (whole command), no cache file yet", f"{first:.2f} s", "–"])
+        duck_rows.append(["`ledger sql` again (resumes from the file beside the store)", f"{second:.2f} s", "–"])
+
     print(f"# read side, {n:,} events of the workload mix on SQLite\n\n{machine()}\n")
     print(table(["operation", "events", "time", "rate", "× floor"], rows))
+    print(f"\n## analytics catch-up against DuckDB's own ingest of the same {n:,} payloads (same run)\n")
+    print(table(["operation", "time", "rate"], duck_rows))
 
     # as_of latency at growing history lengths of one lineage (binary search: must not grow linearly).
     led = ledger.connect("memory://")
