@@ -48,12 +48,23 @@ import pyarrow.parquet as pq
 
 from ledger.errors import CorruptLogError, KeyIntegrityError, LedgerError, ReadOnlyError
 from ledger.events.bodies import ENTITY_ERASED, EXECUTION_FAILED
+from ledger.events.decode import check_page
 from ledger.events.sealed_failure import open_failure
 from ledger.model.personal import ERASED
 from projections import cache_file
 from projections.cache_file import CacheUnavailableError
 from projections.readonly import check_query, connect_locked, first_line, run_read_only
-from projections.tables import DDL, DDL_PLAIN, ERASE_FAILURES, ERASE_NEW, ERASE_OLD, LAYOUT, PAGE_STATEMENTS, TABLES, TRACKING
+from projections.tables import (
+    DDL,
+    DDL_PLAIN,
+    ERASE_FAILURES,
+    ERASE_NEW,
+    ERASE_OLD,
+    LAYOUT,
+    PAGE_STATEMENTS,
+    TABLES,
+    TRACKING,
+)
 
 if TYPE_CHECKING:
     from ledger.store.base import EventStore, LogPage
@@ -115,6 +126,9 @@ class Analytics:
         self._store = store
         self._fallback = fallback
         self.path = None if path is None else Path(path)
+        #: This projection made the file: if the log turns out damaged before anything is read
+        #: from it, the file goes again (a command that failed leaves nothing behind).
+        self._made_file = self.path is not None and not os.path.lexists(self.path)
         self.con = self._open()
         self._load_tracking()
 
@@ -151,6 +165,21 @@ class Analytics:
             raise
         return con
 
+    def _drop_made_file(self) -> None:
+        """Remove the file this projection created, after the log it was built from proved damaged."""
+        if not self._made_file or self.path is None:
+            return
+        self._made_file = False
+        self.con.close()
+        for leftover in (self.path, Path(f"{self.path}.wal")):
+            try:
+                leftover.unlink()
+            except FileNotFoundError:
+                pass
+        self.path = None
+        self.con = self._with_tables(connect_locked(":memory:"))
+        self._load_tracking()
+
     def _load_tracking(self) -> None:
         rows = self.con.execute(f"SELECT position, head_hash FROM {TRACKING} WHERE name = ?", [_NAME]).fetchall()
         self.position: int = rows[0][0] if rows else 0
@@ -167,7 +196,12 @@ class Analytics:
         replaced = False
         while True:
             try:
-                return operation()
+                result = operation()
+                self._made_file = False  # it holds a good log's tables now: a cache like any other
+                return result
+            except CorruptLogError:
+                self._drop_made_file()
+                raise
             except duckdb.Error as exc:
                 if self.path is None or replaced or not cache_file.is_damage(exc):
                     raise
@@ -273,6 +307,9 @@ class Analytics:
         batch = self._store.read_columns(start, page)
         if not len(batch):
             return None
+        # every record the tables are built from must be as it was written (``ledger sql`` may
+        # run without the replay that would otherwise have decoded the log first)
+        check_page(start, batch.positions, batch.stream_ids, batch.versions, batch.topics, batch.states)
         table = pa.table(
             {
                 "position": pa.array(batch.positions, pa.int64()),

@@ -172,25 +172,59 @@ class StoredIndex:
 
 
 class StoredReader:
-    """What ``projections.audit`` reads need of a ledger (store, index, ``open_payload``), without replay."""
+    """What the audit reads and the analytics need of a ledger, without replaying its log.
 
-    def __init__(self, store: EventStore, cache_size: int = DEFAULT_CACHE) -> None:
+    ``store``, ``index`` and ``open_payload`` serve ``projections.audit``; ``analytics``
+    and ``lineage_graph`` serve ``ledger sql``, ``lineage`` and ``export``: the DuckDB
+    tables follow the log on their own (checking every record they read,
+    ``decode.check_page``) and never needed the inline index.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        cache_size: int = DEFAULT_CACHE,
+        *,
+        analytics_path: str | None = None,
+        analytics_fallback: bool = False,
+    ) -> None:
         self.store = store
         self.index = StoredIndex(store, cache_size)
+        self.analytics_path = analytics_path
+        self.analytics_fallback = analytics_fallback
+        self._analytics: Any = None
 
     @classmethod
-    def open(cls, url: str) -> StoredReader | None:
+    def open(cls, url: str, *, analytics_path: str | None = None, analytics_fallback: bool = False) -> StoredReader | None:
         """A reader on an existing store whose version index covers its log; None otherwise
         (an index that lags, or a ``memory://`` store: replay then). Opens without writing."""
         store = EventStore(url, create=False)
         try:
             if store.index_caught_up():
-                return cls(store)
+                return cls(store, analytics_path=analytics_path, analytics_fallback=analytics_fallback)
         except BaseException:
             store.close()
             raise
         store.close()
         return None
+
+    @property
+    def analytics(self) -> Any:
+        """The DuckDB projection of the log, opened on first use (as ``Ledger.analytics``)."""
+        if self._analytics is None:
+            # DuckDB and pyarrow load here, not at import: log, show and history never need them
+            from projections.analytics import Analytics
+
+            self._analytics = Analytics(self.store, self.analytics_path, fallback=self.analytics_fallback)
+        return self._analytics
+
+    def lineage_graph(
+        self, ref: str | UUID, *, direction: str = "both", depth: int | None = None, position: int | None = None
+    ) -> Any:
+        """As ``Ledger.lineage_graph``."""
+        from projections.lineage import lineage_graph
+
+        return self.analytics.read(lambda con: lineage_graph(con, ref, direction=direction, depth=depth, position=position))
 
     def open_payload(self, topic: str, payload: dict[str, Any]) -> dict[str, Any]:
         """As ``Ledger.open_payload``: sealed failure text opened while every key exists."""
@@ -201,6 +235,9 @@ class StoredReader:
         return open_failure(payload, lambda lineage: None if lineage in erased else keys.fetch(lineage))
 
     def close(self) -> None:
+        if self._analytics is not None:
+            self._analytics.close()
+            self._analytics = None
         self.store.close()
 
     def __enter__(self) -> StoredReader:

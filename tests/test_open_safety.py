@@ -26,12 +26,15 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
-import ledger
 from ledger import Ledger, connect, get_ledger, set_default_ledger
-from ledger.errors import CorruptLogError, LedgerError, StoreNotFoundError, StoreURLError
-from ledger.store.integrity import verify_store
-from ledger.store import EventStore, parse_store_url
 from ledger.cli import app
+from ledger.errors import (
+    CorruptLogError,
+    StoreNotFoundError,
+    StoreURLError,
+)
+from ledger.store import EventStore, parse_store_url
+from ledger.store.integrity import verify_store
 
 from .conftest import PG_BASE, PG_SKIP_REASON, drop_pg_schema, requires_pg
 from .models import Course, Student
@@ -114,9 +117,11 @@ def commands(base: Any, tmp: Path) -> list[list[str]]:
     ]
 
 
-#: Commands that read only the records they show when the store's version index covers
-#: the log (``projections.stored_reads``); the others replay or read the whole log.
-FAST_READS = {"log", "show", "history", "as-of", "diff"}
+#: Commands that open a stored reader instead of replaying when the store's version index
+#: covers the log (``projections.stored_reads``): log, show, history, as-of and diff read only
+#: the records they show; sql, lineage and export read every record through the analytics
+#: catch-up, which checks each one. The others replay.
+FAST_READS = {"log", "show", "history", "as-of", "diff", "sql", "lineage", "export"}
 
 
 def assert_reader_contract(result: Result, undamaged: Result, *positions: int) -> None:

@@ -133,8 +133,9 @@ def analytics_file(url: str, choice: str | None) -> tuple[str | None, bool]:
     return (None if default is None else str(default)), True
 
 
-def open_reader(db: str | None) -> Any:
-    """A reader for ``log``, ``show``, ``history``, ``as-of`` and ``diff``, opened without writing.
+def open_reader(db: str | None, *, analytics: str | None = None, with_analytics: bool = False) -> Any:
+    """A reader for ``log``, ``show``, ``history``, ``as-of``, ``diff`` and, ``with_analytics``,
+    ``sql``, ``lineage`` and ``export``, opened without writing to the store.
 
     Where the store's version index covers the log, it reads only the records a
     command shows (``projections.stored_reads``): a few queries whatever the log's
@@ -142,8 +143,11 @@ def open_reader(db: str | None) -> Any:
     replays the log, as ``open_ledger`` does; the next writable open builds the index.
     """
     url = store_url(db)
-    reader = StoredReader.open(url)
-    return reader if reader is not None else Ledger(url, create=False)
+    path, fallback = analytics_file(url, analytics) if with_analytics else (None, False)
+    reader = StoredReader.open(url, analytics_path=path, analytics_fallback=fallback)
+    if reader is not None:
+        return reader
+    return Ledger(url, create=False, analytics_path=path, analytics_fallback=fallback)
 
 
 # ------------------------------------------------------------------ reading
@@ -280,7 +284,7 @@ def lineage(
     Example: ledger lineage 3f0c2a9e-0d4b-4c38-9a51-2b8f0e6d7b1d --format dot --direction up --depth 2
     """
     names = {Direction.up: "upstream", Direction.down: "downstream", Direction.both: "both"}
-    with open_ledger(db, analytics=analytics) as led:
+    with open_reader(db, analytics=analytics, with_analytics=True) as led:
         graph = led.lineage_graph(ref.lstrip("@"), direction=names[direction], depth=depth, position=position)
     if fmt is GraphFormat.json:
         console.print_json(render.to_json(graph.to_json()))
@@ -304,7 +308,7 @@ def sql(
 
     Example: ledger sql "select function_name, count(*), avg(duration_ms) from executions group by 1"
     """
-    with open_ledger(db, analytics=analytics) as led:
+    with open_reader(db, analytics=analytics, with_analytics=True) as led:
         columns, rows = led.analytics.rows(query)
     if fmt is RowFormat.csv:
         console.file.write(render.rows_as_csv(columns, rows))
@@ -444,7 +448,7 @@ def export(
 
     Example: ledger export --parquet ./audit-parquet
     """
-    with open_ledger(db, analytics=analytics) as led:
+    with open_reader(db, analytics=analytics, with_analytics=True) as led:
         paths = led.analytics.export_parquet(parquet)
     for path in paths:
         console.print(str(path), highlight=False, soft_wrap=True)

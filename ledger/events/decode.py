@@ -30,7 +30,7 @@ from ledger.events.bodies import (
 )
 from ledger.events.seal import check_seal
 
-__all__ = ["checked_record", "corrupt", "describe", "record_payload", "record_stream", "record_topic", "record_version"]
+__all__ = ["check_page", "checked_record", "corrupt", "describe", "record_payload", "record_stream", "record_topic", "record_version"]
 
 # What an entity.version payload must hold for the index to keep it: the
 # fields it reads at once (ids are parsed there, and fail there) and the ones
@@ -178,3 +178,33 @@ def checked_record(position: int, raw_id: Any, raw_version: Any, raw_topic: Any,
     if seal.version == 2 and seal.position != position:
         raise corrupt(position, f"its seal names position {seal.position} (records were moved); run ledger verify")
     return stream_id, version, topic, payload
+
+
+def check_page(
+    first: int, positions: list[int], stream_ids: list[Any], versions: list[Any], topics: list[Any], states: list[Any]
+) -> None:
+    """Check a page of raw records read from position ``first`` on, before a projection uses it.
+
+    Each record must be where its position says (no gap), name a stream and a version, and
+    carry an intact seal over its topic, stream, version and bytes (and, sealed v2, its
+    position): whatever a projection derives from the page then comes from records as they
+    were written. The first problem is a ``CorruptLogError`` naming its position.
+    """
+    uuids: dict[str, UUID] = {}
+    expected = first
+    for position, raw_id, raw_version, raw_topic, state in zip(positions, stream_ids, versions, topics, states):
+        stream_id = record_stream(position, raw_id, uuids)
+        version = record_version(position, raw_version)
+        topic = record_topic(position, raw_topic)
+        if not isinstance(state, (bytes, bytearray, memoryview)) or not state:
+            raise corrupt(position, "the record holds no payload")
+        seal = check_seal(topic, stream_id, version, bytes(state))
+        if not seal.intact:
+            raise corrupt(position, "its seal does not match its contents (edited after it was written); run ledger verify")
+        if seal.version == 2:
+            if seal.position != position:
+                raise corrupt(position, f"its seal names position {seal.position} (records were moved); run ledger verify")
+            if position != expected:  # v2 positions run without gaps (old PostgreSQL logs may have them)
+                raise corrupt(expected, "the record is missing (the log has a gap here); run ledger verify")
+        expected = position + 1
+
