@@ -138,3 +138,35 @@ def test_the_decoded_versions_kept_are_bounded(tmp_path) -> None:
         assert versions[-1].lineage_index == 20 and versions[-1].position == 21
     finally:
         store.close()
+
+
+def test_an_index_row_pointing_at_another_record_is_refused(tmp_path) -> None:
+    """A hostile edit of the index (not the log) cannot make a read show another version."""
+    path = tmp_path / "idx.db"
+    with Ledger(f"sqlite:///{path}") as led:
+        a, b = Item(label="a"), Item(label="b")
+        led.registry.register_entity(a)
+        led.registry.register_entity(b)
+    con = sqlite3.connect(path)
+    con.execute("UPDATE ledger_version_positions SET position = 2 WHERE ecs_id = ?", (a.ecs_id.bytes,))
+    con.commit()
+    con.close()
+    with StoredReader.open(f"sqlite:///{path}") as reader:
+        with pytest.raises(errors.CorruptLogError, match="position 2: the version index names version") as caught:
+            audit.show(reader, f"@{a.ecs_id}")
+        assert caught.value.position == 2
+        assert audit.show(reader, f"@{b.ecs_id}").value["label"] == "b"
+
+
+def test_a_dropped_index_table_is_one_store_error(tmp_path) -> None:
+    path = tmp_path / "drop.db"
+    with Ledger(f"sqlite:///{path}") as led:
+        item = Item()
+        led.registry.register_entity(item)
+    con = sqlite3.connect(path)
+    con.execute("DROP TABLE ledger_version_positions")
+    con.commit()
+    con.close()
+    with StoredReader.open(f"sqlite:///{path}") as reader:
+        with pytest.raises(errors.StoreError, match="read failed"):
+            audit.show(reader, f"@{item.ecs_id}")
