@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from ledger.errors import EntityNotFoundError
-from ledger.events.decode import check_page, checked_record
+from ledger.events.decode import check_page, record_payload
 from ledger.events.digest import Digest
 from ledger.model.address import Address, as_uuid, parse_address
 from ledger.store import EventStore
@@ -167,7 +167,8 @@ def recent_events(
             position = rows.positions[i]
             if position > end:
                 continue
-            _, _, topic, payload = checked_record(position, rows.stream_ids[i], rows.versions[i], rows.topics[i], rows.states[i])
+            topic = rows.topics[i]  # checked above, seal included: only the payload is left to decode
+            payload = record_payload(position, topic, rows.states[i])
             if event_type and not (topic == event_type or topic.startswith(event_type + ".")):
                 continue
             if function and payload.get("function_name") != function:

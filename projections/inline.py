@@ -364,7 +364,7 @@ class InlineIndex:
         if topic == ENTITY_VERSION:
             if record is None:
                 assert payload is not None
-                record = self._record_from(payload, stream_id, uuids)
+                record = version_record(payload, stream_id, uuids, self)
             self.add(record, position, stream_hash, mark=mark)
         elif topic == ENTITY_ERASED:
             self.advance_stream(stream_id, stream_hash, position)
@@ -432,11 +432,6 @@ class InlineIndex:
             rec = records.get(ecs_id)
             if rec is not None and rec.child_ids:
                 stack.extend(rec.child_ids)
-
-    def _record_from(
-        self, payload: dict[str, Any], stream_id: UUID | None, uuids: dict[str, UUID] | None
-    ) -> VersionRecord:
-        return version_record(payload, stream_id, uuids, self)
 
     # ------------------------------------------------------------------- reads
     def get(self, ecs_id: UUID, argument: str = "ecs_id") -> VersionRecord:

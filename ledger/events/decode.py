@@ -28,7 +28,7 @@ from ledger.events.bodies import (
     EXECUTION_COMPLETED,
     EXECUTION_FAILED,
 )
-from ledger.events.seal import check_seal
+from ledger.events.seal import SealCheck, check_seal
 
 __all__ = ["check_page", "checked_record", "corrupt", "describe", "record_payload", "record_stream", "record_topic", "record_version"]
 
@@ -172,12 +172,18 @@ def checked_record(position: int, raw_id: Any, raw_version: Any, raw_topic: Any,
     version = record_version(position, raw_version)
     topic = record_topic(position, raw_topic)
     payload = record_payload(position, topic, state)
+    _sealed(position, stream_id, version, topic, state)
+    return stream_id, version, topic, payload
+
+
+def _sealed(position: int, stream_id: UUID, version: int, topic: str, state: Any) -> SealCheck:
+    """The record's seal, which must match its contents (and, sealed v2, its position)."""
     seal = check_seal(topic, stream_id, version, bytes(state))
     if not seal.intact:
         raise corrupt(position, "its seal does not match its contents (edited after it was written); run ledger verify")
     if seal.version == 2 and seal.position != position:
         raise corrupt(position, f"its seal names position {seal.position} (records were moved); run ledger verify")
-    return stream_id, version, topic, payload
+    return seal
 
 
 def check_page(
@@ -198,13 +204,8 @@ def check_page(
         topic = record_topic(position, raw_topic)
         if not isinstance(state, (bytes, bytearray, memoryview)) or not state:
             raise corrupt(position, "the record holds no payload")
-        seal = check_seal(topic, stream_id, version, bytes(state))
-        if not seal.intact:
-            raise corrupt(position, "its seal does not match its contents (edited after it was written); run ledger verify")
-        if seal.version == 2:
-            if seal.position != position:
-                raise corrupt(position, f"its seal names position {seal.position} (records were moved); run ledger verify")
-            if position != expected:  # v2 positions run without gaps (old PostgreSQL logs may have them)
-                raise corrupt(expected, "the record is missing (the log has a gap here); run ledger verify")
+        seal = _sealed(position, stream_id, version, topic, state)
+        if seal.version == 2 and position != expected:  # v2 positions run without gaps (old PostgreSQL logs may have them)
+            raise corrupt(expected, "the record is missing (the log has a gap here); run ledger verify")
         expected = position + 1
 

@@ -369,6 +369,7 @@ class EventStore:
             state = self.index_state()
             upto = 0 if state is None else state[0]
         rows = IndexRows()
+        erased: set[Any] = set()
         start = 1
         while start <= upto:
             found = self.read_columns(start, min(20_000, upto - start + 1))
@@ -376,9 +377,10 @@ class EventStore:
                 break
             part = rows_for_page(found.positions, found.stream_ids, found.versions, found.topics, found.states)
             rows.versions.extend(part.versions)
-            # an erasure row is a lineage's first entity.erased only
-            seen = {lineage for lineage, _ in rows.erasures}
-            rows.erasures.extend(e for e in part.erasures if e[0] not in seen and not seen.add(e[0]))  # type: ignore[func-returns-value]
+            for lineage, position in part.erasures:  # an erasure row is a lineage's first entity.erased only
+                if lineage not in erased:
+                    erased.add(lineage)
+                    rows.erasures.append((lineage, position))
             start = found.positions[-1] + 1
         return rows
 
