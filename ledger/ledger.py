@@ -27,6 +27,7 @@ from ledger.write.batch import Batch
 from ledger.write.erasure import Erasure, erase_lineage
 from projections.addresses import Resolved, resolve_address
 from projections.inline import InlineIndex
+from projections.stored_inline import StoredInlineIndex
 
 __all__ = ["Ledger", "VerifyReport", "connect", "get_ledger", "sql"]
 
@@ -43,8 +44,17 @@ class Ledger:
         create: bool = True,
         analytics_path: str | None = None,
         analytics_fallback: bool = False,
+        replay: bool = False,
     ) -> None:
-        """Open the store at ``url`` and replay its log into the inline index.
+        """Open the store at ``url`` and the inline index the write side reads.
+
+        A SQLite or PostgreSQL ledger whose stored version index covers its log
+        (a writable open brings it up to date first) opens in constant time and
+        memory: the index is read from the store on demand
+        (``projections.stored_inline``). ``memory://``, a store opened read-only
+        whose stored index lags, and ``replay=True`` replay the whole log into
+        memory instead (``projections.inline``), which ``ledger replay`` and the
+        checks of the stored index compare with.
 
         ``create=False`` opens only an existing ledger and writes nothing: a
         missing, empty or foreign store raises ``StoreNotFoundError`` (see
@@ -62,13 +72,17 @@ class Ledger:
         self.analytics_path = analytics_path
         self.analytics_fallback = analytics_fallback
         self.store = EventStore(url, create=create)
-        self.index = InlineIndex(self.store.keys)
-        self.registry = EntityRegistry(self)
         self._lock = threading.RLock()
         self._closed = False
         self._analytics: Any = None
         try:
-            self.refresh()
+            if not replay and self.store.index_caught_up():
+                self.index: InlineIndex = StoredInlineIndex(self.store)
+            else:
+                self.index = InlineIndex(self.store.keys)
+            self.registry = EntityRegistry(self)
+            if not isinstance(self.index, StoredInlineIndex):
+                self.refresh()
         except BaseException:
             self.close()
             raise
@@ -139,6 +153,12 @@ class Ledger:
         position; everything before it stays applied.
         """
         self._check_open()
+        if isinstance(self.index, StoredInlineIndex):
+            with self._lock:
+                if self.store.create and not self.store.index_caught_up():
+                    # another process appended without index rows (an older library)
+                    self.store.catch_up_index()
+                return self.index.reload()
         applied = 0
         uuids: dict[str, UUID] = {}
         gc_was_enabled = gc.isenabled()
@@ -169,7 +189,7 @@ class Ledger:
                                     position,
                                     f"stream {stream_id} jumps from v{current} to v{version} (a record is missing)",
                                 )
-                            self._apply(decode.record_topic(position, raw_topic), state, position, stream_id, uuids)
+                            self._apply(decode.record_topic(position, raw_topic), state, position, stream_id, version, uuids)
                             applied += 1
                         index.caught_up = position
                     start = page.positions[-1] + 1
@@ -179,11 +199,11 @@ class Ledger:
         return applied
 
     def _apply(
-        self, topic: str, state: bytes, position: int, stream_id: UUID, uuids: dict[str, UUID] | None = None
+        self, topic: str, state: bytes, position: int, stream_id: UUID, version: int, uuids: dict[str, UUID] | None = None
     ) -> None:
         payload = decode.record_payload(position, topic, state)
         try:
-            self.index.apply(topic, position, stream_id, payload["hash"], payload=payload, uuids=uuids)
+            self.index.apply(topic, position, stream_id, payload["hash"], payload=payload, uuids=uuids, version=version)
         except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
             raise decode.corrupt(
                 position, f"the {topic} record of stream {stream_id} cannot be decoded: {decode.describe(exc)}"
@@ -275,7 +295,8 @@ class Ledger:
 
         ``verify(digest)`` later proves the log still holds everything up to that
         position unchanged, which the seals alone cannot (a removed tail leaves
-        them intact).
+        them intact). Every record's seal is checked on the way: a damaged log gets no
+        digest but a ``CorruptLogError`` naming its first bad record.
         """
         self._check_open()
         return digest_store(self.store)

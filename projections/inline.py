@@ -353,6 +353,7 @@ class InlineIndex:
         record: VersionRecord | None = None,
         uuids: dict[str, UUID] | None = None,
         mark: bool = True,
+        version: int | None = None,
     ) -> None:
         """Apply one event: the single entry used by commit and by replay alike.
 
@@ -360,19 +361,23 @@ class InlineIndex:
         already built for an ``entity.version`` (the same record replay would build
         from the bytes just written, without decoding them) and ``mark=False`` when it
         points the batch's trees at their roots once, after the last event.
+        ``version`` is the event's stream version (this index counts them itself;
+        ``StoredInlineIndex`` needs it).
         """
         if topic == ENTITY_VERSION:
             if record is None:
                 assert payload is not None
                 record = version_record(payload, stream_id, uuids, self)
-            self.add(record, position, stream_hash, mark=mark)
+            self.add(record, position, stream_hash, mark=mark, version=version)
         elif topic == ENTITY_ERASED:
-            self.advance_stream(stream_id, stream_hash, position)
+            self.advance_stream(stream_id, stream_hash, position, version)
             self.mark_erased(stream_id, position)
         else:
-            self.advance_stream(stream_id, stream_hash, position)
+            self.advance_stream(stream_id, stream_hash, position, version)
 
-    def add(self, record: VersionRecord, position: int, stream_hash: str, *, mark: bool = True) -> None:
+    def add(
+        self, record: VersionRecord, position: int, stream_hash: str, *, mark: bool = True, version: int | None = None
+    ) -> None:
         """Index a version the store has just accepted at ``position``."""
         record.position = position
         lineage = self.lineages.get(record.lineage_id)
@@ -395,7 +400,7 @@ class InlineIndex:
         if record.is_root and mark:
             self.mark_tree(record.ecs_id)
 
-    def advance_stream(self, stream_id: UUID, stream_hash: str, position: int) -> None:
+    def advance_stream(self, stream_id: UUID, stream_hash: str, position: int, version: int | None = None) -> None:
         """Move a stream's head (version, hash) and the applied position forward."""
         head = self.streams.get(stream_id)
         if head is None:
@@ -421,9 +426,17 @@ class InlineIndex:
         for rec in self.lineages.get(lineage_id, ()):
             rec.forget_values()
 
-    def mark_tree(self, root_ecs_id: UUID) -> None:
-        """Point every version in the tree below ``root_ecs_id`` at that root."""
+    def mark_tree(self, root_ecs_id: UUID, members: tuple[UUID, ...] | None = None) -> None:
+        """Point every version in the tree below ``root_ecs_id`` at that root.
+
+        ``members`` are the tree's versions when the caller walked it already (a batch does,
+        for the store's tree rows).
+        """
         root_of = self.root_of
+        if members is not None:
+            for ecs_id in members:
+                root_of[ecs_id] = root_ecs_id
+            return
         records = self.records
         stack = [root_ecs_id]
         while stack:
@@ -469,13 +482,17 @@ class InlineIndex:
         i = bisect_right(lineage, at, key=_RECORDED_AT)
         return None if i == 0 else lineage[i - 1]
 
-    def subtree_ids(self, ecs_id: UUID) -> list[UUID]:
+    def subtree_ids(self, ecs_id: UUID, pending: Mapping[UUID, VersionRecord] | None = None) -> list[UUID]:
+        """``ecs_id`` and every version below it; ``pending`` are versions not indexed yet (a batch's)."""
         out: list[UUID] = []
         stack = [ecs_id]
+        records = self.records
         while stack:
             cur = stack.pop()
             out.append(cur)
-            rec = self.records.get(cur)
+            rec = pending.get(cur) if pending is not None else None
+            if rec is None:
+                rec = records.get(cur)
             if rec is not None:
                 stack.extend(rec.child_ids)
         return out

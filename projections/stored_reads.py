@@ -20,12 +20,12 @@ from uuid import UUID
 
 from ledger.errors import EntityNotFoundError
 from ledger.events.bodies import ENTITY_VERSION, EXECUTION_FAILED
-from ledger.events.decode import checked_record, corrupt
+from ledger.events.decode import checked_record, corrupt, describe
 from ledger.events.sealed_failure import is_sealed, open_failure
 from ledger.store import EventStore
 from projections.inline import VersionRecord, version_record
 
-__all__ = ["StoredIndex", "StoredReader", "read_checked"]
+__all__ = ["LazyVersions", "StoredIndex", "StoredReader", "load_version", "previous_chain", "read_checked"]
 
 #: Decoded versions kept per reader (a version is typically 1-2 KiB decoded).
 DEFAULT_CACHE = 4096
@@ -41,6 +41,42 @@ def read_checked(store: EventStore, position: int) -> tuple[UUID, int, str, dict
     if not len(page) or page.positions[0] != position:
         raise corrupt(position, "the record is missing (the log has a gap here); run ledger verify")
     return checked_record(position, page.stream_ids[0], page.versions[0], page.topics[0], page.states[0])
+
+
+def load_version(store: EventStore, ecs_id: UUID, index: Any) -> VersionRecord | None:
+    """Version ``ecs_id`` read from its record in the log (seal checked), or None if the index has none.
+
+    ``index`` is what the record asks for keys and its values cache. A record that is
+    not the version the index says is a ``CorruptLogError``: never another version shown.
+    """
+    position = store.version_position(ecs_id)
+    if position is None:
+        return None
+    lineage_id, version, topic, payload = read_checked(store, position)
+    if topic != ENTITY_VERSION or payload["ecs_id"] != str(ecs_id):
+        raise corrupt(position, f"the version index names version {ecs_id} here, the record holds something else; run ledger verify")
+    try:
+        rec = version_record(payload, lineage_id, None, index)
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+        raise corrupt(position, f"the entity.version record of stream {lineage_id} cannot be decoded: {describe(exc)}") from exc
+    rec.position = position
+    rec.lineage_index = version - 1
+    # Whether its history is its lineage's prefix is not known without reading the
+    # earlier versions: ``old_ids`` then walks its previous versions (``previous_chain``).
+    rec.linear = rec.previous_ecs_id is None
+    return rec
+
+
+def previous_chain(records: Any, record: VersionRecord) -> list[UUID]:
+    """The earlier versions of ``record``, oldest first, following its previous versions."""
+    chain: list[UUID] = []
+    prev = record.previous_ecs_id
+    while prev is not None:
+        chain.append(prev)
+        rec = records.get(prev)
+        prev = rec.previous_ecs_id if rec is not None else None
+    chain.reverse()
+    return chain
 
 
 class _Records:
@@ -73,7 +109,7 @@ class _Lineages:
         entries = self._owner.store.lineage_entries(lineage_id) if isinstance(lineage_id, UUID) else []
         if not entries:
             return default
-        return _Versions(self._owner, [ecs_id for ecs_id, _, _ in entries])
+        return LazyVersions(self._owner.records, [ecs_id for ecs_id, _, _ in entries])
 
     def __getitem__(self, lineage_id: UUID) -> Sequence[VersionRecord]:
         found = self.get(lineage_id)
@@ -85,11 +121,14 @@ class _Lineages:
         return isinstance(lineage_id, UUID) and bool(self._owner.store.lineage_entries(lineage_id))
 
 
-class _Versions(Sequence[VersionRecord]):
-    """A lineage's versions, oldest first, each read only when asked for (``[-1]`` reads one)."""
+class LazyVersions(Sequence[VersionRecord]):
+    """A lineage's versions, oldest first, each read only when asked for (``[-1]`` reads one).
 
-    def __init__(self, owner: StoredIndex, ids: list[UUID]) -> None:
-        self._owner = owner
+    ``records`` is what maps an ecs_id to its record (an index's ``records``).
+    """
+
+    def __init__(self, records: Any, ids: list[UUID]) -> None:
+        self._records = records
         self._ids = ids
 
     def __len__(self) -> int:
@@ -103,8 +142,8 @@ class _Versions(Sequence[VersionRecord]):
 
     def __getitem__(self, i: int | slice) -> VersionRecord | list[VersionRecord]:
         if isinstance(i, slice):
-            return [self._owner.get(ecs_id) for ecs_id in self._ids[i]]
-        return self._owner.get(self._ids[i])
+            return [self._records[ecs_id] for ecs_id in self._ids[i]]
+        return self._records[self._ids[i]]
 
 
 class StoredIndex:
@@ -127,15 +166,9 @@ class StoredIndex:
             return rec
         if not isinstance(ecs_id, UUID):
             return None
-        position = self.store.version_position(ecs_id)
-        if position is None:
+        rec = load_version(self.store, ecs_id, self)
+        if rec is None:
             return None
-        lineage_id, version, topic, payload = read_checked(self.store, position)
-        if topic != ENTITY_VERSION or payload["ecs_id"] != str(ecs_id):
-            raise corrupt(position, f"the version index names version {ecs_id} here, the record holds something else; run ledger verify")
-        rec = version_record(payload, lineage_id, None, self)
-        rec.position = position
-        rec.lineage_index = version - 1
         self._cache[ecs_id] = rec
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
@@ -146,6 +179,9 @@ class StoredIndex:
         if rec is None:
             raise EntityNotFoundError(f"{argument}: no stored entity version {ecs_id}")
         return rec
+
+    def old_ids(self, record: VersionRecord) -> list[UUID]:
+        return previous_chain(self.records, record)
 
     def key_for(self, lineage_id: UUID) -> bytes | None:
         """The lineage's data key; None once erased (read from the store, never a stale cache)."""

@@ -388,16 +388,34 @@ class TestCreateFalseMemory:
 class TestCorruptRecords:
     @pytest.mark.parametrize("damage", list(RECORD_DAMAGES))
     def test_opening_raises_corrupt_log_error_at_the_position(self, tmp_path: Path, base: Base, damage: str) -> None:
-        """Ledger(url), with or without create, raises one CorruptLogError naming the bad record's position."""
+        """Ledger(url, replay=True), with or without create, raises one CorruptLogError naming the bad record's position."""
         path = base.copy(tmp_path / "ledger.db")
         position = RECORD_DAMAGES[damage](path)
         before = fingerprint(path)
         for create in (True, False):
             with pytest.raises(CorruptLogError) as caught:
-                Ledger(f"sqlite:///{path}", create=create)
+                Ledger(f"sqlite:///{path}", create=create, replay=True)
             assert caught.value.position == position
             message = str(caught.value)
             assert f"position {position}" in message and "\n" not in message
+        assert fingerprint(path) == before
+
+    @pytest.mark.parametrize("damage", list(RECORD_DAMAGES))
+    def test_an_indexed_open_refuses_the_record_when_it_is_read(self, tmp_path: Path, base: Base, damage: str) -> None:
+        """Ledger(url) on an indexed log opens without reading records (constant time); the damaged
+        version is refused the moment something reads it, naming it (or the hole it leaves in the
+        lineage's stream), and the store is left as it was."""
+        path = base.copy(tmp_path / "ledger.db")
+        RECORD_DAMAGES[damage](path)
+        before = fingerprint(path)
+        for create in (True, False):
+            with Ledger(f"sqlite:///{path}", create=create) as led:
+                assert type(led.index).__name__ == "StoredInlineIndex"
+                with pytest.raises(CorruptLogError) as caught:
+                    led.registry.history(UUID(base.lineage))
+                assert caught.value.position in (2, 3), caught.value
+                assert "\n" not in str(caught.value)
+                assert not led.verify().ok
         assert fingerprint(path) == before
 
     @pytest.mark.parametrize("damage", list(RECORD_DAMAGES))
@@ -414,8 +432,9 @@ class TestCorruptRecords:
             result = run(f"sqlite:///{path}", args)
             if args[0] in FAST_READS:
                 assert_reader_contract(result, run(f"sqlite:///{base.path}", args), *named)
-            else:
-                assert_one_line(result, f"position {position}")
+            else:  # digest and replay read every record: they fail, naming it or the hole
+                line = assert_one_line(result)
+                assert any(f"position {p}" in line for p in {position, *named}), line
             assert fingerprint(path) == before, args
 
     @pytest.mark.parametrize("damage", list(RECORD_DAMAGES))
@@ -453,7 +472,7 @@ class TestCorruptRecords:
     def test_everything_before_the_bad_record_stays_applied(self, tmp_path: Path, base: Base) -> None:
         """A live ledger that meets a bad record in refresh keeps its index up to the record before it."""
         url = f"sqlite:///{base.copy(tmp_path / 'ledger.db')}"
-        with Ledger(url) as led:
+        with Ledger(url, replay=True) as led:
             with Ledger(url) as other:
                 other.registry.register_entity(Course(title="art"))
                 other.registry.register_entity(Course(title="music"))
@@ -704,13 +723,14 @@ class TestCreateFalsePostgres:
         statement, position = PG_RECORD_DAMAGES[damage]
         pg_exec(statement.format(t=f"{pg_schema}.stored_events"))
         with pytest.raises(CorruptLogError) as caught:
-            Ledger(url)
+            Ledger(url, replay=True)
         assert caught.value.position == position and f"position {position}" in str(caught.value)
         named = (2, 3) if damage == "middle record deleted" else (position,)
         for args in commands(ids, tmp_path):
             if args[0] in FAST_READS:
                 assert_reader_contract(run(url, args), undamaged[tuple(args)], *named)
             else:
-                assert_one_line(run(url, args), f"position {position}")
+                line = assert_one_line(run(url, args))
+                assert any(f"position {p}" in line for p in {position, *named}), line
         result = run(url, ["verify"])
         assert result.exit_code == 1 and "Traceback" not in result.output

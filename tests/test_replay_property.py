@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import EntityRegistry, Ledger
+from ledger import Ledger
 from ledger.errors import LedgerError
 
 from .models import Grade, Student
@@ -72,22 +72,39 @@ def run(led: Ledger, program: list[tuple]) -> None:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(program=ops)
 def test_replay_rebuilds_the_live_registry(program) -> None:
+    """The live ledger (its index in the store, read through caches), the store's index tables,
+    a replay of the log into memory and a rebuild of the tables from the log all agree."""
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'p.db'}"
         live = Ledger(url)
+        assert type(live.index).__name__ == "StoredInlineIndex"
         try:
             run(live, program)
         except LedgerError as exc:  # pragma: no cover - any refusal here is a bug worth seeing
             raise AssertionError(f"valid program refused: {exc}") from exc
+        versions = list(live.index.records.keys())
+        # through the live ledger's caches, as its writes left them
+        live_roots = {v: live.index.root_of.get(v) for v in versions}
+        live_heads = {r.lineage_id: (live.index.streams.get(r.lineage_id).version) for r in live.index.records.values()}
         snapshot = live.index.snapshot()
         roots = [r for r, rec in live.index.records.items() if rec.is_root]
         trees = {r: stored_dump(live, r) for r in roots}
         assert live.verify().ok
+        stored, rebuilt = live.store.stored_index(), live.store.rebuilt_index()
+        assert stored.versions == rebuilt.versions and stored.erasures == rebuilt.erasures
+        assert stored.roots == rebuilt.roots  # row for row
         live.close()
-        replayed = Ledger(url)
+        replayed = Ledger(url, replay=True)
+        assert type(replayed.index).__name__ == "InlineIndex"
         assert replayed.index.snapshot() == snapshot
+        assert {v: replayed.index.root_of.get(v) for v in versions} == live_roots
+        assert {lid: replayed.index.streams[lid].version for lid in live_heads} == live_heads
         assert {r: stored_dump(replayed, r) for r in roots} == trees
         replayed.close()
+        reopened = Ledger(url)
+        assert {r: stored_dump(reopened, r) for r in roots} == trees
+        assert {v: reopened.registry.ecs_id_to_root_id(v) for v in versions} == live_roots
+        reopened.close()
 
 
 @settings(max_examples=40, deadline=None)

@@ -405,7 +405,7 @@ def replay(db: str | None = DbOption, analytics: str | None = AnalyticsOption) -
     with open_ledger(db, analytics=analytics) as led:
         projection = led.analytics
         columns = (TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=console, transient=True) as bar:
+        with Progress(*columns, console=err, transient=True) as bar:  # progress is not output
             task = bar.add_task("replay", total=None)
 
             def progress(done: int, total: int) -> None:

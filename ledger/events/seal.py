@@ -36,10 +36,12 @@ class NewEvent:
     event's position and its predecessor in the log are known.
     ``prev_hash`` is the hash of the stream's last event before this batch.
     ``ecs_id`` is the version an ``entity.version`` event records, when the writer
-    knows it (the store's version index then need not read it back from ``body``).
+    knows it (the store's version index then need not read it back from ``body``), and
+    ``members`` the versions of its tree when it is a root version (``()`` when it is
+    not; None leaves the store to work it out from ``body``).
     """
 
-    __slots__ = ("stream_id", "version", "topic", "body", "prev_hash", "state", "hash", "ecs_id")
+    __slots__ = ("stream_id", "version", "topic", "body", "prev_hash", "state", "hash", "ecs_id", "members")
 
     def __init__(
         self,
@@ -49,6 +51,7 @@ class NewEvent:
         body: bytes,
         prev_hash: str | None,
         ecs_id: UUID | None = None,
+        members: tuple[UUID, ...] | None = None,
     ) -> None:
         self.stream_id = stream_id
         self.version = version
@@ -58,6 +61,7 @@ class NewEvent:
         self.state = b""
         self.hash = ""
         self.ecs_id = ecs_id
+        self.members = members
 
 
 #: ``log_prev`` of the first event of a log.

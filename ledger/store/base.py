@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
+from uuid import UUID
 
 from eventsourcing.persistence import (
     ApplicationRecorder,
@@ -36,11 +37,18 @@ from eventsourcing.persistence import (
 )
 
 from ledger.errors import ConcurrencyError, CorruptLogError, StoreError, StoreURLError
+from ledger.events.bodies import ENTITY_VERSION
 from ledger.events.seal import NewEvent, link_hash
 from ledger.store.keys import KeyStore, KeyTable
 from ledger.store.memory import MemoryBackend
 from ledger.store.sqlite import SQLiteBackend
-from ledger.store.version_index import IndexRows, rows_for_page
+from ledger.store.version_index import (
+    IndexRows,
+    TreeWalker,
+    ecs_id_of,
+    rows_for_page,
+    tree_facts,
+)
 
 __all__ = ["EventStore", "LogPage", "StoreBackend", "StoreURL", "parse_store_url"]
 
@@ -165,6 +173,14 @@ class StoreBackend(Protocol):
         """(position, stream id, version, topic, state) from ``start``, exactly as stored."""
         ...
 
+    def tree_root(self, ecs_id: UUID) -> UUID | None:
+        """The version index's tree row: the root of the latest stored tree holding ``ecs_id``."""
+        ...
+
+    def stream_head(self, stream_id: UUID, upto: int) -> tuple[int, int, bytes] | None:
+        """(position, version, state) of a stream's last record at or below ``upto``; None when none."""
+        ...
+
     def is_damaged(self, cause: BaseException | None) -> bool:
         """True when a read failed because the database file itself is damaged."""
         ...
@@ -254,6 +270,7 @@ class EventStore:
         """
         if not events:
             return []
+        self._fill_members(events)
         try:
             positions = self._backend.append(events)
         except self._conflicts as exc:
@@ -315,6 +332,35 @@ class EventStore:
             return CorruptLogError(f"store {self.url!r}: the log cannot be read{where}, the file is damaged: {cause}")
         return StoreError(f"store {self.url!r}: read failed{where}: {cause or exc}")
 
+    def _fill_members(self, events: Sequence[NewEvent]) -> None:
+        """Give each ``entity.version`` event whose writer did not say its tree members.
+
+        The write side knows them from planning; any other writer's root versions are
+        walked here, before the append transaction (the children of stored versions
+        never change), so the version index's tree rows are right whoever appends.
+        A body that cannot be read is left as it is: the append refuses it.
+        """
+        if self.spec.kind == "memory":
+            return  # memory:// keeps no stored index
+        missing = [e for e in events if e.topic == ENTITY_VERSION and e.members is None]
+        if not missing:
+            return
+        walker = TreeWalker(self.children_of)
+        facts: list[tuple[NewEvent, UUID, bool]] = []
+        for event in events:  # this batch's versions may be each other's children
+            if event.topic != ENTITY_VERSION:
+                continue
+            try:
+                ecs_id = event.ecs_id if event.ecs_id is not None else ecs_id_of(event.body, 0)
+                is_root, children = tree_facts(event.body, 0)
+            except CorruptLogError:
+                continue
+            walker.note(ecs_id, children)
+            facts.append((event, ecs_id, is_root))
+        for event, ecs_id, is_root in facts:
+            if event.members is None:
+                event.members = tuple(walker.members(ecs_id)) if is_root else ()
+
     # ------------------------------------------------------------ version index
     def index_state(self) -> tuple[int, str] | None:
         """(tracked position, its record's chain link) of the stored version index; None without one."""
@@ -347,12 +393,13 @@ class EventStore:
                 position = 0
         head = self.head()
         done = 0
+        walker = TreeWalker(self.children_of)
         while position < head:
             rows = self.read_columns(position + 1, page)
             if not len(rows):
                 break
             last = rows.positions[-1]
-            found = rows_for_page(rows.positions, rows.stream_ids, rows.versions, rows.topics, rows.states)
+            found = rows_for_page(rows.positions, rows.stream_ids, rows.versions, rows.topics, rows.states, walker)
             if not self._backend.add_index_rows(found, position, last, link_hash(rows.states[-1])):
                 break
             done += len(rows)
@@ -370,18 +417,22 @@ class EventStore:
             upto = 0 if state is None else state[0]
         rows = IndexRows()
         erased: set[Any] = set()
+        # from the log alone: every version is seen before any tree holds it
+        walker = TreeWalker(lambda ecs_id: (), limit=1 << 62)
         start = 1
         while start <= upto:
             found = self.read_columns(start, min(20_000, upto - start + 1))
             if not len(found):
                 break
-            part = rows_for_page(found.positions, found.stream_ids, found.versions, found.topics, found.states)
+            part = rows_for_page(found.positions, found.stream_ids, found.versions, found.topics, found.states, walker)
             rows.versions.extend(part.versions)
+            rows.roots.extend(part.roots)
             for lineage, position in part.erasures:  # an erasure row is a lineage's first entity.erased only
                 if lineage not in erased:
                     erased.add(lineage)
                     rows.erasures.append((lineage, position))
             start = found.positions[-1] + 1
+        rows.roots = rows.final_roots()
         return rows
 
     def stored_index(self) -> IndexRows:
@@ -391,6 +442,29 @@ class EventStore:
     def version_position(self, ecs_id: Any) -> int | None:
         """The log position of a stored version, from the index (None when there is none)."""
         return self._index_read(self._backend.version_position, ecs_id)
+
+    def tree_root(self, ecs_id: UUID) -> UUID | None:
+        """The root version of the latest stored tree that holds version ``ecs_id`` (None: no such version)."""
+        return self._index_read(self._backend.tree_root, ecs_id)
+
+    def stream_head(self, stream_id: UUID, upto: int) -> tuple[int, int, bytes] | None:
+        """(position, version, sealed state) of a stream's last record at or below position ``upto``.
+
+        None when it has none there. A writer asks as of the position it has seen: a
+        version another writer appended since then must make its append conflict, not
+        be quietly built on.
+        """
+        return self._index_read(self._backend.stream_head, stream_id, upto)
+
+    def children_of(self, ecs_id: UUID) -> tuple[UUID, ...]:
+        """The child versions a stored version names (read from its record); () when unknown."""
+        position = self.version_position(ecs_id)
+        if position is None:
+            return ()
+        page = self.read_columns(position, 1)
+        if not len(page) or page.positions[0] != position:
+            raise CorruptLogError(f"position {position}: the version index names a record that is missing; run ledger verify", position)
+        return tree_facts(page.states[0], position)[1]
 
     def lineage_entries(self, lineage_id: Any) -> list[tuple[Any, int, int]]:
         """(ecs_id, stream version, position) of each version of a lineage, oldest first."""

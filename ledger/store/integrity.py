@@ -14,6 +14,7 @@ from uuid import UUID
 import orjson
 
 from ledger.errors import DigestError
+from ledger.events.decode import check_page
 from ledger.events.digest import Digest, LogChain
 from ledger.events.seal import GENESIS, check_seal, link_hash
 from ledger.store.key_audit import key_problems, note_key_facts
@@ -58,10 +59,23 @@ def _records(store: EventStore, stop: int | None = None) -> Iterator[tuple[Any, 
 
 
 def digest_store(store: EventStore) -> Digest:
-    """The head position and chained hash of the log as it is now."""
+    """The head position and chained hash of the log as it is now.
+
+    Every record's seal is checked on the way (``decode.check_page``): a digest is kept
+    as proof of the log as it stood, so it must never be taken over a damaged one. The
+    first bad record is a ``CorruptLogError`` naming its position.
+    """
     chain = LogChain()
-    for position, _, _, _, state in _records(store, stop=store.head()):
-        chain.add(position, state)
+    stop = store.head()
+    start = 1
+    while start <= stop:
+        page = store.read_columns(start, min(_PAGE, stop - start + 1))
+        if not len(page):
+            break
+        check_page(start, page.positions, page.stream_ids, page.versions, page.topics, page.states)
+        for position, state in zip(page.positions, page.states):
+            chain.add(position, state)
+        start = page.positions[-1] + 1
     return chain.digest()
 
 

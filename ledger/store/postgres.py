@@ -38,6 +38,7 @@ _CREATE_LOCK = 7245001
 _VERSIONS = "ledger_version_positions"
 _ERASURES = "ledger_erasure_index"
 _TRACKING = "ledger_index_tracking"
+_ROOTS = "ledger_tree_roots"
 
 
 def create_index_tables(conn: Any, schema: str) -> None:
@@ -48,6 +49,7 @@ def create_index_tables(conn: Any, schema: str) -> None:
     for statement in (
         "CREATE TABLE IF NOT EXISTS {s}.{v} (ecs_id uuid PRIMARY KEY, position bigint NOT NULL)",
         "CREATE TABLE IF NOT EXISTS {s}.{e} (lineage_id uuid PRIMARY KEY, position bigint NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS {s}.{r} (ecs_id uuid PRIMARY KEY, root_ecs_id uuid NOT NULL)",
         "CREATE TABLE IF NOT EXISTS {s}.{t} (name text PRIMARY KEY, position bigint NOT NULL, head_hash text NOT NULL)",
     ):
         conn.execute(
@@ -56,6 +58,7 @@ def create_index_tables(conn: Any, schema: str) -> None:
                 v=sql.Identifier(_VERSIONS),
                 e=sql.Identifier(_ERASURES),
                 t=sql.Identifier(_TRACKING),
+                r=sql.Identifier(_ROOTS),
             )
         )
     conn.execute(
@@ -132,6 +135,7 @@ class PostgresBackend:
         self._versions = sql.SQL("{}.{}").format(schema, sql.Identifier(_VERSIONS))
         self._erasures = sql.SQL("{}.{}").format(schema, sql.Identifier(_ERASURES))
         self._tracking = sql.SQL("{}.{}").format(schema, sql.Identifier(_TRACKING))
+        self._roots = sql.SQL("{}.{}").format(schema, sql.Identifier(_ROOTS))
 
     def append(self, events: Sequence[NewEvent]) -> list[int]:
         """Seal the batch after the head and insert it with explicit positions, under the table lock."""
@@ -183,6 +187,14 @@ class PostgresBackend:
                 sql.SQL("INSERT INTO {} (lineage_id, position) VALUES (%s, %s) ON CONFLICT DO NOTHING").format(self._erasures),
                 rows.erasures,
             )
+        if rows.roots:
+            curs.executemany(
+                sql.SQL(
+                    "INSERT INTO {} (ecs_id, root_ecs_id) VALUES (%s, %s) "
+                    "ON CONFLICT (ecs_id) DO UPDATE SET root_ecs_id = EXCLUDED.root_ecs_id"
+                ).format(self._roots),
+                list(dict(rows.roots).items()),
+            )
         curs.execute(
             sql.SQL("UPDATE {} SET position = %s, head_hash = %s WHERE name = %s AND position = %s").format(self._tracking),
             (upto, upto_hash, INDEX_NAME, expect),
@@ -220,6 +232,7 @@ class PostgresBackend:
         with self._datastore.transaction(commit=True) as curs:
             curs.execute(sql.SQL("DELETE FROM {}").format(self._versions))
             curs.execute(sql.SQL("DELETE FROM {}").format(self._erasures))
+            curs.execute(sql.SQL("DELETE FROM {}").format(self._roots))
             curs.execute(
                 sql.SQL("UPDATE {} SET position = 0, head_hash = %s WHERE name = %s").format(self._tracking), (GENESIS, INDEX_NAME)
             )
@@ -231,6 +244,31 @@ class PostgresBackend:
             curs.execute(sql.SQL("SELECT position FROM {} WHERE ecs_id = %s").format(self._versions), (ecs_id,))
             row = curs.fetchone()
         return None if row is None else row["position"]
+
+    def tree_root(self, ecs_id: UUID) -> UUID | None:
+        from psycopg import sql
+
+        with self._datastore.transaction(commit=False) as curs:
+            curs.execute(sql.SQL("SELECT root_ecs_id FROM {} WHERE ecs_id = %s").format(self._roots), (ecs_id,), prepare=True)
+            row = curs.fetchone()
+        return None if row is None else row["root_ecs_id"]
+
+    def stream_head(self, stream_id: UUID, upto: int) -> tuple[int, int, bytes] | None:
+        from psycopg import sql
+
+        recorder: Any = self.recorder
+        table = sql.SQL("{}.{}").format(sql.Identifier(self._datastore.schema), sql.Identifier(recorder.events_table_name))
+        with self._datastore.transaction(commit=False) as curs:
+            curs.execute(
+                sql.SQL(
+                    "SELECT notification_id, originator_version, state FROM {} "
+                    "WHERE originator_id = %s AND notification_id <= %s ORDER BY originator_version DESC LIMIT 1"
+                ).format(table),
+                (stream_id, upto),
+                prepare=True,
+            )
+            row = curs.fetchone()
+        return None if row is None else (row["notification_id"], row["originator_version"], bytes(row["state"] or b""))
 
     def lineage_entries(self, lineage_id: UUID) -> list[tuple[UUID, int, int]]:
         """(ecs_id, version, position) of a lineage's versions, through the events table's
@@ -257,7 +295,7 @@ class PostgresBackend:
                 state = curs.fetchone()["state"]
                 return None if state is None else bytes(state)
 
-            return lineage_versions(rows, whole)
+            return lineage_versions(rows, whole, lineage_id)
 
     def erasure_entries(self) -> dict[UUID, int]:
         from psycopg import sql
@@ -274,7 +312,9 @@ class PostgresBackend:
             versions = [(r["ecs_id"], r["position"]) for r in curs.fetchall()]
             curs.execute(sql.SQL("SELECT lineage_id, position FROM {} ORDER BY position").format(self._erasures))
             erasures = [(r["lineage_id"], r["position"]) for r in curs.fetchall()]
-        return IndexRows(versions, erasures)
+            curs.execute(sql.SQL("SELECT ecs_id, root_ecs_id FROM {}").format(self._roots))
+            roots = sorted((r["ecs_id"], r["root_ecs_id"]) for r in curs.fetchall())
+        return IndexRows(versions, erasures, roots)
 
     def read_rows(self, start: int, limit: int, *, text_ids: bool = True) -> list[tuple[Any, ...]]:
         """One plain SELECT into tuples, stream ids cast to text, values otherwise as stored."""

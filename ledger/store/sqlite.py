@@ -39,8 +39,10 @@ _DAMAGED = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 _VERSIONS = "ledger_version_positions"
 _ERASURES = "ledger_erasure_index"
 _TRACKING = "ledger_index_tracking"
+_ROOTS = "ledger_tree_roots"
 _INDEX_DDL = (
     f"CREATE TABLE IF NOT EXISTS {_VERSIONS} (ecs_id BLOB PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID",
+    f"CREATE TABLE IF NOT EXISTS {_ROOTS} (ecs_id BLOB PRIMARY KEY, root_ecs_id BLOB NOT NULL) WITHOUT ROWID",
     f"CREATE TABLE IF NOT EXISTS {_ERASURES} (lineage_id TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID",
     f"CREATE TABLE IF NOT EXISTS {_TRACKING} (name TEXT PRIMARY KEY, position INTEGER NOT NULL, head_hash TEXT NOT NULL)",
     f"INSERT OR IGNORE INTO {_TRACKING} (name, position, head_hash) VALUES ('{INDEX_NAME}', 0, '{GENESIS}')",
@@ -157,6 +159,11 @@ class SQLiteBackend:
                     f"INSERT OR IGNORE INTO {_ERASURES} (lineage_id, position) VALUES (?, ?)",
                     [(lineage.hex, p) for lineage, p in rows.erasures],
                 )
+            if rows.roots:
+                raw.executemany(
+                    f"INSERT OR REPLACE INTO {_ROOTS} (ecs_id, root_ecs_id) VALUES (?, ?)",
+                    [(member.bytes, root.bytes) for member, root in dict(rows.roots).items()],
+                )
             moved = raw.execute(
                 f"UPDATE {_TRACKING} SET position = ?, head_hash = ? WHERE name = ? AND position = ?",
                 (upto, upto_hash, INDEX_NAME, expect),
@@ -199,6 +206,7 @@ class SQLiteBackend:
         with self._datastore.transaction(commit=True) as cur:
             cur.execute(f"DELETE FROM {_VERSIONS}")
             cur.execute(f"DELETE FROM {_ERASURES}")
+            cur.execute(f"DELETE FROM {_ROOTS}")
             cur.execute(f"UPDATE {_TRACKING} SET position = 0, head_hash = ? WHERE name = ?", (GENESIS, INDEX_NAME))
 
     def version_position(self, ecs_id: UUID) -> int | None:
@@ -206,6 +214,22 @@ class SQLiteBackend:
         with self._datastore.get_connection(commit=False) as conn:
             row = conn._sqlite_conn.execute(f"SELECT position FROM {_VERSIONS} WHERE ecs_id = ?", (ecs_id.bytes,)).fetchone()
         return None if row is None else row[0]
+
+    def tree_root(self, ecs_id: UUID) -> UUID | None:
+        """The root version of the latest stored tree holding ``ecs_id``, or None."""
+        with self._datastore.get_connection(commit=False) as conn:
+            row = conn._sqlite_conn.execute(f"SELECT root_ecs_id FROM {_ROOTS} WHERE ecs_id = ?", (ecs_id.bytes,)).fetchone()
+        return None if row is None else UUID(bytes=bytes(row[0]))
+
+    def stream_head(self, stream_id: UUID, upto: int) -> tuple[int, int, bytes] | None:
+        """(position, version, state) of a stream's last record at or below ``upto``, or None."""
+        table = self.recorder.events_table_name  # type: ignore[attr-defined]
+        with self._datastore.get_connection(commit=False) as conn:
+            return conn._sqlite_conn.execute(
+                f"SELECT rowid, originator_version, state FROM {table} WHERE originator_id = ? AND rowid <= ? "
+                "ORDER BY originator_version DESC LIMIT 1",
+                (stream_id.hex, upto),
+            ).fetchone()
 
     def lineage_entries(self, lineage_id: UUID) -> list[tuple[UUID, int, int]]:
         """(ecs_id, version, position) of every version of a lineage, oldest first.
@@ -225,7 +249,7 @@ class SQLiteBackend:
             def whole(position: int) -> Any:
                 return raw.execute(f"SELECT state FROM {table} WHERE rowid = ?", (position,)).fetchone()[0]
 
-            return lineage_versions(rows, whole)
+            return lineage_versions(rows, whole, lineage_id)
 
     def erasure_entries(self) -> dict[UUID, int]:
         with self._datastore.get_connection(commit=False) as conn:
@@ -238,9 +262,11 @@ class SQLiteBackend:
             raw = conn._sqlite_conn
             versions = raw.execute(f"SELECT ecs_id, position FROM {_VERSIONS} ORDER BY position").fetchall()
             erasures = raw.execute(f"SELECT lineage_id, position FROM {_ERASURES} ORDER BY position").fetchall()
+            roots = raw.execute(f"SELECT ecs_id, root_ecs_id FROM {_ROOTS}").fetchall()
         return IndexRows(
             [(UUID(bytes=bytes(e)), p) for e, p in versions],
             [(UUID(lineage), p) for lineage, p in erasures],
+            sorted((UUID(bytes=bytes(e)), UUID(bytes=bytes(r))) for e, r in roots),
         )
 
     def read_rows(self, start: int, limit: int, *, text_ids: bool = True) -> list[tuple[Any, ...]]:

@@ -8,6 +8,10 @@ store keeps, in tables of the same SQLite file or PostgreSQL schema:
   stream version are the record's own columns, and a lineage's versions are found through
   the events table's own (stream, version) index, so nothing else needs a row);
 - an *erasure row* ``(lineage_id, position)`` for each lineage's first ``entity.erased``;
+- a *tree row* ``(ecs_id, root_ecs_id)`` for every version that is part of a stored tree: the
+  root version of the latest tree (by log position) that holds it. Each root version's record
+  points every member of its tree at itself, so a version shared by many trees (a child that
+  did not change while its root did) names the newest of them, as ``ecs_id_to_root_id`` says;
 - one *tracking row* ``(position, head_hash)``: every record at or below ``position`` is
   indexed, and ``head_hash`` is the chain link (``seal.link_hash``) of the record there, so
   a log rewritten below the tracked position is noticed and the index rebuilt.
@@ -33,13 +37,32 @@ from uuid import UUID
 import orjson
 
 from ledger.errors import CorruptLogError
-from ledger.events.bodies import ENTITY_ERASED, ENTITY_VERSION
+from ledger.events.bodies import (
+    ENTITY_ERASED,
+    ENTITY_VERSION,
+    EXECUTION_COMPLETED,
+    EXECUTION_FAILED,
+)
 from ledger.events.seal import NewEvent
+from ledger.events.shape import shape_from_json
+from ledger.model.tree import refs_in
 
-__all__ = ["INDEX_NAME", "IndexRows", "ecs_id_of", "lineage_versions", "rows_for_batch", "rows_for_page"]
+__all__ = [
+    "INDEX_NAME",
+    "IndexRows",
+    "TreeWalker",
+    "ecs_id_of",
+    "lineage_versions",
+    "rows_for_batch",
+    "rows_for_page",
+    "version_children",
+]
 
-#: The tracking row's name (one index today; the name leaves room for more).
-INDEX_NAME = "versions"
+#: The tracking row's name. It names the index's layout too: a ledger indexed by an
+#: older layout (``versions``: no tree rows) has no row of this name, so its next
+#: writable open indexes it again from the first record (version and erasure rows are
+#: inserted only where missing, so the rows it already has stay as they are).
+INDEX_NAME = "versions.2"
 
 # An entity.version body starts with its ecs_id (``bodies.entity_version_body`` puts it
 # first and orjson keeps the order): read it without parsing the whole payload.
@@ -49,26 +72,84 @@ _ECS_END = len(_ECS_PREFIX) + 36
 
 @dataclass(slots=True)
 class IndexRows:
-    """Rows to add: versions as (ecs_id, position), erasures as (lineage_id, position)."""
+    """Rows to add: versions as (ecs_id, position), erasures as (lineage_id, position),
+    tree rows as (member ecs_id, root ecs_id) in log order (a later row for a member wins)."""
 
     versions: list[tuple[UUID, int]] = field(default_factory=list)
     erasures: list[tuple[UUID, int]] = field(default_factory=list)
+    roots: list[tuple[UUID, UUID]] = field(default_factory=list)
+
+    def final_roots(self) -> list[tuple[UUID, UUID]]:
+        """The tree rows as the table holds them once all are written: one per member, by ecs_id."""
+        return sorted(dict(self.roots).items())
+
+
+def version_children(payload: dict[str, Any]) -> tuple[UUID, ...]:
+    """The child ecs_ids an ``entity.version`` payload names, in field order."""
+    children = payload["children"]
+    if not children:
+        return ()
+    return tuple(refs_in({k: shape_from_json(v) for k, v in children.items()}))
+
+
+class TreeWalker:
+    """The members of a root version's tree, from the children each version names.
+
+    Versions seen in this pass are remembered (``note``), up to ``limit`` of them;
+    any other version's children come from ``children_of`` (a read of its record).
+    A version nobody can find counts as a leaf, as the in-memory index treats it.
+    """
+
+    def __init__(self, children_of: Callable[[UUID], tuple[UUID, ...]], limit: int = 500_000) -> None:
+        self._children_of = children_of
+        self._known: dict[UUID, tuple[UUID, ...]] = {}
+        self._limit = limit
+
+    def note(self, ecs_id: UUID, children: tuple[UUID, ...]) -> None:
+        if len(self._known) >= self._limit:
+            self._known.clear()  # bounded: older versions are read again when a tree needs them
+        self._known[ecs_id] = children
+
+    def members(self, root: UUID) -> list[UUID]:
+        out: list[UUID] = []
+        stack = [root]
+        known = self._known
+        while stack:
+            ecs_id = stack.pop()
+            out.append(ecs_id)
+            children = known.get(ecs_id)
+            if children is None:
+                children = known[ecs_id] = self._children_of(ecs_id)
+            stack.extend(children)
+        return out
 
 
 def rows_for_batch(events: Sequence[NewEvent], first_position: int) -> IndexRows:
-    """The rows of a batch about to be appended at ``first_position`` (ids known from planning)."""
+    """The rows of a batch about to be appended at ``first_position``.
+
+    Ids come from planning (``NewEvent.ecs_id``) and tree members from
+    ``NewEvent.members``, which ``EventStore.append`` fills in for writers that
+    did not give them.
+    """
     rows = IndexRows()
     for offset, event in enumerate(events):
         if event.topic == ENTITY_VERSION:
             ecs_id = event.ecs_id if event.ecs_id is not None else ecs_id_of(event.body, first_position + offset)
             rows.versions.append((ecs_id, first_position + offset))
+            if event.members:
+                rows.roots.extend((member, ecs_id) for member in event.members)
         elif event.topic == ENTITY_ERASED:
             rows.erasures.append((event.stream_id, first_position + offset))
     return rows
 
 
 def rows_for_page(
-    positions: Sequence[int], stream_ids: Sequence[Any], versions: Sequence[Any], topics: Sequence[str], states: Sequence[bytes]
+    positions: Sequence[int],
+    stream_ids: Sequence[Any],
+    versions: Sequence[Any],
+    topics: Sequence[str],
+    states: Sequence[bytes],
+    walker: TreeWalker,
 ) -> IndexRows:
     """The rows of raw log records (as ``EventStore.read_columns`` returns them).
 
@@ -85,10 +166,24 @@ def rows_for_page(
         except (TypeError, ValueError):
             raise CorruptLogError(f"position {position}: stream id or version cannot be read for the index", position) from None
         if topic == ENTITY_VERSION:
-            rows.versions.append((ecs_id_of(state, position), position))
+            ecs_id = ecs_id_of(state, position)
+            rows.versions.append((ecs_id, position))
+            is_root, children = tree_facts(state, position)
+            walker.note(ecs_id, children)
+            if is_root:
+                rows.roots.extend((member, ecs_id) for member in walker.members(ecs_id))
         else:
             rows.erasures.append((stream_id, position))
     return rows
+
+
+def tree_facts(state: Any, position: int) -> tuple[bool, tuple[UUID, ...]]:
+    """(is_root, child ecs_ids) of an ``entity.version`` record; ``CorruptLogError`` if unreadable."""
+    try:
+        payload = orjson.loads(bytes(state) if isinstance(state, (bytearray, memoryview)) else state)
+        return payload["is_root"] is True, version_children(payload)
+    except (ValueError, TypeError, KeyError, AttributeError, orjson.JSONDecodeError):
+        raise CorruptLogError(f"position {position}: the entity.version record's tree cannot be read for the index", position) from None
 
 
 def ecs_id_of(state: Any, position: int) -> UUID:
@@ -103,16 +198,18 @@ def ecs_id_of(state: Any, position: int) -> UUID:
 
 
 def lineage_versions(
-    rows: Iterable[tuple[int, Any, Any, Any]], whole: Callable[[int], Any]
+    rows: Iterable[tuple[int, Any, Any, Any]], whole: Callable[[int], Any], lineage_id: UUID
 ) -> list[tuple[UUID, int, int]]:
     """(ecs_id, version, position) of a lineage's versions from its stream's records, checked.
 
     ``rows`` are the stream's records as (position, stream version, topic, first bytes of the
     state) in version order, straight from the events table; ``whole(position)`` reads a
     record in full when its first bytes are not in the usual layout. A lineage's stream holds
-    its versions and at most its erasure, numbered 1, 2, 3, ... with no gap: a missing
-    record or one of another kind is a ``CorruptLogError`` naming its position, never a
-    shorter history.
+    its versions, at most its erasure and (for a ``FunctionExecution`` entity) its
+    execution's record, numbered 1, 2, 3, ... with no gap. A missing record, one of another
+    kind, or an erasure or execution record that does not name this stream (a version whose
+    topic was edited) is a ``CorruptLogError`` naming its position, never a shorter history.
+    A stream whose first record is not a version is no lineage: [].
     """
     out: list[tuple[UUID, int, int]] = []
     expected = 1
@@ -124,13 +221,34 @@ def lineage_versions(
                 position,
             )
         expected += 1
-        if topic == ENTITY_ERASED:
+        if topic == ENTITY_VERSION:
+            try:
+                ecs_id = ecs_id_of(head, position)
+            except CorruptLogError:  # not in the usual layout (or damaged): judge the whole record
+                ecs_id = ecs_id_of(whole(position), position)
+            out.append((ecs_id, version, position))
             continue
-        if topic != ENTITY_VERSION:
-            raise CorruptLogError(f"position {position}: a lineage's stream holds a {topic!r} record; run ledger verify", position)
-        try:
-            ecs_id = ecs_id_of(head, position)
-        except CorruptLogError:  # not in the usual layout (or damaged): judge the whole record
-            ecs_id = ecs_id_of(whole(position), position)
-        out.append((ecs_id, version, position))
+        if not out:
+            return []  # not a lineage: an execution's (or another kind's) stream
+        field = _NAMES_STREAM.get(topic)
+        if field is None or not _names_stream(head, field, lineage_id, position, whole):
+            raise CorruptLogError(
+                f"position {position}: a lineage's stream holds a {topic!r} record that is not its own; run ledger verify",
+                position,
+            )
     return out
+
+
+#: The field that names its stream in the other records a lineage's stream may hold.
+_NAMES_STREAM = {ENTITY_ERASED: "lineage_id", EXECUTION_COMPLETED: "execution_id", EXECUTION_FAILED: "execution_id"}
+
+
+def _names_stream(head: Any, field: str, stream_id: UUID, position: int, whole: Callable[[int], Any]) -> bool:
+    expected = f'{{"{field}":"{stream_id}"'.encode()
+    data = bytes(head) if isinstance(head, (bytearray, memoryview)) else head
+    if isinstance(data, bytes) and data.startswith(expected):
+        return True
+    try:  # another layout: read the record in full
+        return bool(orjson.loads(whole(position))[field] == str(stream_id))
+    except (ValueError, TypeError, KeyError, orjson.JSONDecodeError):
+        return False

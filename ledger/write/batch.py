@@ -60,6 +60,7 @@ class Batch:
         heads: dict[UUID, str | None] = {}
         size = len(self._items)
         out: list[NewEvent] = []
+        pending = {rec.ecs_id: rec for _, _, _, rec in self._items if rec is not None}
         for stream_id, topic, body, record in self._items:
             version = versions.get(stream_id)
             if version is None:
@@ -74,25 +75,30 @@ class Batch:
             except TypeError as exc:  # orjson.JSONEncodeError: a value JSON cannot hold
                 raise UnstorableValueError(f"{_culprit(topic, body)}: {exc}") from None
             versions[stream_id] = version
-            ecs_id = record.ecs_id if record is not None else None
-            out.append(NewEvent(stream_id, version, topic, raw, heads[stream_id], ecs_id))
+            if record is None:
+                out.append(NewEvent(stream_id, version, topic, raw, heads[stream_id]))
+            else:  # the store's tree rows: a root version points its whole tree at itself
+                members = tuple(self.index.subtree_ids(record.ecs_id, pending)) if record.is_root else ()
+                out.append(NewEvent(stream_id, version, topic, raw, heads[stream_id], record.ecs_id, members))
         self.sealed = out
         return out
 
     def apply(self, positions: list[int]) -> None:
         """Index what the store accepted, then run the post-commit updates."""
         index = self.index
-        roots: list[UUID] = []
+        roots: list[NewEvent] = []
         for (stream_id, topic, _body, record), event, position in zip(
             self._items, self.sealed, positions
         ):
             if record is not None:
                 record.recorded_at = self.recorded_at
                 if record.is_root:
-                    roots.append(record.ecs_id)
-            index.apply(topic, position, stream_id, event.hash, payload=_body, record=record, mark=False)
-        for root in roots:
-            index.mark_tree(root)
+                    roots.append(event)
+            index.apply(
+                topic, position, stream_id, event.hash, payload=_body, record=record, mark=False, version=event.version
+            )
+        for event in roots:
+            index.mark_tree(event.ecs_id, event.members)  # type: ignore[arg-type]
         if positions and positions[0] == index.caught_up + 1:
             index.caught_up = positions[-1]
         for fn in self._after:

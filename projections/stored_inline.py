@@ -1,0 +1,340 @@
+"""The inline index of a SQLite or PostgreSQL ledger, answered from the store.
+
+``InlineIndex`` keeps every version in memory and is rebuilt by replaying the whole log,
+so opening a ledger cost time and memory in proportion to its history (a 1M-event ledger
+took 17-27 s and 1.7 GiB). The store already keeps, in the same transaction as the
+events, what the write side looks up by id (``ledger.store.version_index``): where each
+version is, each lineage's versions (the events table's own stream index), the root of
+the latest tree holding each version, each stream's head. ``StoredInlineIndex`` answers
+the same questions as ``InlineIndex`` from those tables, through bounded caches:
+
+- versions are read and decoded on first use and kept in an LRU of ``records_cache``
+  entries (they are immutable, so a cached one is never stale);
+- tree roots and stream heads are cached too, and those caches are dropped by
+  ``reload`` (``Ledger.refresh``), since another writer may have moved them: until then
+  this process sees what it wrote itself, as with the in-memory index;
+- erasures (few) are held whole and read again by ``reload``.
+
+Opening costs a handful of queries whatever the log's length. The store's tables stay a
+projection: ``EventStore.rebuilt_index`` computes them from the log alone and ``ledger
+replay`` compares.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from ledger.events.decode import record_payload
+from ledger.store import EventStore
+from projections.inline import (
+    DEFAULT_VALUES_CACHE_BYTES,
+    InlineIndex,
+    StreamHead,
+    VersionRecord,
+)
+from projections.stored_reads import LazyVersions, load_version, previous_chain
+
+__all__ = ["DEFAULT_RECORDS_CACHE", "StoredInlineIndex"]
+
+#: Versions kept decoded-from-the-log per ledger (about 1-2 KiB each without their values).
+DEFAULT_RECORDS_CACHE = 8192
+#: Tree roots and stream heads kept per ledger (small entries).
+_SMALL_CACHE = 65_536
+
+
+class _LRU(OrderedDict[Any, Any]):
+    """An OrderedDict that keeps at most ``limit`` entries, the least recently used going first."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def hit(self, key: Any) -> Any:
+        value = OrderedDict.get(self, key)
+        if value is not None:
+            self.move_to_end(key)
+        return value
+
+    def put(self, key: Any, value: Any) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        if len(self) > self.limit:
+            self.popitem(last=False)
+
+
+class _Records:
+    """``index.records``: ecs_id -> VersionRecord, read from the log on first use."""
+
+    def __init__(self, owner: StoredInlineIndex, limit: int) -> None:
+        self._owner = owner
+        self.cache = _LRU(limit)
+
+    def get(self, ecs_id: UUID, default: Any = None) -> Any:
+        rec = self.cache.hit(ecs_id)
+        if rec is None:
+            if type(ecs_id) is not UUID:
+                return default
+            rec = load_version(self._owner.store, ecs_id, self._owner)
+            if rec is None:
+                return default
+            self.cache.put(ecs_id, rec)
+        return rec
+
+    def __getitem__(self, ecs_id: UUID) -> VersionRecord:
+        rec = self.get(ecs_id)
+        if rec is None:
+            raise KeyError(ecs_id)
+        return rec  # type: ignore[no-any-return]
+
+    def __setitem__(self, ecs_id: UUID, rec: VersionRecord) -> None:
+        self.cache.put(ecs_id, rec)
+
+    def __contains__(self, ecs_id: object) -> bool:
+        if ecs_id in self.cache:
+            return True
+        return type(ecs_id) is UUID and self._owner.store.version_position(ecs_id) is not None
+
+    # Whole-index walks (tests, snapshots): every version row, read in log order.
+    def keys(self) -> list[UUID]:
+        return [ecs_id for ecs_id, _ in self._owner.store.stored_index().versions]
+
+    def __iter__(self) -> Iterator[UUID]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def values(self) -> Iterator[VersionRecord]:
+        return (self[ecs_id] for ecs_id in self.keys())
+
+    def items(self) -> Iterator[tuple[UUID, VersionRecord]]:
+        return ((ecs_id, self[ecs_id]) for ecs_id in self.keys())
+
+
+class _Lineages(Mapping[UUID, Sequence[VersionRecord]]):
+    """``index.lineages``: lineage_id -> its versions (one indexed query per lookup)."""
+
+    def __init__(self, owner: StoredInlineIndex) -> None:
+        self._owner = owner
+
+    def entries(self, lineage_id: object) -> list[tuple[UUID, int, int]]:
+        return self._owner.store.lineage_entries(lineage_id) if type(lineage_id) is UUID else []
+
+    def get(self, lineage_id: UUID, default: Any = None) -> Any:  # type: ignore[override]
+        entries = self.entries(lineage_id)
+        if not entries:
+            return default
+        return LazyVersions(self._owner.records, [ecs_id for ecs_id, _, _ in entries])
+
+    def __getitem__(self, lineage_id: UUID) -> Sequence[VersionRecord]:
+        found = self.get(lineage_id)
+        if found is None:
+            raise KeyError(lineage_id)
+        return found  # type: ignore[no-any-return]
+
+    def __contains__(self, lineage_id: object) -> bool:
+        return bool(self.entries(lineage_id))
+
+    def __iter__(self) -> Iterator[UUID]:
+        seen: dict[UUID, None] = {}
+        for rec in self._owner.records.values():
+            seen.setdefault(rec.lineage_id)
+        return iter(seen)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class _Column(Mapping[UUID, list[Any]]):
+    """One field of every version of a lineage: ids and positions from the index, times from the records."""
+
+    def __init__(self, lineages: _Lineages, field: str) -> None:
+        self._lineages = lineages
+        self._field = field
+
+    def __getitem__(self, lineage_id: UUID) -> list[Any]:
+        entries = self._lineages.entries(lineage_id)
+        if not entries:
+            raise KeyError(lineage_id)
+        if self._field == "ecs_id":
+            return [e for e, _, _ in entries]
+        if self._field == "position":
+            return [p for _, _, p in entries]
+        records = self._lineages._owner.records
+        return [getattr(records[e], self._field) for e, _, _ in entries]
+
+    def __iter__(self) -> Iterator[UUID]:
+        return iter(self._lineages)
+
+    def __len__(self) -> int:
+        return len(self._lineages)
+
+
+class _Roots:
+    """``index.root_of``: ecs_id -> root of the latest stored tree holding it (the store's tree rows)."""
+
+    def __init__(self, owner: StoredInlineIndex) -> None:
+        self._owner = owner
+        self.cache = _LRU(_SMALL_CACHE)
+
+    def get(self, ecs_id: UUID, default: Any = None) -> Any:
+        root = self.cache.hit(ecs_id)
+        if root is None:
+            if type(ecs_id) is not UUID:
+                return default
+            root = self._owner.store.tree_root(ecs_id)
+            if root is None:
+                return default
+            self.cache.put(ecs_id, root)
+        return root
+
+    def __setitem__(self, ecs_id: UUID, root: UUID) -> None:
+        self.cache.put(ecs_id, root)
+
+    def __contains__(self, ecs_id: object) -> bool:
+        return self.get(ecs_id) is not None  # type: ignore[arg-type]
+
+    def items(self) -> list[tuple[UUID, UUID]]:
+        return self._owner.store.stored_index().roots
+
+
+class _Streams:
+    """``index.streams``: stream_id -> StreamHead (version, hash) of its last record this process has seen."""
+
+    def __init__(self, owner: StoredInlineIndex) -> None:
+        self._owner = owner
+        self.cache = _LRU(_SMALL_CACHE)
+
+    def get(self, stream_id: UUID, default: Any = None) -> Any:
+        head = self.cache.hit(stream_id)
+        if head is None:
+            # as of what this process has seen: a version another writer appended since
+            # makes the next append of this stream conflict (``ConcurrencyError``)
+            found = self._owner.store.stream_head(stream_id, self._owner.caught_up)
+            if found is None:
+                return default  # not cached: another writer may start this stream
+            position, version, state = found
+            head = StreamHead(version, _hash_of(state, position))
+            self.cache.put(stream_id, head)
+        return head
+
+    def __setitem__(self, stream_id: UUID, head: StreamHead) -> None:
+        self.cache.put(stream_id, head)
+
+    def items(self) -> list[tuple[UUID, StreamHead]]:
+        """Every stream's head, from a walk of the whole log (for snapshots and checks)."""
+        heads: dict[UUID, StreamHead] = {}
+        store = self._owner.store
+        start = 1
+        while True:
+            page = store.read_columns(start, 10_000)
+            if not len(page):
+                return list(heads.items())
+            for position, stream_id, version, state in zip(page.positions, page.stream_ids, page.versions, page.states):
+                heads[UUID(str(stream_id))] = StreamHead(version, _hash_of(state, position))
+            start = page.positions[-1] + 1
+
+
+def _hash_of(state: bytes, position: int) -> str:
+    return str(record_payload(position, "", state)["hash"])
+
+
+class StoredInlineIndex(InlineIndex):
+    """``InlineIndex`` answered from the store's version index: O(1) to open, bounded memory."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        records_cache: int = DEFAULT_RECORDS_CACHE,
+        values_cache_bytes: int = DEFAULT_VALUES_CACHE_BYTES,
+    ) -> None:
+        super().__init__(store.keys, values_cache_bytes=values_cache_bytes)
+        self.store = store
+        self.records = _Records(self, records_cache)  # type: ignore[assignment]
+        self.lineages = _Lineages(self)  # type: ignore[assignment]
+        self.lineage_ids = _Column(self.lineages, "ecs_id")  # type: ignore[arg-type]
+        self.lineage_positions = _Column(self.lineages, "position")  # type: ignore[arg-type]
+        self.lineage_times = _Column(self.lineages, "recorded_at")  # type: ignore[arg-type]
+        self.root_of = _Roots(self)  # type: ignore[assignment]
+        self.streams = _Streams(self)  # type: ignore[assignment]
+        self.reload()
+
+    def reload(self) -> int:
+        """See what other writers did: drop the caches they may have made stale, read erasures again.
+
+        Returns how many records were appended since this index last looked.
+        """
+        head = self.store.head()
+        seen = self.position
+        self.root_of.cache.clear()  # type: ignore[attr-defined]
+        self.streams.cache.clear()  # type: ignore[attr-defined]
+        for lineage_id, position in self.store.erasure_entries().items():
+            if lineage_id not in self.erased:
+                self.mark_erased(lineage_id, position)
+        self.position = self.caught_up = self.event_count = head
+        return max(0, head - seen)
+
+    # ------------------------------------------------------------------ writes
+    def add(
+        self, record: VersionRecord, position: int, stream_hash: str, *, mark: bool = True, version: int | None = None
+    ) -> None:
+        """A version this process just appended (its rows are in the store already)."""
+        assert version is not None, "the stored index needs the event's stream version"
+        record.position = position
+        record.lineage_index = version - 1
+        record.linear = record.previous_ecs_id is None  # see stored_reads.load_version
+        self.records[record.ecs_id] = record
+        if record._values is not None or record._values_data is not None:
+            self.values_cache.touch(record)
+        self.advance_stream(record.lineage_id, stream_hash, position, version)
+        if record.is_root and mark:
+            self.mark_tree(record.ecs_id)
+
+    def advance_stream(self, stream_id: UUID, stream_hash: str, position: int, version: int | None = None) -> None:
+        cache = self.streams.cache  # type: ignore[attr-defined]
+        if version is not None:
+            cache.put(stream_id, StreamHead(version, stream_hash))
+        else:
+            cache.pop(stream_id, None)  # read again from the store when next needed
+        if position > self.position:
+            self.position = position
+        self.event_count += 1
+
+    def mark_erased(self, lineage_id: UUID, position: int) -> None:
+        self.erased.setdefault(lineage_id, position)
+        if self.keys is not None:
+            self.keys.forget(lineage_id)
+        for rec in list(self.records.cache.values()):  # type: ignore[attr-defined]
+            if rec.lineage_id == lineage_id:
+                rec.forget_values()
+        for rec in list(self.values_cache._entries):
+            if rec.lineage_id == lineage_id:
+                rec.forget_values()
+
+    # ------------------------------------------------------------------- reads
+    def old_ids(self, record: VersionRecord) -> list[UUID]:
+        """Earlier versions of this one, oldest first: its chain of previous versions."""
+        return previous_chain(self.records, record)
+
+    def version_at(self, lineage_id: UUID, position: int) -> VersionRecord | None:
+        entries = self.lineages.entries(lineage_id)  # type: ignore[attr-defined]
+        i = bisect_right([p for _, _, p in entries], position)
+        return None if i == 0 else self.records[entries[i - 1][0]]
+
+    def version_at_time(self, lineage_id: UUID, at: datetime) -> VersionRecord | None:
+        entries = self.lineages.entries(lineage_id)  # type: ignore[attr-defined]
+        records = self.records
+        lo, hi = 0, len(entries)
+        while lo < hi:  # the first version recorded after ``at``: a binary search over its versions
+            mid = (lo + hi) // 2
+            if records[entries[mid][0]].recorded_at <= at:
+                lo = mid + 1
+            else:
+                hi = mid
+        return None if lo == 0 else records[entries[lo - 1][0]]
