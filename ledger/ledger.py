@@ -140,10 +140,19 @@ class Ledger:
 
     # ---------------------------------------------------------------- reading
     def refresh(self) -> int:
-        """Apply events other writers appended since this ledger last looked.
+        """See what other writers appended since this ledger last looked.
 
-        Returns how many events were applied. Events already in the index (our
-        own, applied at commit) are recognised by their stream version. The
+        Returns how many events that was. With the index in the store
+        (``StoredInlineIndex``) the other writers' rows are there already: the
+        caches they may have made stale (stream heads, tree roots) are dropped
+        and erasures read again; nothing is replayed. Until a refresh, this
+        ledger builds on what it has seen: a write onto a stream another writer
+        moved meanwhile is a ``ConcurrencyError`` (then refreshed), as with the
+        in-memory index.
+
+        The in-memory index (``InlineIndex``) applies the new events instead.
+        Events already in it (our own, applied at commit) are recognised by
+        their stream version. The
         cyclic garbage collector is paused meanwhile: replay allocates only
         long-lived, acyclic index objects, and collections triggered by them
         were measured at two thirds of replay time.

@@ -295,10 +295,13 @@ def check_index(source: AuditSource) -> IndexCheck | None:
     rebuilt = store.rebuilt_index(head)
     implied = {("version", *r) for r in rebuilt.versions} | {("erasure", *r) for r in rebuilt.erasures}
     required = {r for r in implied if r[-1] <= upto}
-    return IndexCheck(
-        tracked=upto,
-        head=head,
-        rows=len(have),
-        missing=sorted(required - have, key=lambda r: r[-1]),
-        extra=sorted(have - implied, key=lambda r: r[-1]),
-    )
+    missing = sorted(required - have, key=lambda r: r[-1])
+    extra = sorted(have - implied, key=lambda r: r[-1])
+    # tree rows name no position (a later root moves a version's row): compared whole once
+    # the index covers the log
+    tree_have = {("tree", *r) for r in stored.roots}
+    if upto == head:
+        tree_implied = {("tree", *r) for r in rebuilt.roots}
+        missing += sorted(tree_implied - tree_have, key=str)
+        extra += sorted(tree_have - tree_implied, key=str)
+    return IndexCheck(tracked=upto, head=head, rows=len(have) + len(tree_have), missing=missing, extra=extra)

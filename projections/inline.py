@@ -17,7 +17,7 @@ import threading
 import weakref
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
@@ -445,6 +445,9 @@ class InlineIndex:
             rec = records.get(ecs_id)
             if rec is not None and rec.child_ids:
                 stack.extend(rec.child_ids)
+
+    def prefetch(self, ecs_ids: Iterable[UUID] = (), stream_ids: Iterable[UUID] = ()) -> None:
+        """Nothing to do here: everything is in memory (``StoredInlineIndex`` reads ahead in one query)."""
 
     # ------------------------------------------------------------------- reads
     def get(self, ecs_id: UUID, argument: str = "ecs_id") -> VersionRecord:

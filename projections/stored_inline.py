@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -57,7 +57,10 @@ class _LRU(OrderedDict[Any, Any]):
     def hit(self, key: Any) -> Any:
         value = OrderedDict.get(self, key)
         if value is not None:
-            self.move_to_end(key)
+            try:
+                self.move_to_end(key)
+            except KeyError:  # another thread's put dropped it meanwhile: still a valid answer
+                pass
         return value
 
     def put(self, key: Any, value: Any) -> None:
@@ -67,23 +70,54 @@ class _LRU(OrderedDict[Any, Any]):
             self.popitem(last=False)
 
 
+class _Absent(set[Any]):
+    """Keys this process looked up and found missing, until ``reload`` (bounded: forgotten when large).
+
+    A write plans every node of a tree, most of them new: without this, each new id
+    cost a query or two per write. Another writer may store one of them meanwhile; this
+    process then sees it after ``reload``, as the in-memory index sees nothing of
+    another writer before it refreshes.
+    """
+
+    def note(self, key: Any) -> None:
+        if len(self) >= _SMALL_CACHE:
+            self.clear()
+        self.add(key)
+
+
 class _Records:
     """``index.records``: ecs_id -> VersionRecord, read from the log on first use."""
 
     def __init__(self, owner: StoredInlineIndex, limit: int) -> None:
         self._owner = owner
         self.cache = _LRU(limit)
+        self.absent = _Absent()
 
     def get(self, ecs_id: UUID, default: Any = None) -> Any:
         rec = self.cache.hit(ecs_id)
         if rec is None:
-            if type(ecs_id) is not UUID:
+            if type(ecs_id) is not UUID or ecs_id in self.absent:
                 return default
             rec = load_version(self._owner.store, ecs_id, self._owner)
             if rec is None:
+                self.absent.note(ecs_id)
                 return default
             self.cache.put(ecs_id, rec)
         return rec
+
+    def prefetch(self, ecs_ids: Iterable[UUID]) -> None:
+        """Look up every one of ``ecs_ids`` not known yet in one query (a tree about to be planned)."""
+        unknown = [e for e in ecs_ids if e not in self.cache and e not in self.absent]
+        if not unknown:
+            return
+        store = self._owner.store
+        positions = store.version_positions(unknown)
+        for ecs_id in unknown:
+            position = positions.get(ecs_id)
+            if position is None:
+                self.absent.note(ecs_id)
+            else:
+                self.cache.put(ecs_id, load_version(store, ecs_id, self._owner, position))
 
     def __getitem__(self, ecs_id: UUID) -> VersionRecord:
         rec = self.get(ecs_id)
@@ -93,11 +127,10 @@ class _Records:
 
     def __setitem__(self, ecs_id: UUID, rec: VersionRecord) -> None:
         self.cache.put(ecs_id, rec)
+        self.absent.discard(ecs_id)
 
     def __contains__(self, ecs_id: object) -> bool:
-        if ecs_id in self.cache:
-            return True
-        return type(ecs_id) is UUID and self._owner.store.version_position(ecs_id) is not None
+        return self.get(ecs_id) is not None  # type: ignore[arg-type]
 
     # Whole-index walks (tests, snapshots): every version row, read in log order.
     def keys(self) -> list[UUID]:
@@ -204,27 +237,54 @@ class _Roots:
 
 
 class _Streams:
-    """``index.streams``: stream_id -> StreamHead (version, hash) of its last record this process has seen."""
+    """``index.streams``: stream_id -> StreamHead (version, hash) of its last record this process has seen.
+
+    Read as of the position this process has seen (``caught_up``): a version another
+    writer appended since makes the next append of that stream conflict
+    (``ConcurrencyError``), never a version built quietly on one this process never saw.
+    A stream with no record then counts as new until ``reload``: if another writer starts
+    it meanwhile, the append conflicts just the same.
+    """
 
     def __init__(self, owner: StoredInlineIndex) -> None:
         self._owner = owner
         self.cache = _LRU(_SMALL_CACHE)
+        self.absent = _Absent()
 
     def get(self, stream_id: UUID, default: Any = None) -> Any:
         head = self.cache.hit(stream_id)
         if head is None:
-            # as of what this process has seen: a version another writer appended since
-            # makes the next append of this stream conflict (``ConcurrencyError``)
+            if stream_id in self.absent:
+                return default
             found = self._owner.store.stream_head(stream_id, self._owner.caught_up)
             if found is None:
-                return default  # not cached: another writer may start this stream
-            position, version, state = found
-            head = StreamHead(version, _hash_of(state, position))
-            self.cache.put(stream_id, head)
+                self.absent.note(stream_id)
+                return default
+            head = self._put(stream_id, found)
+        return head
+
+    def prefetch(self, stream_ids: Iterable[UUID]) -> None:
+        """Read the heads of every one of ``stream_ids`` not known yet in one query (a batch about to be sealed)."""
+        unknown = [s for s in dict.fromkeys(stream_ids) if s not in self.cache and s not in self.absent]
+        if not unknown:
+            return
+        found = self._owner.store.stream_heads(unknown, self._owner.caught_up)
+        for stream_id in unknown:
+            head = found.get(stream_id)
+            if head is None:
+                self.absent.note(stream_id)
+            else:
+                self._put(stream_id, head)
+
+    def _put(self, stream_id: UUID, found: tuple[int, int, bytes]) -> StreamHead:
+        position, version, state = found
+        head = StreamHead(version, _hash_of(state, position))
+        self.cache.put(stream_id, head)
         return head
 
     def __setitem__(self, stream_id: UUID, head: StreamHead) -> None:
         self.cache.put(stream_id, head)
+        self.absent.discard(stream_id)
 
     def items(self) -> list[tuple[UUID, StreamHead]]:
         """Every stream's head, from a walk of the whole log (for snapshots and checks)."""
@@ -274,6 +334,8 @@ class StoredInlineIndex(InlineIndex):
         seen = self.position
         self.root_of.cache.clear()  # type: ignore[attr-defined]
         self.streams.cache.clear()  # type: ignore[attr-defined]
+        self.streams.absent.clear()  # type: ignore[attr-defined]
+        self.records.absent.clear()  # type: ignore[attr-defined]
         for lineage_id, position in self.store.erasure_entries().items():
             if lineage_id not in self.erased:
                 self.mark_erased(lineage_id, position)
@@ -297,11 +359,11 @@ class StoredInlineIndex(InlineIndex):
             self.mark_tree(record.ecs_id)
 
     def advance_stream(self, stream_id: UUID, stream_hash: str, position: int, version: int | None = None) -> None:
-        cache = self.streams.cache  # type: ignore[attr-defined]
         if version is not None:
-            cache.put(stream_id, StreamHead(version, stream_hash))
+            self.streams[stream_id] = StreamHead(version, stream_hash)
         else:
-            cache.pop(stream_id, None)  # read again from the store when next needed
+            self.streams.cache.pop(stream_id, None)  # type: ignore[attr-defined]  # read again when next needed
+            self.streams.absent.discard(stream_id)  # type: ignore[attr-defined]
         if position > self.position:
             self.position = position
         self.event_count += 1
@@ -316,6 +378,11 @@ class StoredInlineIndex(InlineIndex):
         for rec in list(self.values_cache._entries):
             if rec.lineage_id == lineage_id:
                 rec.forget_values()
+
+    def prefetch(self, ecs_ids: Iterable[UUID] = (), stream_ids: Iterable[UUID] = ()) -> None:
+        """Look up many versions and stream heads in one query each, before a plan or a seal reads them."""
+        self.records.prefetch(ecs_ids)  # type: ignore[attr-defined]
+        self.streams.prefetch(stream_ids)  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------- reads
     def old_ids(self, record: VersionRecord) -> list[UUID]:

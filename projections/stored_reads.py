@@ -43,15 +43,17 @@ def read_checked(store: EventStore, position: int) -> tuple[UUID, int, str, dict
     return checked_record(position, page.stream_ids[0], page.versions[0], page.topics[0], page.states[0])
 
 
-def load_version(store: EventStore, ecs_id: UUID, index: Any) -> VersionRecord | None:
+def load_version(store: EventStore, ecs_id: UUID, index: Any, position: int | None = None) -> VersionRecord | None:
     """Version ``ecs_id`` read from its record in the log (seal checked), or None if the index has none.
 
-    ``index`` is what the record asks for keys and its values cache. A record that is
+    ``index`` is what the record asks for keys and its values cache; ``position`` is
+    where the version index puts it, when the caller looked already. A record that is
     not the version the index says is a ``CorruptLogError``: never another version shown.
     """
-    position = store.version_position(ecs_id)
     if position is None:
-        return None
+        position = store.version_position(ecs_id)
+        if position is None:
+            return None
     lineage_id, version, topic, payload = read_checked(store, position)
     if topic != ENTITY_VERSION or payload["ecs_id"] != str(ecs_id):
         raise corrupt(position, f"the version index names version {ecs_id} here, the record holds something else; run ledger verify")

@@ -422,10 +422,10 @@ def replay(db: str | None = DbOption, analytics: str | None = AnalyticsOption) -
     if not check.ok:
         for kind, rows in (("missing", check.missing), ("unexpected", check.extra)):
             for row in rows[:10]:
-                err.print(
-                    f"version index: {kind} {row[0]} row at position {row[-1]}: {', '.join(map(str, row[1:-1]))}",
-                    soft_wrap=True,
+                where = f"version {row[1]} in the tree of {row[2]}" if row[0] == "tree" else (
+                    f"at position {row[-1]}: {', '.join(map(str, row[1:-1]))}"
                 )
+                err.print(f"version index: {kind} {row[0]} row {where}", soft_wrap=True)
         err.print(
             f"error: the stored version index differs from a rebuild from the log "
             f"({len(check.missing)} missing, {len(check.extra)} unexpected rows)",

@@ -173,6 +173,14 @@ class StoreBackend(Protocol):
         """(position, stream id, version, topic, state) from ``start``, exactly as stored."""
         ...
 
+    def version_positions(self, ecs_ids: Sequence[UUID]) -> dict[UUID, int]:
+        """``version_position`` of many versions at once (those that are stored)."""
+        ...
+
+    def stream_heads(self, stream_ids: Sequence[UUID], upto: int) -> dict[UUID, tuple[int, int, bytes]]:
+        """``stream_head`` of many streams at once (those with a record at or below ``upto``)."""
+        ...
+
     def tree_root(self, ecs_id: UUID) -> UUID | None:
         """The version index's tree row: the root of the latest stored tree holding ``ecs_id``."""
         ...
@@ -442,6 +450,14 @@ class EventStore:
     def version_position(self, ecs_id: Any) -> int | None:
         """The log position of a stored version, from the index (None when there is none)."""
         return self._index_read(self._backend.version_position, ecs_id)
+
+    def version_positions(self, ecs_ids: Sequence[UUID]) -> dict[UUID, int]:
+        """The positions of those of ``ecs_ids`` that are stored versions, in one round trip."""
+        return self._index_read(self._backend.version_positions, ecs_ids) if ecs_ids else {}
+
+    def stream_heads(self, stream_ids: Sequence[UUID], upto: int) -> dict[UUID, tuple[int, int, bytes]]:
+        """``stream_head`` of each of ``stream_ids`` that has a record at or below ``upto``, in one round trip."""
+        return self._index_read(self._backend.stream_heads, stream_ids, upto) if stream_ids else {}
 
     def tree_root(self, ecs_id: UUID) -> UUID | None:
         """The root version of the latest stored tree that holds version ``ecs_id`` (None: no such version)."""

@@ -245,6 +245,34 @@ class PostgresBackend:
             row = curs.fetchone()
         return None if row is None else row["position"]
 
+    def version_positions(self, ecs_ids: Sequence[UUID]) -> dict[UUID, int]:
+        from psycopg import sql
+
+        with self._datastore.transaction(commit=False) as curs:
+            curs.execute(
+                sql.SQL("SELECT ecs_id, position FROM {} WHERE ecs_id = ANY(%s)").format(self._versions), (list(ecs_ids),)
+            )
+            return {r["ecs_id"]: r["position"] for r in curs.fetchall()}
+
+    def stream_heads(self, stream_ids: Sequence[UUID], upto: int) -> dict[UUID, tuple[int, int, bytes]]:
+        from psycopg import sql
+
+        recorder: Any = self.recorder
+        table = sql.SQL("{}.{}").format(sql.Identifier(self._datastore.schema), sql.Identifier(recorder.events_table_name))
+        with self._datastore.transaction(commit=False) as curs:
+            curs.execute(
+                sql.SQL(
+                    "SELECT DISTINCT ON (originator_id) originator_id, notification_id, originator_version, state "
+                    "FROM {} WHERE originator_id = ANY(%s) AND notification_id <= %s "
+                    "ORDER BY originator_id, originator_version DESC"
+                ).format(table),
+                (list(stream_ids), upto),
+            )
+            return {
+                r["originator_id"]: (r["notification_id"], r["originator_version"], bytes(r["state"] or b""))
+                for r in curs.fetchall()
+            }
+
     def tree_root(self, ecs_id: UUID) -> UUID | None:
         from psycopg import sql
 

@@ -215,6 +215,38 @@ class SQLiteBackend:
             row = conn._sqlite_conn.execute(f"SELECT position FROM {_VERSIONS} WHERE ecs_id = ?", (ecs_id.bytes,)).fetchone()
         return None if row is None else row[0]
 
+    def version_positions(self, ecs_ids: Sequence[UUID]) -> dict[UUID, int]:
+        """The positions of those of ``ecs_ids`` that are stored versions (one query per 500)."""
+        out: dict[UUID, int] = {}
+        with self._datastore.get_connection(commit=False) as conn:
+            raw = conn._sqlite_conn
+            for i in range(0, len(ecs_ids), 500):
+                part = ecs_ids[i : i + 500]
+                rows = raw.execute(
+                    f"SELECT ecs_id, position FROM {_VERSIONS} WHERE ecs_id IN ({','.join('?' * len(part))})",
+                    [e.bytes for e in part],
+                ).fetchall()
+                out.update((UUID(bytes=bytes(e)), p) for e, p in rows)
+        return out
+
+    def stream_heads(self, stream_ids: Sequence[UUID], upto: int) -> dict[UUID, tuple[int, int, bytes]]:
+        """``stream_head`` of each of ``stream_ids`` that has a record at or below ``upto``."""
+        table = self.recorder.events_table_name  # type: ignore[attr-defined]
+        out: dict[UUID, tuple[int, int, bytes]] = {}
+        with self._datastore.get_connection(commit=False) as conn:
+            raw = conn._sqlite_conn
+            for i in range(0, len(stream_ids), 500):
+                part = stream_ids[i : i + 500]
+                rows = raw.execute(
+                    f"SELECT e.originator_id, e.rowid, e.originator_version, e.state FROM {table} e JOIN ("
+                    f"SELECT originator_id, max(originator_version) AS v FROM {table} "
+                    f"WHERE originator_id IN ({','.join('?' * len(part))}) AND rowid <= ? GROUP BY originator_id"
+                    ") m ON e.originator_id = m.originator_id AND e.originator_version = m.v",
+                    [*(s.hex for s in part), upto],
+                ).fetchall()
+                out.update((UUID(stream), (position, version, state)) for stream, position, version, state in rows)
+        return out
+
     def tree_root(self, ecs_id: UUID) -> UUID | None:
         """The root version of the latest stored tree holding ``ecs_id``, or None."""
         with self._datastore.get_connection(commit=False) as conn:

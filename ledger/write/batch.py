@@ -61,6 +61,7 @@ class Batch:
         size = len(self._items)
         out: list[NewEvent] = []
         pending = {rec.ecs_id: rec for _, _, _, rec in self._items if rec is not None}
+        self.index.prefetch(stream_ids=[stream_id for stream_id, _, _, _ in self._items])
         for stream_id, topic, body, record in self._items:
             version = versions.get(stream_id)
             if version is None:

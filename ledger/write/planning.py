@@ -164,6 +164,7 @@ def plan_tree(
     writes the plan: each new version names it. Without it the versions are
     written outside any execution and carry no execution metadata.
     """
+    index.prefetch(tree.order)
     records = index.records
     plan = TreePlan(tree, written_by)
     root = tree.root

@@ -1,0 +1,181 @@
+"""The write side's index read from the store (``projections.stored_inline``).
+
+A SQLite or PostgreSQL ledger opens without replaying its log: what the write side looks
+up by id comes from the store's version index through bounded caches. These tests pin
+what that must keep: the same answers as a replay, conflicts between writers, bounded
+caches, the tree rows, and ledgers indexed by an older layout.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from ledger import Ledger
+from ledger.errors import ConcurrencyError
+from ledger.store.version_index import INDEX_NAME
+
+from .conftest import requires_pg
+from .models import Grade, Student, student
+from .test_store import stored_dump
+
+
+def _kind(led: Ledger) -> str:
+    return type(led.index).__name__
+
+
+def _fork_twice(led: Ledger) -> Student:
+    s = student(n=3)
+    led.registry.register_entity(s)
+    s.gpa = 2.0
+    led.registry.version_entity(s)
+    s.grades[0].score = 9.0
+    led.registry.version_entity(s)
+    return s
+
+
+class TestOpening:
+    def test_sqlite_and_postgres_open_the_stored_index_memory_replays(self, store_url: str) -> None:
+        with Ledger(store_url) as led:
+            _fork_twice(led)
+            expected = "InlineIndex" if store_url.startswith("memory") else "StoredInlineIndex"
+            assert _kind(led) == expected
+            if store_url.startswith("memory"):
+                return
+            with Ledger(store_url) as again:
+                assert _kind(again) == "StoredInlineIndex"
+                # opening read no record: nothing is cached until something asks
+                assert len(again.index.records.cache) == 0 and len(again.index.values_cache) == 0
+                assert again.index.position == led.store.head()
+
+    def test_replay_true_gives_the_same_answers(self, tmp_path: Path) -> None:
+        url = f"sqlite:///{tmp_path / 'l.db'}"
+        with Ledger(url) as led:
+            s = _fork_twice(led)
+            child_versions = [r.ecs_id for r in led.index.lineages[s.grades[1].lineage_id]]
+        with Ledger(url) as stored, Ledger(url, replay=True) as replayed:
+            assert _kind(replayed) == "InlineIndex"
+            assert stored.index.snapshot() == replayed.index.snapshot()
+            for reg_a, reg_b in ((stored.registry, replayed.registry),):
+                assert [e.ecs_id for e in reg_a.history(s.lineage_id)] == [e.ecs_id for e in reg_b.history(s.lineage_id)]
+                # the unchanged grade's only version sits in all three trees: the newest names it
+                assert reg_a.ecs_id_to_root_id(child_versions[-1]) == reg_b.ecs_id_to_root_id(child_versions[-1]) == s.ecs_id
+                assert [e.old_ids for e in reg_a.history(s.lineage_id)] == [e.old_ids for e in reg_b.history(s.lineage_id)]
+
+
+class TestWriters:
+    def test_a_stale_copy_conflicts_even_when_its_stream_head_was_never_read(self, tmp_path: Path) -> None:
+        """The second ledger never looked at the lineage's head before the first wrote: its
+        append must still conflict, not build quietly on a version it never saw."""
+        url = f"sqlite:///{tmp_path / 'l.db'}"
+        with Ledger(url) as a:
+            s = student(n=1)
+            a.registry.register_entity(s)
+            with Ledger(url) as b:
+                stale = b.registry.get_stored_tree(s.ecs_id).root
+                s.gpa = 1.0
+                a.registry.version_entity(s)
+                stale.gpa = 2.0
+                with pytest.raises(ConcurrencyError):
+                    b.registry.version_entity(stale)
+                head = a.store.head()
+                b.registry.version_entity(b.registry.get_latest(s.lineage_id))  # after refresh: builds on a's version
+                assert b.store.head() == head  # nothing changed: no new version needed
+                fresh = b.registry.get_latest(s.lineage_id)
+                assert fresh.gpa == 1.0
+                fresh.gpa = 3.0
+                b.registry.version_entity(fresh)
+                assert a.store.head() == head + 1
+
+    def test_refresh_drops_tree_roots_another_writer_moved(self, tmp_path: Path) -> None:
+        url = f"sqlite:///{tmp_path / 'l.db'}"
+        with Ledger(url) as a, Ledger(url) as b:
+            s = student(n=2)
+            a.registry.register_entity(s)
+            grade = s.grades[1].ecs_id
+            assert b.registry.ecs_id_to_root_id(grade) == s.ecs_id  # cached in b
+            s.gpa = 1.5
+            a.registry.version_entity(s)  # a new root; the unchanged grade now sits in it
+            b.refresh()
+            assert b.registry.ecs_id_to_root_id(grade) == s.ecs_id == a.registry.ecs_id_to_root_id(grade)
+
+
+class TestBoundedCaches:
+    def test_the_caches_stay_within_their_bounds_and_answers_stay_right(self, tmp_path: Path) -> None:
+        url = f"sqlite:///{tmp_path / 'l.db'}"
+        with Ledger(url) as led:
+            led.index.records.cache.limit = 8
+            led.index.root_of.cache.limit = 8
+            led.index.streams.cache.limit = 8
+            students = [student(name=f"s{i}", n=2) for i in range(30)]
+            for s in students:
+                led.registry.register_entity(s)
+            for s in students:
+                s.grades[0].score = 4.0
+                led.registry.version_entity(s)
+            for cache in (led.index.records.cache, led.index.root_of.cache, led.index.streams.cache):
+                assert len(cache) <= 8
+            with Ledger(url, replay=True) as replayed:
+                for s in students:
+                    assert stored_dump(led, s.ecs_id) == stored_dump(replayed, s.ecs_id)
+                    assert led.registry.ecs_id_to_root_id(s.grades[1].ecs_id) == s.ecs_id
+                assert led.index.snapshot() == replayed.index.snapshot()
+
+
+class TestOlderLayouts:
+    def _as_older_layout(self, path: Path) -> None:
+        """What the previous library left: no tree rows, its tracking row under the old name."""
+        with sqlite3.connect(path) as con:
+            con.execute("DROP TABLE ledger_tree_roots")
+            con.execute("UPDATE ledger_index_tracking SET name = 'versions' WHERE name = ?", (INDEX_NAME,))
+
+    def test_a_writable_open_indexes_it_again_and_tree_rows_appear(self, tmp_path: Path) -> None:
+        path = tmp_path / "l.db"
+        url = f"sqlite:///{path}"
+        with Ledger(url) as led:
+            s = _fork_twice(led)
+            expected = led.store.stored_index()
+        self._as_older_layout(path)
+        with Ledger(url, create=False) as reader:  # read-only: writes nothing, replays instead
+            assert _kind(reader) == "InlineIndex"
+            assert reader.registry.ecs_id_to_root_id(s.grades[2].ecs_id) == s.ecs_id
+        with Ledger(url) as led:
+            assert _kind(led) == "StoredInlineIndex"
+            assert led.store.stored_index() == expected == led.store.rebuilt_index()
+            assert led.registry.ecs_id_to_root_id(s.grades[2].ecs_id) == s.ecs_id
+
+
+class TestOtherWriters:
+    def test_a_root_version_appended_without_members_gets_its_tree_rows(self, tmp_path: Path) -> None:
+        """A batch from elsewhere (no ``members`` on its events): the store walks the tree itself."""
+        url = f"sqlite:///{tmp_path / 'l.db'}"
+        with Ledger(url) as led:
+            s = _fork_twice(led)
+            s.grades.append(Grade(course="late", score=1.0))
+            batch_events: list = []
+            original = led.store.append
+
+            def strip_members(events):  # as a writer that does not know its trees would send them
+                for e in events:
+                    e.members = None
+                batch_events.extend(events)
+                return original(events)
+
+            led.store.append = strip_members  # type: ignore[method-assign]
+            led.registry.version_entity(s)
+            led.store.append = original  # type: ignore[method-assign]
+            assert batch_events
+            assert led.store.stored_index() == led.store.rebuilt_index()
+
+
+@requires_pg
+def test_postgres_tree_rows_equal_a_rebuild(pg_url: str) -> None:
+    with Ledger(pg_url) as led:
+        s = _fork_twice(led)
+        led.registry.detach(s.grades[0])
+        assert _kind(led) == "StoredInlineIndex"
+        assert led.store.stored_index() == led.store.rebuilt_index()
+        with Ledger(pg_url, replay=True) as replayed:
+            assert led.index.snapshot() == replayed.index.snapshot()
