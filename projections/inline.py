@@ -183,6 +183,8 @@ class VersionRecord:
         if cls is None:
             cls = topics.resolve(self.topic)
         values = self._values
+        if values is not None and self._index is not None and self.lineage_id in self._index.erased:
+            values = None  # decoded before its lineage was erased: read again, as ERASED
         if values is None or self._values_cls is not cls:
             values = load_values(
                 cls,

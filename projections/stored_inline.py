@@ -13,7 +13,8 @@ the same questions as ``InlineIndex`` from those tables, through bounded caches:
 - tree roots and stream heads are cached too, and those caches are dropped by
   ``reload`` (``Ledger.refresh``), since another writer may have moved them: until then
   this process sees what it wrote itself, as with the in-memory index;
-- erasures (few) are held whole and read again by ``reload``.
+- erasures are looked up one lineage at a time and cached; ``reload`` reads the ones
+  other writers appended since.
 
 Opening costs a handful of queries whatever the log's length. The store's tables stay a
 projection: ``EventStore.rebuilt_index`` computes them from the log alone and ``ledger
@@ -23,7 +24,6 @@ replay`` compares.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -37,7 +37,13 @@ from projections.inline import (
     StreamHead,
     VersionRecord,
 )
-from projections.stored_reads import LazyVersions, load_version, previous_chain
+from projections.stored_reads import (
+    LRU,
+    LazyVersions,
+    StoredErasures,
+    load_version,
+    previous_chain,
+)
 
 __all__ = ["DEFAULT_RECORDS_CACHE", "StoredInlineIndex"]
 
@@ -45,29 +51,6 @@ __all__ = ["DEFAULT_RECORDS_CACHE", "StoredInlineIndex"]
 DEFAULT_RECORDS_CACHE = 8192
 #: Tree roots and stream heads kept per ledger (small entries).
 _SMALL_CACHE = 65_536
-
-
-class _LRU(OrderedDict[Any, Any]):
-    """An OrderedDict that keeps at most ``limit`` entries, the least recently used going first."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit = limit
-
-    def hit(self, key: Any) -> Any:
-        value = OrderedDict.get(self, key)
-        if value is not None:
-            try:
-                self.move_to_end(key)
-            except KeyError:  # another thread's put dropped it meanwhile: still a valid answer
-                pass
-        return value
-
-    def put(self, key: Any, value: Any) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        if len(self) > self.limit:
-            self.popitem(last=False)
 
 
 class _Absent(set[Any]):
@@ -90,7 +73,7 @@ class _Records:
 
     def __init__(self, owner: StoredInlineIndex, limit: int) -> None:
         self._owner = owner
-        self.cache = _LRU(limit)
+        self.cache = LRU(limit)
         self.absent = _Absent()
 
     def get(self, ecs_id: UUID, default: Any = None) -> Any:
@@ -213,7 +196,7 @@ class _Roots:
 
     def __init__(self, owner: StoredInlineIndex) -> None:
         self._owner = owner
-        self.cache = _LRU(_SMALL_CACHE)
+        self.cache = LRU(_SMALL_CACHE)
 
     def get(self, ecs_id: UUID, default: Any = None) -> Any:
         root = self.cache.hit(ecs_id)
@@ -248,7 +231,7 @@ class _Streams:
 
     def __init__(self, owner: StoredInlineIndex) -> None:
         self._owner = owner
-        self.cache = _LRU(_SMALL_CACHE)
+        self.cache = LRU(_SMALL_CACHE)
         self.absent = _Absent()
 
     def get(self, stream_id: UUID, default: Any = None) -> Any:
@@ -323,7 +306,8 @@ class StoredInlineIndex(InlineIndex):
         self.lineage_times = _Column(self.lineages, "recorded_at")  # type: ignore[arg-type]
         self.root_of = _Roots(self)  # type: ignore[assignment]
         self.streams = _Streams(self)  # type: ignore[assignment]
-        self.reload()
+        self.erased = StoredErasures(store)  # type: ignore[assignment]
+        self.position = self.caught_up = self.event_count = store.head()
 
     def reload(self) -> int:
         """See what other writers did: drop the caches they may have made stale, read erasures again.
@@ -331,14 +315,13 @@ class StoredInlineIndex(InlineIndex):
         Returns how many records were appended since this index last looked.
         """
         head = self.store.head()
-        seen = self.position
+        seen = self.caught_up  # contiguous: erasures in a gap before our own appends count too
         self.root_of.cache.clear()  # type: ignore[attr-defined]
         self.streams.cache.clear()  # type: ignore[attr-defined]
         self.streams.absent.clear()  # type: ignore[attr-defined]
         self.records.absent.clear()  # type: ignore[attr-defined]
-        for lineage_id, position in self.store.erasure_entries().items():
-            if lineage_id not in self.erased:
-                self.mark_erased(lineage_id, position)
+        for lineage_id, position in self.store.erasure_entries(since=seen).items():
+            self.mark_erased(lineage_id, position)  # another writer's: its key is gone
         self.position = self.caught_up = self.event_count = head
         return max(0, head - seen)
 
@@ -369,15 +352,10 @@ class StoredInlineIndex(InlineIndex):
         self.event_count += 1
 
     def mark_erased(self, lineage_id: UUID, position: int) -> None:
+        """Record an erasure. Decoded values need no sweep: ``VersionRecord.values`` checks."""
         self.erased.setdefault(lineage_id, position)
         if self.keys is not None:
             self.keys.forget(lineage_id)
-        for rec in list(self.records.cache.values()):  # type: ignore[attr-defined]
-            if rec.lineage_id == lineage_id:
-                rec.forget_values()
-        for rec in list(self.values_cache._entries):
-            if rec.lineage_id == lineage_id:
-                rec.forget_values()
 
     def prefetch(self, ecs_ids: Iterable[UUID] = (), stream_ids: Iterable[UUID] = ()) -> None:
         """Look up many versions and stream heads in one query each, before a plan or a seal reads them."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, overload
 from uuid import UUID
@@ -25,10 +25,80 @@ from ledger.events.sealed_failure import is_sealed, open_failure
 from ledger.store import EventStore
 from projections.inline import VersionRecord, version_record
 
-__all__ = ["LazyVersions", "StoredIndex", "StoredReader", "load_version", "previous_chain", "read_checked"]
+__all__ = ["LRU", "LazyVersions", "StoredErasures", "StoredIndex", "StoredReader", "load_version", "previous_chain", "read_checked"]
 
 #: Decoded versions kept per reader (a version is typically 1-2 KiB decoded).
 DEFAULT_CACHE = 4096
+
+
+class LRU(OrderedDict[Any, Any]):
+    """An OrderedDict that keeps at most ``limit`` entries, the least recently used going first."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def hit(self, key: Any) -> Any:
+        value = OrderedDict.get(self, key)
+        if value is not None:
+            try:
+                self.move_to_end(key)
+            except KeyError:  # another thread's put dropped it meanwhile: still a valid answer
+                pass
+        return value
+
+    def put(self, key: Any, value: Any) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        if len(self) > self.limit:
+            self.popitem(last=False)
+
+
+class StoredErasures(Mapping[UUID, int]):
+    """``index.erased``: lineage_id -> position of its erasure, looked up in the store's index.
+
+    Each answer is cached (bounded), "not erased" too: an erasure by another writer
+    counts once the owner reads it (``StoredInlineIndex.reload`` calls ``setdefault``).
+    Walking all of them (``items``) reads the table.
+    """
+
+    _NOT_ERASED = -1
+
+    def __init__(self, store: EventStore, limit: int = 65_536) -> None:
+        self._store = store
+        self._cache = LRU(limit)
+
+    def get(self, lineage_id: UUID, default: Any = None) -> Any:  # type: ignore[override]
+        position = self._cache.hit(lineage_id)
+        if position is None:
+            if type(lineage_id) is not UUID:
+                return default
+            found = self._store.erasure_position(lineage_id)
+            position = self._NOT_ERASED if found is None else found
+            self._cache.put(lineage_id, position)
+        return default if position == self._NOT_ERASED else position
+
+    def __getitem__(self, lineage_id: UUID) -> int:
+        position = self.get(lineage_id)
+        if position is None:
+            raise KeyError(lineage_id)
+        return position  # type: ignore[no-any-return]
+
+    def __contains__(self, lineage_id: object) -> bool:
+        return self.get(lineage_id) is not None  # type: ignore[arg-type]
+
+    def setdefault(self, lineage_id: UUID, position: int) -> int:
+        known = self.get(lineage_id)
+        if known is None:
+            self._cache.put(lineage_id, position)
+            return position
+        return known  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[UUID]:
+        return iter(self._store.erasure_entries())
+
+    def __len__(self) -> int:
+        return len(self._store.erasure_entries())
 
 
 def read_checked(store: EventStore, position: int) -> tuple[UUID, int, str, dict[str, Any]]:
@@ -154,7 +224,7 @@ class StoredIndex:
     def __init__(self, store: EventStore, cache_size: int = DEFAULT_CACHE) -> None:
         self.store = store
         self.keys = store.keys
-        self.erased: dict[UUID, int] = store.erasure_entries()
+        self.erased = StoredErasures(store)
         self.records = _Records(self)
         self.lineages = _Lineages(self)
         self._cache: OrderedDict[UUID, VersionRecord] = OrderedDict()

@@ -177,6 +177,14 @@ class StoreBackend(Protocol):
         """``version_position`` of many versions at once (those that are stored)."""
         ...
 
+    def erasure_entries(self, since: int = 0) -> dict[UUID, int]:
+        """lineage_id -> position of its first ``entity.erased``, for those after ``since``."""
+        ...
+
+    def erasure_position(self, lineage_id: UUID) -> int | None:
+        """The position of a lineage's first ``entity.erased``; None when it has none."""
+        ...
+
     def stream_heads(self, stream_ids: Sequence[UUID], upto: int) -> dict[UUID, tuple[int, int, bytes]]:
         """``stream_head`` of many streams at once (those with a record at or below ``upto``)."""
         ...
@@ -486,9 +494,13 @@ class EventStore:
         """(ecs_id, stream version, position) of each version of a lineage, oldest first."""
         return self._index_read(self._backend.lineage_entries, lineage_id)
 
-    def erasure_entries(self) -> dict[Any, int]:
-        """lineage_id -> position of its erasure, from the index."""
-        return self._index_read(self._backend.erasure_entries)
+    def erasure_entries(self, since: int = 0) -> dict[Any, int]:
+        """lineage_id -> position of its erasure, from the index (those after position ``since``)."""
+        return self._index_read(self._backend.erasure_entries, since)
+
+    def erasure_position(self, lineage_id: UUID) -> int | None:
+        """The position of a lineage's erasure, from the index; None when it was not erased."""
+        return self._index_read(self._backend.erasure_position, lineage_id)
 
     def _index_read(self, read: Callable[..., Any], *args: Any) -> Any:
         """An index query with the store's error mapping (a damaged file is ``CorruptLogError``)."""

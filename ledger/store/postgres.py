@@ -49,6 +49,7 @@ def create_index_tables(conn: Any, schema: str) -> None:
     for statement in (
         "CREATE TABLE IF NOT EXISTS {s}.{v} (ecs_id uuid PRIMARY KEY, position bigint NOT NULL)",
         "CREATE TABLE IF NOT EXISTS {s}.{e} (lineage_id uuid PRIMARY KEY, position bigint NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS ledger_erasure_index_position ON {s}.{e} (position)",
         "CREATE TABLE IF NOT EXISTS {s}.{r} (ecs_id uuid PRIMARY KEY, root_ecs_id uuid NOT NULL)",
         "CREATE TABLE IF NOT EXISTS {s}.{t} (name text PRIMARY KEY, position bigint NOT NULL, head_hash text NOT NULL)",
     ):
@@ -325,12 +326,20 @@ class PostgresBackend:
 
             return lineage_versions(rows, whole, lineage_id)
 
-    def erasure_entries(self) -> dict[UUID, int]:
+    def erasure_entries(self, since: int = 0) -> dict[UUID, int]:
         from psycopg import sql
 
         with self._datastore.transaction(commit=False) as curs:
-            curs.execute(sql.SQL("SELECT lineage_id, position FROM {}").format(self._erasures))
+            curs.execute(sql.SQL("SELECT lineage_id, position FROM {} WHERE position > %s").format(self._erasures), (since,))
             return {r["lineage_id"]: r["position"] for r in curs.fetchall()}
+
+    def erasure_position(self, lineage_id: UUID) -> int | None:
+        from psycopg import sql
+
+        with self._datastore.transaction(commit=False) as curs:
+            curs.execute(sql.SQL("SELECT position FROM {} WHERE lineage_id = %s").format(self._erasures), (lineage_id,), prepare=True)
+            row = curs.fetchone()
+        return None if row is None else row["position"]
 
     def index_dump(self) -> IndexRows:
         from psycopg import sql

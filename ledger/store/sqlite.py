@@ -44,6 +44,7 @@ _INDEX_DDL = (
     f"CREATE TABLE IF NOT EXISTS {_VERSIONS} (ecs_id BLOB PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID",
     f"CREATE TABLE IF NOT EXISTS {_ROOTS} (ecs_id BLOB PRIMARY KEY, root_ecs_id BLOB NOT NULL) WITHOUT ROWID",
     f"CREATE TABLE IF NOT EXISTS {_ERASURES} (lineage_id TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID",
+    f"CREATE INDEX IF NOT EXISTS {_ERASURES}_position ON {_ERASURES} (position)",
     f"CREATE TABLE IF NOT EXISTS {_TRACKING} (name TEXT PRIMARY KEY, position INTEGER NOT NULL, head_hash TEXT NOT NULL)",
     f"INSERT OR IGNORE INTO {_TRACKING} (name, position, head_hash) VALUES ('{INDEX_NAME}', 0, '{GENESIS}')",
 )
@@ -283,10 +284,19 @@ class SQLiteBackend:
 
             return lineage_versions(rows, whole, lineage_id)
 
-    def erasure_entries(self) -> dict[UUID, int]:
+    def erasure_entries(self, since: int = 0) -> dict[UUID, int]:
         with self._datastore.get_connection(commit=False) as conn:
-            rows = conn._sqlite_conn.execute(f"SELECT lineage_id, position FROM {_ERASURES}").fetchall()
+            rows = conn._sqlite_conn.execute(
+                f"SELECT lineage_id, position FROM {_ERASURES} WHERE position > ?", (since,)
+            ).fetchall()
         return {UUID(lineage): p for lineage, p in rows}
+
+    def erasure_position(self, lineage_id: UUID) -> int | None:
+        with self._datastore.get_connection(commit=False) as conn:
+            row = conn._sqlite_conn.execute(
+                f"SELECT position FROM {_ERASURES} WHERE lineage_id = ?", (lineage_id.hex,)
+            ).fetchone()
+        return None if row is None else row[0]
 
     def index_dump(self) -> IndexRows:
         """Every stored row, sorted by position (to compare with a rebuild)."""
