@@ -26,8 +26,8 @@ from ledger.store.integrity import VerifyReport, digest_store, verify_store
 from ledger.write.batch import Batch
 from ledger.write.erasure import Erasure, erase_lineage
 from projections.addresses import Resolved, resolve_address
-from projections.inline import InlineIndex
-from projections.stored_inline import StoredInlineIndex
+from projections.inline import DEFAULT_VALUES_CACHE_BYTES, InlineIndex
+from projections.stored_inline import DEFAULT_RECORDS_CACHE, StoredInlineIndex
 
 __all__ = ["Ledger", "VerifyReport", "connect", "get_ledger", "sql"]
 
@@ -45,6 +45,8 @@ class Ledger:
         analytics_path: str | None = None,
         analytics_fallback: bool = False,
         replay: bool = False,
+        cache_versions: int = DEFAULT_RECORDS_CACHE,
+        cache_values_bytes: int = DEFAULT_VALUES_CACHE_BYTES,
     ) -> None:
         """Open the store at ``url`` and the inline index the write side reads.
 
@@ -55,6 +57,10 @@ class Ledger:
         whose stored index lags, and ``replay=True`` replay the whole log into
         memory instead (``projections.inline``), which ``ledger replay`` and the
         checks of the stored index compare with.
+
+        ``cache_versions`` bounds how many stored versions the index keeps decoded
+        from the log, ``cache_values_bytes`` (an estimate) how much their decoded
+        field values may take; what falls out is read again when needed.
 
         ``create=False`` opens only an existing ledger and writes nothing: a
         missing, empty or foreign store raises ``StoreNotFoundError`` (see
@@ -77,9 +83,11 @@ class Ledger:
         self._analytics: Any = None
         try:
             if not replay and self.store.index_caught_up():
-                self.index: InlineIndex = StoredInlineIndex(self.store)
+                self.index: InlineIndex = StoredInlineIndex(
+                    self.store, records_cache=cache_versions, values_cache_bytes=cache_values_bytes
+                )
             else:
-                self.index = InlineIndex(self.store.keys)
+                self.index = InlineIndex(self.store.keys, values_cache_bytes=cache_values_bytes)
             self.registry = EntityRegistry(self)
             if not isinstance(self.index, StoredInlineIndex):
                 self.refresh()

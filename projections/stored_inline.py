@@ -50,7 +50,7 @@ __all__ = ["DEFAULT_RECORDS_CACHE", "StoredInlineIndex"]
 #: Versions kept decoded-from-the-log per ledger (about 1-2 KiB each without their values).
 DEFAULT_RECORDS_CACHE = 8192
 #: Tree roots and stream heads kept per ledger (small entries).
-_SMALL_CACHE = 65_536
+_SMALL_CACHE = 16_384
 
 
 class _Absent(set[Any]):

@@ -64,7 +64,7 @@ class StoredErasures(Mapping[UUID, int]):
 
     _NOT_ERASED = -1
 
-    def __init__(self, store: EventStore, limit: int = 65_536) -> None:
+    def __init__(self, store: EventStore, limit: int = 16_384) -> None:
         self._store = store
         self._cache = LRU(limit)
 

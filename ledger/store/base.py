@@ -236,6 +236,28 @@ class LogPage:
         return len(self.positions)
 
 
+class _IndexProgress:
+    """Logs a long catch-up of the version index every tenth of the way (a ledger written
+    before the index, or by an older layout of it, is indexed once, on its first writable open)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.start: int | None = None
+        self.next_step = 0.1
+
+    def __call__(self, position: int, head: int) -> None:
+        if self.start is None:
+            self.start = position
+        span = head - self.start
+        if span < 100_000:
+            return
+        done = (position - self.start) / span
+        if done >= self.next_step or position == head:
+            log.info("%s: indexing the log: %d of %d records (%.0f%%)", self.url, position, head, 100 * done)
+            while self.next_step <= done:
+                self.next_step += 0.1
+
+
 class EventStore:
     """Append batches, read the ordered log; the key table sits beside it."""
 
@@ -268,7 +290,7 @@ class EventStore:
                 log.warning("%s", exc)
             # ... and indexes what an older library (or a killed catch-up) left unindexed.
             try:
-                self.catch_up_index()
+                self.catch_up_index(progress=_IndexProgress(url))
             except (StoreError, PersistenceError, *self._backend.failures) as exc:  # readers then replay
                 log.warning("%s: the stored version index stays behind: %s", url, exc)
 
@@ -410,6 +432,8 @@ class EventStore:
         head = self.head()
         done = 0
         walker = TreeWalker(self.children_of)
+        if progress is not None and position < head:
+            progress(position, head)  # where it starts
         while position < head:
             rows = self.read_columns(position + 1, page)
             if not len(rows):
