@@ -29,7 +29,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from ledger.events.decode import record_payload
+from ledger.events.bodies import ENTITY_VERSION
+from ledger.events.decode import corrupt, record_payload
 from ledger.store import EventStore
 from projections.inline import (
     DEFAULT_VALUES_CACHE_BYTES,
@@ -41,8 +42,9 @@ from projections.stored_reads import (
     LRU,
     LazyVersions,
     StoredErasures,
+    checked_versions,
     load_version,
-    previous_chain,
+    load_versions,
 )
 
 __all__ = ["DEFAULT_RECORDS_CACHE", "StoredInlineIndex"]
@@ -88,6 +90,21 @@ class _Records:
             self.cache.put(ecs_id, rec)
         return rec
 
+    def load_many(self, ecs_ids: Sequence[UUID], at: Sequence[int] | None = None) -> list[VersionRecord]:
+        """The records of ``ecs_ids`` (all stored versions), those not cached read in few round trips.
+
+        ``at`` are their positions when the caller knows them (a lineage's entries)."""
+        missing = [e for e in ecs_ids if e not in self.cache]
+        if missing:
+            store = self._owner.store
+            positions = dict(zip(ecs_ids, at)) if at is not None else store.version_positions(missing)
+            lost = [e for e in missing if e not in positions]
+            if lost:
+                raise KeyError(lost[0])
+            for rec in load_versions(store, [(e, positions[e]) for e in missing], self._owner):
+                self.cache.put(rec.ecs_id, rec)
+        return [self[e] for e in ecs_ids]
+
     def prefetch(self, ecs_ids: Iterable[UUID]) -> None:
         """Look up every one of ``ecs_ids`` not known yet in one query (a tree about to be planned)."""
         unknown = [e for e in ecs_ids if e not in self.cache and e not in self.absent]
@@ -95,12 +112,12 @@ class _Records:
             return
         store = self._owner.store
         positions = store.version_positions(unknown)
+        found = [(e, positions[e]) for e in unknown if e in positions]
         for ecs_id in unknown:
-            position = positions.get(ecs_id)
-            if position is None:
+            if ecs_id not in positions:
                 self.absent.note(ecs_id)
-            else:
-                self.cache.put(ecs_id, load_version(store, ecs_id, self._owner, position))
+        for rec in load_versions(store, found, self._owner) if found else ():
+            self.cache.put(rec.ecs_id, rec)
 
     def __getitem__(self, ecs_id: UUID) -> VersionRecord:
         rec = self.get(ecs_id)
@@ -145,7 +162,7 @@ class _Lineages(Mapping[UUID, Sequence[VersionRecord]]):
         entries = self.entries(lineage_id)
         if not entries:
             return default
-        return LazyVersions(self._owner.records, [ecs_id for ecs_id, _, _ in entries])
+        return LazyVersions(self._owner.records, [ecs_id for ecs_id, _, _ in entries], [p for _, _, p in entries])
 
     def __getitem__(self, lineage_id: UUID) -> Sequence[VersionRecord]:
         found = self.get(lineage_id)
@@ -364,8 +381,35 @@ class StoredInlineIndex(InlineIndex):
 
     # ------------------------------------------------------------------- reads
     def old_ids(self, record: VersionRecord) -> list[UUID]:
-        """Earlier versions of this one, oldest first: its chain of previous versions."""
-        return previous_chain(self.records, record)
+        """Earlier versions of this one, oldest first: its chain of previous versions.
+
+        The chain is usually the lineage's earlier versions, so their previous pointers are
+        read in bulk (each record's seal checked, none kept in the cache); a pointer out of
+        the lineage is followed one record at a time.
+        """
+        earlier = self.lineages.entries(record.lineage_id)[: record.lineage_index]  # type: ignore[attr-defined]
+        previous: dict[UUID, UUID | None] = {}
+        texts: dict[str | None, UUID | None] = {None: None}
+        for i in range(0, len(earlier), 512):
+            part = [(e, p) for e, _, p in earlier[i : i + 512]]
+            for ecs_id, position, (_, _, topic, payload) in checked_versions(self.store, part):
+                if topic != ENTITY_VERSION or payload.get("ecs_id") != str(ecs_id):
+                    raise corrupt(position, f"the version index names version {ecs_id} here, the record holds something else")
+                text = payload.get("previous_ecs_id")
+                if text not in texts:
+                    texts[text] = UUID(text)
+                previous[ecs_id] = texts[text]
+        chain: list[UUID] = []
+        prev = record.previous_ecs_id
+        while prev is not None:
+            chain.append(prev)
+            if prev in previous:
+                prev = previous[prev]
+            else:
+                rec = self.records.get(prev)
+                prev = rec.previous_ecs_id if rec is not None else None
+        chain.reverse()
+        return chain
 
     def version_at(self, lineage_id: UUID, position: int) -> VersionRecord | None:
         entries = self.lineages.entries(lineage_id)  # type: ignore[attr-defined]

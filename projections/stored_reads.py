@@ -25,7 +25,18 @@ from ledger.events.sealed_failure import is_sealed, open_failure
 from ledger.store import EventStore
 from projections.inline import VersionRecord, version_record
 
-__all__ = ["LRU", "LazyVersions", "StoredErasures", "StoredIndex", "StoredReader", "load_version", "previous_chain", "read_checked"]
+__all__ = [
+    "LRU",
+    "LazyVersions",
+    "StoredErasures",
+    "StoredIndex",
+    "StoredReader",
+    "load_version",
+    "load_versions",
+    "checked_versions",
+    "previous_chain",
+    "read_checked",
+]
 
 #: Decoded versions kept per reader (a version is typically 1-2 KiB decoded).
 DEFAULT_CACHE = 4096
@@ -125,6 +136,34 @@ def load_version(store: EventStore, ecs_id: UUID, index: Any, position: int | No
         if position is None:
             return None
     lineage_id, version, topic, payload = read_checked(store, position)
+    return _version(ecs_id, position, lineage_id, version, topic, payload, index)
+
+
+def load_versions(store: EventStore, wanted: Sequence[tuple[UUID, int]], index: Any) -> list[VersionRecord]:
+    """``load_version`` of many (ecs_id, position) pairs, read in few round trips, in the order given."""
+    return [_version(ecs_id, position, *checked, index) for ecs_id, position, checked in checked_versions(store, wanted)]
+
+
+def checked_versions(
+    store: EventStore, wanted: Sequence[tuple[UUID, int]]
+) -> Iterator[tuple[UUID, int, tuple[UUID, int, str, dict[str, Any]]]]:
+    """(ecs_id, position, checked record) of many versions, read in few round trips, each record's
+    seal checked (``checked_record``); a position with no record is a ``CorruptLogError``."""
+    page = store.read_positions(sorted({p for _, p in wanted}))
+    rows = {p: i for i, p in enumerate(page.positions)}
+    uuids: dict[str, UUID] = {}
+    for ecs_id, position in wanted:
+        i = rows.get(position)
+        if i is None:
+            raise corrupt(position, "the record is missing (the log has a gap here); run ledger verify")
+        yield ecs_id, position, checked_record(
+            position, page.stream_ids[i], page.versions[i], page.topics[i], page.states[i], uuids
+        )
+
+
+def _version(
+    ecs_id: UUID, position: int, lineage_id: UUID, version: int, topic: str, payload: dict[str, Any], index: Any
+) -> VersionRecord:
     if topic != ENTITY_VERSION or payload["ecs_id"] != str(ecs_id):
         raise corrupt(position, f"the version index names version {ecs_id} here, the record holds something else; run ledger verify")
     try:
@@ -199,12 +238,23 @@ class LazyVersions(Sequence[VersionRecord]):
     ``records`` is what maps an ecs_id to its record (an index's ``records``).
     """
 
-    def __init__(self, records: Any, ids: list[UUID]) -> None:
+    def __init__(self, records: Any, ids: list[UUID], positions: list[int] | None = None) -> None:
         self._records = records
         self._ids = ids
+        self._positions = positions
 
     def __len__(self) -> int:
         return len(self._ids)
+
+    def __iter__(self) -> Iterator[VersionRecord]:
+        """Oldest first, read a few hundred at a time where the index can (``load_many``)."""
+        load_many = getattr(self._records, "load_many", None)
+        if load_many is None:
+            yield from (self._records[ecs_id] for ecs_id in self._ids)
+            return
+        positions = self._positions
+        for i in range(0, len(self._ids), 256):
+            yield from load_many(self._ids[i : i + 256], None if positions is None else positions[i : i + 256])
 
     @overload
     def __getitem__(self, i: int) -> VersionRecord: ...

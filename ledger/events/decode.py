@@ -159,16 +159,19 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-def checked_record(position: int, raw_id: Any, raw_version: Any, raw_topic: Any, state: Any) -> tuple[UUID, int, str, dict[str, Any]]:
+def checked_record(
+    position: int, raw_id: Any, raw_version: Any, raw_topic: Any, state: Any, uuids: dict[str, UUID] | None = None
+) -> tuple[UUID, int, str, dict[str, Any]]:
     """(stream id, version, topic, payload) of one record a reader is about to show, its seal checked.
 
     Readers that answer from a few records (``ledger show``, ``history``, ``log`` on the
     stored index) never replay the rest of the log, so each record they read must
     prove itself: it decodes, and its seal matches its topic, stream, version and
     bytes (and, sealed v2, its position). Anything else is ``CorruptLogError`` naming
-    the position; ``ledger verify`` then reports every problem of the log.
+    the position; ``ledger verify`` then reports every problem of the log. ``uuids``
+    caches stream ids already parsed (a bulk read of one lineage's records).
     """
-    stream_id = record_stream(position, raw_id, {})
+    stream_id = record_stream(position, raw_id, {} if uuids is None else uuids)
     version = record_version(position, raw_version)
     topic = record_topic(position, raw_topic)
     payload = record_payload(position, topic, state)

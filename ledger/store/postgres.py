@@ -274,6 +274,21 @@ class PostgresBackend:
                 for r in curs.fetchall()
             }
 
+    def read_positions(self, positions: Sequence[int]) -> list[tuple[Any, ...]]:
+        from psycopg import sql
+        from psycopg.rows import tuple_row
+
+        statement = sql.SQL(
+            "SELECT notification_id, originator_id::text, originator_version, topic, state "
+            "FROM {}.{} WHERE notification_id = ANY(%s) ORDER BY notification_id"
+        ).format(
+            sql.Identifier(self._datastore.schema),
+            sql.Identifier(self.recorder.events_table_name),  # type: ignore[attr-defined]
+        )
+        with self._datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(statement, (list(positions),))
+            return curs.fetchall()
+
     def tree_root(self, ecs_id: UUID) -> UUID | None:
         from psycopg import sql
 

@@ -4,7 +4,10 @@ For each log size, a log of the ``tools/workload.py`` mix is written once throug
 API into a SQLite file (the same files ``bench_read.py`` uses, kept in ``--cache``), and a
 fresh process (so RSS is not shared with the writer) measures, on a copy of it:
 
-- open: ``Ledger(url)`` wall time, RSS it adds, GC-tracked objects it adds;
+- open: ``Ledger(url)`` wall time, RSS it adds, GC-tracked objects it adds; floors: a raw
+  ``sqlite3`` connect reading the head and the index's tracking row (what an open must do),
+  and a raw read + ``orjson.loads`` of every record (what a replay must do); on logs up to
+  ``--replay-upto`` events also ``Ledger(url, replay=True)``, the in-memory index;
 - ``--executions`` creation executions right after open, GC on: the largest GC pause and the
   time in GC (``gc.callbacks``, from the end of open: replay pauses the GC, so the first
   collections afterwards visit everything it built), RSS growth per 10k executions;
@@ -145,7 +148,7 @@ def set_values_cache(led: Ledger, mib: float | None) -> None:
 
 
 # ------------------------------------------------------------------------- children
-def child_open(path: str, executions: int, freeze: bool, cache_mib: float | None) -> dict[str, Any]:
+def child_open(path: str, executions: int, freeze: bool, cache_mib: float | None, replay: bool = False) -> dict[str, Any]:
     """Open a copy of the log at ``path``, then run executions on it (one fresh process)."""
     out: dict[str, Any] = {}
     with sqlite3.connect(path) as con:
@@ -161,6 +164,11 @@ def child_open(path: str, executions: int, freeze: bool, cache_mib: float | None
         out["floor_s"] = time.perf_counter() - t
         gc.enable()
         del rows, decoded
+    t = time.perf_counter()  # the floor of an open: connect, read the head and one index row
+    with sqlite3.connect(path) as con:
+        con.execute("SELECT max(rowid) FROM stored_events").fetchone()
+        con.execute("SELECT position FROM ledger_index_tracking").fetchall()
+    out["floor_open_s"] = time.perf_counter() - t
     t = time.perf_counter()
     gc.collect()
     out["gc_before_s"] = time.perf_counter() - t
@@ -168,8 +176,9 @@ def child_open(path: str, executions: int, freeze: bool, cache_mib: float | None
     rss0 = rss()
     with Pauses() as during_open:
         t = time.perf_counter()
-        led = Ledger(f"sqlite:///{path}?synchronous=NORMAL")
+        led = Ledger(f"sqlite:///{path}?synchronous=NORMAL", replay=replay)
         out["open_s"] = time.perf_counter() - t
+    out["index"] = type(led.index).__name__
     set_values_cache(led, cache_mib)
     out["open_rss"] = rss() - rss0
     out["open_tracked"] = len(gc.get_objects()) - tracked0
@@ -297,10 +306,13 @@ def main() -> None:
     ap.add_argument("--child-open", nargs=2, metavar=("PATH", "EXECUTIONS"), help=argparse.SUPPRESS)
     ap.add_argument("--child-history", nargs=2, metavar=("PATH", "LINEAGE"), help=argparse.SUPPRESS)
     ap.add_argument("--child-freeze", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--child-replay", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--replay-upto", type=int, default=100_000,
+                    help="also measure Ledger(url, replay=True) (the in-memory index) on logs up to this size")
     args = ap.parse_args()
 
     if args.child_open:
-        print(json.dumps(child_open(args.child_open[0], int(args.child_open[1]), args.child_freeze, args.values_cache_mib)))
+        print(json.dumps(child_open(args.child_open[0], int(args.child_open[1]), args.child_freeze, args.values_cache_mib, args.child_replay)))
         return
     if args.child_history:
         print(json.dumps(child_history(args.child_history[0], args.child_history[1], args.values_cache_mib)))
@@ -321,19 +333,26 @@ def main() -> None:
                 check=True,
             )
         build_log(path, events)  # reuses the file (only checks its size)
-        for freeze in ([False, True] if args.freeze else [False]):
+        variants = [(False, False)] + ([(True, False)] if args.freeze else []) + (
+            [(False, True)] if events <= args.replay_upto else []
+        )
+        for freeze, replay in variants:
             with tempfile.TemporaryDirectory(dir=args.cache) as tmp:
                 copy = os.path.join(tmp, "log.db")
                 shutil.copyfile(path, copy)
-                note(f"measuring open of {events:,} events{' (gc.freeze what-if)' if freeze else ''}…")
-                r = run_child(["--child-open", copy, str(args.executions), *extra, *(["--child-freeze"] if freeze else [])])
-            label = f"{r['events']:,}" + (" + gc.freeze()" if freeze else "")
+                what = " (gc.freeze what-if)" if freeze else " (replay=True)" if replay else ""
+                note(f"measuring open of {events:,} events{what}…")
+                r = run_child([
+                    "--child-open", copy, str(args.executions), *extra,
+                    *(["--child-freeze"] if freeze else []), *(["--child-replay"] if replay else []),
+                ])
+            label = f"{r['events']:,} {r['index']}" + (" + gc.freeze()" if freeze else "")
             open_rows.append([
                 label,
                 mib(r["payload_bytes"]),
-                f"{secs(r['open_s'])} ({fmt_rate(r['events'] / r['open_s'])}/s)",
+                secs(r["open_s"]),
+                secs(r["floor_open_s"]),
                 f"{secs(r['floor_s'])} ({fmt_rate(r['events'] / r['floor_s'])}/s)",
-                f"{r['open_s'] / r['floor_s']:.1f}×",
                 mib(r["open_rss"]),
                 f"{r['open_tracked']:,}",
                 f"{secs(r['full_gc_s'])} (before open: {secs(r['gc_before_s'])})",
@@ -368,7 +387,8 @@ def main() -> None:
     print(f"# bounded state: open, GC, history (SQLite, synchronous=NORMAL)\n\n{machine()}\n")
     print("## Open (`Ledger(url)`) and what a full collection costs afterwards\n")
     print(table(
-        ["events", "payloads", "open", "floor: SELECT + orjson.loads", "open / floor", "RSS added by open",
+        ["events, index", "payloads", "open", "floor: sqlite3 connect + head + index row",
+         "floor of a replay: SELECT all + orjson.loads", "RSS added by open",
          "GC-tracked objects added", "one full gc.collect() after the run"],
         open_rows,
     ))

@@ -31,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+from uuid import UUID
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
@@ -72,6 +73,10 @@ def make_events(n: int) -> list[NewEvent]:
         led.registry.register_entity(s)
         i += 1
     out = [unsealed(n_) for n_ in led.store.iter_all()][:n]
+    for event in out:  # what the write side hands the store: the version's id and its tree
+        payload = orjson.loads(event.body)
+        event.ecs_id = UUID(payload["ecs_id"])
+        event.members = tuple(led.index.subtree_ids(event.ecs_id)) if payload["is_root"] else ()
     seal_batch(out, 1, GENESIS)  # floors write the same sealed bytes the store would
     led.close()
     return out
