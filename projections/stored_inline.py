@@ -70,12 +70,26 @@ class _Absent(set[Any]):
         self.add(key)
 
 
+class _RecordCache(LRU):
+    """The LRU of stored versions: a version it drops lets its decoded values go too.
+
+    Otherwise the values cache would keep alive records this cache has already let go
+    (a later read loads a new record object), and hold up to its byte bound of them.
+    """
+
+    def put(self, key: Any, value: Any) -> Any:
+        dropped = super().put(key, value)
+        if dropped is not None:
+            dropped.forget_values()
+        return dropped
+
+
 class _Records:
     """``index.records``: ecs_id -> VersionRecord, read from the log on first use."""
 
     def __init__(self, owner: StoredInlineIndex, limit: int) -> None:
         self._owner = owner
-        self.cache = LRU(limit)
+        self.cache = _RecordCache(limit)
         self.absent = _Absent()
 
     def get(self, ecs_id: UUID, default: Any = None) -> Any:

@@ -58,11 +58,13 @@ class LRU(OrderedDict[Any, Any]):
                 pass
         return value
 
-    def put(self, key: Any, value: Any) -> None:
+    def put(self, key: Any, value: Any) -> Any:
+        """Keep ``value``; returns the value dropped to make room (None when none was)."""
         self[key] = value
         self.move_to_end(key)
         if len(self) > self.limit:
-            self.popitem(last=False)
+            return self.popitem(last=False)[1]
+        return None
 
 
 class StoredErasures(Mapping[UUID, int]):
