@@ -51,12 +51,15 @@ __all__ = ["DEFAULT_RECORDS_CACHE", "StoredInlineIndex"]
 
 #: Versions kept decoded-from-the-log per ledger (about 1-2 KiB each without their values).
 DEFAULT_RECORDS_CACHE = 8192
-#: Tree roots and stream heads kept per ledger (small entries).
+#: Tree roots and stream heads kept per ledger (small entries). They are cached as ints
+#: and plain tuples, which the cyclic garbage collector does not track: a full
+#: collection walks only what can hold a cycle, and tens of thousands of UUID and
+#: StreamHead objects per cache made each one slower.
 _SMALL_CACHE = 16_384
 
 
-class _Absent(set[Any]):
-    """Keys this process looked up and found missing, until ``reload`` (bounded: forgotten when large).
+class _Absent(set[int]):
+    """Ids (as ints) this process looked up and found missing, until ``reload`` (bounded: forgotten when large).
 
     A write plans every node of a tree, most of them new: without this, each new id
     cost a query or two per write. Another writer may store one of them meanwhile; this
@@ -64,7 +67,7 @@ class _Absent(set[Any]):
     another writer before it refreshes.
     """
 
-    def note(self, key: Any) -> None:
+    def note(self, key: int) -> None:
         if len(self) >= _SMALL_CACHE:
             self.clear()
         self.add(key)
@@ -95,11 +98,11 @@ class _Records:
     def get(self, ecs_id: UUID, default: Any = None) -> Any:
         rec = self.cache.hit(ecs_id)
         if rec is None:
-            if type(ecs_id) is not UUID or ecs_id in self.absent:
+            if type(ecs_id) is not UUID or ecs_id.int in self.absent:
                 return default
             rec = load_version(self._owner.store, ecs_id, self._owner)
             if rec is None:
-                self.absent.note(ecs_id)
+                self.absent.note(ecs_id.int)
                 return default
             self.cache.put(ecs_id, rec)
         return rec
@@ -121,7 +124,7 @@ class _Records:
 
     def prefetch(self, ecs_ids: Iterable[UUID]) -> None:
         """Look up every one of ``ecs_ids`` not known yet in one query (a tree about to be planned)."""
-        unknown = [e for e in ecs_ids if e not in self.cache and e not in self.absent]
+        unknown = [e for e in ecs_ids if e not in self.cache and e.int not in self.absent]
         if not unknown:
             return
         store = self._owner.store
@@ -129,7 +132,7 @@ class _Records:
         found = [(e, positions[e]) for e in unknown if e in positions]
         for ecs_id in unknown:
             if ecs_id not in positions:
-                self.absent.note(ecs_id)
+                self.absent.note(ecs_id.int)
         for rec in load_versions(store, found, self._owner) if found else ():
             self.cache.put(rec.ecs_id, rec)
 
@@ -141,7 +144,7 @@ class _Records:
 
     def __setitem__(self, ecs_id: UUID, rec: VersionRecord) -> None:
         self.cache.put(ecs_id, rec)
-        self.absent.discard(ecs_id)
+        self.absent.discard(ecs_id.int)
 
     def __contains__(self, ecs_id: object) -> bool:
         return self.get(ecs_id) is not None  # type: ignore[arg-type]
@@ -230,18 +233,19 @@ class _Roots:
         self.cache = LRU(_SMALL_CACHE)
 
     def get(self, ecs_id: UUID, default: Any = None) -> Any:
-        root = self.cache.hit(ecs_id)
-        if root is None:
-            if type(ecs_id) is not UUID:
-                return default
-            root = self._owner.store.tree_root(ecs_id)
-            if root is None:
-                return default
-            self.cache.put(ecs_id, root)
-        return root
+        if type(ecs_id) is not UUID:
+            return default
+        root = self.cache.hit(ecs_id.int)
+        if root is not None:
+            return UUID(int=root)
+        found = self._owner.store.tree_root(ecs_id)
+        if found is None:
+            return default
+        self.cache.put(ecs_id.int, found.int)
+        return found
 
     def __setitem__(self, ecs_id: UUID, root: UUID) -> None:
-        self.cache.put(ecs_id, root)
+        self.cache.put(ecs_id.int, root.int)
 
     def __contains__(self, ecs_id: object) -> bool:
         return self.get(ecs_id) is not None  # type: ignore[arg-type]
@@ -266,39 +270,40 @@ class _Streams:
         self.absent = _Absent()
 
     def get(self, stream_id: UUID, default: Any = None) -> Any:
-        head = self.cache.hit(stream_id)
+        key = stream_id.int
+        head = self.cache.hit(key)
         if head is None:
-            if stream_id in self.absent:
+            if key in self.absent:
                 return default
             found = self._owner.store.stream_head(stream_id, self._owner.caught_up)
             if found is None:
-                self.absent.note(stream_id)
+                self.absent.note(key)
                 return default
-            head = self._put(stream_id, found)
-        return head
+            head = self._put(key, found)
+        return StreamHead(*head)
 
     def prefetch(self, stream_ids: Iterable[UUID]) -> None:
         """Read the heads of every one of ``stream_ids`` not known yet in one query (a batch about to be sealed)."""
-        unknown = [s for s in dict.fromkeys(stream_ids) if s not in self.cache and s not in self.absent]
+        unknown = [s for s in dict.fromkeys(stream_ids) if s.int not in self.cache and s.int not in self.absent]
         if not unknown:
             return
         found = self._owner.store.stream_heads(unknown, self._owner.caught_up)
         for stream_id in unknown:
             head = found.get(stream_id)
             if head is None:
-                self.absent.note(stream_id)
+                self.absent.note(stream_id.int)
             else:
-                self._put(stream_id, head)
+                self._put(stream_id.int, head)
 
-    def _put(self, stream_id: UUID, found: tuple[int, int, bytes]) -> StreamHead:
+    def _put(self, key: int, found: tuple[int, int, bytes]) -> tuple[int, str]:
         position, version, state = found
-        head = StreamHead(version, _hash_of(state, position))
-        self.cache.put(stream_id, head)
+        head = (version, _hash_of(state, position))
+        self.cache.put(key, head)
         return head
 
     def __setitem__(self, stream_id: UUID, head: StreamHead) -> None:
-        self.cache.put(stream_id, head)
-        self.absent.discard(stream_id)
+        self.cache.put(stream_id.int, (head.version, head.hash))
+        self.absent.discard(stream_id.int)
 
     def items(self) -> list[tuple[UUID, StreamHead]]:
         """Every stream's head, from a walk of the whole log (for snapshots and checks)."""
@@ -376,8 +381,8 @@ class StoredInlineIndex(InlineIndex):
         if version is not None:
             self.streams[stream_id] = StreamHead(version, stream_hash)
         else:
-            self.streams.cache.pop(stream_id, None)  # type: ignore[attr-defined]  # read again when next needed
-            self.streams.absent.discard(stream_id)  # type: ignore[attr-defined]
+            self.streams.cache.pop(stream_id.int, None)  # type: ignore[attr-defined]  # read again when next needed
+            self.streams.absent.discard(stream_id.int)  # type: ignore[attr-defined]
         if position > self.position:
             self.position = position
         self.event_count += 1

@@ -82,13 +82,13 @@ class StoredErasures(Mapping[UUID, int]):
         self._cache = LRU(limit)
 
     def get(self, lineage_id: UUID, default: Any = None) -> Any:  # type: ignore[override]
-        position = self._cache.hit(lineage_id)
+        if type(lineage_id) is not UUID:
+            return default
+        position = self._cache.hit(lineage_id.int)  # int keys: nothing for the GC to walk
         if position is None:
-            if type(lineage_id) is not UUID:
-                return default
             found = self._store.erasure_position(lineage_id)
             position = self._NOT_ERASED if found is None else found
-            self._cache.put(lineage_id, position)
+            self._cache.put(lineage_id.int, position)
         return default if position == self._NOT_ERASED else position
 
     def __getitem__(self, lineage_id: UUID) -> int:
@@ -103,7 +103,7 @@ class StoredErasures(Mapping[UUID, int]):
     def setdefault(self, lineage_id: UUID, position: int) -> int:
         known = self.get(lineage_id)
         if known is None:
-            self._cache.put(lineage_id, position)
+            self._cache.put(lineage_id.int, position)
             return position
         return known  # type: ignore[no-any-return]
 
