@@ -188,7 +188,7 @@ def record(
             duration_ms=duration_ms,
             isolation=meta.isolation,
         )
-        fe_plan = plan_tree(ledger.index, build_entity_tree(fe))
+        fe_plan = plan_tree(ledger.index, build_entity_tree(fe), fresh=True)  # built just above
         for rec in fe_plan.records:
             rec._values = None  # never diffed again: keep only the JSON (decoded on demand)
         batch = Batch(ledger.index)

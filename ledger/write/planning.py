@@ -157,15 +157,22 @@ def plan_tree(
     *,
     force: frozenset[UUID] = frozenset(),
     written_by: tuple[UUID, str] | None = None,
+    fresh: bool = False,
 ) -> TreePlan:
     """Decide which nodes of ``tree`` need new versions and build their records.
 
     ``written_by`` is ``(execution_id, function_name)`` when an execution
     writes the plan: each new version names it. Without it the versions are
-    written outside any execution and carry no execution metadata.
+    written outside any execution and carry no execution metadata. ``fresh``
+    says the caller built every entity of the tree just now (the ledger's own
+    ``FunctionExecution``): none can be stored, so nothing is looked up.
     """
-    index.prefetch(tree.order)
-    records = index.records
+    records: Any
+    if fresh:
+        records = {}
+    else:
+        index.prefetch(tree.order)
+        records = index.records
     plan = TreePlan(tree, written_by)
     root = tree.root
     changed: set[UUID] = set()
