@@ -128,7 +128,7 @@ class TestOlderLayouts:
     def _as_older_layout(self, path: Path) -> None:
         """What the previous library left: no tree rows, its tracking row under the old name."""
         with sqlite3.connect(path) as con:
-            con.execute("DROP TABLE ledger_tree_roots")
+            con.execute("ALTER TABLE ledger_version_positions DROP COLUMN root_ecs_id")
             con.execute("UPDATE ledger_index_tracking SET name = 'versions' WHERE name = ?", (INDEX_NAME,))
 
     def test_a_writable_open_indexes_it_again_and_tree_rows_appear(self, tmp_path: Path) -> None:

@@ -38,7 +38,6 @@ _CREATE_LOCK = 7245001
 _VERSIONS = "ledger_version_positions"
 _ERASURES = "ledger_erasure_index"
 _TRACKING = "ledger_index_tracking"
-_ROOTS = "ledger_tree_roots"
 
 
 def create_index_tables(conn: Any, schema: str) -> None:
@@ -47,10 +46,10 @@ def create_index_tables(conn: Any, schema: str) -> None:
 
     s = sql.Identifier(schema)
     for statement in (
-        "CREATE TABLE IF NOT EXISTS {s}.{v} (ecs_id uuid PRIMARY KEY, position bigint NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS {s}.{v} (ecs_id uuid PRIMARY KEY, position bigint NOT NULL, root_ecs_id uuid)",
+        "ALTER TABLE {s}.{v} ADD COLUMN IF NOT EXISTS root_ecs_id uuid",  # the layout before tree rows
         "CREATE TABLE IF NOT EXISTS {s}.{e} (lineage_id uuid PRIMARY KEY, position bigint NOT NULL)",
         "CREATE INDEX IF NOT EXISTS ledger_erasure_index_position ON {s}.{e} (position)",
-        "CREATE TABLE IF NOT EXISTS {s}.{r} (ecs_id uuid PRIMARY KEY, root_ecs_id uuid NOT NULL)",
         "CREATE TABLE IF NOT EXISTS {s}.{t} (name text PRIMARY KEY, position bigint NOT NULL, head_hash text NOT NULL)",
     ):
         conn.execute(
@@ -59,7 +58,6 @@ def create_index_tables(conn: Any, schema: str) -> None:
                 v=sql.Identifier(_VERSIONS),
                 e=sql.Identifier(_ERASURES),
                 t=sql.Identifier(_TRACKING),
-                r=sql.Identifier(_ROOTS),
             )
         )
     conn.execute(
@@ -136,7 +134,6 @@ class PostgresBackend:
         self._versions = sql.SQL("{}.{}").format(schema, sql.Identifier(_VERSIONS))
         self._erasures = sql.SQL("{}.{}").format(schema, sql.Identifier(_ERASURES))
         self._tracking = sql.SQL("{}.{}").format(schema, sql.Identifier(_TRACKING))
-        self._roots = sql.SQL("{}.{}").format(schema, sql.Identifier(_ROOTS))
 
     def append(self, events: Sequence[NewEvent]) -> list[int]:
         """Seal the batch after the head and insert it with explicit positions, under the table lock."""
@@ -176,25 +173,24 @@ class PostgresBackend:
 
         if not self._has_index(curs):
             return False
-        if rows.versions:
+        roots = dict(rows.roots)  # each member's last root in this batch
+        if rows.versions:  # a new version's tree row is a column of its own row
             curs.executemany(
                 sql.SQL(
-                    "INSERT INTO {} (ecs_id, position) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+                    "INSERT INTO {} AS v (ecs_id, position, root_ecs_id) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (ecs_id) DO UPDATE SET root_ecs_id = coalesce(EXCLUDED.root_ecs_id, v.root_ecs_id)"
                 ).format(self._versions),
-                rows.versions,
+                [(e, p, roots.pop(e, None)) for e, p in rows.versions],
+            )
+        if roots:  # versions stored earlier that a new root's tree holds
+            curs.executemany(
+                sql.SQL("UPDATE {} SET root_ecs_id = %s WHERE ecs_id = %s").format(self._versions),
+                [(root, member) for member, root in roots.items()],
             )
         if rows.erasures:
             curs.executemany(
                 sql.SQL("INSERT INTO {} (lineage_id, position) VALUES (%s, %s) ON CONFLICT DO NOTHING").format(self._erasures),
                 rows.erasures,
-            )
-        if rows.roots:
-            curs.executemany(
-                sql.SQL(
-                    "INSERT INTO {} (ecs_id, root_ecs_id) VALUES (%s, %s) "
-                    "ON CONFLICT (ecs_id) DO UPDATE SET root_ecs_id = EXCLUDED.root_ecs_id"
-                ).format(self._roots),
-                list(dict(rows.roots).items()),
             )
         curs.execute(
             sql.SQL("UPDATE {} SET position = %s, head_hash = %s WHERE name = %s AND position = %s").format(self._tracking),
@@ -233,7 +229,6 @@ class PostgresBackend:
         with self._datastore.transaction(commit=True) as curs:
             curs.execute(sql.SQL("DELETE FROM {}").format(self._versions))
             curs.execute(sql.SQL("DELETE FROM {}").format(self._erasures))
-            curs.execute(sql.SQL("DELETE FROM {}").format(self._roots))
             curs.execute(
                 sql.SQL("UPDATE {} SET position = 0, head_hash = %s WHERE name = %s").format(self._tracking), (GENESIS, INDEX_NAME)
             )
@@ -293,7 +288,7 @@ class PostgresBackend:
         from psycopg import sql
 
         with self._datastore.transaction(commit=False) as curs:
-            curs.execute(sql.SQL("SELECT root_ecs_id FROM {} WHERE ecs_id = %s").format(self._roots), (ecs_id,), prepare=True)
+            curs.execute(sql.SQL("SELECT root_ecs_id FROM {} WHERE ecs_id = %s").format(self._versions), (ecs_id,), prepare=True)
             row = curs.fetchone()
         return None if row is None else row["root_ecs_id"]
 
@@ -364,7 +359,7 @@ class PostgresBackend:
             versions = [(r["ecs_id"], r["position"]) for r in curs.fetchall()]
             curs.execute(sql.SQL("SELECT lineage_id, position FROM {} ORDER BY position").format(self._erasures))
             erasures = [(r["lineage_id"], r["position"]) for r in curs.fetchall()]
-            curs.execute(sql.SQL("SELECT ecs_id, root_ecs_id FROM {}").format(self._roots))
+            curs.execute(sql.SQL("SELECT ecs_id, root_ecs_id FROM {} WHERE root_ecs_id IS NOT NULL").format(self._versions))
             roots = sorted((r["ecs_id"], r["root_ecs_id"]) for r in curs.fetchall())
         return IndexRows(versions, erasures, roots)
 

@@ -41,10 +41,9 @@ _DAMAGED = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 _VERSIONS = "ledger_version_positions"
 _ERASURES = "ledger_erasure_index"
 _TRACKING = "ledger_index_tracking"
-_ROOTS = "ledger_tree_roots"
 _INDEX_DDL = (
-    f"CREATE TABLE IF NOT EXISTS {_VERSIONS} (ecs_id BLOB PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID",
-    f"CREATE TABLE IF NOT EXISTS {_ROOTS} (ecs_id BLOB PRIMARY KEY, root_ecs_id BLOB NOT NULL) WITHOUT ROWID",
+    f"CREATE TABLE IF NOT EXISTS {_VERSIONS} "
+    "(ecs_id BLOB PRIMARY KEY, position INTEGER NOT NULL, root_ecs_id BLOB) WITHOUT ROWID",
     f"CREATE TABLE IF NOT EXISTS {_ERASURES} (lineage_id TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID",
     f"CREATE INDEX IF NOT EXISTS {_ERASURES}_position ON {_ERASURES} (position)",
     f"CREATE TABLE IF NOT EXISTS {_TRACKING} (name TEXT PRIMARY KEY, position INTEGER NOT NULL, head_hash TEXT NOT NULL)",
@@ -115,6 +114,9 @@ class SQLiteBackend:
                 with self._datastore.transaction(commit=True) as cur:
                     for statement in _INDEX_DDL:
                         cur.execute(statement)
+                    cur.execute(f"PRAGMA table_info({_VERSIONS})")
+                    if "root_ecs_id" not in {row[1] for row in cur.fetchall()}:  # the layout before tree rows
+                        cur.execute(f"ALTER TABLE {_VERSIONS} ADD COLUMN root_ecs_id BLOB")
             except PersistenceError as exc:
                 self._datastore.close()
                 if self.is_damaged(exc.__cause__):
@@ -152,7 +154,7 @@ class SQLiteBackend:
                     "VALUES (?, ?, ?, ?, ?)",
                     [(head + 1 + i, e.stream_id.hex, e.version, e.topic, e.state) for i, e in enumerate(events)],
                 )
-                self._write_index(raw, rows_for_batch(events, head + 1), head, head + len(events), events[-1].hash)
+                self._write_index(raw, rows_for_batch(events, head + 1), head, head + len(events), events[-1].hash, fresh=True)
                 raw.execute("COMMIT")
             except BaseException:
                 if raw.in_transaction:
@@ -161,27 +163,36 @@ class SQLiteBackend:
         return list(range(head + 1, head + 1 + len(events)))
 
     # ------------------------------------------------------------ version index
-    def _write_index(self, raw: Any, rows: IndexRows, expect: int, upto: int, upto_hash: str) -> bool:
+    def _write_index(
+        self, raw: Any, rows: IndexRows, expect: int, upto: int, upto_hash: str, *, fresh: bool = False
+    ) -> bool:
         """Add rows and move the tracked position from ``expect`` to ``upto``; False if it was elsewhere.
 
         Runs inside the caller's transaction. A file made before the index existed
         has no index tables: nothing is written (the next writable open builds them).
+        ``fresh``: the rows are of records just appended, so no version row can exist
+        yet (a catch-up may meet rows an older layout wrote, and fills in their roots).
         """
         try:
+            roots = dict(rows.roots)  # each member's last root in this batch
             if rows.versions:
+                # a new version's tree row is a column of its own row: no second random-key insert
                 raw.executemany(
-                    f"INSERT OR IGNORE INTO {_VERSIONS} (ecs_id, position) VALUES (?, ?)",
-                    [(e.bytes, p) for e, p in rows.versions],
+                    f"INSERT OR IGNORE INTO {_VERSIONS} (ecs_id, position, root_ecs_id) VALUES (?, ?, ?)"
+                    if fresh
+                    else f"INSERT INTO {_VERSIONS} (ecs_id, position, root_ecs_id) VALUES (?, ?, ?) "
+                    "ON CONFLICT (ecs_id) DO UPDATE SET root_ecs_id = coalesce(excluded.root_ecs_id, root_ecs_id)",
+                    [(e.bytes, p, None if (r := roots.pop(e, None)) is None else r.bytes) for e, p in rows.versions],
+                )
+            if roots:  # versions stored earlier that a new root's tree holds
+                raw.executemany(
+                    f"UPDATE {_VERSIONS} SET root_ecs_id = ? WHERE ecs_id = ?",
+                    [(root.bytes, member.bytes) for member, root in roots.items()],
                 )
             if rows.erasures:
                 raw.executemany(
                     f"INSERT OR IGNORE INTO {_ERASURES} (lineage_id, position) VALUES (?, ?)",
                     [(lineage.hex, p) for lineage, p in rows.erasures],
-                )
-            if rows.roots:
-                raw.executemany(
-                    f"INSERT OR REPLACE INTO {_ROOTS} (ecs_id, root_ecs_id) VALUES (?, ?)",
-                    [(member.bytes, root.bytes) for member, root in dict(rows.roots).items()],
                 )
             moved = raw.execute(
                 f"UPDATE {_TRACKING} SET position = ?, head_hash = ? WHERE name = ? AND position = ?",
@@ -225,7 +236,6 @@ class SQLiteBackend:
         with self._datastore.transaction(commit=True) as cur:
             cur.execute(f"DELETE FROM {_VERSIONS}")
             cur.execute(f"DELETE FROM {_ERASURES}")
-            cur.execute(f"DELETE FROM {_ROOTS}")
             cur.execute(f"UPDATE {_TRACKING} SET position = 0, head_hash = ? WHERE name = ?", (GENESIS, INDEX_NAME))
 
     def version_position(self, ecs_id: UUID) -> int | None:
@@ -285,8 +295,8 @@ class SQLiteBackend:
     def tree_root(self, ecs_id: UUID) -> UUID | None:
         """The root version of the latest stored tree holding ``ecs_id``, or None."""
         with self._own_connection() as conn:
-            row = conn._sqlite_conn.execute(f"SELECT root_ecs_id FROM {_ROOTS} WHERE ecs_id = ?", (ecs_id.bytes,)).fetchone()
-        return None if row is None else UUID(bytes=bytes(row[0]))
+            row = conn._sqlite_conn.execute(f"SELECT root_ecs_id FROM {_VERSIONS} WHERE ecs_id = ?", (ecs_id.bytes,)).fetchone()
+        return None if row is None or row[0] is None else UUID(bytes=bytes(row[0]))
 
     def stream_head(self, stream_id: UUID, upto: int) -> tuple[int, int, bytes] | None:
         """(position, version, state) of a stream's last record at or below ``upto``, or None."""
@@ -338,7 +348,7 @@ class SQLiteBackend:
             raw = conn._sqlite_conn
             versions = raw.execute(f"SELECT ecs_id, position FROM {_VERSIONS} ORDER BY position").fetchall()
             erasures = raw.execute(f"SELECT lineage_id, position FROM {_ERASURES} ORDER BY position").fetchall()
-            roots = raw.execute(f"SELECT ecs_id, root_ecs_id FROM {_ROOTS}").fetchall()
+            roots = raw.execute(f"SELECT ecs_id, root_ecs_id FROM {_VERSIONS} WHERE root_ecs_id IS NOT NULL").fetchall()
         return IndexRows(
             [(UUID(bytes=bytes(e)), p) for e, p in versions],
             [(UUID(lineage), p) for lineage, p in erasures],

@@ -8,7 +8,8 @@ store keeps, in tables of the same SQLite file or PostgreSQL schema:
   stream version are the record's own columns, and a lineage's versions are found through
   the events table's own (stream, version) index, so nothing else needs a row);
 - an *erasure row* ``(lineage_id, position)`` for each lineage's first ``entity.erased``;
-- a *tree row* ``(ecs_id, root_ecs_id)`` for every version that is part of a stored tree: the
+- a *tree row* ``(ecs_id, root_ecs_id)`` for every version that is part of a stored tree (a
+  column of its version row, so a new version costs no second insert): the
   root version of the latest tree (by log position) that holds it. Each root version's record
   points every member of its tree at itself, so a version shared by many trees (a child that
   did not change while its root did) names the newest of them, as ``ecs_id_to_root_id`` says;
@@ -59,10 +60,11 @@ __all__ = [
 ]
 
 #: The tracking row's name. It names the index's layout too: a ledger indexed by an
-#: older layout (``versions``: no tree rows) has no row of this name, so its next
+#: older layout (``versions``: no tree rows; ``versions.2``: tree rows in a table of their
+#: own) has no row of this name, so its next
 #: writable open indexes it again from the first record (version and erasure rows are
 #: inserted only where missing, so the rows it already has stay as they are).
-INDEX_NAME = "versions.2"
+INDEX_NAME = "versions.3"
 
 # An entity.version body starts with its ecs_id (``bodies.entity_version_body`` puts it
 # first and orjson keeps the order): read it without parsing the whole payload.

@@ -10,7 +10,7 @@ registered in a memory ledger). Prints markdown tables:
     memory://, sqlite (synchronous NORMAL and FULL) and PostgreSQL, against raw
     ``sqlite3.executemany`` of the same rows in one transaction into an
     equivalent table and raw psycopg ``COPY`` of the same rows;
-(b) replay: ``Ledger(url)`` on a store of N events (rebuilds the inline index via
+(b) replay: ``Ledger(url, replay=True)`` on a store of N events (rebuilds the inline index via
     ``refresh()``) against raw ``SELECT`` + ``orjson.loads`` of the same rows, and
     ``Ledger.verify()`` over the same log.
 
@@ -486,14 +486,14 @@ def main() -> int:
 
         for name, url in replay_sources.items():
             note(f"replay {name}")
-            led, secs, gcsecs = timed_gc(lambda: Ledger(url))
+            led, secs, gcsecs = timed_gc(lambda: Ledger(url, replay=True))
             applied = led.index.event_count
             report, vsecs = timed(led.verify)
             if not report.ok:
                 notes.append(f"{name}: verify reported problems: {report.problems[:3]}")
             led.close()
             del led
-            led, nogc_secs = timed_nogc(lambda: Ledger(url))
+            led, nogc_secs = timed_nogc(lambda: Ledger(url, replay=True))
             led.close()
             del led
             if name.startswith("sqlite"):
@@ -505,7 +505,7 @@ def main() -> int:
                 label = "psycopg SELECT + orjson.loads"
             rate = applied / secs
             replay_rows.append(
-                [f"{name}: Ledger(url)", applied, fmt_rate(rate), f"{fmt_rate(frate)} ({label})", f"{rate / frate:.0%}", f"{secs:.2f} s",
+                [f"{name}: Ledger(url, replay=True)", applied, fmt_rate(rate), f"{fmt_rate(frate)} ({label})", f"{rate / frate:.0%}", f"{secs:.2f} s",
                  f"{gcsecs / secs:.0%}", f"{fmt_rate(applied / nogc_secs)} ({(applied / nogc_secs) / frate:.0%})", fmt_rate(report.events_checked / vsecs)]
             )
     finally:
@@ -547,7 +547,7 @@ def main() -> int:
         )
     )
     print(
-        "\nReplay = opening `Ledger(url)` (recorder setup + `refresh()` over the whole log); memory: `refresh()` "
+        "\nReplay = opening `Ledger(url, replay=True)` (recorder setup + `refresh()` over the whole log); memory: `refresh()` "
         "of a fresh index over a POPO store holding the events. \"time in GC\" is measured with `gc.callbacks`; "
         "\"GC off\" repeats the replay with `gc.disable()` (what-if, not the library's behaviour)."
     )
