@@ -58,10 +58,9 @@ from projections.tables import (
     DDL,
     DDL_PLAIN,
     ERASE_FAILURES,
-    ERASE_NEW,
     ERASE_OLD,
     LAYOUT,
-    PAGE_STATEMENTS,
+    PAGE_SCRIPT,
     TABLES,
     TRACKING,
 )
@@ -81,6 +80,7 @@ Progress = Callable[[int, int], None]
 _NAME = "analytics"
 _HASH_SLICE = slice(-66, -2)  # a sealed record ends with "hash":"<64 hex>"}
 _EXPORT_BATCH = 65_536
+_CHUNK = 10_240  # rows per Arrow record batch of a staged page (see _stage)
 _COMMIT_EVERY = 200_000  # events per DuckDB transaction when far behind (see _follow)
 
 ReadOnlySQLError = ReadOnlyError
@@ -321,7 +321,9 @@ class Analytics:
             }
         )
         return _Staged(
-            table=table,
+            # DuckDB scans an Arrow table one record batch per thread: in one batch, the page
+            # would be parsed on one core
+            table=pa.Table.from_batches(table.to_batches(max_chunksize=_CHUNK)),
             count=len(batch),
             first=batch.positions[0],
             last=batch.positions[-1],
@@ -340,13 +342,10 @@ class Analytics:
         con.register("stage", staged.table)
         forgotten = 0
         try:
-            for statement in PAGE_STATEMENTS:
-                con.execute(statement)
+            con.execute(PAGE_SCRIPT)
             if staged.erases:
                 con.execute(ERASE_OLD)
                 forgotten = con.execute(ERASE_FAILURES).fetchall()[0][0]
-            if con.execute("SELECT count(*) FROM erasures").fetchall()[0][0]:
-                con.execute(ERASE_NEW, [staged.first])
             self._track(staged.last, staged.last_hash)
         finally:
             con.unregister("stage")
