@@ -158,16 +158,17 @@ EVENT_STRUCT = duckdb_struct(list(dict.fromkeys(_VERSION_FIELDS + _EXECUTION_FIE
 
 # The tombstone: an erased lineage's personal fields (stored as ciphertext, whose key
 # is gone) read "<erased>"; its other fields stay as they were. A version is erased when
-# its lineage has an erasure anywhere in the log: the page's own versions of a lineage
-# erased so far (this page included) go in with it already (``PAGE_STATEMENTS``), and
-# earlier versions of a lineage the page erases get it after (``ERASE_OLD``, and
+# its lineage has an erasure anywhere in the log: a page's own versions of a lineage
+# erased so far (that page included) go in with it already (``PAGE_STATEMENTS``), and
+# rows applied before an erasure of their lineage get it after (``ERASE_OLD``, and
 # ``ERASE_FAILURES``: a failure sealed with an erased lineage's key can no longer be
-# read; both only run for a page with an erasure: they scan the whole table).
+# read), given the position from which erasures are new. Both scan the whole table, so
+# they run once per transaction that applied an erasure, before it commits.
 _ERASED_DATA = """CASE WHEN coalesce(len({personal}), 0) = 0 THEN {data}
                ELSE json_merge_patch({data}, to_json(map_from_entries(
                    list_transform({personal}, lambda k: {{'key': k, 'value': '<erased>'}})))) END"""
 ERASE_OLD = f"""UPDATE entity_versions SET erased = true, data = {_ERASED_DATA.format(data="data", personal="personal")}
-        WHERE NOT erased AND lineage_id IN (SELECT e.lineage_id FROM _r)"""
+        WHERE NOT erased AND lineage_id IN (SELECT lineage_id FROM erasures WHERE position >= ?)"""
 
 # Run in order over the staged page ``stage(position, stream_id, stream_version,
 # event_type, payload, opened)``, whose rows are in position order. ``_v``, ``_x`` and
@@ -267,4 +268,4 @@ PAGE_SCRIPT = ";\n".join(PAGE_STATEMENTS)
 
 ERASE_FAILURES = """UPDATE executions SET error_message = '<erased>'
         WHERE error_message IS DISTINCT FROM '<erased>'
-          AND list_has_any(sealed_with, (SELECT list(e.lineage_id) FROM _r))"""
+          AND list_has_any(sealed_with, (SELECT list(lineage_id) FROM erasures WHERE position >= ?))"""
