@@ -33,16 +33,20 @@ __all__ = [
     "DDL",
     "DDL_PLAIN",
     "ERASE_FAILURES",
-    "ERASE_NEW",
     "ERASE_OLD",
+    "ERASURE_STRUCT",
     "EVENT_STRUCT",
+    "EXECUTION_STRUCT",
     "GRAPH_EDGES",
     "INTERNAL_SCHEMA",
     "LAYOUT",
+    "OTHER_STRUCT",
+    "PAGE_SCRIPT",
     "PAGE_STATEMENTS",
     "TABLES",
     "TRACKING",
     "TRACKING_DDL",
+    "VERSION_STRUCT",
 ]
 
 INTERNAL_SCHEMA = "_ledger"
@@ -128,50 +132,87 @@ def _ddl(zstd: bool) -> list[str]:
 DDL = _ddl(zstd=True)
 DDL_PLAIN = _ddl(zstd=False)
 
-# One struct for every event type, typed by the codec's event models: each payload is
-# parsed once, and a key an event type does not have comes out NULL.
-EVENT_STRUCT = duckdb_struct(
-    [
-        "recorded_at", "ecs_id", "lineage_id", "tree_root", "previous_ecs_id", "entity_type",
-        "values", "children", "is_root", "cause", "schema_version", "detached_from",
-        "attached_to", "personal", "execution_id", "function_name", "duration_ms", "error_type",
-        "error_message", "isolation", "return_pattern", "execution_ecs_id", "inputs", "outputs",
-        "config_ids", "sibling_group", "reason", "sealed_with",
-    ]
-)
+# What each event type's payload is parsed into, typed by the codec's event models.
+# Each payload is parsed once, into the struct of its own type: one struct for every
+# type (a key an event type does not have coming out NULL) cost a third more, since
+# json_transform looks up every key of the struct in every payload. An event type
+# this library does not know only gives ``events`` its time.
+_VERSION_FIELDS = [
+    "recorded_at", "ecs_id", "lineage_id", "tree_root", "previous_ecs_id", "entity_type",
+    "values", "children", "is_root", "cause", "schema_version", "detached_from",
+    "attached_to", "personal",
+]
+_EXECUTION_FIELDS = [
+    "recorded_at", "execution_id", "function_name", "duration_ms", "error_type", "error_message",
+    "isolation", "return_pattern", "execution_ecs_id", "inputs", "outputs", "config_ids",
+    "sibling_group", "sealed_with",
+]
+_ERASURE_FIELDS = ["recorded_at", "lineage_id", "reason"]
+VERSION_STRUCT = duckdb_struct(_VERSION_FIELDS)
+EXECUTION_STRUCT = duckdb_struct(_EXECUTION_FIELDS)
+ERASURE_STRUCT = duckdb_struct(_ERASURE_FIELDS)
+OTHER_STRUCT = duckdb_struct(["recorded_at"])
+#: All of them in one struct: what DuckDB's own ingest of the payloads is measured
+#: against (``tools/bench/bench_read.py``).
+EVENT_STRUCT = duckdb_struct(list(dict.fromkeys(_VERSION_FIELDS + _EXECUTION_FIELDS + _ERASURE_FIELDS)))
+
+# The tombstone: an erased lineage's personal fields (stored as ciphertext, whose key
+# is gone) read "<erased>"; its other fields stay as they were. A version is erased when
+# its lineage has an erasure anywhere in the log: a page's own versions of a lineage
+# erased so far (that page included) go in with it already (``PAGE_STATEMENTS``), and
+# rows applied before an erasure of their lineage get it after (``ERASE_OLD``, and
+# ``ERASE_FAILURES``: a failure sealed with an erased lineage's key can no longer be
+# read), given the position from which erasures are new. Both scan the whole table, so
+# they run once per transaction that applied an erasure, before it commits.
+_ERASED_DATA = """CASE WHEN coalesce(len({personal}), 0) = 0 THEN {data}
+               ELSE json_merge_patch({data}, to_json(map_from_entries(
+                   list_transform({personal}, lambda k: {{'key': k, 'value': '<erased>'}})))) END"""
+ERASE_OLD = f"""UPDATE entity_versions SET erased = true, data = {_ERASED_DATA.format(data="data", personal="personal")}
+        WHERE NOT erased AND lineage_id IN (SELECT lineage_id FROM erasures WHERE position >= ?)"""
 
 # Run in order over the staged page ``stage(position, stream_id, stream_version,
-# event_type, payload, opened)``, whose rows are in position order. ``_e`` holds every
-# payload parsed (the payload itself stays in ``stage``: copying it into ``_e`` too cost
-# as much as parsing it); ``_v``, ``_x`` and ``_r`` are its entity versions, executions
-# (completed or failed) and erasures. ``opened`` is the decrypted message of a failure
-# sealed with personal keys (``ledger/events/sealed_failure.py``; '<erased>' once a key
-# is gone), NULL otherwise.
+# event_type, payload, opened)``, whose rows are in position order. ``_v``, ``_x`` and
+# ``_r`` hold the page's entity versions, executions (completed or failed) and erasures
+# parsed, ``_o`` the time of any other event (the payload itself stays in ``stage``:
+# copying it too cost as much as parsing it). ``opened`` is the decrypted message of a
+# failure sealed with personal keys (``ledger/events/sealed_failure.py``; '<erased>' once
+# a key is gone), NULL otherwise.
 #
 # Rows go in in position order without an ORDER BY where the source already is
 # (DuckDB keeps insertion order, ``preserve_insertion_order``): sorting a page of
 # payloads cost a third of the page. ``events`` pairs each staged row with its parsed
-# row by place (POSITIONAL JOIN, no hashing) and fails loudly if the two ever disagree.
+# time by place (POSITIONAL JOIN, no hashing) and fails loudly if the two ever disagree.
 PAGE_STATEMENTS: list[str] = [
-    f"""CREATE OR REPLACE TEMP TABLE _e AS
-        SELECT position, event_type, json_transform(payload, '{EVENT_STRUCT}') AS e, opened
-        FROM stage""",
-    f"""CREATE OR REPLACE TEMP VIEW _v AS SELECT position, e FROM _e WHERE event_type = '{ENTITY_VERSION}'""",
-    f"""CREATE OR REPLACE TEMP VIEW _x AS
-        SELECT position, event_type = '{EXECUTION_COMPLETED}' AS succeeded, e, opened
-        FROM _e WHERE event_type IN ('{EXECUTION_COMPLETED}', '{EXECUTION_FAILED}')""",
-    f"""CREATE OR REPLACE TEMP VIEW _r AS SELECT position, e FROM _e WHERE event_type = '{ENTITY_ERASED}'""",
+    f"""CREATE OR REPLACE TEMP TABLE _v AS
+        SELECT position, json_transform(payload, '{VERSION_STRUCT}') AS e
+        FROM stage WHERE event_type = '{ENTITY_VERSION}'""",
+    f"""CREATE OR REPLACE TEMP TABLE _x AS
+        SELECT position, event_type = '{EXECUTION_COMPLETED}' AS succeeded,
+               json_transform(payload, '{EXECUTION_STRUCT}') AS e, opened
+        FROM stage WHERE event_type IN ('{EXECUTION_COMPLETED}', '{EXECUTION_FAILED}')""",
+    f"""CREATE OR REPLACE TEMP TABLE _r AS
+        SELECT position, json_transform(payload, '{ERASURE_STRUCT}') AS e
+        FROM stage WHERE event_type = '{ENTITY_ERASED}'""",
+    f"""CREATE OR REPLACE TEMP TABLE _o AS
+        SELECT position, json_transform(payload, '{OTHER_STRUCT}') AS e
+        FROM stage WHERE event_type NOT IN ('{ENTITY_VERSION}', '{EXECUTION_COMPLETED}', '{EXECUTION_FAILED}', '{ENTITY_ERASED}')""",
     """INSERT INTO events
         SELECT s.position, s.stream_id::UUID::VARCHAR, s.stream_version, s.event_type,
-               CASE WHEN p.position = s.position THEN p.e.recorded_at
+               CASE WHEN p.position = s.position THEN p.recorded_at
                     ELSE error('analytics: staged and parsed rows out of step at position ' || s.position) END,
                s.payload
-        FROM stage s POSITIONAL JOIN (SELECT position, e FROM _e) p""",
-    """INSERT INTO entity_versions
+        FROM stage s POSITIONAL JOIN (
+            SELECT position, e.recorded_at FROM _v UNION ALL SELECT position, e.recorded_at FROM _x
+            UNION ALL SELECT position, e.recorded_at FROM _r UNION ALL SELECT position, e.recorded_at FROM _o
+            ORDER BY position) p""",
+    """INSERT INTO erasures SELECT e.lineage_id, e.reason, position, e.recorded_at FROM _r ORDER BY position""",
+    # a version of a lineage erased so far (this page included) goes in with its tombstone
+    f"""INSERT INTO entity_versions
         SELECT e.ecs_id, e.lineage_id, e.tree_root, e.previous_ecs_id, e.entity_type, position,
-               e.recorded_at, e.values, e.children, e.is_root, e.cause, e.schema_version, false,
-               e.personal
-        FROM _v""",
+               e.recorded_at, CASE WHEN gone THEN {_ERASED_DATA.format(data="e.values", personal="e.personal")}
+                                   ELSE e.values END,
+               e.children, e.is_root, e.cause, e.schema_version, gone, e.personal
+        FROM (SELECT position, e, coalesce(e.lineage_id IN (SELECT lineage_id FROM erasures), false) AS gone FROM _v)""",
     """INSERT INTO executions
         SELECT e.execution_id, e.function_name, position, e.recorded_at, e.duration_ms, succeeded,
                e.error_type, coalesce(opened, e.error_message), e.isolation, e.return_pattern,
@@ -219,24 +260,12 @@ PAGE_STATEMENTS: list[str] = [
              , unnest(outs) AS t(o)
         WHERE i.address IS NOT NULL
         ORDER BY position""",
-    """INSERT INTO erasures SELECT e.lineage_id, e.reason, position, e.recorded_at FROM _r ORDER BY position""",
 ]
 
-# The tombstone: an erased lineage's personal fields (stored as ciphertext, whose key
-# is gone) read "<erased>"; its other fields stay as they were. A version is erased when
-# its lineage has an erasure anywhere in the log, so after a page two kinds of rows may
-# need it: the page's own versions of a lineage erased so far (``ERASE_NEW``, given the
-# page's first position; only needed once any erasure exists), and every earlier version
-# of a lineage the page erases (``ERASE_OLD``, and ``ERASE_FAILURES``: a failure sealed
-# with an erased lineage's key can no longer be read; only needed when the page has an
-# erasure). Running them for every page scanned the whole table each time.
-_TOMBSTONE = """UPDATE entity_versions SET erased = true,
-        data = CASE WHEN coalesce(len(personal), 0) = 0 THEN data
-               ELSE json_merge_patch(data, to_json(map_from_entries(
-                   list_transform(personal, lambda k: {'key': k, 'value': '<erased>'})))) END
-        WHERE NOT erased AND """
-ERASE_NEW = _TOMBSTONE + "position >= ? AND lineage_id IN (SELECT lineage_id FROM erasures)"
-ERASE_OLD = _TOMBSTONE + "lineage_id IN (SELECT e.lineage_id FROM _r)"
+# The page's statements as one script: one call into DuckDB per page, which releases the
+# GIL once (each call waits for it again while the reader thread hashes the next page).
+PAGE_SCRIPT = ";\n".join(PAGE_STATEMENTS)
+
 ERASE_FAILURES = """UPDATE executions SET error_message = '<erased>'
         WHERE error_message IS DISTINCT FROM '<erased>'
-          AND list_has_any(sealed_with, (SELECT list(e.lineage_id) FROM _r))"""
+          AND list_has_any(sealed_with, (SELECT list(lineage_id) FROM erasures WHERE position >= ?))"""

@@ -15,6 +15,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "link_hash",
     "open_sealed",
     "seal_batch",
+    "unsealed",
 ]
 
 
@@ -125,6 +127,91 @@ def link_hash(state: bytes | str | None) -> str:
     if len(tail) == 64 and state.endswith(b'"}') and _HEX.issuperset(tail):
         return tail.decode()
     return hashlib.sha256(state).hexdigest()
+
+
+_HEX_DIGITS = b"0123456789abcdef"  # what bytes.translate deletes: anything left is not lowercase hex
+
+
+def unsealed(first: int, positions: Sequence[int], stream_ids: Sequence[Any], versions: Sequence[Any], topics: Sequence[Any], states: Sequence[Any]) -> list[int]:
+    """The indexes of a page's records this fast path cannot vouch for; ``check_seal`` must look at those.
+
+    It vouches for a record that ``check_seal`` would find v2 and intact, that states
+    its own position, and whose position follows the record before it (``first`` for
+    the first one): the bulk readers' check (``decode.check_page``, on every page a
+    projection reads). What it leaves is examined closely by the caller: a v1 record,
+    a damaged one, a stream id that is not a UUID's plain text, a position written
+    with leading zeros, a gap.
+
+    The stream ids are checked once per page (each a UUID's 32 lowercase hex digits, or
+    its canonical text, whose digits the header takes as they are, as ``UUID.hex``
+    would give them); per record, the v2 tail is checked in place with a few byte
+    comparisons (``_V2_TAIL`` matched character by character cost more than the hash),
+    and the hash is computed over the same bytes as in ``check_seal``.
+    """
+    count = len(positions)
+    digits = _plain_hex(stream_ids)
+    if digits is None:
+        return list(range(count))
+    suspects = []
+    prefixes: dict[Any, bytes] = {}
+    sha256 = hashlib.sha256
+    expected = first
+    for i, (position, version, topic, state) in enumerate(zip(positions, versions, topics, states)):
+        prefix = prefixes.get(topic)
+        if prefix is None and type(topic) is str and topic:
+            prefix = prefixes[topic] = b"%s%s\n" % (_SEAL_TAG, topic.encode())
+        if (
+            prefix is None
+            or position != expected
+            or type(version) is not int
+            or version < 1
+            or type(state) is not bytes
+        ):
+            suspects.append(i)
+        else:
+            end = len(state) - 75  # where ',"hash":"' starts
+            mid = b'","position":%d,"hash":"' % position
+            cut = end - len(mid) + 9  # just after log_prev's 64 hex digits
+            if (
+                cut < 77
+                or position < 1
+                or not state.endswith(b'"}')
+                or not state.startswith(mid, cut)
+                or not state.startswith(b',"log_prev":"', cut - 77)
+                or state[cut - 64 : cut].translate(None, _HEX_DIGITS)
+                or sha256(b"%s%s\n%d\n%s}" % (prefix, digits[32 * i : 32 * i + 32], version, state[:end])).hexdigest().encode()
+                != state[-66:-2]
+            ):
+                suspects.append(i)
+        expected = position + 1 if type(position) is int else None
+    return suspects
+
+
+def _plain_hex(stream_ids: Sequence[Any]) -> bytes | None:
+    """Every id's 32 hex digits, one after the other, when each is a UUID's plain lowercase text; else None.
+
+    Plain: 32 hex digits (how SQLite keeps them) or the canonical 8-4-4-4-12 text (PostgreSQL),
+    the same form for the whole page.
+    """
+    count = len(stream_ids)
+    try:
+        size = min(map(len, stream_ids)) if count else 0
+        if size not in (32, 36) or max(map(len, stream_ids)) != size:
+            return None
+        joined = "".join(stream_ids)
+    except TypeError:  # an id that is not text
+        return None
+    if not joined.isascii():
+        return None
+    raw = joined.encode()
+    if size == 36:
+        dashes = b"-" * count
+        if raw[8::36] != dashes or raw[13::36] != dashes or raw[18::36] != dashes or raw[23::36] != dashes:
+            return None
+        raw = raw.replace(b"-", b"")
+        if len(raw) != 32 * count:
+            return None
+    return None if raw.translate(None, _HEX_DIGITS) else raw
 
 
 @dataclass(frozen=True, slots=True)
