@@ -179,3 +179,29 @@ def test_postgres_tree_rows_equal_a_rebuild(pg_url: str) -> None:
         assert led.store.stored_index() == led.store.rebuilt_index()
         with Ledger(pg_url, replay=True) as replayed:
             assert led.index.snapshot() == replayed.index.snapshot()
+
+
+def _open_and_write(url: str) -> int:
+    from ledger import Ledger as _Ledger
+
+    from .models import student as _student
+
+    with _Ledger(url) as led:
+        led.registry.register_entity(_student(n=1))
+        return led.store.head()
+
+
+def test_processes_opening_a_new_store_at_once_all_get_in(tmp_path: Path) -> None:
+    """map workers open a brand-new file together: creating the index tables waits for the
+    write lock (an IMMEDIATE transaction) instead of failing with "database is locked"."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=4, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for attempt in range(3):
+            url = f"sqlite:///{tmp_path / f'fresh{attempt}.db'}"
+            heads = list(pool.map(_open_and_write, [url] * 8))
+            assert len(heads) == 8
+            with Ledger(url) as led:
+                assert led.store.head() == 8 * 2  # each wrote one 2-entity tree (a student, one grade)
+                assert led.store.stored_index() == led.store.rebuilt_index()

@@ -111,17 +111,35 @@ class SQLiteBackend:
         self.key_table = SQLiteKeyTable(self._datastore, create=create)
         if create:
             try:
-                with self._datastore.transaction(commit=True) as cur:
-                    for statement in _INDEX_DDL:
-                        cur.execute(statement)
-                    cur.execute(f"PRAGMA table_info({_VERSIONS})")
-                    if "root_ecs_id" not in {row[1] for row in cur.fetchall()}:  # the layout before tree rows
-                        cur.execute(f"ALTER TABLE {_VERSIONS} ADD COLUMN root_ecs_id BLOB")
-            except PersistenceError as exc:
-                self._datastore.close()
-                if self.is_damaged(exc.__cause__):
-                    raise CorruptLogError(f"store {spec.url!r}: the file is damaged: {exc.__cause__}") from exc
+                self._create_index_tables()
+            except (PersistenceError, sqlite3.Error) as exc:
+                self.close()
+                cause = exc.__cause__ if isinstance(exc, PersistenceError) else exc
+                if self.is_damaged(cause):
+                    raise CorruptLogError(f"store {spec.url!r}: the file is damaged: {cause}") from exc
                 raise StoreError(f"store {spec.url!r}: cannot create the version index: {exc}") from exc
+
+    def _create_index_tables(self) -> None:
+        """The index tables, in one IMMEDIATE transaction.
+
+        Several processes open a new store at once (``map`` workers): a deferred transaction
+        would read first and then fail to write, at once, with "database is locked" when
+        another opener wrote meanwhile; taking the write lock first makes it wait its turn.
+        """
+        with self._own_connection() as conn:
+            raw = conn._sqlite_conn
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _INDEX_DDL:
+                    raw.execute(statement)
+                columns = {row[1] for row in raw.execute(f"PRAGMA table_info({_VERSIONS})").fetchall()}
+                if "root_ecs_id" not in columns:  # the layout before tree rows
+                    raw.execute(f"ALTER TABLE {_VERSIONS} ADD COLUMN root_ecs_id BLOB")
+                raw.execute("COMMIT")
+            except BaseException:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                raise
 
     @contextmanager
     def _own_connection(self) -> Iterator[Any]:
