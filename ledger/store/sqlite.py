@@ -11,12 +11,17 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from eventsourcing.persistence import ApplicationRecorder, PersistenceError
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    OperationalError,
+    PersistenceError,
+)
 
 from ledger.errors import CorruptLogError, StoreError, StoreURLError
 from ledger.events.seal import GENESIS, NewEvent, link_hash, seal_batch
@@ -69,7 +74,7 @@ def _open_recorder(spec: StoreURL, create: bool = True) -> tuple[ApplicationReco
         """
 
         def _create_connection(self) -> SQLiteConnection:
-            conn = super()._create_connection()
+            conn = self._connect_waiting()
             raw = conn._sqlite_conn
             raw.execute(f"PRAGMA synchronous={synchronous}")
             raw.execute("PRAGMA cache_size=-8192")  # 8 MiB: more only inflates RSS
@@ -78,6 +83,19 @@ def _open_recorder(spec: StoreURL, create: bool = True) -> tuple[ApplicationReco
             # merge never leaves a stale copy of a data key in free space.
             raw.execute("PRAGMA secure_delete=ON")
             return conn
+
+        def _connect_waiting(self) -> SQLiteConnection:
+            """A new connection; a brand-new file that another process is switching to WAL at
+            the same moment answers "database is locked" at once (the switch does not wait
+            for the busy timeout), so try again for up to the lock timeout."""
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    return super()._create_connection()
+                except (OperationalError, sqlite3.OperationalError) as exc:  # raised wrapped or raw
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
 
     directory = os.path.dirname(os.path.abspath(spec.path))
     if not os.path.isdir(directory):
