@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from ledger.errors import CorruptLogError
 from ledger.events.bodies import ENTITY_VERSION
 from ledger.events.decode import corrupt, record_payload
 from ledger.store import EventStore
@@ -241,6 +242,14 @@ class _Roots:
         found = self._owner.store.tree_root(ecs_id)
         if found is None:
             return default
+        # The row is a projection anyone with the file can edit: it must name a root version
+        # whose tree holds this version, or it is refused, never a wrong tree shown.
+        root = self._owner.records.get(found)
+        if root is None or not root.is_root or ecs_id not in self._owner.subtree_ids(found):
+            raise CorruptLogError(
+                f"the version index names {found} as the root of the tree holding {ecs_id}, and it is not; "
+                "run ledger replay to compare the index with the log"
+            )
         self.cache.put(ecs_id.int, found.int)
         return found
 

@@ -205,3 +205,29 @@ def test_processes_opening_a_new_store_at_once_all_get_in(tmp_path: Path) -> Non
             with Ledger(url) as led:
                 assert led.store.head() == 8 * 2  # each wrote one 2-entity tree (a student, one grade)
                 assert led.store.stored_index() == led.store.rebuilt_index()
+
+
+def test_an_edited_tree_row_is_refused_not_followed(tmp_path: Path) -> None:
+    """A hostile edit of a version's tree root (to another stored root) is a CorruptLogError
+    naming it when read, and ``ledger replay``'s index check lists it; the log is untouched."""
+    from ledger.errors import CorruptLogError
+    from projections import audit
+
+    path = tmp_path / "l.db"
+    url = f"sqlite:///{path}"
+    with Ledger(url) as led:
+        a, b = student(name="a", n=2), student(name="b", n=2)
+        led.registry.register_entity(a)
+        led.registry.register_entity(b)
+        grade = a.grades[1].ecs_id
+    with sqlite3.connect(path) as con:
+        con.execute(
+            "UPDATE ledger_version_positions SET root_ecs_id = ? WHERE ecs_id = ?", (b.ecs_id.bytes, grade.bytes)
+        )
+    with Ledger(url) as led:
+        with pytest.raises(CorruptLogError, match=str(grade)):
+            led.registry.ecs_id_to_root_id(grade)
+        check = audit.check_index(led)
+        assert check is not None and not check.ok
+        assert ("tree", grade, b.ecs_id) in check.extra and ("tree", grade, a.ecs_id) in check.missing
+        assert led.verify().ok  # the log itself is intact
