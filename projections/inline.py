@@ -30,7 +30,7 @@ from ledger.events.bodies import ENTITY_ERASED, ENTITY_VERSION
 from ledger.events.shape import shape_from_json, shape_to_json
 from ledger.model.personal import open_fields
 from ledger.model.schema import topics
-from ledger.model.tree import refs_in
+from ledger.model.tree import refs_in, tree_members
 from ledger.model.upcasting import load_values
 
 if TYPE_CHECKING:
@@ -435,18 +435,8 @@ class InlineIndex:
         for the store's tree rows).
         """
         root_of = self.root_of
-        if members is not None:
-            for ecs_id in members:
-                root_of[ecs_id] = root_ecs_id
-            return
-        records = self.records
-        stack = [root_ecs_id]
-        while stack:
-            ecs_id = stack.pop()
+        for ecs_id in self.subtree_ids(root_ecs_id) if members is None else members:
             root_of[ecs_id] = root_ecs_id
-            rec = records.get(ecs_id)
-            if rec is not None and rec.child_ids:
-                stack.extend(rec.child_ids)
 
     def prefetch(self, ecs_ids: Iterable[UUID] = (), stream_ids: Iterable[UUID] = ()) -> None:
         """Nothing to do here: everything is in memory (``StoredInlineIndex`` reads ahead in one query)."""
@@ -489,18 +479,15 @@ class InlineIndex:
 
     def subtree_ids(self, ecs_id: UUID, pending: Mapping[UUID, VersionRecord] | None = None) -> list[UUID]:
         """``ecs_id`` and every version below it; ``pending`` are versions not indexed yet (a batch's)."""
-        out: list[UUID] = []
-        stack = [ecs_id]
         records = self.records
-        while stack:
-            cur = stack.pop()
-            out.append(cur)
+
+        def children_of(cur: UUID) -> tuple[UUID, ...]:
             rec = pending.get(cur) if pending is not None else None
             if rec is None:
                 rec = records.get(cur)
-            if rec is not None:
-                stack.extend(rec.child_ids)
-        return out
+            return () if rec is None else rec.child_ids
+
+        return tree_members(ecs_id, children_of)
 
     def snapshot(self) -> dict[str, Any]:
         """A comparable, canonical picture of the state (for replay equality checks)."""

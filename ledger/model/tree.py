@@ -9,7 +9,7 @@ replaced or reordered without looking inside them.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
@@ -21,7 +21,7 @@ from ledger.model.entity import Entity
 from ledger.model.schema import check_dict_key
 from ledger.model.walk import iter_leaves, map_leaves
 
-__all__ = ["Edge", "EntityTree", "Ref", "build_entity_tree"]
+__all__ = ["Edge", "EntityTree", "Ref", "build_entity_tree", "tree_members"]
 
 #: Values shared between live objects and stored versions without copying.
 IMMUTABLE_TYPES: frozenset[type] = frozenset(
@@ -211,3 +211,18 @@ def refs_in(shape: Any) -> Iterator[UUID]:
     for leaf in iter_leaves(shape):
         if type(leaf) is Ref:
             yield leaf.ecs_id
+
+
+def tree_members(root: UUID, children_of: Callable[[UUID], Iterable[UUID]]) -> list[UUID]:
+    """``root`` and every version below it, by the children each version names (depth first).
+
+    The one walk of a stored tree: the in-memory index, the store's tree rows and a
+    batch's root versions all point a tree's versions at its root this way.
+    """
+    out: list[UUID] = []
+    stack = [root]
+    while stack:
+        ecs_id = stack.pop()
+        out.append(ecs_id)
+        stack.extend(children_of(ecs_id))
+    return out

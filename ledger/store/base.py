@@ -353,8 +353,19 @@ class EventStore:
         ``CorruptLogError``. ``text_ids=False`` lets ``memory://`` hand back
         its stream ids as the UUIDs it holds (replay skips the text round trip).
         """
+        return self._page(lambda: self._backend.read_rows(start, limit, text_ids=text_ids), start)
+
+    def read_positions(self, positions: Sequence[int]) -> LogPage:
+        """The records at ``positions`` as columns (as ``read_columns``), in position order, in
+        few round trips; a position with no record is simply absent (callers check)."""
+        if not positions:
+            return LogPage([], [], [], [], [])
+        return self._page(lambda: self._backend.read_positions(positions), None)
+
+    def _page(self, read: Callable[[], list[tuple[Any, ...]]], start: int | None) -> LogPage:
+        """Raw rows from ``read`` as columns, with the store's error mapping."""
         try:
-            rows = self._backend.read_rows(start, limit, text_ids=text_ids)
+            rows = read()
         except self._backend.read_failures as exc:  # the raw connection, not the recorder
             raise self._read_error(exc, start) from exc
         except PersistenceError as exc:
@@ -363,22 +374,6 @@ class EventStore:
             return LogPage([], [], [], [], [])
         positions, stream_ids, versions, topics, states = map(list, zip(*rows))
         return LogPage(positions, stream_ids, versions, topics, states)
-
-    def read_positions(self, positions: Sequence[int]) -> LogPage:
-        """The records at ``positions`` as columns (as ``read_columns``), in position order, in
-        few round trips; a position with no record is simply absent (callers check)."""
-        if not positions:
-            return LogPage([], [], [], [], [])
-        try:
-            rows = self._backend.read_positions(positions)
-        except self._backend.read_failures as exc:
-            raise self._read_error(exc, None) from exc
-        except PersistenceError as exc:
-            raise StoreError(f"store {self.url!r}: read failed: {exc}") from exc
-        if not rows:
-            return LogPage([], [], [], [], [])
-        found, stream_ids, versions, topics, states = map(list, zip(*rows))
-        return LogPage(found, stream_ids, versions, topics, states)
 
     def _read_error(self, exc: BaseException, start: int | None) -> StoreError:
         """A failed read as one line: ``CorruptLogError`` when the backend says the file is damaged."""

@@ -270,19 +270,7 @@ class PostgresBackend:
             }
 
     def read_positions(self, positions: Sequence[int]) -> list[tuple[Any, ...]]:
-        from psycopg import sql
-        from psycopg.rows import tuple_row
-
-        statement = sql.SQL(
-            "SELECT notification_id, originator_id::text, originator_version, topic, state "
-            "FROM {}.{} WHERE notification_id = ANY(%s) ORDER BY notification_id"
-        ).format(
-            sql.Identifier(self._datastore.schema),
-            sql.Identifier(self.recorder.events_table_name),  # type: ignore[attr-defined]
-        )
-        with self._datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
-            curs.execute(statement, (list(positions),))
-            return curs.fetchall()
+        return self._select_records("notification_id = ANY(%s) ORDER BY notification_id", (list(positions),))
 
     def tree_root(self, ecs_id: UUID) -> UUID | None:
         from psycopg import sql
@@ -365,18 +353,21 @@ class PostgresBackend:
 
     def read_rows(self, start: int, limit: int, *, text_ids: bool = True) -> list[tuple[Any, ...]]:
         """One plain SELECT into tuples, stream ids cast to text, values otherwise as stored."""
+        return self._select_records("notification_id>=%s ORDER BY notification_id LIMIT %s", (start, limit))
+
+    def _select_records(self, where: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """Raw records (position, stream id as text, version, topic, state) matching ``where``."""
         from psycopg import sql
         from psycopg.rows import tuple_row
 
         statement = sql.SQL(
-            "SELECT notification_id, originator_id::text, originator_version, topic, state "
-            "FROM {}.{} WHERE notification_id>=%s ORDER BY notification_id LIMIT %s"
+            "SELECT notification_id, originator_id::text, originator_version, topic, state FROM {}.{} WHERE " + where
         ).format(
             sql.Identifier(self._datastore.schema),
             sql.Identifier(self.recorder.events_table_name),  # type: ignore[attr-defined]
         )
         with self._datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
-            curs.execute(statement, (start, limit))
+            curs.execute(statement, params)
             return curs.fetchall()
 
     def is_damaged(self, cause: BaseException | None) -> bool:

@@ -46,7 +46,7 @@ from ledger.events.bodies import (
 )
 from ledger.events.seal import NewEvent
 from ledger.events.shape import shape_from_json
-from ledger.model.tree import refs_in
+from ledger.model.tree import refs_in, tree_members
 
 __all__ = [
     "INDEX_NAME",
@@ -113,17 +113,13 @@ class TreeWalker:
         self._known[ecs_id] = children
 
     def members(self, root: UUID) -> list[UUID]:
-        out: list[UUID] = []
-        stack = [root]
-        known = self._known
-        while stack:
-            ecs_id = stack.pop()
-            out.append(ecs_id)
-            children = known.get(ecs_id)
-            if children is None:
-                children = known[ecs_id] = self._children_of(ecs_id)
-            stack.extend(children)
-        return out
+        return tree_members(root, self._children)
+
+    def _children(self, ecs_id: UUID) -> tuple[UUID, ...]:
+        children = self._known.get(ecs_id)
+        if children is None:
+            children = self._known[ecs_id] = self._children_of(ecs_id)
+        return children
 
 
 def rows_for_batch(events: Sequence[NewEvent], first_position: int) -> IndexRows:
