@@ -13,16 +13,20 @@ What lives here:
 - the topic table (topic string -> entity class, held weakly);
 - caches that are pure functions of their keys: the generated input/output models, pydantic
   TypeAdapters for forked children, the read-only SQL verdicts and DuckDB's side-effect list;
-- one ledger per (URL, pid) for ``batch_map`` worker processes.
+- one ledger per (URL, pid) for ``batch_map`` worker processes;
+- the ids this process minted and has not appended yet (``mint``), which a stored index
+  then knows to be absent without asking the store.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
+from uuid import UUID, uuid4
 
 __all__ = [
     "adapters",
@@ -31,6 +35,9 @@ __all__ = [
     "functions_lock",
     "input_models",
     "install_ledger_factory",
+    "mint",
+    "mint_mark",
+    "minted",
     "new_ledger",
     "output_models",
     "reset",
@@ -57,6 +64,34 @@ adapters: dict[Any, Any] = {}
 #: read-only SQL: verdict by query text (bounded by its user), and DuckDB's side-effect functions.
 sql_verdicts: dict[str, str | None] = {}
 side_effect_functions: list[frozenset[str]] = []
+
+#: Ids minted by ``mint`` (entity ecs_ids and lineage_ids, version and execution ids) that no
+#: ledger of this process has appended yet, as int -> the sequence number of their minting.
+#: A stored index asked for such an id answers "absent" without a query when it was minted
+#: after the index last looked at the store (``mint_mark``): no writer can have stored an
+#: id before it existed, and what other writers did since is invisible until ``refresh``, as
+#: with the in-memory index. Bounded: the oldest are forgotten (they then cost a query).
+minted: dict[int, int] = {}
+_MINTED_MAX = 65_536
+_mint_counter = itertools.count(1)
+_minted_lock = threading.Lock()
+
+
+def mint() -> UUID:
+    """A new random id (uuid4), remembered as minted by this process."""
+    new = uuid4()
+    minted[new.int] = next(_mint_counter)
+    if len(minted) > _MINTED_MAX:
+        with _minted_lock:
+            for key in list(itertools.islice(minted, _MINTED_MAX // 4)):
+                minted.pop(key, None)
+    return new
+
+
+def mint_mark() -> int:
+    """A sequence number every id minted from now on exceeds (an index takes one when it looks)."""
+    return next(_mint_counter)
+
 
 _ledger_lock = threading.Lock()
 _default_ledger: Any = None
@@ -129,3 +164,4 @@ def reset() -> None:
     adapters.clear()
     sql_verdicts.clear()
     side_effect_functions.clear()
+    minted.clear()

@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from ledger import _process
 from ledger.errors import CorruptLogError
 from ledger.events.bodies import ENTITY_VERSION
 from ledger.events.decode import corrupt, record_payload
@@ -99,7 +100,7 @@ class _Records:
     def get(self, ecs_id: UUID, default: Any = None) -> Any:
         rec = self.cache.hit(ecs_id)
         if rec is None:
-            if type(ecs_id) is not UUID or ecs_id.int in self.absent:
+            if type(ecs_id) is not UUID or ecs_id.int in self.absent or self._owner.fresh(ecs_id.int):
                 return default
             rec = load_version(self._owner.store, ecs_id, self._owner)
             if rec is None:
@@ -125,7 +126,8 @@ class _Records:
 
     def prefetch(self, ecs_ids: Iterable[UUID]) -> None:
         """Look up every one of ``ecs_ids`` not known yet in one query (a tree about to be planned)."""
-        unknown = [e for e in ecs_ids if e not in self.cache and e.int not in self.absent]
+        fresh = self._owner.fresh
+        unknown = [e for e in ecs_ids if e not in self.cache and e.int not in self.absent and not fresh(e.int)]
         if not unknown:
             return
         store = self._owner.store
@@ -282,7 +284,7 @@ class _Streams:
         key = stream_id.int
         head = self.cache.hit(key)
         if head is None:
-            if key in self.absent:
+            if key in self.absent or self._owner.fresh(key):
                 return default
             found = self._owner.store.stream_head(stream_id, self._owner.caught_up)
             if found is None:
@@ -293,7 +295,10 @@ class _Streams:
 
     def prefetch(self, stream_ids: Iterable[UUID]) -> None:
         """Read the heads of every one of ``stream_ids`` not known yet in one query (a batch about to be sealed)."""
-        unknown = [s for s in dict.fromkeys(stream_ids) if s.int not in self.cache and s.int not in self.absent]
+        fresh = self._owner.fresh
+        unknown = [
+            s for s in dict.fromkeys(stream_ids) if s.int not in self.cache and s.int not in self.absent and not fresh(s.int)
+        ]
         if not unknown:
             return
         found = self._owner.store.stream_heads(unknown, self._owner.caught_up)
@@ -353,12 +358,24 @@ class StoredInlineIndex(InlineIndex):
         self.streams = _Streams(self)  # type: ignore[assignment]
         self.erased = StoredErasures(store)  # type: ignore[assignment]
         self.position = self.caught_up = self.event_count = store.head()
+        self.view_mark = _process.mint_mark()
+
+    def fresh(self, key: int) -> bool:
+        """Was this id (as an int) minted by this process since the index last looked at the store?
+
+        Such an id cannot be stored as this index sees the log (no writer had it before it
+        existed; this process's own appends forget it), so the lookup needs no query: most
+        ids a write plans are new ones (``ledger._process.mint``).
+        """
+        seq = _process.minted.get(key)
+        return seq is not None and seq > self.view_mark
 
     def reload(self) -> int:
         """See what other writers did: drop the caches they may have made stale, read erasures again.
 
         Returns how many records were appended since this index last looked.
         """
+        self.view_mark = _process.mint_mark()  # before the head: an id minted later is newer than it
         head = self.store.head()
         seen = self.caught_up  # contiguous: erasures in a gap before our own appends count too
         self.root_of.cache.clear()  # type: ignore[attr-defined]

@@ -231,3 +231,83 @@ def test_an_edited_tree_row_is_refused_not_followed(tmp_path: Path) -> None:
         assert check is not None and not check.ok
         assert ("tree", grade, b.ecs_id) in check.extra and ("tree", grade, a.ecs_id) in check.missing
         assert led.verify().ok  # the log itself is intact
+
+
+def _register_in_another_process(url: str, entity: Student) -> int:
+    with Ledger(url) as led:
+        led.registry.register_entity(entity)
+        return led.store.head()
+
+
+class TestMintedIds:
+    """Ids this process minted since the index last looked (``ledger._process.mint``) are
+    absent without a query; the answers must stay those of a replayed index."""
+
+    def _counting(self, led: Ledger, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+        calls = {"version_positions": 0, "stream_heads": 0, "stream_head": 0, "version_position": 0}
+        for name in calls:
+            real = getattr(led.store, name)
+
+            def spy(*args: object, _real: object = real, _name: str = name) -> object:
+                calls[_name] += 1
+                return _real(*args)  # type: ignore[operator]
+
+            monkeypatch.setattr(led.store, name, spy)
+        return calls
+
+    def test_new_trees_and_executions_look_nothing_up(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        from ledger import CallableRegistry
+
+        @CallableRegistry.register("minted_grade")
+        def minted_grade(s: Student) -> Grade:
+            return Grade(course=s.name, score=s.gpa)
+
+        url = f"sqlite:///{tmp_path / 'l.db'}"
+        with Ledger(url) as led:
+            import ledger
+
+            ledger.set_default_ledger(led)
+            try:
+                s = student(n=3)
+                led.registry.register_entity(s)
+                calls = self._counting(led, monkeypatch)
+                led.registry.register_entity(student(n=4))
+                out = CallableRegistry.execute("minted_grade", s=s)
+                assert calls == {"version_positions": 0, "stream_heads": 0, "stream_head": 0, "version_position": 0}
+                with Ledger(url, replay=True) as replayed:
+                    assert stored_dump(led, out.ecs_id) == stored_dump(replayed, out.ecs_id)
+                    assert led.index.snapshot() == replayed.index.snapshot()
+            finally:
+                ledger.set_default_ledger(None)
+
+    def test_an_id_minted_here_and_stored_by_another_process_conflicts_until_refresh(self, tmp_path: Path) -> None:
+        """As with a replayed index: another writer's records are unseen until ``refresh``, so
+        writing the same new entity conflicts (the log is unchanged), and after it, is a no-op."""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        url = f"sqlite:///{tmp_path / 'l.db'}"
+        with Ledger(url) as led:
+            s = student(n=2)  # minted after the open
+            with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                head = pool.submit(_register_in_another_process, url, s).result()
+            with pytest.raises(ConcurrencyError):
+                led.registry.register_entity(s)
+            assert led.store.head() == head
+            led.refresh()
+            led.registry.register_entity(s)
+            assert led.store.head() == head  # already stored, unchanged: nothing written
+            assert stored_dump(led, s.ecs_id) is not None
+
+    def test_an_id_minted_before_the_open_is_looked_up(self, tmp_path: Path) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        url = f"sqlite:///{tmp_path / 'l.db'}"
+        Ledger(url).close()
+        s = student(n=2)  # minted before this process's ledger looks at the store
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            head = pool.submit(_register_in_another_process, url, s).result()
+        with Ledger(url) as led:
+            led.registry.register_entity(s)
+            assert led.store.head() == head

@@ -57,9 +57,9 @@ class Entity(BaseModel):
     #: Bump when the class's fields change and register upcasters for old versions.
     __ledger_version__: ClassVar[int] = 1
 
-    ecs_id: UUID = Field(default_factory=uuid4)
+    ecs_id: UUID = Field(default_factory=_process.mint)
     live_id: UUID = Field(default_factory=uuid4)
-    lineage_id: UUID = Field(default_factory=uuid4)
+    lineage_id: UUID = Field(default_factory=_process.mint)
     previous_ecs_id: UUID | None = None
     old_ids: list[UUID] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=utc_now)
@@ -119,7 +119,7 @@ class Entity(BaseModel):
         """
         old = self.ecs_id
         was_root = self.is_root_entity()
-        self.ecs_id = uuid4()
+        self.ecs_id = _process.mint()
         self.previous_ecs_id = old
         self.old_ids.append(old)
         self.forked_at = utc_now()

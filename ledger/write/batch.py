@@ -13,6 +13,7 @@ from uuid import UUID, uuid4
 
 import orjson
 
+from ledger import _process
 from ledger.errors import UnstorableValueError
 from ledger.events.bodies import ENTITY_VERSION
 from ledger.events.seal import NewEvent
@@ -88,10 +89,13 @@ class Batch:
         """Index what the store accepted, then run the post-commit updates."""
         index = self.index
         roots: list[NewEvent] = []
+        minted = _process.minted
         for (stream_id, topic, _body, record), event, position in zip(
             self._items, self.sealed, positions
         ):
+            minted.pop(stream_id.int, None)  # stored now: no index may take it for absent
             if record is not None:
+                minted.pop(record.ecs_id.int, None)
                 record.recorded_at = self.recorded_at
                 if record.is_root:
                     roots.append(event)

@@ -23,8 +23,9 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
+from ledger import _process
 from ledger.errors import KeyIntegrityError
 from ledger.events.bodies import EXECUTION_FAILED, execution_failed_body
 from ledger.events.sealed_failure import personal_lineages, seal_failure
@@ -49,7 +50,7 @@ __all__ = ["Call", "failure_text", "finish", "prepare", "record_failure"]
 # =================================================================== prepare
 def prepare(ledger: WriteHost, meta: FunctionMetadata, kwargs: dict[str, Any]) -> Call:
     """resolve → trace → isolate → bind; raises before anything is recorded if invalid."""
-    call = Call(ledger, meta, uuid4(), read_at=ledger.index.position)
+    call = Call(ledger, meta, _process.mint(), read_at=ledger.index.position)
     values, configs, resolved_ids = resolve_arguments(call, kwargs)
     entities = input_entities(call, values, configs, resolved_ids)
     if entities:

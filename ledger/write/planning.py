@@ -13,10 +13,11 @@ from __future__ import annotations
 import functools
 from datetime import datetime
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import orjson
 
+from ledger import _process
 from ledger.errors import ErasedError, UnstorableValueError
 from ledger.events.bodies import ENTITY_VERSION, entity_version_body
 from ledger.model.entity import Entity, utc_now
@@ -198,7 +199,7 @@ def plan_tree(
     new_ids = plan.new_ids
     for ecs_id in changed:
         if ecs_id in records:
-            new_ids[ecs_id] = uuid4()
+            new_ids[ecs_id] = _process.mint()
     for ecs_id in reversed(tree.order):  # children before parents: replay marks trees in order
         if ecs_id not in changed:
             continue
