@@ -67,7 +67,8 @@ class OldIds(list):  # type: ignore[type-arg]
     (``Entity``'s attribute swaps it in), and model dumps, copies and pickles see
     every id; only code that takes the value out of ``entity.__dict__`` (or
     ``dict(entity)``) and reads list storage from C (``orjson.dumps``, pydantic
-    validation) sees it empty before its first read.
+    validation) sees it empty before its first read (or holding only the ids appended
+    since it was read: ``append`` adds without filling, the earlier ids go in front).
     """
 
     __slots__ = ("_index", "_record")
@@ -82,8 +83,15 @@ class OldIds(list):  # type: ignore[type-arg]
             record = self._record
             if record is not None:
                 assert self._index is not None
-                list.extend(self, self._index.old_ids(record))
+                # ids appended before the fill go after the earlier ones
+                list.__setitem__(self, slice(0, 0), self._index.old_ids(record))
                 self._index = self._record = None
+
+    def append(self, ecs_id: Any) -> None:
+        """Add an id without reading the earlier ones: a new version appends its previous id
+        to the live copy, and filling there cost a read of the whole lineage per write."""
+        with _FILL_LOCK:
+            list.append(self, ecs_id)
 
     def __radd__(self, other: Any) -> Any:
         # ``[a] + ids``: without it, list concatenation reads the storage unfilled
@@ -118,7 +126,7 @@ def _filled(name: str) -> Callable[..., Any]:
 for _name in (
     "__iter__", "__len__", "__getitem__", "__setitem__", "__delitem__", "__contains__", "__reversed__",
     "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__repr__", "__add__", "__iadd__",
-    "__mul__", "__rmul__", "__imul__", "__sizeof__", "append", "extend", "insert", "remove", "pop",
+    "__mul__", "__rmul__", "__imul__", "__sizeof__", "extend", "insert", "remove", "pop",
     "clear", "index", "count", "sort", "reverse", "copy",
 ):
     setattr(OldIds, _name, _filled(_name))

@@ -128,6 +128,30 @@ class TestOldIdsComputedWhenRead:
         assert target == ids
         assert dict(EntityRegistry.get_latest(c.lineage_id))["old_ids"] == ids
 
+    def test_appending_reads_nothing_and_the_earlier_ids_go_in_front(self, led) -> None:
+        """A new version appends its previous id to the live copy without filling it (a fill
+        reads the whole lineage: per write, that made a chain of writes quadratic)."""
+        c = versioned(6)
+        raw = EntityRegistry.get_latest(c.lineage_id).__dict__["old_ids"]
+        extra = c.ecs_id
+        raw.append(extra)
+        assert raw._record is not None and list.__len__(raw) == 1  # not filled by the append
+        assert raw == [*c.old_ids, extra] == [*eager_old_ids(led, c.ecs_id), extra]
+
+    def test_a_chain_of_mutations_keeps_every_id(self, led) -> None:
+        from ledger import CallableRegistry
+
+        @CallableRegistry.register("bounded_state_bump")
+        def bump(c: Counter) -> Counter:
+            c.n += 1
+            return c
+
+        cur = versioned(3)
+        for _ in range(5):
+            cur = CallableRegistry.execute("bounded_state_bump", c=cur)
+        assert cur.old_ids == eager_old_ids(led, cur.ecs_id)
+        assert len(cur.old_ids) == 7 and cur.n == 7
+
     def test_versioning_a_copy_extends_its_full_list(self, led) -> None:
         """A copy read from storage, edited and versioned, appends to every earlier id."""
         c = versioned(5)
