@@ -120,6 +120,26 @@ def stream(worker: int) -> None:
         print(i, flush=True)
 
 
+def follow(led: Ledger, marker: UUID, page: int) -> dict[str, Any]:
+    """Read the log as a follower does (from the last position seen + 1, small pages) while
+    writers commit, until the marker stream appears; report every position, in reading order."""
+    import time
+
+    seen: list[int] = []
+    last = 0
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        got = led.store.read(start=last + 1, limit=page)
+        for n in got:
+            seen.append(n.id)
+            last = n.id
+            if n.originator_id == marker:
+                return {"seen": seen}
+        if not got:
+            time.sleep(0.001)
+    return {"seen": seen, "timeout": True}
+
+
 def _wait_for_start() -> None:
     print("ready", flush=True)
     sys.stdin.readline()
@@ -140,6 +160,10 @@ def main(argv: list[str]) -> None:
     elif mode == "open":
         led.registry.register_entity(Counter(value=int(argv[2])))
         out = {"positions": led.positions}
+    elif mode == "follow":
+        marker, page = UUID(argv[2]), int(argv[3])
+        _wait_for_start()
+        out = follow(led, marker, page)
     elif mode == "stream":
         stream(int(argv[2]))
         return

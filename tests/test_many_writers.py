@@ -78,6 +78,41 @@ class TestManyWriters:
         setup.close()
 
 
+class TestFollowers:
+    def test_readers_following_the_log_skip_nothing_and_see_nothing_twice(self, durable_url) -> None:
+        """Readers page through the log from their last position while 4 writers commit: each
+        sees every position exactly once, in order, though writers commit in any order."""
+        from .writer_procs import spawn
+
+        setup = Ledger(durable_url)
+        counter = Counter()
+        setup.registry.register_entity(counter)
+        base = setup.store.head()
+        marker = Counter(value=-1)
+        readers = [spawn("follow", durable_url, marker.lineage_id, page) for page in (1, 7)]
+        try:
+            for r in readers:
+                assert r.stdout.readline().strip() == "ready"  # type: ignore[union-attr]
+                r.stdin.write("go\n")  # type: ignore[union-attr]
+                r.stdin.flush()  # type: ignore[union-attr]
+            run_together([["writers", durable_url, w, N, counter.lineage_id, INCREMENTS] for w in range(WORKERS)])
+            setup.registry.register_entity(marker)  # after every writer: the readers' stop sign
+            logged = [n.id for n in setup.store.iter_all()]
+            for r in readers:
+                out, err = r.communicate(timeout=120)
+                assert r.returncode == 0, err
+                report = __import__("json").loads(out.strip().splitlines()[-1])
+                assert "timeout" not in report
+                assert report["seen"] == logged, "a reader skipped or repeated a position"
+            assert len(logged) > base + WORKERS * N * 2
+        finally:
+            for r in readers:
+                if r.poll() is None:
+                    r.kill()
+                    r.wait()
+            setup.close()
+
+
 class TestFreshSchema:
     def test_processes_opening_a_new_schema_at_once(self) -> None:
         """The advisory lock around table creation lets 4 processes open a new PG schema together."""
