@@ -8,6 +8,7 @@ and the SQL of the append and the bulk read.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -15,9 +16,10 @@ from uuid import UUID
 import psycopg
 from eventsourcing.persistence import ApplicationRecorder
 
-from ledger.errors import StoreError
+from ledger.errors import CorruptLogError, StoreError
 from ledger.events.seal import GENESIS, NewEvent, link_hash, seal_batch
 from ledger.store.keys import SHRED_WAIT_MS, SHREDS, TABLE, raw_key
+from ledger.store.pg_append import FALLBACK_STATES, FUNCTION, create_append_function
 from ledger.store.probe import check_postgres_schema
 from ledger.store.version_index import (
     INDEX_NAME,
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     from ledger.store.base import StoreURL
 
 __all__ = ["PostgresBackend"]
+
+log = logging.getLogger(__name__)
 
 #: Serialises the creation of a fresh schema's tables across processes.
 _CREATE_LOCK = 7245001
@@ -109,6 +113,7 @@ def _open_recorder(spec: StoreURL, create: bool = True) -> tuple[ApplicationReco
                 recorder.create_table()
                 create_postgres_key_table(conn, schema)
                 create_index_tables(conn, schema)
+                create_append_function(conn, schema, recorder.events_table_name, recorder.channel_name, INDEX_NAME)
             finally:
                 conn.execute(f"SELECT pg_advisory_unlock({_CREATE_LOCK})")
     except psycopg.OperationalError as exc:
@@ -134,36 +139,117 @@ class PostgresBackend:
         self._versions = sql.SQL("{}.{}").format(schema, sql.Identifier(_VERSIONS))
         self._erasures = sql.SQL("{}.{}").format(schema, sql.Identifier(_ERASURES))
         self._tracking = sql.SQL("{}.{}").format(schema, sql.Identifier(_TRACKING))
+        recorder: Any = self.recorder
+        table = sql.SQL("{}.{}").format(schema, sql.Identifier(recorder.events_table_name))
+        self._append_sql: tuple[Any, ...] = (
+            *recorder.lock_table_statements,
+            sql.SQL("SELECT notification_id, state FROM {} ORDER BY notification_id DESC LIMIT 1").format(table),
+            sql.SQL(
+                "INSERT INTO {} (originator_id, originator_version, topic, state, notification_id) "
+                "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[], %s::bigint[])"
+            ).format(table),
+            sql.SQL("NOTIFY {}").format(sql.Identifier(recorder.channel_name)),
+        )
+        self._rendered: tuple[str, ...] | None = None
+        self._call = sql.SQL("SELECT first_position, head_link, hashes FROM {}.{}(" + ", ".join(["%s"] * 13) + ")").format(
+            schema, sql.Identifier(FUNCTION)
+        )
+        self._server_append = True  # until the schema shows it has no such function
+
+    def _statements(self, conn: Any) -> tuple[str, ...]:
+        """The append's SQL, rendered once (composing it per call showed in profiles)."""
+        if self._rendered is None:
+            self._rendered = tuple(s.as_string(conn) for s in self._append_sql)
+        return self._rendered
 
     def append(self, events: Sequence[NewEvent]) -> list[int]:
-        """Seal the batch after the head and insert it with explicit positions, under the table lock."""
-        from psycopg import sql
+        """Append the batch with one call of the schema's append function, else the Python way."""
+        if self._server_append:
+            positions = self._append_in_server(events)
+            if positions is not None:
+                return positions
+        return self._append_from_python(events)
 
-        recorder: Any = self.recorder
-        table = sql.SQL("{}.{}").format(
-            sql.Identifier(self._datastore.schema), sql.Identifier(recorder.events_table_name)
+    def _append_in_server(self, events: Sequence[NewEvent]) -> list[int] | None:
+        """One round trip (``pg_append``); None when the function cannot serve this batch."""
+        try:
+            rows = rows_for_batch(events, 0)  # offsets: the server adds the head
+        except CorruptLogError:
+            return None  # an unreadable version body: the Python path refuses it as it always did
+        roots = dict(rows.roots)  # each member's last root in this batch
+        v_rows = [(e, off, roots.pop(e, None)) for e, off in rows.versions]
+        last: dict[UUID, int] = {}
+        prev_in_batch = []
+        for i, e in enumerate(events, 1):
+            prev_in_batch.append(last.get(e.stream_id, 0))
+            last[e.stream_id] = i
+        params = (
+            [e.stream_id for e in events],
+            [e.version for e in events],
+            [e.topic for e in events],
+            [e.body for e in events],
+            [e.prev_hash for e in events],
+            prev_in_batch,
+            [r[0] for r in v_rows],
+            [r[1] for r in v_rows],
+            [r[2] for r in v_rows],
+            list(roots),
+            list(roots.values()),
+            [lineage for lineage, _ in rows.erasures],
+            [off for _, off in rows.erasures],
         )
+        try:
+            with self._datastore.get_connection() as conn, conn.transaction():
+                row = conn.execute(self._call, params, prepare=True).fetchone()
+                first = row["first_position"]
+                # Before the commit: the library's own seal of the batch (which fills each
+                # NewEvent's state) must give the server's hashes, or nothing is written.
+                seal_batch(events, first, row["head_link"])
+                if [e.hash for e in events] != row["hashes"]:
+                    raise StoreError(
+                        f"{FUNCTION} sealed the batch for position {first} differently from "
+                        "ledger.events.seal; nothing was written"
+                    )
+        except StoreError:
+            raise
+        except Exception as exc:  # the datastore wraps psycopg's errors; the SQLSTATE is on the cause
+            state = getattr(exc, "sqlstate", None) or getattr(exc.__cause__, "sqlstate", None)
+            if state not in FALLBACK_STATES:
+                raise
+            if state == "42883":  # no function in this schema (made by an older library, opened read-write)
+                self._server_append = False
+            return None
+        return list(range(first, first + len(events)))
+
+    def _append_from_python(self, events: Sequence[NewEvent]) -> list[int]:
+        """Seal the batch after the head and insert it with explicit positions, under the table lock.
+
+        The path for a schema without the append function, an index that does not name the
+        head, or a batch the function cannot take; one round trip per statement.
+        """
         with self._datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            *lock, select_head, insert, notify = self._statements(conn)
             # The recorder's EXCLUSIVE table lock: commit order = position order,
             # and no other writer takes positions while this batch is sealed.
-            for statement in recorder.lock_table_statements:
-                curs.execute(statement, prepare=True)
-            curs.execute(
-                sql.SQL("SELECT notification_id, state FROM {} ORDER BY notification_id DESC LIMIT 1").format(table),
-                prepare=True,
-            )
+            for statement in lock:
+                curs.execute(statement)
+            curs.execute(select_head, prepare=True)
             row = curs.fetchone()
             head, prev = (row["notification_id"], link_hash(bytes(row["state"] or b""))) if row else (0, GENESIS)
             seal_batch(events, head + 1, prev)
-            curs.executemany(
-                sql.SQL(
-                    "INSERT INTO {} (originator_id, originator_version, topic, state, notification_id) "
-                    "VALUES (%s, %s, %s, %s, %s)"
-                ).format(table),
-                [(e.stream_id, e.version, e.topic, e.state, head + 1 + i) for i, e in enumerate(events)],
+            curs.execute(
+                insert,
+                (
+                    [e.stream_id for e in events],
+                    [e.version for e in events],
+                    [e.topic for e in events],
+                    [e.state for e in events],
+                    list(range(head + 1, head + 1 + len(events))),
+                ),
+                prepare=True,
             )
             self._write_index(curs, rows_for_batch(events, head + 1), head, head + len(events), events[-1].hash)
-            curs.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(recorder.channel_name)))
+            curs.execute(notify)
         return list(range(head + 1, head + 1 + len(events)))
 
     # ------------------------------------------------------------ version index

@@ -1,9 +1,14 @@
-"""Aggregate executions/s with 1, 2 and 4 writer processes, and ``map`` over a process pool.
+"""Aggregate executions/s with 1, 2, 4 and 8 writer processes, and ``map`` over a process pool.
 
 Part 1: N spawned processes (released together by a barrier) each run ``--calls``
-creation executions (one small entity in, one out: 5 events per batch) against
-one SQLite file (WAL, synchronous=NORMAL) and one PostgreSQL schema; the rate is
-all executions over the wall time from release to the last writer's finish.
+creation executions (one small entity in, one out) against one SQLite file (WAL,
+synchronous=NORMAL) and one PostgreSQL schema; the rate is all executions over the wall
+time from release to the last writer's finish. PostgreSQL floors, same run, same number
+of processes: each process commits ``--calls`` transactions of the rows one execution
+writes (the real sealed payloads, fresh stream ids) with raw psycopg into an equivalent
+table with a bigserial position, once without any lock and once holding ``LOCK TABLE ...
+IN EXCLUSIVE MODE`` through commit (what every writer's commit does, see README "Running
+at scale").
 Part 2: ``CallableRegistry.map`` of a CPU-bound function (``--spins`` calls of
 ~``--rounds`` loop iterations) as a plain loop vs a warm 2-process pool.
 
@@ -81,6 +86,68 @@ def writers_rate(url: str, n: int, calls: int) -> float:
     return n * calls / (end - min(start, min(s for s, _ in spans)))
 
 
+def execution_rows(pg: str) -> list[tuple[str, bytes]]:
+    """(topic, sealed state) of the rows one creation execution writes, from a real one."""
+    schema = f"bench_{uuid.uuid4().hex[:8]}_rows"
+    url = f"{pg}?schema={schema}"
+    try:
+        with Ledger(url) as led:
+            set_default_ledger(led)
+            reading = Reading(sensor="probe", value=1.0)
+            led.registry.register_entity(reading)
+            head = led.store.head()
+            CallableRegistry.execute("bw_scale", r=reading)
+            rows = [(n.topic, bytes(n.state)) for n in led.store.iter_all(start=head + 1)]
+            set_default_ledger(None)
+    finally:
+        drop_schema(schema)
+    return rows
+
+
+def _floor_writer(pg: str, schema: str, rows: list[tuple[str, bytes]], calls: int, lock: bool, barrier: Any, out: Any) -> None:
+    import psycopg
+
+    conn = psycopg.connect(pg)
+    insert = f'INSERT INTO "{schema}".floor (originator_id, originator_version, topic, state) VALUES (%s, %s, %s, %s)'
+    barrier.wait()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        with conn.transaction(), conn.cursor() as cur:
+            if lock:
+                cur.execute(f'LOCK TABLE "{schema}".floor IN EXCLUSIVE MODE')
+            cur.executemany(insert, [(uuid.uuid4(), 1, topic, state) for topic, state in rows])
+    out.put((t0, time.perf_counter()))
+    conn.close()
+
+
+def floor_rate(pg: str, n: int, calls: int, rows: list[tuple[str, bytes]], lock: bool) -> float:
+    """Transactions/s of ``n`` processes committing one execution's rows each, raw psycopg."""
+    import psycopg
+
+    schema = f"bench_{uuid.uuid4().hex[:8]}_floor"
+    with psycopg.connect(pg, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+        conn.execute(
+            f'CREATE TABLE "{schema}".floor (originator_id uuid NOT NULL, originator_version bigint NOT NULL, '
+            "topic text, state bytea, notification_id bigserial, PRIMARY KEY (originator_id, originator_version))"
+        )
+        conn.execute(f'CREATE UNIQUE INDEX ON "{schema}".floor (notification_id)')
+    try:
+        ctx = multiprocessing.get_context("spawn")
+        barrier, out = ctx.Barrier(n + 1), ctx.Queue()
+        procs = [ctx.Process(target=_floor_writer, args=(pg, schema, rows, calls, lock, barrier, out)) for _ in range(n)]
+        for p in procs:
+            p.start()
+        barrier.wait()
+        start = time.perf_counter()
+        spans = [out.get(timeout=600) for _ in procs]
+        for p in procs:
+            p.join()
+        return n * calls / (max(e for _, e in spans) - min(start, min(s for s, _ in spans)))
+    finally:
+        drop_schema(schema)
+
+
 def drop_schema(schema: str) -> None:
     import psycopg
 
@@ -88,9 +155,10 @@ def drop_schema(schema: str) -> None:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def part_writers(calls: int, pg: str | None, tmp: str) -> None:
+def part_writers(calls: int, pg: str | None, tmp: str, counts: list[int]) -> None:
     rows = []
-    for n in (1, 2, 4):
+    sample = execution_rows(pg) if pg else []
+    for n in counts:
         cells: list[str] = [str(n)]
         url = f"sqlite:///{tmp}/w{n}.db"
         Ledger(url).close()
@@ -106,12 +174,28 @@ def part_writers(calls: int, pg: str | None, tmp: str) -> None:
             finally:
                 drop_schema(schema)
             note(f"postgresql, {n} writers: {rate:.0f}/s")
-            cells.append(f"{fmt_rate(rate)}/s")
+            free = floor_rate(pg, n, calls, sample, lock=False)
+            locked = floor_rate(pg, n, calls, sample, lock=True)
+            note(f"postgresql floors, {n} processes: {free:.0f}/s without a lock, {locked:.0f}/s with it")
+            cells += [f"{fmt_rate(rate)}/s", f"{fmt_rate(free)}/s", f"{fmt_rate(locked)}/s", f"{rate / free:.0%}"]
         else:
-            cells.append("skipped")
+            cells += ["skipped"] * 4
         rows.append(cells)
-    print(f"### Writer processes ({calls} executions each, 5 events per execution batch)\n")
-    print(table(["writers", "SQLite executions/s", "PostgreSQL executions/s"], rows))
+    per = f"{len(sample)} rows" if sample else "its rows"
+    print(f"### Writer processes ({calls} executions each; an execution commits {per} in one transaction)\n")
+    print(
+        table(
+            [
+                "writers",
+                "SQLite executions/s",
+                "PostgreSQL executions/s",
+                "floor: psycopg txns/s, no lock",
+                "floor: psycopg txns/s, table lock",
+                "PostgreSQL / no-lock floor",
+            ],
+            rows,
+        )
+    )
 
 
 def part_map(spins: int, rounds: int, tmp: str) -> None:
@@ -152,6 +236,8 @@ def main() -> None:
     ap.add_argument("--no-pg", action="store_true")
     ap.add_argument("--spins", type=int, default=40)
     ap.add_argument("--rounds", type=int, default=400_000)
+    ap.add_argument("--writers", default="1,2,4,8", help="numbers of writer processes, comma-separated")
+    ap.add_argument("--no-map", action="store_true", help="skip part 2")
     args = ap.parse_args()
     clock = Clock()
     pg: str | None = None if args.no_pg else args.pg
@@ -165,8 +251,9 @@ def main() -> None:
     print(machine())
     print()
     with tempfile.TemporaryDirectory() as tmp:
-        part_writers(args.calls, pg, tmp)
-        part_map(args.spins, args.rounds, tmp)
+        part_writers(args.calls, pg, tmp, [int(n) for n in args.writers.split(",")])
+        if not args.no_map:
+            part_map(args.spins, args.rounds, tmp)
     print(f"\n(total {clock.elapsed_s():.0f} s)")
 
 

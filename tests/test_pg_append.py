@@ -1,0 +1,152 @@
+"""PostgreSQL's append function (``ledger.store.pg_append``): the seal written by the server.
+
+The function seals each event in plpgsql, a second implementation of seal v2 beside
+``ledger.events.seal.seal_batch``. These tests hold it to the Python one byte for byte, for
+any batch, and check the ways back to the Python path: a schema without the function and an
+index that does not name the log's head.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+
+import orjson
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ledger import Ledger
+from ledger.events.seal import GENESIS, NewEvent, link_hash, seal_batch
+from ledger.store.pg_append import FUNCTION
+
+from .conftest import PG_BASE, fresh_pg_url, requires_pg
+from .models import student
+
+pytestmark = requires_pg
+
+
+@pytest.fixture(scope="module")
+def pg_ledger() -> Iterator[Ledger]:
+    url = next(iter(fresh_pg_url()))
+    with Ledger(url) as led:
+        yield led
+    schema = url.split("schema=")[1]
+    with psycopg.connect(PG_BASE, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+_body = st.dictionaries(st.sampled_from(["a", "name", "ü", "事件", "n"]), st.one_of(_text, st.integers(-(2**63), 2**63 - 1), st.none()), max_size=4)
+_topic = st.sampled_from(["execution.completed", "test.event", "tëst.ünïcode", "事件.x"])
+
+
+def _copy(e: NewEvent) -> NewEvent:
+    return NewEvent(e.stream_id, e.version, e.topic, e.body, e.prev_hash, e.ecs_id, e.members)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(st.tuples(st.integers(0, 3), _topic, _body), min_size=1, max_size=8), continue_old=st.booleans())
+def test_the_server_seals_every_batch_as_seal_batch_does(
+    pg_ledger: Ledger, batch: list[tuple[int, str, dict]], continue_old: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = pg_ledger.store
+    backend = store._backend
+    streams = [uuid.uuid4() for _ in range(4)]
+    heads: dict[uuid.UUID, tuple[int, str | None]] = {s: (0, None) for s in streams}
+    if continue_old:  # some streams already have records: their chain continues from the stored head
+        first = [NewEvent(s, 1, "test.event", b'{"seed":1}', None) for s in streams[:2]]
+        store.append(first)
+        for e in first:
+            heads[e.stream_id] = (1, e.hash)
+    events = []
+    for which, topic, body in batch:
+        s = streams[which]
+        version, prev = heads[s]
+        events.append(NewEvent(s, version + 1, topic, orjson.dumps(body), prev))
+        heads[s] = (version + 1, prev)  # the prev of later events in the batch comes from the batch
+    # the reference: seal_batch on copies, at the head the server will find
+    last = store.read(start=store.head(), limit=1) if store.head() else []
+    reference = [_copy(e) for e in events]
+    seal_batch(reference, store.head() + 1, link_hash(bytes(last[0].state)) if last else GENESIS)
+    with caplog.at_level(logging.ERROR):
+        positions = backend._append_in_server(events)
+    assert positions is not None, "the server path declined the batch"
+    assert not [r for r in caplog.records if FUNCTION in r.getMessage()]
+    stored = {n.id: bytes(n.state) for n in store.read(start=positions[0], limit=len(positions))}
+    assert [stored[p] for p in positions] == [e.state for e in reference]
+    assert [e.hash for e in events] == [e.hash for e in reference]
+
+
+def test_the_ledger_appends_through_the_function_and_verifies(pg_url: str) -> None:
+    with Ledger(pg_url) as led:
+        calls = []
+        real = led.store._backend._append_from_python
+        led.store._backend._append_from_python = lambda events: calls.append(1) or real(events)  # type: ignore[method-assign]
+        s = student(n=3)
+        led.registry.register_entity(s)
+        s.grades[1].score = 7.0
+        led.registry.version_entity(s)
+        assert calls == []  # every batch went through the function
+        assert led.verify().ok
+        assert led.store.stored_index() == led.store.rebuilt_index()
+
+
+def test_a_schema_without_the_function_appends_the_python_way(pg_url: str) -> None:
+    with Ledger(pg_url) as led:
+        led.registry.register_entity(student(n=1))
+        schema = pg_url.split("schema=")[1]
+        with psycopg.connect(PG_BASE, autocommit=True) as conn:
+            conn.execute(f'DROP FUNCTION "{schema}".{FUNCTION}')
+        led.registry.register_entity(student(n=2))
+        assert led.store._backend._server_append is False
+        assert led.verify().ok
+        assert led.store.stored_index() == led.store.rebuilt_index()
+    with Ledger(pg_url) as again:  # a writable open puts it back
+        again.registry.register_entity(student(n=1))
+        assert again.store._backend._server_append is True
+        assert again.verify().ok
+
+
+def test_an_index_that_does_not_name_the_head_falls_back(pg_url: str) -> None:
+    """LDG01: the tracking row lags (an older writer, a catch-up under way): the Python path
+    reads the head from the events, and the log stays whole."""
+    with Ledger(pg_url) as led:
+        led.registry.register_entity(student(n=1))
+        schema = pg_url.split("schema=")[1]
+        with psycopg.connect(PG_BASE, autocommit=True) as conn:
+            conn.execute(f'UPDATE "{schema}".ledger_index_tracking SET position = position - 1')
+        head = led.store.head()
+        led.registry.register_entity(student(n=1))
+        assert led.store.head() == head + 2
+        assert led.store._backend._server_append is True  # only this batch went the other way
+        assert led.verify().ok
+
+
+def test_a_server_that_seals_differently_writes_nothing(pg_url: str) -> None:
+    """The library re-seals every batch before the commit: a function whose seal differs (here
+    a replaced body with another seal tag) gets the batch rolled back with a StoreError."""
+    from ledger.errors import StoreError
+    from ledger.store import pg_append
+    from ledger.store.version_index import INDEX_NAME
+
+    with Ledger(pg_url) as led:
+        led.registry.register_entity(student(n=1))
+        head = led.store.head()
+        schema = pg_url.split("schema=")[1]
+        tampered = pg_append._BODY.replace("seal v2", "seal v9")
+        assert tampered != pg_append._BODY
+        with psycopg.connect(PG_BASE, autocommit=True) as conn:
+            pg_append._BODY, original = tampered, pg_append._BODY
+            try:
+                conn.execute(f'DROP FUNCTION "{schema}".{FUNCTION}')
+                events_table = led.store.recorder.events_table_name  # type: ignore[attr-defined]
+                pg_append.create_append_function(conn, schema, events_table, led.store.recorder.channel_name, INDEX_NAME)  # type: ignore[attr-defined]
+            finally:
+                pg_append._BODY = original
+        with pytest.raises(StoreError, match="differently"):
+            led.registry.register_entity(student(n=1))
+        assert led.store.head() == head
+        assert led.verify().ok
