@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from itertools import count
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SQLiteBackend"]
 
+_INT = attrgetter("int")  # UUID -> its int, a C-level call
 _DAMAGED = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 
 # The stored version index (``version_index.py``): ecs_ids as 16-byte blobs (half the pages
@@ -188,7 +191,8 @@ class SQLiteBackend:
                 raw.executemany(
                     f"INSERT INTO {table} (rowid, originator_id, originator_version, topic, state) "
                     "VALUES (?, ?, ?, ?, ?)",
-                    [(head + 1 + i, e.stream_id.hex, e.version, e.topic, e.state) for i, e in enumerate(events)],
+                    # '%032x' of the int is UUID.hex without its Python-level property call
+                    [(p, "%032x" % e.stream_id.int, e.version, e.topic, e.state) for p, e in zip(count(head + 1), events)],
                 )
                 self._write_index(raw, rows_for_batch(events, head + 1), head, head + len(events), events[-1].hash, fresh=True)
                 raw.execute("COMMIT")
@@ -210,20 +214,29 @@ class SQLiteBackend:
         yet (a catch-up may meet rows an older layout wrote, and fills in their roots).
         """
         try:
-            roots = dict(rows.roots)  # each member's last root in this batch
+            # each member's last root in this batch, keyed by UUID.int (UUID.__hash__ is Python
+            # code, called for every member and version); UUID.bytes is int.to_bytes(16, "big")
+            roots: dict[int, UUID] = {}
+            if rows.roots:
+                members, tops = zip(*rows.roots)
+                roots = dict(zip(map(_INT, members), tops))
             if rows.versions:
+                versions = [
+                    (e.int.to_bytes(16, "big"), p, None if (r := roots.pop(e.int, None)) is None else r.int.to_bytes(16, "big"))
+                    for e, p in rows.versions
+                ]
                 # a new version's tree row is a column of its own row: no second random-key insert
                 raw.executemany(
                     f"INSERT OR IGNORE INTO {_VERSIONS} (ecs_id, position, root_ecs_id) VALUES (?, ?, ?)"
                     if fresh
                     else f"INSERT INTO {_VERSIONS} (ecs_id, position, root_ecs_id) VALUES (?, ?, ?) "
                     "ON CONFLICT (ecs_id) DO UPDATE SET root_ecs_id = coalesce(excluded.root_ecs_id, root_ecs_id)",
-                    [(e.bytes, p, None if (r := roots.pop(e, None)) is None else r.bytes) for e, p in rows.versions],
+                    versions,
                 )
             if roots:  # versions stored earlier that a new root's tree holds
                 raw.executemany(
                     f"UPDATE {_VERSIONS} SET root_ecs_id = ? WHERE ecs_id = ?",
-                    [(root.bytes, member.bytes) for member, root in roots.items()],
+                    [(root.int.to_bytes(16, "big"), member.to_bytes(16, "big")) for member, root in roots.items()],
                 )
             if rows.erasures:
                 raw.executemany(

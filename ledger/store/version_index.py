@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 from uuid import UUID
 
@@ -130,14 +131,18 @@ def rows_for_batch(events: Sequence[NewEvent], first_position: int) -> IndexRows
     did not give them.
     """
     rows = IndexRows()
-    for offset, event in enumerate(events):
-        if event.topic == ENTITY_VERSION:
-            ecs_id = event.ecs_id if event.ecs_id is not None else ecs_id_of(event.body, first_position + offset)
-            rows.versions.append((ecs_id, first_position + offset))
+    versions = rows.versions
+    for position, event in enumerate(events, first_position):
+        topic = event.topic
+        if topic == ENTITY_VERSION:
+            ecs_id = event.ecs_id
+            if ecs_id is None:
+                ecs_id = ecs_id_of(event.body, position)
+            versions.append((ecs_id, position))
             if event.members:
-                rows.roots.extend((member, ecs_id) for member in event.members)
-        elif event.topic == ENTITY_ERASED:
-            rows.erasures.append((event.stream_id, first_position + offset))
+                rows.roots.extend(zip(event.members, repeat(ecs_id)))
+        elif topic == ENTITY_ERASED:
+            rows.erasures.append((event.stream_id, position))
     return rows
 
 
