@@ -280,6 +280,31 @@ class TestMintedIds:
             finally:
                 ledger.set_default_ledger(None)
 
+    def test_the_minted_set_keeps_nothing_an_execution_stored_and_stays_bounded(self, tmp_path: Path) -> None:
+        from ledger import CallableRegistry, _process
+
+        @CallableRegistry.register("minted_copy")
+        def minted_copy(s: Student, label: str) -> Grade:
+            return Grade(course=label, score=s.gpa)
+
+        with Ledger(f"sqlite:///{tmp_path / 'l.db'}") as led:
+            import ledger
+
+            ledger.set_default_ledger(led)
+            try:
+                s = student(n=1)
+                led.registry.register_entity(s)
+                _process.minted.clear()
+                for i in range(20):
+                    CallableRegistry.execute("minted_copy", s=s, label=f"g{i}")
+                assert len(_process.minted) == 0  # outputs, executions and argument models: all forgotten
+                for _ in range(_process._MINTED_MAX + 10):
+                    _process.mint()
+                assert len(_process.minted) <= _process._MINTED_MAX
+            finally:
+                ledger.set_default_ledger(None)
+                _process.minted.clear()
+
     def test_an_id_minted_here_and_stored_by_another_process_conflicts_until_refresh(self, tmp_path: Path) -> None:
         """As with a replayed index: another writer's records are unseen until ``refresh``, so
         writing the same new entity conflicts (the log is unchanged), and after it, is a no-op."""

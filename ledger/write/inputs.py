@@ -12,6 +12,7 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
+from ledger import _process
 from ledger.errors import ErasedError, InputValidationError
 from ledger.model.address import parse_address
 from ledger.model.entity import ConfigEntity, Entity
@@ -238,6 +239,10 @@ def _validate(meta: FunctionMetadata, args: dict[str, Any]) -> dict[str, Any]:
             f"argument {param!r}{where} of {meta.name!r}: {err['msg']} (got {got!r:.200})"
         ) from None
     d = inst.__dict__
+    for name in ("ecs_id", "lineage_id"):  # the argument model is never stored: forget its ids
+        minted_id = d.get(name)
+        if minted_id is not None:
+            _process.minted.pop(minted_id.int, None)
     return {name: d[name] for name in meta.signature.plain_params}
 
 
