@@ -216,7 +216,7 @@ class PostgresBackend:
             state = getattr(exc, "sqlstate", None) or getattr(exc.__cause__, "sqlstate", None)
             if state not in FALLBACK_STATES:
                 raise
-            if state == "42883":  # no function in this schema (made by an older library, opened read-write)
+            if state == "42883":  # no function in this schema (an older library's, opened with create=False)
                 self._server_append = False
             return None
         return list(range(first, first + len(events)))
