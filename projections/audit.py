@@ -14,12 +14,15 @@ The functions take a ledger-like ``source`` (``ledger.Ledger`` is one, see
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
+from fnmatch import fnmatchcase
 from typing import Any, Protocol
 from uuid import UUID
 
 from ledger.errors import EntityNotFoundError
+from ledger.events.bodies import ENTITY_ERASED, ENTITY_VERSION
 from ledger.events.decode import check_page, record_payload
 from ledger.events.digest import Digest
 from ledger.model.address import Address, as_uuid, parse_address
@@ -27,11 +30,17 @@ from ledger.store import EventStore
 from ledger.store.integrity import VerifyReport, verify_store
 from projections.diffing import diff_versions
 from projections.inline import InlineIndex, VersionRecord
+from projections.stored_reads import read_checked
 from projections.stored_view import resolve_stored, stored_data, version_for
 
 __all__ = [
+    "MIN_PREFIX",
     "AsOf",
     "AuditSource",
+    "Erasure",
+    "ExecutionDetail",
+    "ExecutionInput",
+    "ExecutionOutput",
     "HistoryRow",
     "IndexCheck",
     "LogEntry",
@@ -41,7 +50,12 @@ __all__ = [
     "as_of",
     "check_index",
     "diff",
+    "erasure",
+    "execution",
     "history",
+    "lineage_of",
+    "resolve_address",
+    "resolve_id",
     "parse_address",
     "parse_id",
     "recent_events",
@@ -95,10 +109,75 @@ class Shown:
 
 @dataclass(frozen=True, slots=True)
 class HistoryRow:
-    """One version of a lineage and what changed since the row before (``None`` for the first)."""
+    """One version of a lineage and what changed since the row before (``None`` for the first).
+
+    ``origin`` says what wrote it: ``"execution"`` (then ``execution_id`` and ``function``
+    name it), ``"registered"`` (a first version written by hand) or ``"edited by hand"``.
+    ``parent`` is the version it was made from; ``branch`` is True when that is not the
+    row before (several versions made from one old version), so ``changes`` are then
+    against ``parent``, not against the row above.
+    """
 
     version: VersionInfo
     changes: dict[str, tuple[Any, Any]] | None
+    origin: str = "registered"
+    execution_id: UUID | None = None
+    function: str | None = None
+    parent: UUID | None = None
+    branch: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """A lineage's erasure: where it sits in the log, when and why."""
+
+    lineage_id: UUID
+    position: int
+    recorded_at: datetime | None
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionInput:
+    """One argument of an execution: the version read (``None`` for a plain value) and its address."""
+
+    param_name: str
+    ecs_id: UUID | None
+    address: str | None
+    version: VersionInfo | None  # where that version sits in its lineage (None when not stored)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionOutput:
+    """One entity version an execution wrote, and how (mutation, creation or detachment)."""
+
+    ecs_id: UUID
+    lineage_id: UUID
+    semantic: str
+    output_index: int | None
+    version: VersionInfo | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionDetail:
+    """One function execution as recorded: what it read, what it wrote, or how it failed.
+
+    ``error_message`` and ``traceback`` are opened where they were sealed for personal
+    data and read ``ERASED`` once a lineage they were sealed with was erased.
+    """
+
+    execution_id: UUID
+    function: str
+    succeeded: bool
+    position: int
+    recorded_at: datetime | None
+    duration_ms: float
+    isolation: str
+    inputs: list[ExecutionInput]
+    outputs: list[ExecutionOutput]
+    error_type: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +209,71 @@ def parse_id(value: Any, argument: str) -> UUID:
     return as_uuid(value, argument)
 
 
+#: The fewest hex digits a short id must have: 8 is what every table shows.
+MIN_PREFIX = 8
+#: Candidates an ambiguous prefix lists.
+_CANDIDATES = 10
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+def resolve_id(source: AuditSource, value: Any, argument: str) -> UUID:
+    """``value`` as a whole id: a UUID, or a unique prefix of at least 8 of its hex digits.
+
+    A prefix is looked up among stored versions (ecs_ids) and streams (lineage and
+    execution ids) with one range scan each. An unknown prefix is an
+    ``EntityNotFoundError``; an ambiguous one is too, listing the candidates, and so is
+    a prefix shorter than ``MIN_PREFIX`` (too many ids would share it to be useful).
+    """
+    if isinstance(value, UUID):
+        return value
+    text = str(value).strip().lstrip("@")
+    digits = text.replace("-", "").lower()
+    if len(digits) == 32:
+        return parse_id(text, argument)
+    if not _HEX.fullmatch(digits):
+        raise EntityNotFoundError(f"{argument}: {text!r:.80} is not an id (a UUID, or at least {MIN_PREFIX} of its leading hex digits)")
+    if len(digits) < MIN_PREFIX:
+        raise EntityNotFoundError(f"{argument}: {text!r} is too short: give at least {MIN_PREFIX} hex digits of the id")
+    found = _prefix_candidates(source, digits)
+    if not found:
+        raise EntityNotFoundError(f"{argument}: no stored id starts with {digits}")
+    if len(found) > 1:
+        shown = ", ".join(f"{uuid} ({kind})" for uuid, kind in found[:_CANDIDATES])
+        more = f" and {len(found) - _CANDIDATES} more" if len(found) > _CANDIDATES else ""
+        raise EntityNotFoundError(f"{argument}: {digits} is ambiguous: {len(found)}{'+' if more else ''} ids start with it: {shown}{more}")
+    return found[0][0]
+
+
+def _prefix_candidates(source: AuditSource, digits: str) -> list[tuple[UUID, str]]:
+    """(id, kind) of the stored versions and streams whose id starts with ``digits``, by id."""
+    limit = _CANDIDATES + 1
+    store = source.store
+    records = source.index.records
+    if isinstance(records, dict):  # an in-memory index holds every version: no query needed
+        versions = sorted(e for e in records if e.hex.startswith(digits))[:limit]
+    else:
+        versions = [e for e, _ in store.versions_with_prefix(digits, limit)]
+    found: dict[UUID, str] = {e: "version" for e in versions}
+    for stream, position in store.streams_with_prefix(digits, limit):
+        found.setdefault(stream, _stream_kind(store, position))
+    return sorted(found.items())
+
+
+def _stream_kind(store: EventStore, position: int) -> str:
+    rows = store.read_columns(position, 1)
+    topic = rows.topics[0] if len(rows) else ""
+    return "execution" if topic.startswith("execution.") else "lineage"
+
+
+def resolve_address(source: AuditSource, text: str, argument: str = "address") -> Address:
+    """``@<id>[.path]`` with the id whole: a short id (``resolve_id``) is looked up first."""
+    head, dot, path = text.lstrip("@").partition(".")
+    if not _HEX.fullmatch(head.replace("-", "").lower()):
+        parse_address("@" + text.lstrip("@"), argument=argument)  # says what is wrong with it
+    uuid = resolve_id(source, head, argument)
+    return parse_address(f"@{uuid}{dot}{path}", argument=argument)
+
+
 def _info(record: VersionRecord) -> VersionInfo:
     return VersionInfo(
         entity_type=record.topic,
@@ -142,21 +286,36 @@ def _info(record: VersionRecord) -> VersionInfo:
 
 
 def recent_events(
-    source: AuditSource, *, limit: int = 20, event_type: str | None = None, function: str | None = None
+    source: AuditSource,
+    *,
+    limit: int = 20,
+    event_type: str | None = None,
+    function: str | None = None,
+    since: int | datetime | None = None,
+    until: int | datetime | None = None,
+    lineage: UUID | None = None,
 ) -> list[LogEntry]:
     """The ``limit`` most recent events that pass the filters, oldest first.
 
     ``event_type`` keeps a topic and its sub-topics (``execution`` keeps
     ``execution.completed`` and ``execution.failed``); ``function`` keeps events
-    whose payload names that registered function. The log is read backwards from
-    its head a page at a time and reading stops once ``limit`` events matched, so
-    the cost follows what is shown, not the length of the log.
+    whose payload names a registered function matching that glob (``school.*``);
+    ``since``/``until`` bound the events kept, inclusive, by log position (an int)
+    or recorded time (a timezone-aware datetime); ``lineage`` keeps that lineage's
+    own events (its versions, its erasure) and the executions that read or wrote
+    one of its versions. The log is read backwards from its head (or ``until``) a
+    page at a time and reading stops once ``limit`` events matched or ``since`` is
+    passed, so the cost follows what is shown, not the length of the log.
     """
     store = source.store
     picked: list[LogEntry] = []
     end = store.head()
+    if isinstance(until, int):
+        end = min(end, until)
+    floor = since if isinstance(since, int) else 1
+    touches = _touches(source, lineage) if lineage is not None else None
     page = max(limit, _MIN_PAGE)
-    while end >= 1 and len(picked) < limit:
+    while end >= floor and len(picked) < limit:
         start = max(1, end - page + 1)
         # one record past ``end`` too: a page then also proves nothing is missing where it
         # meets the page read before it
@@ -165,20 +324,58 @@ def recent_events(
         check_page(start, rows.positions, rows.stream_ids, rows.versions, rows.topics, rows.states)
         for i in reversed(range(len(rows))):
             position = rows.positions[i]
-            if position > end:
+            if position > end or position < floor:
                 continue
             topic = rows.topics[i]  # checked above, seal included: only the payload is left to decode
-            payload = record_payload(position, topic, rows.states[i])
             if event_type and not (topic == event_type or topic.startswith(event_type + ".")):
                 continue
-            if function and payload.get("function_name") != function:
+            payload = record_payload(position, topic, rows.states[i])
+            if function and not fnmatchcase(str(payload.get("function_name", "")), function):
                 continue
+            if touches is not None and not touches(topic, payload):
+                continue
+            if isinstance(since, datetime) or isinstance(until, datetime):
+                when = _recorded(payload)
+                if when is None or (isinstance(since, datetime) and when < since) or (isinstance(until, datetime) and when > until):
+                    continue
             picked.append(LogEntry(position, topic, source.open_payload(topic, payload)))
             if len(picked) == limit:
                 break
         end = start - 1
     picked.reverse()
     return picked
+
+
+def _recorded(payload: dict[str, Any]) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(payload["recorded_at"]))
+    except (KeyError, ValueError):
+        return None
+
+
+def _touches(source: AuditSource, lineage_id: UUID) -> Any:
+    """A test for "this event is about ``lineage_id``": one of its versions or its erasure, or
+    an execution that read (an input, or an address into it) or wrote one of its versions."""
+    ids = getattr(source.index, "lineage_ids", None)
+    ecs_ids = set(ids.get(lineage_id, ())) if ids is not None else {e for e, _, _ in source.store.lineage_entries(lineage_id)}
+    if not ecs_ids and lineage_id not in source.index.erased:
+        raise EntityNotFoundError(f"--entity: no entity lineage {lineage_id}")
+    texts = {str(e) for e in ecs_ids}
+    lineage_text = str(lineage_id)
+
+    def touches(topic: str, payload: dict[str, Any]) -> bool:
+        if topic in (ENTITY_VERSION, ENTITY_ERASED):
+            return str(payload.get("lineage_id")) == lineage_text
+        for out in payload.get("outputs", ()):
+            if str(out.get("lineage_id")) == lineage_text:
+                return True
+        for arg in payload.get("inputs", ()):
+            address = str(arg.get("address") or "")
+            if str(arg.get("ecs_id")) in texts or address.lstrip("@").partition(".")[0] in texts:
+                return True
+        return False
+
+    return touches
 
 
 def show(source: AuditSource, address: str | Address, *, argument: str = "address") -> Shown:
@@ -188,26 +385,115 @@ def show(source: AuditSource, address: str | Address, *, argument: str = "addres
     fields, children, list indexes and dict keys.
     """
     if not isinstance(address, Address):
-        address = parse_address(address, argument=argument)
+        address = resolve_address(source, address, argument)
     found = resolve_stored(source.index, address, argument=argument)
     return Shown(_info(found.source), found.value)
 
 
 def history(source: AuditSource, ref: UUID | str, *, argument: str = "lineage_id") -> list[HistoryRow]:
-    """Every version of a lineage, oldest first, each with what changed since the one before.
+    """Every version of a lineage, oldest first, each with what changed and what wrote it.
 
-    ``ref`` is the lineage id or any ecs_id of it. Values are compared as the
+    ``ref`` is the lineage id or any ecs_id of it (or a unique prefix of either).
+    Each row is compared with the version it was made from: the row before, or,
+    for a branch (``HistoryRow.branch``), an older one. Values are compared as the
     entity classes read them where those import, else as stored JSON.
     """
     index = source.index
-    record = version_for(index, parse_id(ref, argument), argument=argument)
+    record = version_for(index, resolve_id(source, ref, argument), argument=argument)
     rows: list[HistoryRow] = []
     previous: VersionRecord | None = None
     for rec in index.lineages[record.lineage_id]:
-        changes = None if previous is None else diff_versions(index, previous, rec)
-        rows.append(HistoryRow(_info(rec), changes))
+        parent = rec.previous_ecs_id
+        base = previous
+        if previous is not None and parent is not None and parent != previous.ecs_id:
+            base = index.records.get(parent) or previous
+        changes = None if base is None else diff_versions(index, base, rec)
+        meta = rec.meta or {}
+        execution_id = meta.get("derived_from_execution_id")
+        origin = "execution" if execution_id else ("registered" if previous is None else "edited by hand")
+        rows.append(
+            HistoryRow(
+                _info(rec),
+                changes,
+                origin=origin,
+                execution_id=UUID(str(execution_id)) if execution_id else None,
+                function=meta.get("derived_from_function") if execution_id else None,
+                parent=parent,
+                branch=previous is not None and parent is not None and parent != previous.ecs_id,
+            )
+        )
         previous = rec
     return rows
+
+
+def lineage_of(source: AuditSource, ref: UUID | str, argument: str = "lineage_id") -> UUID:
+    """The lineage ``ref`` names: a lineage id or any ecs_id of it (or a unique prefix of either)."""
+    return version_for(source.index, resolve_id(source, ref, argument), argument=argument).lineage_id
+
+
+def erasure(source: AuditSource, lineage_id: UUID) -> Erasure | None:
+    """The lineage's erasure (read from its ``entity.erased`` record), or None when it was not erased."""
+    position = source.index.erased.get(lineage_id)
+    if position is None:
+        return None
+    _, _, topic, payload = read_checked(source.store, position)
+    if topic != ENTITY_ERASED:
+        return Erasure(lineage_id, position, None, None)
+    return Erasure(lineage_id, position, _recorded(payload), payload.get("reason"))
+
+
+def execution(source: AuditSource, execution_id: UUID | str, *, argument: str = "execution_id") -> ExecutionDetail | None:
+    """One execution as recorded (None when ``execution_id`` names no execution).
+
+    Its inputs and outputs say which version of which lineage they are, so a
+    failure can be traced to the data it read. Sealed failure text is opened as
+    ``Ledger.open_payload`` does.
+    """
+    uuid = resolve_id(source, execution_id, argument)
+    found = source.store.streams_with_prefix(uuid.hex, 1)
+    if not found or found[0][0] != uuid:
+        return None
+    position = found[0][1]
+    _, _, topic, payload = read_checked(source.store, position)
+    if not topic.startswith("execution."):
+        return None
+    payload = source.open_payload(topic, payload)
+    records = source.index.records
+
+    def where(ecs_id: Any) -> VersionInfo | None:
+        if not ecs_id:
+            return None
+        rec = records.get(UUID(str(ecs_id)))
+        return None if rec is None else _info(rec)
+
+    inputs = [
+        ExecutionInput(
+            a["param_name"],
+            UUID(str(a["ecs_id"])) if a.get("ecs_id") else None,
+            a.get("address"),
+            where(a.get("ecs_id")),
+        )
+        for a in payload.get("inputs", ())
+    ]
+    outputs = [
+        ExecutionOutput(UUID(str(o["ecs_id"])), UUID(str(o["lineage_id"])), o["semantic"], o.get("output_index"), where(o["ecs_id"]))
+        for o in payload.get("outputs", ())
+    ]
+    failed = topic != "execution.completed"
+    return ExecutionDetail(
+        execution_id=uuid,
+        function=payload["function_name"],
+        succeeded=not failed,
+        position=position,
+        recorded_at=_recorded(payload),
+        duration_ms=float(payload.get("duration_ms", 0.0)),
+        isolation=str(payload.get("isolation", "")),
+        inputs=inputs,
+        outputs=outputs,
+        error_type=payload.get("error_type") if failed else None,
+        error_message=payload.get("error_message") if failed else None,
+        traceback=payload.get("traceback") if failed else None,
+    )
 
 
 def as_of(
@@ -227,7 +513,7 @@ def as_of(
         raise ValueError("as_of: give exactly one of position= or at=")
     if at is not None and at.tzinfo is None:
         raise ValueError("at: must be timezone-aware (UTC)")
-    uuid = parse_id(lineage_id, argument)
+    uuid = resolve_id(source, lineage_id, argument)
     index = source.index
     versions = index.lineages.get(uuid)
     if not versions:
@@ -245,8 +531,8 @@ def as_of(
 def diff(source: AuditSource, ecs_id_a: UUID | str, ecs_id_b: UUID | str) -> VersionDiff:
     """Changed values between two stored versions, children included (``EntityRegistry.diff``'s answer)."""
     index = source.index
-    a = index.get(parse_id(ecs_id_a, "ecs_id_a"), "ecs_id_a")
-    b = index.get(parse_id(ecs_id_b, "ecs_id_b"), "ecs_id_b")
+    a = index.get(resolve_id(source, ecs_id_a, "ecs_id_a"), "ecs_id_a")
+    b = index.get(resolve_id(source, ecs_id_b, "ecs_id_b"), "ecs_id_b")
     return VersionDiff(_info(a), _info(b), diff_versions(index, a, b))
 
 

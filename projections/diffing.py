@@ -50,6 +50,9 @@ def _diff_shapes(index: InlineIndex, path: str, a: Any, b: Any, out: dict[str, t
             _diff_records(index, path, index.records[a.ecs_id], index.records[b.ecs_id], out)
         return
     if ta in (list, tuple) and tb in (list, tuple):
+        if _all_children(a) and _all_children(b):
+            _diff_children(index, path, a, b, out)
+            return
         for i in range(max(len(a), len(b))):
             _diff_shapes(
                 index,
@@ -65,6 +68,55 @@ def _diff_shapes(index: InlineIndex, path: str, a: Any, b: Any, out: dict[str, t
         return
     if a != b:
         out[path] = (_summary(index, a), _summary(index, b))
+
+
+def _all_children(items: Any) -> bool:
+    return all(type(v) is Ref for v in items)
+
+
+def _diff_children(index: InlineIndex, path: str, a: Any, b: Any, out: dict[str, tuple[Any, Any]]) -> None:
+    """Two lists of children, matched by lineage (identity), not by position.
+
+    Removing the first of ten items is then one removal (at its old index), not ten
+    changed items; an item kept is compared with its own earlier version and named by
+    its new index; an item added is named by its new index. A lineage listed twice on
+    one side is matched in order of appearance.
+    """
+    records = index.records
+
+    def lineages(items: Any) -> list[Any]:
+        out_ids = []
+        for ref in items:
+            rec = records.get(ref.ecs_id)
+            out_ids.append(rec.lineage_id if rec is not None else ref.ecs_id)
+        return out_ids
+
+    la, lb = lineages(a), lineages(b)
+    unmatched: dict[Any, list[int]] = {}
+    for i, lineage in enumerate(la):
+        unmatched.setdefault(lineage, []).append(i)
+    matched_old: set[int] = set()
+    added: list[int] = []
+    pairs: list[tuple[int, int]] = []
+    for j, lineage in enumerate(lb):
+        slots = unmatched.get(lineage)
+        if slots:
+            i = slots.pop(0)
+            matched_old.add(i)
+            pairs.append((i, j))
+        else:
+            added.append(j)
+    for i in range(len(a)):
+        if i not in matched_old:
+            out[_join(path, i)] = (_summary(index, a[i]), None)
+    for i, j in pairs:
+        _diff_shapes(index, _join(path, j), a[i], b[j], out)
+    for j in added:
+        key = _join(path, j)
+        if key in out:  # an old item removed at the index a new one now holds
+            out[key] = (out[key][0], _summary(index, b[j]))
+        else:
+            out[key] = (None, _summary(index, b[j]))
 
 
 def _diff_records(

@@ -158,15 +158,29 @@ def log(
     type_: str | None = typer.Option(
         None, "--type", help="Only events of this type, or type prefix (entity.version, execution, execution.failed)."
     ),
-    function: str | None = typer.Option(None, "--function", help="Only executions of this registered function."),
+    function: str | None = typer.Option(
+        None, "--function", help="Only executions of functions matching this glob (school.compute_gpa, 'school.*')."
+    ),
+    since: str | None = typer.Option(None, "--since", help="Only events at or after this log position or ISO time."),
+    until: str | None = typer.Option(None, "--until", help="Only events at or before this log position or ISO time."),
+    entity: str | None = typer.Option(
+        None, "--entity", help="Only this lineage's events and the executions that read or wrote it (an id or prefix)."
+    ),
     db: str | None = DbOption,
 ) -> None:
     """The most recent events, oldest first, optionally filtered.
 
-    Example: ledger log --limit 5 --type execution --function school.compute_gpa
+    Example: ledger log --limit 5 --type execution --function 'school.*' --since 2026-01-31T12:00
     """
+    bounds = {"since": log_bound(since, "--since"), "until": log_bound(until, "--until")}
     with open_reader(db) as led:
-        entries = audit.recent_events(led, limit=limit, event_type=type_, function=function)
+        lineage_id = None
+        if entity is not None:
+            lineage_id = audit.lineage_of(led, entity, "--entity")
+        entries = audit.recent_events(led, limit=limit, event_type=type_, function=function, lineage=lineage_id, **bounds)
+    if not entries:
+        console.print("no events match", highlight=False)
+        return
     console.print(
         render.rows_table(
             ("position", "recorded_at", "event", "id", "summary"),
@@ -177,19 +191,46 @@ def log(
     )
 
 
+def log_bound(value: str | None, option: str) -> int | datetime | None:
+    """``--since``/``--until``: a log position (digits) or an ISO time (UTC when it names no zone)."""
+    if value is None:
+        return None
+    if value.strip().isdigit():
+        return int(value)
+    return iso_time(value, option, "is neither a log position nor an ISO date/time")
+
+
+def iso_time(value: str, option: str, problem: str = "is not an ISO date/time") -> datetime:
+    """An ISO time; without a zone it is read as UTC."""
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise CLIError(f"{option}: {value!r} {problem} (e.g. 2026-01-31T12:00:00Z)") from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
+
+
 @app.command()
 @one_line_errors
-def show(address: str = typer.Argument(..., help="@<uuid>[.path]: an ecs_id or lineage id, then a path."), db: str | None = DbOption) -> None:
-    """A stored entity (with its children) or the value at an address, as stored.
+def show(
+    address: str = typer.Argument(
+        ..., help="@<id>[.path]: an ecs_id, lineage id or execution id (or 8+ leading hex digits of one), then a path."
+    ),
+    db: str | None = DbOption,
+) -> None:
+    """A stored entity (with its children), the value at an address, or an execution, as stored.
 
-    Needs no entity classes: it shows the stored data. A lineage id shows its latest version.
+    Needs no entity classes: it shows the stored data. A lineage id shows its latest version;
+    an execution id shows its function, inputs, outputs, and for a failure the error and traceback.
 
-    Example: ledger show @3f0c2a9e-...-7b1d.transcript.grades.0
+    Example: ledger show @3f0c2a9e.transcript.grades.0
     """
-    if not address.startswith("@"):
-        address = "@" + address
-    parsed = audit.parse_address(address, argument="address")
     with open_reader(db) as led:
+        parsed = audit.resolve_address(led, address, "address")
+        # an execution id is also the lineage of its FunctionExecution entity: the execution wins
+        detail = audit.execution(led, parsed.uuid) if not parsed.path else None
+        if detail is not None:
+            console.print(render.execution_detail(detail))
+            return
         found = audit.show(led, parsed)
     rec = found.version
     console.print(
@@ -203,21 +244,21 @@ def show(address: str = typer.Argument(..., help="@<uuid>[.path]: an ecs_id or l
 
 @app.command()
 @one_line_errors
-def history(lineage_id: str = typer.Argument(..., help="A lineage id (or any ecs_id of it)."), db: str | None = DbOption) -> None:
+def history(lineage_id: str = typer.Argument(..., help="A lineage id or any ecs_id of it (or 8+ leading hex digits)."), db: str | None = DbOption) -> None:
     """Every version of a lineage, oldest first, with what changed (needs no entity classes).
 
     Example: ledger history 3f0c2a9e-0d4b-4c38-9a51-2b8f0e6d7b1d --db sqlite:///audit.db
     """
-    uuid = audit.parse_id(lineage_id, "lineage_id")
     with open_reader(db) as led:
-        rows = audit.history(led, uuid, argument="lineage_id")
-    console.print(render.history_table(rows))
+        rows = audit.history(led, lineage_id, argument="lineage_id")
+        erased = audit.erasure(led, rows[0].version.lineage_id)
+    console.print(render.history_table(rows, erased))
 
 
 @app.command("as-of")
 @one_line_errors
 def as_of(
-    lineage_id: str = typer.Argument(..., help="A lineage id."),
+    lineage_id: str = typer.Argument(..., help="A lineage id (or 8+ leading hex digits of it)."),
     position: int | None = typer.Option(None, "--position", "-p", min=0, help="A log position (from `ledger log`)."),
     at: str | None = typer.Option(None, "--at", help="An ISO time; without a zone it is read as UTC."),
     db: str | None = DbOption,
@@ -230,15 +271,10 @@ def as_of(
         raise CLIError("as-of: give exactly one of --position or --at")
     when: datetime | None = None
     if at is not None:
-        try:
-            when = datetime.fromisoformat(at)
-        except ValueError:
-            raise CLIError(f"--at: {at!r} is not an ISO date/time (e.g. 2026-01-31T12:00:00Z)") from None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-    uuid = audit.parse_id(lineage_id, "lineage_id")
+        when = iso_time(at, "--at")
     with open_reader(db) as led:
-        found = audit.as_of(led, uuid, position=position, at=when, argument="lineage_id")
+        found = audit.as_of(led, lineage_id, position=position, at=when, argument="lineage_id")
+    uuid = found.lineage_id
     point = f"position {position}" if when is None else when.isoformat()
     rec = found.version
     if rec is None:
@@ -254,8 +290,8 @@ def as_of(
 @app.command()
 @one_line_errors
 def diff(
-    ecs_id_a: str = typer.Argument(..., help="The older version's ecs_id."),
-    ecs_id_b: str = typer.Argument(..., help="The newer version's ecs_id."),
+    ecs_id_a: str = typer.Argument(..., help="The older version's ecs_id (or 8+ leading hex digits of it)."),
+    ecs_id_b: str = typer.Argument(..., help="The newer version's ecs_id (or 8+ leading hex digits of it)."),
     db: str | None = DbOption,
 ) -> None:
     """Field-level changes between two stored versions, children included.
@@ -271,7 +307,7 @@ def diff(
 @app.command()
 @one_line_errors
 def lineage(
-    ref: str = typer.Argument(..., help="An ecs_id, lineage id or execution id."),
+    ref: str = typer.Argument(..., help="An ecs_id, lineage id or execution id (or 8+ leading hex digits of one)."),
     fmt: GraphFormat = typer.Option(GraphFormat.mermaid, "--format", "-f", help="mermaid, dot or json."),
     direction: Direction = typer.Option(Direction.both, "--direction", help="up (what it came from), down (what came from it) or both."),
     depth: int | None = typer.Option(None, "--depth", min=0, help="At most this many edges away."),
@@ -285,7 +321,8 @@ def lineage(
     """
     names = {Direction.up: "upstream", Direction.down: "downstream", Direction.both: "both"}
     with open_reader(db, analytics=analytics, with_analytics=True) as led:
-        graph = led.lineage_graph(ref.lstrip("@"), direction=names[direction], depth=depth, position=position)
+        uuid = audit.resolve_id(led, ref, "ref")
+        graph = led.lineage_graph(str(uuid), direction=names[direction], depth=depth, position=position)
     if fmt is GraphFormat.json:
         console.print_json(render.to_json(graph.to_json()))
     else:

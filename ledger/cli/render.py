@@ -16,12 +16,13 @@ from typing import Any
 import orjson
 from rich.table import Table
 
-from projections.audit import HistoryRow
+from projections.audit import Erasure, ExecutionDetail, HistoryRow
 
 __all__ = [
     "cell",
     "diff_table",
     "event_row",
+    "execution_detail",
     "history_table",
     "rows_as_csv",
     "rows_as_json",
@@ -62,23 +63,65 @@ def _change_text(old: Any, new: Any) -> str:
     return f"{old!r} -> {new!r}"
 
 
-def history_table(rows: Sequence[HistoryRow]) -> Table:
-    """Every version of one lineage, oldest first, with what changed since the one before."""
+def history_table(rows: Sequence[HistoryRow], erasure: Erasure | None = None) -> Table:
+    """Every version of one lineage, oldest first: what wrote it and what changed since the
+    version it was made from. A branch (made from an older version than the row above) says
+    so; an erased lineage ends with its erasure."""
     first = rows[0].version
     table = Table(title=f"history of {short_type(first.entity_type)} lineage {first.lineage_id}")
     for col in ("#", "position", "recorded_at", "ecs_id"):
         table.add_column(col, no_wrap=True)
+    table.add_column("written by", overflow="fold")
     table.add_column("what changed", overflow="fold")
+    numbers = {row.version.ecs_id: i for i, row in enumerate(rows, 1)}
     for i, row in enumerate(rows, 1):
         if row.changes is None:
             change = "created"
         else:
             change = "\n".join(f"{k}: {_change_text(a, b)}" for k, (a, b) in row.changes.items())
             change = change or "(same values: tree membership changed)"
+        if row.branch:
+            change = f"branch from #{numbers.get(row.parent, '?')} ({row.parent})\n{change}"
         rec = row.version
+        by = f"{row.function} (execution {row.execution_id})" if row.origin == "execution" else row.origin
         table.add_row(
-            str(i), str(rec.position), _when(rec.recorded_at.isoformat()), str(rec.ecs_id), change
+            str(i), str(rec.position), _when(rec.recorded_at.isoformat()), str(rec.ecs_id), by, change
         )
+    if erasure is not None:
+        when = _when(erasure.recorded_at.isoformat()) if erasure.recorded_at is not None else "-"
+        reason = f": {erasure.reason}" if erasure.reason else ""
+        table.add_row("erased", str(erasure.position), when, "-", "erase", f"personal data erased{reason}")
+    return table
+
+
+def execution_detail(detail: ExecutionDetail) -> Table:
+    """One execution: function, outcome, timing, each input and output, and a failure's error."""
+    table = Table(title=f"execution {detail.execution_id}", show_header=False)
+    table.add_column("field", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    outcome = "succeeded" if detail.succeeded else "FAILED"
+    when = _when(detail.recorded_at.isoformat()) if detail.recorded_at is not None else "-"
+    table.add_row("function", detail.function)
+    table.add_row("outcome", outcome)
+    table.add_row("position", str(detail.position))
+    table.add_row("recorded_at", when)
+    table.add_row("duration", f"{detail.duration_ms:.3f} ms")
+    table.add_row("isolation", detail.isolation)
+    for arg in detail.inputs:
+        where = arg.address or (str(arg.ecs_id) if arg.ecs_id else "(plain value)")
+        if arg.version is not None:
+            v = arg.version
+            where += f"  {short_type(v.entity_type)} lineage {v.lineage_id} version {v.version}"
+        table.add_row(f"input {arg.param_name}", where)
+    for out in detail.outputs:
+        text = f"{out.semantic}: {out.ecs_id}"
+        if out.version is not None:
+            text += f"  {short_type(out.version.entity_type)} lineage {out.lineage_id} version {out.version.version}"
+        table.add_row(f"output {out.output_index if out.output_index is not None else ''}".rstrip(), text)
+    if not detail.succeeded:
+        table.add_row("error type", str(detail.error_type))
+        table.add_row("error message", str(detail.error_message))
+        table.add_row("traceback", str(detail.traceback).rstrip())
     return table
 
 

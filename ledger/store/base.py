@@ -201,6 +201,15 @@ class StoreBackend(Protocol):
         """(position, version, state) of a stream's last record at or below ``upto``; None when none."""
         ...
 
+    def streams_between(self, low: UUID, high: UUID, limit: int) -> list[tuple[UUID, int]]:
+        """(stream id, position of its last record) of the streams with ``low <= id <= high``,
+        by id, at most ``limit`` (a range scan of the events table's stream index)."""
+        ...
+
+    def versions_between(self, low: UUID, high: UUID, limit: int) -> list[tuple[UUID, int]]:
+        """(ecs_id, position) of the stored versions with ``low <= ecs_id <= high``, by id, at most ``limit``."""
+        ...
+
     def is_damaged(self, cause: BaseException | None) -> bool:
         """True when a read failed because the database file itself is damaged."""
         ...
@@ -216,6 +225,14 @@ def _postgres(spec: StoreURL, create: bool) -> StoreBackend:
     from ledger.store.postgres import PostgresBackend
 
     return PostgresBackend(spec, create)
+
+
+def prefix_range(prefix: str) -> tuple[UUID, UUID]:
+    """The lowest and highest UUID whose hex digits start with ``prefix`` (dashes ignored)."""
+    digits = prefix.replace("-", "").lower()
+    if len(digits) > 32 or not re.fullmatch(r"[0-9a-f]*", digits):
+        raise ValueError(f"{prefix!r} is not a prefix of hex digits")
+    return UUID(digits.ljust(32, "0")), UUID(digits.ljust(32, "f"))
 
 
 #: The backend for each ``StoreURL.kind``.
@@ -518,6 +535,23 @@ class EventStore:
         be quietly built on.
         """
         return self._index_read(self._backend.stream_head, stream_id, upto)
+
+    def streams_with_prefix(self, prefix: str, limit: int = 11) -> list[tuple[UUID, int]]:
+        """(stream id, position of its last record) of the streams (lineages, executions) whose id
+        starts with the hex digits ``prefix``, by id, at most ``limit``.
+
+        Ids are shown short; this turns a short one back into the whole id with one range scan
+        (``>= prefix000... AND <= prefixfff...``), which orders the same on hex text, 16-byte
+        blobs and PostgreSQL uuids.
+        """
+        low, high = prefix_range(prefix)
+        return self._index_read(self._backend.streams_between, low, high, limit)
+
+    def versions_with_prefix(self, prefix: str, limit: int = 11) -> list[tuple[UUID, int]]:
+        """(ecs_id, position) of the stored versions whose ecs_id starts with the hex digits
+        ``prefix``, from the version index, by id, at most ``limit``."""
+        low, high = prefix_range(prefix)
+        return self._index_read(self._backend.versions_between, low, high, limit)
 
     def children_of(self, ecs_id: UUID) -> tuple[UUID, ...]:
         """The child versions a stored version names (read from its record); () when unknown."""

@@ -15,7 +15,9 @@ from uuid import UUID
 from eventsourcing.persistence import ApplicationRecorder, StoredEvent
 
 from ledger.errors import StoreError, StoreNotFoundError
+from ledger.events.bodies import ENTITY_VERSION
 from ledger.events.seal import GENESIS, NewEvent, link_hash, seal_batch
+from ledger.store.version_index import ecs_id_of
 
 if TYPE_CHECKING:
     from ledger.store.base import StoreURL
@@ -71,6 +73,28 @@ class MemoryBackend:
             (n.id, str(n.originator_id) if text_ids else n.originator_id, n.originator_version, n.topic, n.state)
             for n in self.recorder.select_notifications(start, limit)
         ]
+
+    def streams_between(self, low: UUID, high: UUID, limit: int) -> list[tuple[UUID, int]]:
+        """A walk of the whole log: a memory store is small, and keeps no index to scan."""
+        first: dict[UUID, int] = {}
+        for n in self._all():
+            stream = n.originator_id if isinstance(n.originator_id, UUID) else UUID(str(n.originator_id))
+            if low <= stream <= high:
+                first[stream] = n.id
+        return sorted(first.items())[:limit]
+
+    def versions_between(self, low: UUID, high: UUID, limit: int) -> list[tuple[UUID, int]]:
+        """The ``entity.version`` records of the log whose ecs_id lies in [low, high]."""
+        found = []
+        for n in self._all():
+            if n.topic == ENTITY_VERSION:
+                ecs_id = ecs_id_of(n.state, n.id)
+                if low <= ecs_id <= high:
+                    found.append((ecs_id, n.id))
+        return sorted(found)[:limit]
+
+    def _all(self) -> list[Any]:
+        return list(self.recorder.select_notifications(1, (self.recorder.max_notification_id() or 0) + 1))
 
     def is_damaged(self, cause: BaseException | None) -> bool:
         return False  # no file to damage

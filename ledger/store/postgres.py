@@ -383,6 +383,34 @@ class PostgresBackend:
             row = curs.fetchone()
         return None if row is None else (row["notification_id"], row["originator_version"], bytes(row["state"] or b""))
 
+    def streams_between(self, low: UUID, high: UUID, limit: int) -> list[tuple[UUID, int]]:
+        """Streams with ids in [low, high] (uuids compare bytewise), each with its last record's position."""
+        from psycopg import sql
+
+        recorder: Any = self.recorder
+        table = sql.SQL("{}.{}").format(sql.Identifier(self._datastore.schema), sql.Identifier(recorder.events_table_name))
+        with self._datastore.transaction(commit=False) as curs:
+            curs.execute(
+                sql.SQL(
+                    "SELECT originator_id, max(notification_id) AS position FROM {} "
+                    "WHERE originator_id BETWEEN %s AND %s GROUP BY originator_id ORDER BY originator_id LIMIT %s"
+                ).format(table),
+                (low, high, limit),
+            )
+            return [(r["originator_id"], r["position"]) for r in curs.fetchall()]
+
+    def versions_between(self, low: UUID, high: UUID, limit: int) -> list[tuple[UUID, int]]:
+        from psycopg import sql
+
+        with self._datastore.transaction(commit=False) as curs:
+            curs.execute(
+                sql.SQL("SELECT ecs_id, position FROM {} WHERE ecs_id BETWEEN %s AND %s ORDER BY ecs_id LIMIT %s").format(
+                    self._versions
+                ),
+                (low, high, limit),
+            )
+            return [(r["ecs_id"], r["position"]) for r in curs.fetchall()]
+
     def lineage_entries(self, lineage_id: UUID) -> list[tuple[UUID, int, int]]:
         """(ecs_id, version, position) of a lineage's versions, through the events table's
         (stream, version) index, checked by ``version_index.lineage_versions``."""

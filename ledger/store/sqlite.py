@@ -357,6 +357,26 @@ class SQLiteBackend:
                 (stream_id.hex, upto),
             ).fetchone()
 
+    def streams_between(self, low: UUID, high: UUID, limit: int) -> list[tuple[UUID, int]]:
+        """Streams with ids in [low, high] (hex text here), each with its last record's position."""
+        table = self.recorder.events_table_name  # type: ignore[attr-defined]
+        with self._own_connection() as conn:
+            rows = conn._sqlite_conn.execute(
+                f"SELECT originator_id, max(rowid) FROM {table} WHERE originator_id BETWEEN ? AND ? "
+                "GROUP BY originator_id ORDER BY originator_id LIMIT ?",
+                (low.hex, high.hex, limit),
+            ).fetchall()
+        return [(UUID(stream), position) for stream, position in rows]
+
+    def versions_between(self, low: UUID, high: UUID, limit: int) -> list[tuple[UUID, int]]:
+        """Stored versions with ecs_ids in [low, high] (16-byte blobs compare as the hex does)."""
+        with self._own_connection() as conn:
+            rows = conn._sqlite_conn.execute(
+                f"SELECT ecs_id, position FROM {_VERSIONS} WHERE ecs_id BETWEEN ? AND ? ORDER BY ecs_id LIMIT ?",
+                (low.bytes, high.bytes, limit),
+            ).fetchall()
+        return [(UUID(bytes=bytes(e)), p) for e, p in rows]
+
     def lineage_entries(self, lineage_id: UUID) -> list[tuple[UUID, int, int]]:
         """(ecs_id, version, position) of every version of a lineage, oldest first.
 
