@@ -359,7 +359,7 @@ def _touches(source: AuditSource, lineage_id: UUID) -> Any:
     ids = getattr(source.index, "lineage_ids", None)
     ecs_ids = set(ids.get(lineage_id, ())) if ids is not None else {e for e, _, _ in source.store.lineage_entries(lineage_id)}
     if not ecs_ids and lineage_id not in source.index.erased:
-        raise EntityNotFoundError(f"--entity: no entity lineage {lineage_id}")
+        raise EntityNotFoundError(f"lineage: no entity lineage {lineage_id}")
     texts = {str(e) for e in ecs_ids}
     lineage_text = str(lineage_id)
 

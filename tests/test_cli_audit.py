@@ -169,6 +169,25 @@ class TestHistoryAndDiff:
         found = audit.diff(led, str(rows[2].version.ecs_id)[:8], str(rows[3].version.ecs_id)[:8])
         assert list(found.changes) == ["grades.0"]
 
+    def test_children_matched_by_lineage(self, mem: Ledger) -> None:
+        """A reorder is no change; a child replaced at an index reads as old -> new there;
+        a kept child that changed is named by its new index."""
+        s = Student(name="S", grades=[Grade(course=c, score=1.0) for c in ("a", "b", "c")])
+        s.promote_to_root()
+        v1 = s.ecs_id
+        s.grades = [s.grades[2], s.grades[1], s.grades[0]]
+        EntityRegistry.version_entity(s)
+        v2 = s.ecs_id
+        assert audit.diff(mem, v1, v2).changes == {}
+        s.grades = [Grade(course="d", score=1.0), s.grades[1], s.grades[2]]
+        s.grades[2].score = 4.0
+        EntityRegistry.version_entity(s)
+        changes = audit.diff(mem, v2, s.ecs_id).changes
+        assert set(changes) == {"grades.0", "grades.2.score"}
+        old, new = changes["grades.0"]
+        assert (old["course"], new["course"]) == ("c", "d")
+        assert changes["grades.2.score"] == (1.0, 4.0)
+
     def test_erasure(self, led: Ledger) -> None:
         facts = fill(led)
         lineage = facts.patient.lineage_id
@@ -244,9 +263,10 @@ class TestCommand:
         assert run(url, "history", lineage)[0] == 0
         code, out = run(url, "as-of", lineage, "--position", "1000")
         assert code == 0 and str(facts.alice.ecs_id) in out
-        rows = None
-        code, out = run(url, "diff", str(facts.branches[0])[:8], ecs)
-        assert code == 0 and "grades.0" in out, rows
+        code, out = run(url, "as-of", str(facts.branches[0])[:8], "--position", "1000")  # an ecs_id names its lineage
+        assert code == 0 and str(facts.alice.ecs_id) in out
+        code, out = run(url, "diff", str(facts.branches[1])[:8], ecs)
+        assert code == 0 and "1 change(s)" in out and "grades.0" in out
         code, out = run(url, "lineage", ecs, "--format", "json")
         assert code == 0 and str(facts.alice.ecs_id) in out
         code, out = run(url, "log", "--entity", lineage)

@@ -258,7 +258,7 @@ def history(lineage_id: str = typer.Argument(..., help="A lineage id or any ecs_
 @app.command("as-of")
 @one_line_errors
 def as_of(
-    lineage_id: str = typer.Argument(..., help="A lineage id (or 8+ leading hex digits of it)."),
+    lineage_id: str = typer.Argument(..., help="A lineage id or any ecs_id of it (or 8+ leading hex digits)."),
     position: int | None = typer.Option(None, "--position", "-p", min=0, help="A log position (from `ledger log`)."),
     at: str | None = typer.Option(None, "--at", help="An ISO time; without a zone it is read as UTC."),
     db: str | None = DbOption,
@@ -273,7 +273,8 @@ def as_of(
     if at is not None:
         when = iso_time(at, "--at")
     with open_reader(db) as led:
-        found = audit.as_of(led, lineage_id, position=position, at=when, argument="lineage_id")
+        lineage = audit.lineage_of(led, lineage_id, "lineage_id")  # any ecs_id of it names it too
+        found = audit.as_of(led, lineage, position=position, at=when, argument="lineage_id")
     uuid = found.lineage_id
     point = f"position {position}" if when is None else when.isoformat()
     rec = found.version
