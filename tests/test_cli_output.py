@@ -203,6 +203,12 @@ class TestTerminal:
         out = ANSI.sub("", ok(store.run("sql", "select 0.03308999998807849::double as d", columns=80, terminal=True)))
         assert "0.03309" in out and "0.033089999" not in out
 
+    def test_values_are_not_read_as_markup(self, store: Store) -> None:
+        query = """select '[bold]x[/bold] [/nope]' as "[c]", 1 as n"""
+        for layout in ({"columns": 80, "terminal": True}, {"columns": 30, "terminal": True}, {}):
+            out = ANSI.sub("", ok(store.run("sql", query, **layout)))
+            assert "[bold]x[/bold] [/nope]" in out and "[c]" in out, out
+
     def test_empty_result_shows_the_columns(self, store: Store) -> None:
         out = ANSI.sub("", ok(store.run("sql", "select 1 as one where false", columns=80, terminal=True)))
         assert "one" in out

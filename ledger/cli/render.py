@@ -204,11 +204,12 @@ class Rows:
             yield from self._records(texts, options.max_width)
 
     def _table(self, texts: list[list[str]], widths: list[int]) -> Table:
-        table = Table(title=self.title)
+        # Text, not str: a value is never read as rich markup (``[b]`` stays ``[b]``)
+        table = Table(title=None if self.title is None else Text(self.title))
         for name, width in zip(self.columns, widths):
-            table.add_column(name, width=width, overflow="fold")
+            table.add_column(Text(name), width=width, overflow="fold")
         for row in texts:
-            table.add_row(*(t if t else "-" for t in row))
+            table.add_row(*(Text(t or "-") for t in row))
         return table
 
     def _records(self, texts: list[list[str]], width: int) -> Iterator[Any]:
@@ -222,7 +223,7 @@ class Rows:
             grid.add_column(no_wrap=True, width=key_width, style="bold")
             grid.add_column(overflow="fold")
             for name, text in zip(self.columns, row):
-                grid.add_row(name, text if text else "-")
+                grid.add_row(Text(name), Text(text or "-"))
             yield grid
         if not texts:
             yield Text("(no rows)", style="dim")
