@@ -10,7 +10,6 @@ import csv
 import io
 import json
 import os
-import re
 import shutil
 import sqlite3
 import subprocess
@@ -20,7 +19,6 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
-from rich.console import Console
 from typer.main import get_command
 from typer.testing import CliRunner, Result
 
@@ -28,16 +26,18 @@ import ledger.cli.commands as cli
 from ledger import Ledger
 from ledger.cli import app
 from ledger.cli.demo import build_demo
+from ledger.cli.render import OutputConsole
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
-def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rich crops long ids at the runner's default 80 columns; tests read whole lines."""
-    monkeypatch.setattr(cli, "console", Console(width=250))
-    monkeypatch.setattr(cli, "err", Console(width=250, stderr=True))
+def piped_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Output as when stdout is piped (tab-separated rows), whatever $FORCE_COLOR says;
+    tests/test_cli_output.py covers the terminal layouts."""
+    monkeypatch.setattr(cli, "console", OutputConsole(width=80, force_terminal=False))
+    monkeypatch.setattr(cli, "err", OutputConsole(width=80, stderr=True, force_terminal=False))
     monkeypatch.delenv("LEDGER_URL", raising=False)
 
 
@@ -68,6 +68,13 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
 def ok(result: Result) -> str:
     assert result.exit_code == 0, result.output
     return result.output
+
+
+def data_rows(out: str) -> list[list[str]]:
+    """The rows of piped table output (tab-separated, after the header line)."""
+    lines = out.splitlines()
+    assert lines and "\t" in lines[0], out
+    return [line.split("\t") for line in lines[1:]]
 
 
 def one_line_error(result: Result, fragment: str) -> None:
@@ -111,13 +118,13 @@ class TestLog:
     def test_recent_events_oldest_first(self, demo: Demo) -> None:
         """--limit N shows the last N positions, in order."""
         out = ok(demo.run("log", "--limit", "3"))
-        shown = [int(line.split("│")[1]) for line in out.splitlines() if line.startswith("│")]
+        shown = [int(row[0]) for row in data_rows(out)]
         assert shown == [demo.head - 2, demo.head - 1, demo.head]
 
     def test_filter_by_type_prefix(self, demo: Demo) -> None:
         """--type execution keeps completed and failed executions only."""
         out = ok(demo.run("log", "--type", "execution", "--limit", "100"))
-        rows = [line for line in out.splitlines() if line.startswith("│")]
+        rows = ["\t".join(row) for row in data_rows(out)]
         assert rows and all("execution.completed" in r or "execution.failed" in r for r in rows)
         assert sum("execution.failed" in r for r in rows) == 1
         assert sum("execution.completed" in r for r in rows) == 13
@@ -125,7 +132,7 @@ class TestLog:
     def test_filter_by_function(self, demo: Demo) -> None:
         """--function picks one registered function's executions, the failure with its message."""
         out = ok(demo.run("log", "--function", "school.enroll"))
-        rows = [line for line in out.splitlines() if line.startswith("│")]
+        rows = ["\t".join(row) for row in data_rows(out)]
         assert len(rows) == 1 and "execution.failed" in rows[0] and "FAILED ValueError" in rows[0]
         assert "school.grade_points" in ok(demo.run("log", "--function", "school.grade_points"))
 
@@ -162,13 +169,14 @@ class TestHistoryAsOfDiff:
     def test_history_lists_every_version_with_its_changes(self, demo: Demo) -> None:
         """Four versions of Alice: created, gpa computed, curved, renamed."""
         out = ok(demo.run("history", str(demo.alice)))
-        rows = [line for line in out.splitlines() if line.startswith("│ ")]
-        assert [r.split("│")[4].strip() for r in rows if r.split("│")[4].strip()] == [str(v) for v in demo.alice_versions]
-        assert "created" in rows[0] and "gpa: 0.0 -> 2.5" in out
+        rows = data_rows(out)
+        assert [r[3] for r in rows] == [str(v) for v in demo.alice_versions]
+        assert rows[0][4] == "registered" and rows[0][5] == "created" and "gpa: 0.0 -> 2.5" in out
         assert "transcript.grades.0.score: 2.0 -> 2.25" in out and "name: 'Alice' -> 'Alice Liddell'" in out
 
     def test_history_accepts_any_version_id_of_the_lineage(self, demo: Demo) -> None:
-        assert f"lineage {demo.alice}" in ok(demo.run("history", str(demo.alice_versions[1])))
+        data = json.loads(ok(demo.run("history", str(demo.alice_versions[1]), "--format", "json")))
+        assert data["lineage_id"] == str(demo.alice) and len(data["versions"]) == 4
 
     def test_history_bad_id(self, demo: Demo) -> None:
         one_line_error(demo.run("history", "not-a-uuid"), "lineage_id")
@@ -202,7 +210,7 @@ class TestHistoryAsOfDiff:
     def test_diff_between_two_versions(self, demo: Demo) -> None:
         out = ok(demo.run("diff", str(demo.alice_versions[1]), str(demo.alice_versions[2])))
         assert "transcript.grades.1.score" in out and "2.5" in out and "2.75" in out
-        assert "name" not in [line.split("│")[1].strip() for line in out.splitlines() if line.startswith("│")]
+        assert "name" not in [row[0] for row in data_rows(out)]
 
     def test_diff_bad_id(self, demo: Demo) -> None:
         one_line_error(demo.run("diff", str(demo.alice_versions[0]), "zzz"), "ecs_id_b")
@@ -246,8 +254,7 @@ class TestWithoutClasses:
 class TestSQL:
     def test_table(self, demo: Demo) -> None:
         out = ok(demo.run("sql", "select count(*) as failed, min(function_name) as f from executions where not succeeded"))
-        rows = [[c.strip() for c in re.split("[│┃]", line)[1:-1]] for line in out.splitlines() if line.startswith(("│", "┃"))]
-        assert rows == [["failed", "f"], ["1", "school.enroll"]]
+        assert out.splitlines() == ["failed\tf", "1\tschool.enroll"]
 
     def test_csv(self, demo: Demo) -> None:
         out = ok(demo.run("sql", "select event_type, count(*) as n from events group by 1 order by 1", "--format", "csv"))

@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 
 import duckdb
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -40,8 +39,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err = Console(stderr=True)
+console = render.OutputConsole()
+err = render.OutputConsole(stderr=True)
 
 DEFAULT_URL = "sqlite:///ledger.db"
 DbOption = typer.Option(None, "--db", help="Store URL (default: $LEDGER_URL, else sqlite:///ledger.db).")
@@ -71,8 +70,45 @@ class GraphFormat(str, Enum):
 
 class RowFormat(str, Enum):
     table = "table"
+    tsv = "tsv"
     csv = "csv"
     json = "json"
+
+
+class TextFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+def row_format_option(shape: str) -> Any:
+    return typer.Option(
+        RowFormat.table,
+        "--format",
+        "-f",
+        help="table (in a terminal: wraps, never cuts; piped: tab-separated, one row per line), "
+        f"tsv, csv, or json ({shape}).",
+    )
+
+
+def text_format_option(shape: str) -> Any:
+    return typer.Option(TextFormat.text, "--format", "-f", help=f"text, or json (only JSON on stdout: {shape}).")
+
+
+def print_json(value: Any) -> None:
+    """Only JSON on stdout, uncoloured, whatever the terminal: ``| jq`` must work."""
+    typer.echo(value if isinstance(value, str) else render.to_json(value))
+
+
+def print_rows(fmt: RowFormat, table: render.Rows, json_value: Callable[[], Any]) -> None:
+    """A table in the chosen format; JSON, CSV and TSV keep exact values."""
+    if fmt is RowFormat.json:
+        print_json(json_value())
+    elif fmt is RowFormat.csv:
+        typer.echo(render.rows_as_csv(table.columns, table.rows), nl=False)
+    elif fmt is RowFormat.tsv:
+        typer.echo(table.tsv(), nl=False)
+    else:
+        console.print(table)
 
 
 class CLIError(LedgerError):
@@ -166,6 +202,7 @@ def log(
     entity: str | None = typer.Option(
         None, "--entity", help="Only this lineage's events and the executions that read or wrote it (an id or prefix)."
     ),
+    fmt: RowFormat = row_format_option('[{"position", "event", "recorded_at", "id", "payload"}], the payload as stored'),
     db: str | None = DbOption,
 ) -> None:
     """The most recent events, oldest first, optionally filtered.
@@ -178,17 +215,10 @@ def log(
         if entity is not None:
             lineage_id = audit.lineage_of(led, entity, "--entity")
         entries = audit.recent_events(led, limit=limit, event_type=type_, function=function, lineage=lineage_id, **bounds)
-    if not entries:
-        console.print("no events match", highlight=False)
+    if not entries and fmt is RowFormat.table:
+        err.print("no events match", highlight=False)
         return
-    console.print(
-        render.rows_table(
-            ("position", "recorded_at", "event", "id", "summary"),
-            (render.event_row(e.position, e.topic, e.payload) for e in entries),
-            title="events",
-            whole=("position", "event", "id"),
-        )
-    )
+    print_rows(fmt, render.log_table(entries), lambda: render.log_json(entries))
 
 
 def log_bound(value: str | None, option: str) -> int | datetime | None:
@@ -215,6 +245,10 @@ def show(
     address: str = typer.Argument(
         ..., help="@<id>[.path]: an ecs_id, lineage id or execution id (or 8+ leading hex digits of one), then a path."
     ),
+    fmt: TextFormat = text_format_option(
+        '{"version": {"entity_type", "ecs_id", "lineage_id", "version", "position", "recorded_at"}, "value"}; '
+        'for an execution: {"execution_id", "function", "succeeded", "inputs", "outputs", "duration_ms", ...}'
+    ),
     db: str | None = DbOption,
 ) -> None:
     """A stored entity (with its children), the value at an address, or an execution, as stored.
@@ -229,9 +263,15 @@ def show(
         # an execution id is also the lineage of its FunctionExecution entity: the execution wins
         detail = audit.execution(led, parsed.uuid) if not parsed.path else None
         if detail is not None:
-            console.print(render.execution_detail(detail))
+            if fmt is TextFormat.json:
+                print_json(render.execution_json(detail))
+            else:
+                console.print(render.execution_detail(detail))
             return
         found = audit.show(led, parsed)
+    if fmt is TextFormat.json:
+        print_json(found)
+        return
     rec = found.version
     console.print(
         f"[bold]{render.short_type(rec.entity_type)}[/bold] ecs_id {rec.ecs_id} lineage {rec.lineage_id} "
@@ -244,7 +284,15 @@ def show(
 
 @app.command()
 @one_line_errors
-def history(lineage_id: str = typer.Argument(..., help="A lineage id or any ecs_id of it (or 8+ leading hex digits)."), db: str | None = DbOption) -> None:
+def history(
+    lineage_id: str = typer.Argument(..., help="A lineage id or any ecs_id of it (or 8+ leading hex digits)."),
+    fmt: RowFormat = row_format_option(
+        '{"lineage_id", "entity_type", "versions": [{"version": {"ecs_id", "version", "position", "recorded_at", ...}, '
+        '"changes": [{"path", "old", "new"}] or null for the first, "origin", "execution_id", "function", "parent", '
+        '"branch"}], "erasure": {...} or null}'
+    ),
+    db: str | None = DbOption,
+) -> None:
     """Every version of a lineage, oldest first, with what changed (needs no entity classes).
 
     Example: ledger history 3f0c2a9e-0d4b-4c38-9a51-2b8f0e6d7b1d --db sqlite:///audit.db
@@ -252,7 +300,7 @@ def history(lineage_id: str = typer.Argument(..., help="A lineage id or any ecs_
     with open_reader(db) as led:
         rows = audit.history(led, lineage_id, argument="lineage_id")
         erased = audit.erasure(led, rows[0].version.lineage_id)
-    console.print(render.history_table(rows, erased))
+    print_rows(fmt, render.history_table(rows, erased), lambda: render.history_json(rows, erased))
 
 
 @app.command("as-of")
@@ -261,6 +309,9 @@ def as_of(
     lineage_id: str = typer.Argument(..., help="A lineage id or any ecs_id of it (or 8+ leading hex digits)."),
     position: int | None = typer.Option(None, "--position", "-p", min=0, help="A log position (from `ledger log`)."),
     at: str | None = typer.Option(None, "--at", help="An ISO time; without a zone it is read as UTC."),
+    fmt: TextFormat = text_format_option(
+        '{"lineage_id", "asked": {"position"} or {"at"}, "version": {...} or null, "data", "versions", "first_position"}'
+    ),
     db: str | None = DbOption,
 ) -> None:
     """The version of a lineage that was current at a log position or a time.
@@ -276,6 +327,9 @@ def as_of(
         lineage = audit.lineage_of(led, lineage_id, "lineage_id")  # any ecs_id of it names it too
         found = audit.as_of(led, lineage, position=position, at=when, argument="lineage_id")
     uuid = found.lineage_id
+    if fmt is TextFormat.json:
+        print_json(render.as_of_json(found, position=position, at=when))
+        return
     point = f"position {position}" if when is None else when.isoformat()
     rec = found.version
     if rec is None:
@@ -293,6 +347,7 @@ def as_of(
 def diff(
     ecs_id_a: str = typer.Argument(..., help="The older version's ecs_id (or 8+ leading hex digits of it)."),
     ecs_id_b: str = typer.Argument(..., help="The newer version's ecs_id (or 8+ leading hex digits of it)."),
+    fmt: RowFormat = row_format_option('{"old": {version}, "new": {version}, "changes": [{"path", "old", "new"}]}'),
     db: str | None = DbOption,
 ) -> None:
     """Field-level changes between two stored versions, children included.
@@ -301,8 +356,9 @@ def diff(
     """
     with open_reader(db) as led:
         found = audit.diff(led, ecs_id_a, ecs_id_b)
-    console.print(f"{len(found.changes)} change(s) from {found.old.ecs_id} to {found.new.ecs_id}", highlight=False)
-    console.print(render.diff_table(found.changes))
+    if fmt is RowFormat.table and console.is_terminal:  # piped, the output is only the rows
+        console.print(f"{len(found.changes)} change(s) from {found.old.ecs_id} to {found.new.ecs_id}", highlight=False)
+    print_rows(fmt, render.diff_table(found.changes), lambda: render.diff_json(found))
 
 
 @app.command()
@@ -325,7 +381,7 @@ def lineage(
         uuid = audit.resolve_id(led, ref, "ref")
         graph = led.lineage_graph(str(uuid), direction=names[direction], depth=depth, position=position)
     if fmt is GraphFormat.json:
-        console.print_json(render.to_json(graph.to_json()))
+        print_json(graph.to_json())
     else:
         text = graph.to_mermaid() if fmt is GraphFormat.mermaid else graph.to_dot()
         console.print(text, highlight=False, markup=False, soft_wrap=True)
@@ -335,7 +391,7 @@ def lineage(
 @one_line_errors
 def sql(
     query: str = typer.Argument(..., help="One read-only SQL statement (DuckDB) over the analytics tables."),
-    fmt: RowFormat = typer.Option(RowFormat.table, "--format", "-f", help="table, csv or json (a list of row objects)."),
+    fmt: RowFormat = row_format_option("a list of row objects"),
     db: str | None = DbOption,
     analytics: str | None = AnalyticsOption,
 ) -> None:
@@ -348,12 +404,7 @@ def sql(
     """
     with open_reader(db, analytics=analytics, with_analytics=True) as led:
         columns, rows = led.analytics.rows(query)
-    if fmt is RowFormat.csv:
-        console.file.write(render.rows_as_csv(columns, rows))
-    elif fmt is RowFormat.json:
-        console.file.write(render.rows_as_json(columns, rows) + "\n")
-    else:
-        console.print(render.rows_table(columns, rows))
+    print_rows(fmt, render.rows_table(columns, rows), lambda: render.rows_as_json(columns, rows))
 
 
 # ---------------------------------------------------------------- integrity
@@ -363,6 +414,9 @@ def verify(
     db: str | None = DbOption,
     digest: Path | None = typer.Option(
         None, "--digest", help="A digest saved earlier by `ledger digest --out`: also detect a removed tail."
+    ),
+    fmt: TextFormat = text_format_option(
+        '{"ok", "events_checked", "first_bad_position", "problems": [...], "digest_position"}; exit 1 unless ok'
     ),
 ) -> None:
     """Check every record's hash, its chain link and stream order; exit 1 on any problem.
@@ -380,6 +434,11 @@ def verify(
             report = led.verify(saved)
     except CorruptLogError as exc:
         report = verify_unopenable(store_url(db), saved, exc)
+    if fmt is TextFormat.json:
+        print_json(render.verify_json(report, None if saved is None else saved.position))
+        if not report.ok:
+            raise typer.Exit(1)
+        return
     if report.ok:
         against = f" against the digest of position {saved.position}" if saved is not None else ""
         console.print(f"ok: {report.events_checked} events verified{against}")
@@ -454,7 +513,7 @@ def replay(db: str | None = DbOption, analytics: str | None = AnalyticsOption) -
             seconds = time.perf_counter() - start
         check = audit.check_index(led)
     rate = count / seconds if seconds > 0 else float("inf")
-    console.print(f"replayed {count} events in {seconds:.2f} s ({rate:,.0f} events/s)")
+    console.print(f"replayed {count} events in {render.duration(seconds * 1000)} ({rate:,.0f} events/s)")
     if check is None:
         return
     if not check.ok:
@@ -508,7 +567,7 @@ def demo(db: str | None = typer.Option(None, "--db", help="Store URL for the dem
         console.rule(f"[bold]entity-ledger demo[/bold]: {url}")
         for step in result.steps:
             console.print(f"  {step}", highlight=False, markup=False)
-        console.print(render.history_table(audit.history(led, result.featured_lineage)))
+        console.print(render.history_table(audit.history(led, result.featured_lineage), plain_title=True))
         console.print("[bold]lineage of Alice (mermaid)[/bold]")
         graph = led.lineage_graph(result.featured_lineage, direction="both", depth=2)
         console.print(graph.to_mermaid(), highlight=False, markup=False, soft_wrap=True)
@@ -516,7 +575,9 @@ def demo(db: str | None = typer.Option(None, "--db", help="Store URL for the dem
             "select function_name, count(*) as calls, count(*) filter (where not succeeded) as failed, "
             "round(avg(duration_ms), 2) as avg_ms from executions group by 1 order by 1"
         )
-        console.print(render.rows_table(list(rel.columns), rel.fetchall(), title="SQL: executions per function"))
+        console.print(
+            render.rows_table(list(rel.columns), rel.fetchall(), title="SQL: executions per function", plain_title=True)
+        )
         report = led.verify()
     console.print(f"[bold]verify:[/bold] {'ok' if report.ok else 'FAILED'} ({report.events_checked} events)")
     console.print(f"try: ledger history {result.featured_lineage} --db {url}", highlight=False, soft_wrap=True)

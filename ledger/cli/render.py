@@ -1,35 +1,93 @@
-"""Rich renderings of ledger data for the ``ledger`` command.
+"""Renderings of ledger data for the ``ledger`` command.
 
 Every function here renders what the library already read (``projections.audit``
 records, SQL rows, event payloads), never the user's entity classes, so the
-command works wherever the store is reachable. They return renderables and never
-print.
+command works wherever the store is reachable. They return renderables or text
+and never print.
+
+An audit tool that hides data is worse than none, so nothing here drops a
+column or cuts a value (issue 13). A ``Rows`` table decides its layout when it
+is printed: in a terminal, a table whose long cells wrap while ids (single
+tokens: UUIDs, numbers, names) keep their full width, or, when even that cannot
+fit, one record per row ("column  value" lines); when stdout is not a terminal,
+tab-separated text with a header line, one row per line, so ``grep``, ``cut``
+and ``> file`` see every value. JSON (``--format json``) keeps exact values;
+tables round floats for reading.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
-from collections.abc import Iterable, Sequence
+import math
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.rule import Rule
+from rich.segment import Segment
 from rich.table import Table
+from rich.text import Text
 
-from projections.audit import Erasure, ExecutionDetail, HistoryRow
+from projections.audit import (
+    AsOf,
+    Erasure,
+    ExecutionDetail,
+    HistoryRow,
+    LogEntry,
+    VersionDiff,
+)
 
 __all__ = [
+    "Lines",
+    "OutputConsole",
+    "Rows",
+    "as_of_json",
     "cell",
+    "changes_json",
+    "diff_json",
     "diff_table",
+    "duration",
     "event_row",
     "execution_detail",
+    "execution_json",
+    "history_json",
     "history_table",
+    "log_json",
+    "log_table",
+    "number",
     "rows_as_csv",
     "rows_as_json",
+    "rows_as_tsv",
     "rows_table",
     "short_type",
     "to_json",
+    "verify_json",
 ]
+
+#: A cell made only of one token at most this long is never wrapped (ids, numbers, names).
+WHOLE_TOKEN = 40
+#: Longer tokens (JSON, long words) may be folded, down to this width; UUIDs never are.
+FOLD_MIN = 16
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_SPACE = re.compile(r"\s")
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+class OutputConsole(Console):
+    """The command's console: in a terminal rich wraps text at spaces (so an id is
+    never broken by the terminal's own wrapping); piped it neither wraps nor crops,
+    so each line reaches ``grep`` whole. An explicit ``soft_wrap=`` still wins."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("soft_wrap", not self.is_terminal)
+        super().print(*objects, **kwargs)
 
 
 def short_type(topic: str) -> str:
@@ -38,18 +96,79 @@ def short_type(topic: str) -> str:
 
 
 def to_json(value: Any, *, indent: bool = True) -> str:
-    """JSON text for any stored value (UUIDs, datetimes and unknown objects as strings)."""
+    """JSON text for any stored value or audit record (UUIDs, datetimes and unknown objects as strings)."""
     option = orjson.OPT_INDENT_2 if indent else 0
     return orjson.dumps(value, default=str, option=option | orjson.OPT_NON_STR_KEYS).decode()
 
 
-def cell(value: Any) -> str:
-    """One table cell: plain scalars as text, structures as compact JSON."""
-    if value is None:
+# ---------------------------------------------------------------- values
+def duration(ms: float | None) -> str:
+    """A duration given in milliseconds, with 3 significant digits and a unit: ``33.1 µs``, ``4.52 ms``, ``1.25 s``."""
+    if ms is None:
         return "-"
+    if ms == 0:
+        return "0 ms"
+    value, unit = ms * 1e6, "ns"
+    for bigger in ("µs", "ms", "s"):
+        if abs(float(_significant(value, 3))) < 1000:
+            break
+        value, unit = value / 1000, bigger
+    if abs(value) >= 1000:  # a thousand seconds or more: whole seconds
+        return f"{value:,.0f} {unit}"
+    return f"{_significant(value, 3)} {unit}"
+
+
+def _significant(value: float, digits: int) -> str:
+    """``value`` to ``digits`` significant digits, without exponent or trailing zeros."""
+    if value == 0 or not math.isfinite(value):
+        return repr(value)
+    places = max(0, digits - 1 - math.floor(math.log10(abs(value))))
+    text = f"{value:.{places}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def number(value: float) -> str:
+    """A float for reading: 6 significant digits (``0.03308999998807849`` -> ``0.03309``).
+
+    Tables only; JSON, CSV and TSV keep the exact value.
+    """
+    if not math.isfinite(value) or value == 0:
+        return repr(value)
+    if abs(value) >= 1e15 or abs(value) < 1e-6:
+        return f"{value:.6g}"
+    if value.is_integer():
+        return repr(value)
+    return _significant(value, 6)
+
+
+class Lines(tuple):  # type: ignore[type-arg]
+    """A cell of several items: one per line in a terminal, ``; ``-separated when piped."""
+
+    __slots__ = ()
+
+
+def cell(value: Any, *, exact: bool = False) -> str:
+    """One cell as text: plain scalars as text, structures as compact JSON, floats rounded unless ``exact``."""
+    if value is None:
+        return ""
+    if isinstance(value, Lines):
+        return "\n".join(cell(v, exact=exact) for v in value)
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if exact else number(value)
     if isinstance(value, (dict, list, tuple)):
         return to_json(value, indent=False)
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
     return str(value)
+
+
+def _plain(value: Any) -> str:
+    """A cell for one tab-separated line: items joined by ``; ``, tabs and newlines escaped."""
+    if isinstance(value, Lines):
+        return "; ".join(_plain(v) for v in value)
+    return cell(value, exact=True).translate(_ESCAPES)
 
 
 def _when(iso: str) -> str:
@@ -57,126 +176,309 @@ def _when(iso: str) -> str:
     return iso[:23].replace("T", " ")
 
 
-def _change_text(old: Any, new: Any) -> str:
-    if isinstance(old, dict) or isinstance(new, dict):
-        return "added" if old is None else "removed" if new is None else "replaced"
-    return f"{old!r} -> {new!r}"
+# ---------------------------------------------------------------- tables
+@dataclass
+class Rows:
+    """Rows to print under named columns; a rich renderable that picks its layout when printed.
 
+    ``title`` heads the table in a terminal; piped, it is left out (the output is
+    then only the header line and the rows) unless ``plain_title``, for narrative
+    output such as the demo's, where it becomes a ``# title`` line.
+    """
 
-def history_table(rows: Sequence[HistoryRow], erasure: Erasure | None = None) -> Table:
-    """Every version of one lineage, oldest first: what wrote it and what changed since the
-    version it was made from. A branch (made from an older version than the row above) says
-    so; an erased lineage ends with its erasure."""
-    first = rows[0].version
-    table = Table(title=f"history of {short_type(first.entity_type)} lineage {first.lineage_id}")
-    for col in ("#", "position", "recorded_at", "ecs_id"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("written by", overflow="fold")
-    table.add_column("what changed", overflow="fold")
-    numbers = {row.version.ecs_id: i for i, row in enumerate(rows, 1)}
-    for i, row in enumerate(rows, 1):
-        if row.changes is None:
-            change = "created"
+    columns: Sequence[str]
+    rows: list[Sequence[Any]] = field(default_factory=list)
+    title: str | None = None
+    plain_title: bool = False
+
+    def tsv(self) -> str:
+        """Tab-separated text: the header line, then one line per row, every value whole."""
+        lines = ["\t".join(self.columns)]
+        lines.extend("\t".join(_plain(v) for v in row) for row in self.rows)
+        return "\n".join(lines) + "\n"
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if not console.is_terminal:
+            if self.title and self.plain_title:
+                yield Segment(f"# {self.title}\n")
+            for line in self.tsv().splitlines():
+                yield Segment(line)
+                yield Segment.line()
+            return
+        texts = [[cell(v) for v in row] for row in self.rows]
+        widths = _fit(self.columns, texts, options.max_width)
+        if widths is not None:
+            yield self._table(texts, widths)
         else:
-            change = "\n".join(f"{k}: {_change_text(a, b)}" for k, (a, b) in row.changes.items())
-            change = change or "(same values: tree membership changed)"
-        if row.branch:
-            change = f"branch from #{numbers.get(row.parent, '?')} ({row.parent})\n{change}"
-        rec = row.version
-        by = f"{row.function} (execution {row.execution_id})" if row.origin == "execution" else row.origin
-        table.add_row(
-            str(i), str(rec.position), _when(rec.recorded_at.isoformat()), str(rec.ecs_id), by, change
-        )
-    if erasure is not None:
-        when = _when(erasure.recorded_at.isoformat()) if erasure.recorded_at is not None else "-"
-        reason = f": {erasure.reason}" if erasure.reason else ""
-        table.add_row("erased", str(erasure.position), when, "-", "erase", f"personal data erased{reason}")
-    return table
+            yield from self._records(texts, options.max_width)
+
+    def _table(self, texts: list[list[str]], widths: list[int]) -> Table:
+        # Text, not str: a value is never read as rich markup (``[b]`` stays ``[b]``)
+        table = Table(title=None if self.title is None else Text(self.title))
+        for name, width in zip(self.columns, widths):
+            table.add_column(Text(name), width=width, overflow="fold")
+        for row in texts:
+            table.add_row(*(Text(t or "-") for t in row))
+        return table
+
+    def _records(self, texts: list[list[str]], width: int) -> Iterator[Any]:
+        """One block per row, "column  value", for a table too wide for the terminal."""
+        if self.title:
+            yield Text(self.title, style="bold")
+        key_width = max((cell_len(c) for c in self.columns), default=0)
+        for i, row in enumerate(texts, 1):
+            yield Rule(f"{i} of {len(texts)}", align="left", style="dim")
+            grid = Table.grid(padding=(0, 2))
+            grid.add_column(no_wrap=True, width=key_width, style="bold")
+            grid.add_column(overflow="fold")
+            for name, text in zip(self.columns, row):
+                grid.add_row(Text(name), Text(text or "-"))
+            yield grid
+        if not texts:
+            yield Text("(no rows)", style="dim")
 
 
-def execution_detail(detail: ExecutionDetail) -> Table:
-    """One execution: function, outcome, timing, each input and output, and a failure's error."""
-    table = Table(title=f"execution {detail.execution_id}", show_header=False)
-    table.add_column("field", no_wrap=True)
-    table.add_column("value", overflow="fold")
-    outcome = "succeeded" if detail.succeeded else "FAILED"
-    when = _when(detail.recorded_at.isoformat()) if detail.recorded_at is not None else "-"
-    table.add_row("function", detail.function)
-    table.add_row("outcome", outcome)
-    table.add_row("position", str(detail.position))
-    table.add_row("recorded_at", when)
-    table.add_row("duration", f"{detail.duration_ms:.3f} ms")
-    table.add_row("isolation", detail.isolation)
-    for arg in detail.inputs:
-        where = arg.address or (str(arg.ecs_id) if arg.ecs_id else "(plain value)")
-        if arg.version is not None:
-            v = arg.version
-            where += f"  {short_type(v.entity_type)} lineage {v.lineage_id} version {v.version}"
-        table.add_row(f"input {arg.param_name}", where)
-    for out in detail.outputs:
-        text = f"{out.semantic}: {out.ecs_id}"
-        if out.version is not None:
-            text += f"  {short_type(out.version.entity_type)} lineage {out.lineage_id} version {out.version.version}"
-        table.add_row(f"output {out.output_index if out.output_index is not None else ''}".rstrip(), text)
-    if not detail.succeeded:
-        table.add_row("error type", str(detail.error_type))
-        table.add_row("error message", str(detail.error_message))
-        table.add_row("traceback", str(detail.traceback).rstrip())
-    return table
+def _tokens(text: str) -> list[str]:
+    return [t for t in _SPACE.split(text) if t]
 
 
-def diff_table(diff: dict[str, tuple[Any, Any]]) -> Table:
-    table = Table()
-    for col in ("path", "old", "new"):
-        table.add_column(col)
-    for path, (old, new) in diff.items():
-        table.add_row(path, cell(old), cell(new))
-    return table
+def _fit(columns: Sequence[str], texts: list[list[str]], width: int) -> list[int] | None:
+    """Column widths that show every cell without cutting an id, or None when none fit ``width``.
+
+    A column whose cells are each a single short token (ids, positions, names)
+    keeps its widest cell; other columns wrap, but never below their longest
+    UUID, nor below ``FOLD_MIN`` or their header (up to 12) for other long words.
+    Space left over goes to the wrapping columns, narrowest need first.
+    """
+    n = len(columns)
+    if n == 0:
+        return []
+    available = width - (3 * n + 1)  # one space of padding each side, a border between and around
+    minimum: list[int] = []
+    natural: list[int] = []
+    for j, name in enumerate(columns):
+        cells = [row[j] for row in texts]
+        lines = [line for c in cells for line in c.split("\n")]
+        widest = max((cell_len(line) for line in lines), default=1)
+        head = cell_len(name)
+        natural.append(max(widest, head, 1))
+        if all(len(_tokens(c)) <= 1 and cell_len(c) <= WHOLE_TOKEN for c in cells):
+            minimum.append(max(widest, min(head, 12), 1))
+            continue
+        floor = min(head, 12)
+        for token in (t for c in cells for t in _tokens(c)):
+            size = cell_len(token)
+            floor = max(floor, size if _UUID.fullmatch(token.strip("(),;:'\"[]{}")) else min(size, FOLD_MIN))
+        minimum.append(floor)
+    if sum(minimum) > available:
+        return None
+    widths = list(minimum)
+    spare = available - sum(widths)
+    wanting = sorted(range(n), key=lambda j: natural[j] - widths[j])
+    for k, j in enumerate(wanting):
+        share = spare // (n - k)
+        grant = min(share, natural[j] - widths[j])
+        widths[j] += grant
+        spare -= grant
+    return widths
 
 
-def event_row(position: int, topic: str, payload: dict[str, Any]) -> tuple[str, ...]:
+def rows_table(
+    columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None, *, plain_title: bool = False
+) -> Rows:
+    """Any rows (SQL results) as a ``Rows`` table."""
+    return Rows(list(columns), [tuple(r) for r in rows], title, plain_title)
+
+
+def rows_as_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """CSV with a header row; exact values, structures as compact JSON."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([cell(v, exact=True) if not isinstance(v, Lines) else _plain(v) for v in row])
+    return buf.getvalue()
+
+
+def rows_as_tsv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Tab-separated text with a header line, one row per line (tabs, newlines, backslashes escaped)."""
+    return Rows(list(columns), [tuple(r) for r in rows]).tsv()
+
+
+def rows_as_json(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A list of row objects, keyed by column name."""
+    return to_json([dict(zip(columns, row)) for row in rows])
+
+
+# ---------------------------------------------------------------- the log
+LOG_COLUMNS = ("position", "recorded_at", "event", "id", "summary")
+
+
+def _subject(topic: str, payload: dict[str, Any]) -> str:
+    if topic == "entity.version":
+        return str(payload["ecs_id"])
+    if topic.startswith("execution."):
+        return str(payload["execution_id"])
+    return ""
+
+
+def event_row(position: int, topic: str, payload: dict[str, Any]) -> tuple[Any, ...]:
     """One log line: position, time, event type, the id it is about, and a summary."""
     when = _when(str(payload.get("recorded_at", "")))
     if topic == "entity.version":
-        ident = str(payload["ecs_id"])
         summary = f"{short_type(payload['entity_type'])} ({payload.get('cause', '?')})"
     elif topic.startswith("execution."):
-        ident = str(payload["execution_id"])
-        summary = f"{payload['function_name']} {payload['duration_ms']:.1f} ms"
+        summary = f"{payload['function_name']} {duration(payload.get('duration_ms'))}"
         if topic == "execution.completed":
             semantics = [o["semantic"] for o in payload.get("outputs", [])]
             summary += f" -> {len(semantics)} output(s) {','.join(sorted(set(semantics)))}".rstrip()
         else:
             summary += f" FAILED {payload.get('error_type')}: {payload.get('error_message')}"
     else:
-        ident, summary = "", ""
-    return str(position), when, topic, ident, summary
+        summary = ""
+    return position, when, topic, _subject(topic, payload), summary
 
 
-def rows_table(
-    columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None, whole: Sequence[str] = ()
-) -> Table:
-    """Rows as a rich table; ``whole`` columns (ids to copy) are never wrapped or cropped."""
-    table = Table(title=title)
-    for col in columns:
-        if col in whole:
-            table.add_column(col, no_wrap=True, min_width=36 if col == "id" else None)
-        else:
-            table.add_column(col, overflow="fold", min_width=min(24, max(len(col), 10)))
-    for row in rows:
-        table.add_row(*(cell(v) for v in row))
+def log_table(entries: Sequence[LogEntry], title: str = "events") -> Rows:
+    return Rows(LOG_COLUMNS, [event_row(e.position, e.topic, e.payload) for e in entries], title)
+
+
+def log_json(entries: Sequence[LogEntry]) -> list[dict[str, Any]]:
+    """``[{"position", "event", "recorded_at", "id", "payload"}]``: the events as stored (sealed text opened)."""
+    return [
+        {
+            "position": e.position,
+            "event": e.topic,
+            "recorded_at": e.payload.get("recorded_at"),
+            "id": _subject(e.topic, e.payload) or None,
+            "payload": e.payload,
+        }
+        for e in entries
+    ]
+
+
+# ---------------------------------------------------------------- versions
+def _change_text(old: Any, new: Any) -> str:
+    if isinstance(old, dict) or isinstance(new, dict):
+        return "added" if old is None else "removed" if new is None else "replaced"
+    return f"{old!r} -> {new!r}"
+
+
+def changes_json(changes: dict[str, tuple[Any, Any]] | None) -> list[dict[str, Any]] | None:
+    """``{path: (old, new)}`` as ``[{"path", "old", "new"}]`` (None stays None: a first version)."""
+    if changes is None:
+        return None
+    return [{"path": path, "old": old, "new": new} for path, (old, new) in changes.items()]
+
+
+def history_table(rows: Sequence[HistoryRow], erasure: Erasure | None = None, *, plain_title: bool = False) -> Rows:
+    """Every version of one lineage, oldest first: what wrote it and what changed since the
+    version it was made from. A branch (made from an older version than the row above) says
+    so; an erased lineage ends with its erasure."""
+    first = rows[0].version
+    table = Rows(
+        ("#", "position", "recorded_at", "ecs_id", "written by", "what changed"),
+        title=f"history of {short_type(first.entity_type)} lineage {first.lineage_id}",
+        plain_title=plain_title,
+    )
+    numbers = {row.version.ecs_id: i for i, row in enumerate(rows, 1)}
+    for i, row in enumerate(rows, 1):
+        lines = [] if row.changes is None else [f"{k}: {_change_text(a, b)}" for k, (a, b) in row.changes.items()]
+        if row.changes is None:
+            lines = ["created"]
+        elif not lines:
+            lines = ["(same values: tree membership changed)"]
+        if row.branch:
+            lines.insert(0, f"branch from #{numbers.get(row.parent, '?')} ({row.parent})")
+        rec = row.version
+        by = f"{row.function} (execution {row.execution_id})" if row.origin == "execution" else row.origin
+        change: Any = Lines(lines) if len(lines) > 1 else lines[0]
+        table.rows.append((i, rec.position, _when(rec.recorded_at.isoformat()), str(rec.ecs_id), by, change))
+    if erasure is not None:
+        when = _when(erasure.recorded_at.isoformat()) if erasure.recorded_at is not None else "-"
+        reason = f": {erasure.reason}" if erasure.reason else ""
+        table.rows.append(("erased", erasure.position, when, "-", "erase", f"personal data erased{reason}"))
     return table
 
 
-def rows_as_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
+def execution_detail(detail: ExecutionDetail) -> Rows:
+    """One execution: function, outcome, timing, each input and output, and a failure's error."""
+    table = Rows(("field", "value"), title=f"execution {detail.execution_id}")
+    add = table.rows.append
+    add(("function", detail.function))
+    add(("outcome", "succeeded" if detail.succeeded else "FAILED"))
+    add(("position", detail.position))
+    add(("recorded_at", _when(detail.recorded_at.isoformat()) if detail.recorded_at is not None else "-"))
+    add(("duration", duration(detail.duration_ms)))
+    add(("isolation", detail.isolation))
+    for arg in detail.inputs:
+        where = arg.address or (str(arg.ecs_id) if arg.ecs_id else "(plain value)")
+        if arg.version is not None:
+            v = arg.version
+            where += f"  {short_type(v.entity_type)} lineage {v.lineage_id} version {v.version}"
+        add((f"input {arg.param_name}", where))
+    for out in detail.outputs:
+        text = f"{out.semantic}: {out.ecs_id}"
+        if out.version is not None:
+            text += f"  {short_type(out.version.entity_type)} lineage {out.lineage_id} version {out.version.version}"
+        add((f"output {out.output_index if out.output_index is not None else ''}".rstrip(), text))
+    if not detail.succeeded:
+        add(("error type", str(detail.error_type)))
+        add(("error message", str(detail.error_message)))
+        add(("traceback", Lines(str(detail.traceback).rstrip().splitlines())))
+    return table
+
+
+def _record(obj: Any) -> dict[str, Any]:
+    """A dataclass record's fields, shallow (orjson serializes what is inside)."""
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+
+
+def history_json(rows: Sequence[HistoryRow], erasure: Erasure | None = None) -> dict[str, Any]:
+    """``{"lineage_id", "entity_type", "versions": [{"version": {...}, "changes": [...] | null,
+    "origin", "execution_id", "function", "parent", "branch"}], "erasure": {...} | null}``."""
+    first = rows[0].version
+    versions = []
     for row in rows:
-        writer.writerow(["" if v is None else cell(v) for v in row])
-    return buf.getvalue()
+        item = _record(row)
+        item["changes"] = changes_json(row.changes)
+        versions.append(item)
+    return {
+        "lineage_id": first.lineage_id,
+        "entity_type": first.entity_type,
+        "versions": versions,
+        "erasure": None if erasure is None else _record(erasure),
+    }
 
 
-def rows_as_json(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A list of row objects, keyed by column name."""
-    return to_json([dict(zip(columns, row)) for row in rows])
+def execution_json(detail: ExecutionDetail) -> dict[str, Any]:
+    """The execution record as ``show <execution_id>`` reads it: every field of ``ExecutionDetail``."""
+    return dataclasses.asdict(detail)
+
+
+def diff_table(diff: dict[str, tuple[Any, Any]]) -> Rows:
+    return Rows(("path", "old", "new"), [(path, old, new) for path, (old, new) in diff.items()])
+
+
+def diff_json(found: VersionDiff) -> dict[str, Any]:
+    """``{"old": {version}, "new": {version}, "changes": [{"path", "old", "new"}]}``."""
+    item = _record(found)
+    item["changes"] = changes_json(found.changes)
+    return item
+
+
+def as_of_json(found: AsOf, *, position: int | None, at: datetime | None) -> dict[str, Any]:
+    """``{"lineage_id", "asked": {"position"} | {"at"}, "version": {...} | null, "data", "versions", "first_position"}``."""
+    asked: dict[str, Any] = {"position": position} if at is None else {"at": at}
+    return {"lineage_id": found.lineage_id, "asked": asked, **{k: v for k, v in _record(found).items() if k != "lineage_id"}}
+
+
+def verify_json(report: Any, digest_position: int | None) -> dict[str, Any]:
+    """``{"ok", "events_checked", "first_bad_position", "problems", "digest_position"}``."""
+    return {
+        "ok": bool(report.ok),
+        "events_checked": report.events_checked,
+        "first_bad_position": report.first_bad_position,
+        "problems": list(report.problems),
+        "digest_position": digest_position,
+    }
