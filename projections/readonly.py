@@ -275,7 +275,7 @@ def run_read_only(
 ) -> duckdb.DuckDBPyRelation:
     """Layers 2 and 3: bind ``statement`` on a fresh cursor of ``con`` inside a READ ONLY transaction.
 
-    The relation stays lazy (``.fetchall()``, ``.df()``, ``.arrow()`` run it)
+    The relation stays lazy (``.fetchall()``, ``.df()``, ``.arrow()`` run it; see ``_ReadRelation``)
     and reads the tables as they were when this returned: its transaction is a
     snapshot, open until the relation is dropped. ``con`` must come from
     ``connect_locked``.
