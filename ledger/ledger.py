@@ -286,7 +286,10 @@ class Ledger:
 
         Read-only by construction (``projections.readonly``): anything that could
         write, change a setting, or reach a file or the network raises
-        ``errors.ReadOnlyError`` and changes nothing.
+        ``errors.ReadOnlyError`` and changes nothing. Each call runs on its own
+        cursor, and ``.arrow()`` on the relation returned fetches its rows whole,
+        so a reader left unread never blocks the next call; ``.df()`` needs the
+        ``notebook`` extra (pandas) and says so without it.
         """
         return self.analytics.sql(query, params)
 

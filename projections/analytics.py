@@ -68,7 +68,7 @@ from projections.tables import (
 if TYPE_CHECKING:
     from ledger.store.base import EventStore, LogPage
 
-__all__ = ["Analytics", "CacheUnavailableError", "ProjectionMismatchError", "ReadOnlySQLError"]
+__all__ = ["Analytics", "CacheUnavailableError", "ProjectionMismatchError", "ReadOnlySQLError", "RowsPage"]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,32 @@ class ProjectionMismatchError(LedgerError):
     No longer raised when opening: such a file is a stale cache and is rebuilt.
     Kept so code that imports or catches it keeps working.
     """
+
+
+@dataclass(frozen=True)
+class RowsPage:
+    """The first rows of a query's result, and how many rows it has in all."""
+
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    total: int
+
+
+# ``SHOW ALL TABLES`` lists every schema, the internal one too; it is answered with
+# the same listing of the documented tables only (``SHOW TABLES`` already lists ``main``).
+_SHOW_ALL_TABLES = "show all tables"
+_DOCUMENTED_TABLES = "SELECT * FROM (SHOW ALL TABLES) WHERE schema = 'main' AND NOT temporary ORDER BY name"
+
+
+def _documented_only(query: str) -> str:
+    """``query``, or the listing of the documented tables where it is ``SHOW ALL TABLES``.
+
+    Not a safety layer (the text that runs is checked like any other); only the
+    internal schema (tracking row, graph view) is kept out of the listing.
+    """
+    if isinstance(query, str) and " ".join(query.split()).rstrip("; ").lower() == _SHOW_ALL_TABLES:
+        return _DOCUMENTED_TABLES
+    return query
 
 
 class _Forget(Exception):
@@ -460,7 +486,7 @@ class Analytics:
         when this returned; DuckDB runs it when it is fetched, so a damaged
         block of a cache file surfaces then, as DuckDB's error (``rows`` recovers).
         """
-        statement = check_query(self.con, query)
+        statement = check_query(self.con, _documented_only(query))
         self.catch_up()
         return run_read_only(self.con, statement, params)
 
@@ -474,6 +500,31 @@ class Analytics:
         def fetch() -> tuple[list[str], list[tuple[Any, ...]]]:
             relation = self.sql(query, params)
             return list(relation.columns), relation.fetchall()
+
+        return self._guarded(fetch)
+
+    def page(self, query: str, params: list[Any] | None = None, limit: int | None = None) -> RowsPage:
+        """``sql`` and fetch its first ``limit`` rows (all with None), with the result's row count.
+
+        The rows past ``limit`` are counted by DuckDB (``count(*)`` over the
+        query, which reads no column it does not need) rather than fetched into
+        Python, and only when there are any: a result that fits runs once.
+        Recovers from a damaged cache file like ``rows``.
+        """
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit: expected a number of rows >= 0 or None, got {limit}")
+
+        def fetch() -> RowsPage:
+            relation = self.sql(query, params)
+            columns = list(relation.columns)
+            if limit is None:
+                rows = relation.fetchall()
+                return RowsPage(columns, rows, len(rows))
+            rows = relation.limit(limit + 1).fetchall()
+            if len(rows) <= limit:
+                return RowsPage(columns, rows, len(rows))
+            counted = relation.aggregate("count(*)").fetchall()
+            return RowsPage(columns, rows[:limit], counted[0][0] if counted else len(rows))
 
         return self._guarded(fetch)
 

@@ -28,15 +28,25 @@ Errors of layers 2 and 3 are reported as ``ReadOnlyError`` like layer 1's.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import duckdb
 import orjson
+import pyarrow as pa
 
 from ledger import _process
-from ledger.errors import ReadOnlyError
+from ledger.errors import LedgerError, ReadOnlyError
 
-__all__ = ["check_query", "connect_locked", "connect_unlocked", "first_line", "lock_down", "run_read_only"]
+__all__ = [
+    "check_query",
+    "connect_locked",
+    "connect_unlocked",
+    "first_line",
+    "lock_down",
+    "one_line",
+    "run_read_only",
+]
 
 # Settings DuckDB only takes when the instance starts, or that must be in force
 # before anything runs: no file or network access, no extensions fetched or loaded.
@@ -163,6 +173,18 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception's whole message on one line: DuckDB's hints kept, its caret drawing dropped.
+
+    DuckDB puts what helps on later lines (``Did you mean "executions"?``,
+    ``Candidate bindings: …``) and then the query with a caret under the
+    error, which means nothing once joined; the lines left are joined with " — ".
+    """
+    lines = [line.strip() for line in str(exc).strip().splitlines()]
+    kept = [line for line in lines if line and not line.startswith("LINE ") and line.strip("^ ") != ""]
+    return " — ".join(kept) if kept else type(exc).__name__
+
+
 def _side_effects(con: duckdb.DuckDBPyConnection) -> frozenset[str]:
     """The functions this DuckDB marks as having side effects, less those that only produce a value."""
     known = _process.side_effect_functions  # one entry once computed: a property of this DuckDB
@@ -213,7 +235,7 @@ def check_query(con: duckdb.DuckDBPyConnection, query: str) -> duckdb.Statement:
     try:
         statements = con.extract_statements(query)
     except duckdb.Error as exc:
-        raise ReadOnlyError(f"query: {first_line(exc)}") from None
+        raise ReadOnlyError(f"query: {one_line(exc)}") from None
     if len(statements) != 1:
         raise ReadOnlyError(f"query: read-only SQL takes exactly one statement, got {len(statements)}")
     statement = statements[0]
@@ -253,7 +275,7 @@ def run_read_only(
 ) -> duckdb.DuckDBPyRelation:
     """Layers 2 and 3: bind ``statement`` on a fresh cursor of ``con`` inside a READ ONLY transaction.
 
-    The relation stays lazy (``.fetchall()``, ``.df()``, ``.arrow()`` run it)
+    The relation stays lazy (``.fetchall()``, ``.df()``, ``.arrow()`` run it; see ``_ReadRelation``)
     and reads the tables as they were when this returned: its transaction is a
     snapshot, open until the relation is dropped. ``con`` must come from
     ``connect_locked``.
@@ -271,4 +293,51 @@ def run_read_only(
     if relation is None:  # a SELECT always gives rows; anything else is not what was checked
         cursor.close()
         raise ReadOnlyError("query: read-only SQL takes one SELECT statement, and this one returned no rows")
+    return _for_notebooks(relation)
+
+
+class _ReadRelation(duckdb.DuckDBPyRelation):
+    """A relation ``sql`` returns: the same, but its Arrow reader never leaves the cursor busy.
+
+    DuckDB's ``.arrow()`` / ``.to_arrow_reader()`` stream from an open result on
+    the relation's cursor, so any later fetch of the same relation (``.fetchall()``,
+    ``.df()``, another ``.arrow()``) failed with "connection has an open result"
+    until the reader was drained; in a notebook it usually is not. Here the rows
+    are fetched whole into Arrow (columnar, outside Python objects) and the reader
+    walks them, so the cursor is free as soon as the call returns. Relations
+    derived from this one (``.limit()``, ``.filter()``…) are DuckDB's own again.
+    ``.df()`` needs pandas, which the ``notebook`` extra installs; without it the
+    error says so.
+    """
+
+    __slots__ = ()
+
+    def to_arrow_reader(self, batch_size: int = 131_072) -> pa.RecordBatchReader:
+        table = self.to_arrow_table(batch_size)
+        return pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
+
+    def arrow(self, batch_size: int = 131_072) -> pa.RecordBatchReader:
+        return self.to_arrow_reader(batch_size)
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> Any:
+        return self.to_arrow_table().__arrow_c_stream__(requested_schema)
+
+    def df(self, *, date_as_object: bool = False) -> Any:
+        if importlib.util.find_spec("pandas") is None:
+            raise LedgerError(
+                "df(): pandas is not installed; install the notebook extra "
+                "(pip install 'entity-ledger[notebook]'), or use .arrow() / .fetchall()"
+            )
+        return super().df(date_as_object=date_as_object)
+
+    fetchdf = df
+    to_df = df
+
+
+def _for_notebooks(relation: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
+    """``relation`` as a ``_ReadRelation`` (the same object); unchanged where this DuckDB's class does not allow it."""
+    try:
+        relation.__class__ = _ReadRelation
+    except TypeError:  # a DuckDB whose relation class is not a plain Python class
+        pass
     return relation

@@ -35,6 +35,7 @@ __all__ = [
     "ERASE_FAILURES",
     "ERASE_OLD",
     "ERASURE_STRUCT",
+    "COLUMNS",
     "EVENT_STRUCT",
     "EXECUTION_STRUCT",
     "GRAPH_EDGES",
@@ -82,6 +83,19 @@ TABLES: dict[str, str] = {
     "erasures": """
         lineage_id VARCHAR, reason VARCHAR, position BIGINT, recorded_at TIMESTAMPTZ""",
 }
+
+
+def _columns(definition: str) -> list[tuple[str, str]]:
+    """``"a BIGINT, b VARCHAR[]"`` -> ``[("a", "BIGINT"), ("b", "VARCHAR[]")]`` (no type here has a comma)."""
+    pairs = []
+    for item in definition.split(","):
+        name, _, kind = item.strip().partition(" ")
+        pairs.append((name, kind.strip()))
+    return pairs
+
+
+#: Each documented table's columns and types, read from ``TABLES`` (what ``ledger sql --help`` lists).
+COLUMNS: dict[str, list[tuple[str, str]]] = {name: _columns(cols) for name, cols in TABLES.items()}
 
 # Config entities are inputs too (``execution_configs`` marks which).
 # The lineage graph's edges in one shape: entity → entity (version, detach,

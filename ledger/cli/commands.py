@@ -8,12 +8,15 @@ or an I/O error becomes a one-line message and exit status 1, never a traceback.
 from __future__ import annotations
 
 import functools
+import json
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from enum import Enum
+from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,16 +34,42 @@ import ledger.cli.render as render  # not `from ledger.cli import`: the package'
 from ledger import Digest, Ledger, VerifyReport
 from ledger.errors import CorruptLogError, DigestError, LedgerError
 from projections import audit, cache_file
+from projections.readonly import one_line
 from projections.stored_reads import StoredReader
+from projections.tables import COLUMNS
 
 app = typer.Typer(
     help="Inspect and audit an entity-ledger store. Every command takes --db URL (or $LEDGER_URL).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # ledger --install-completion / --show-completion
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # subcommands inherit it
 )
 console = render.OutputConsole()
 err = render.OutputConsole(stderr=True)
+
+
+def package_version() -> str:
+    """The installed distribution's version (``entity-ledger``), or "unknown" when run from a bare checkout."""
+    try:
+        return metadata.version("entity-ledger")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"ledger (entity-ledger) {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", help="Print the version of entity-ledger and exit.", is_eager=True, callback=_print_version
+    ),
+) -> None:
+    """The options of ``ledger`` itself (the app's help text is the Typer's); only --version for now."""
 
 DEFAULT_URL = "sqlite:///ledger.db"
 DbOption = typer.Option(None, "--db", help="Store URL (default: $LEDGER_URL, else sqlite:///ledger.db).")
@@ -387,24 +416,69 @@ def lineage(
         console.print(text, highlight=False, markup=False, soft_wrap=True)
 
 
-@app.command()
+def _sql_help() -> str:
+    """``ledger sql --help``: the command, then every documented table with its columns (from ``projections.tables``)."""
+    tables = "\n".join(
+        f"{name}: {', '.join(f'{col} {kind}' for col, kind in cols)}" for name, cols in COLUMNS.items()
+    )
+    return (
+        "Read-only SQL (DuckDB) over the analytics tables; prints the first --limit rows and how many there are.\n\n"
+        "QUERY is one SELECT statement, or - to read it from stdin. Each --param fills the next ? "
+        "placeholder, as a string (DuckDB casts it where the column is typed); --params-json gives "
+        "all of them typed, as a JSON array. --limit applies to every --format, json and csv included.\n\n"
+        "The tables are kept in a DuckDB file beside a SQLite store (see --analytics), so a second "
+        "query only applies what was appended since the first. SHOW TABLES lists them:\n\n"
+        f"{tables}\n\n"
+        "Example: ledger sql \"select function_name, count(*), avg(duration_ms) from executions "
+        "where function_name like ? group by 1\" --param 'school.%'"
+    )
+
+
+def _sql_params(param: list[str] | None, params_json: str | None) -> list[Any] | None:
+    """The values for the query's ``?`` placeholders: --param strings, or --params-json's typed array."""
+    if param and params_json is not None:
+        raise CLIError("sql: give --param or --params-json, not both")
+    if params_json is not None:
+        try:
+            values = json.loads(params_json)
+        except ValueError as exc:
+            raise CLIError(f"--params-json: not JSON ({exc})") from None
+        if not isinstance(values, list):
+            raise CLIError(f"--params-json: expected a JSON array of values, got {type(values).__name__}")
+        return values
+    return list(param) if param else None
+
+
+@app.command(help=_sql_help())
 @one_line_errors
 def sql(
-    query: str = typer.Argument(..., help="One read-only SQL statement (DuckDB) over the analytics tables."),
+    query: str = typer.Argument(..., help="One read-only SELECT (DuckDB), or - to read it from stdin."),
     fmt: RowFormat = row_format_option("a list of row objects"),
+    limit: int = typer.Option(
+        100, "--limit", "-n", min=0, help="Print at most this many rows, in every format (0: all of them)."
+    ),
+    param: list[str] | None = typer.Option(
+        None, "--param", "-p", help="A value for the next ? in the query, passed as a string (repeat for each ?)."
+    ),
+    params_json: str | None = typer.Option(
+        None, "--params-json", help="All the ? values as a JSON array, typed (e.g. '[3, \"school.enroll\", true]')."
+    ),
     db: str | None = DbOption,
     analytics: str | None = AnalyticsOption,
 ) -> None:
-    """Read-only SQL over events, entity_versions, executions, execution_inputs/outputs, lineage_edges, siblings.
-
-    The tables are kept in a DuckDB file beside a SQLite store (see --analytics), so
-    a second query only applies what was appended since the first.
-
-    Example: ledger sql "select function_name, count(*), avg(duration_ms) from executions group by 1"
-    """
+    """(The help text is ``_sql_help()``: it lists the tables from their definitions, so it cannot drift.)"""
+    if query == "-":
+        query = sys.stdin.read()
+    values = _sql_params(param, params_json)
     with open_reader(db, analytics=analytics, with_analytics=True) as led:
-        columns, rows = led.analytics.rows(query)
+        try:
+            page = led.analytics.page(query, values, limit or None)
+        except duckdb.Error as exc:  # DuckDB's hint ("Did you mean ...?") is on a later line: keep it
+            raise CLIError(one_line(exc)) from None
+    columns, rows = page.columns, page.rows
     print_rows(fmt, render.rows_table(columns, rows), lambda: render.rows_as_json(columns, rows))
+    if page.total > len(rows):  # on stderr: stdout holds only the rows, in every format
+        err.print(f"{len(rows):,} of {page.total:,} rows; --limit N or --limit 0 for all", highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------- integrity
