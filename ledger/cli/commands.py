@@ -644,14 +644,14 @@ def demo(db: str | None = DbOption) -> None:
     with result.ledger as led:
         console.rule(f"[bold]entity-ledger demo[/bold]: {url}")
         for step in result.steps:
-            console.print(f"  {step}", highlight=False, markup=False)
+            console.print(f"  {step}", highlight=False, markup=False, soft_wrap=True)
         console.print(render.history_table(audit.history(led, result.featured_lineage), plain_title=True))
         console.print("[bold]lineage of Alice (mermaid)[/bold]")
         graph = led.lineage_graph(result.featured_lineage, direction="both", depth=2)
         console.print(graph.to_mermaid(), highlight=False, markup=False, soft_wrap=True)
-        rel = led.sql(
+        rel = led.sql(  # no durations: the README prints this table and compares it with a real run
             "select function_name, count(*) as calls, count(*) filter (where not succeeded) as failed, "
-            "round(avg(duration_ms), 2) as avg_ms from executions group by 1 order by 1"
+            "any_value(isolation) as isolation from executions group by 1 order by 1"
         )
         console.print(
             render.rows_table(list(rel.columns), rel.fetchall(), title="SQL: executions per function", plain_title=True)
