@@ -21,8 +21,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 README = Path(__file__).resolve().parent.parent / "README.md"
 SCRIPT = Path(sys.executable).parent / "ledger"
 WALKTHROUGH = ("### `ledger demo`", "## Running at scale")

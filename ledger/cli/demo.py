@@ -11,7 +11,7 @@ It writes the way a user's script does, through the class-level APIs
 ledger is the process's default while the demo runs; the previous default is put
 back afterwards.
 
-Its ids are the same on every run: while it writes, ``ledger._process.id_source``
+Its ids are the same on every run: while it writes, ``ledger.id_source``
 makes ids from ``random.Random(SEED)`` (version-4 UUIDs, as uuid4 makes), and the
 previous source is put back afterwards. That is what lets the README print ids a
 reader can paste after running ``ledger demo`` on a new file; timestamps, durations
@@ -31,8 +31,8 @@ from ledger import (
     CallableRegistry,
     EntityRegistry,
     Ledger,
-    _process,
     get_ledger,
+    id_source,
     set_default_ledger,
 )
 from ledger.cli.demo_pipeline import (
@@ -44,7 +44,7 @@ from ledger.cli.demo_pipeline import (
     register_functions,
 )
 from ledger.errors import StoreError, StoreNotFoundError
-from ledger.store import EventStore
+from projections import audit
 
 __all__ = ["SEED", "DemoResult", "DemoStoreNotEmptyError", "build_demo", "seeded_ids"]
 
@@ -83,18 +83,18 @@ def seeded_ids(seed: int = SEED) -> Callable[[], UUID]:
 def refuse_filled(url: str) -> None:
     """Raise ``DemoStoreNotEmptyError`` when ``url`` names a store that holds events.
 
-    Checked through a store opened with ``create=False``, which writes nothing, so a
-    refused run leaves the file's bytes as they were. A missing or empty store is
-    fine (the demo creates it); a foreign file is refused later by ``Ledger``.
+    Checked through ``Ledger(url, create=False)``, which writes nothing (as every
+    reading command opens a store), so a refused run leaves the file's bytes as they
+    were. A missing or empty store is fine (the demo creates it); a foreign file is
+    refused by ``Ledger`` when the demo opens it.
     """
     try:
-        store = EventStore(url, create=False)
+        led = Ledger(url, create=False)
     except StoreNotFoundError:
         return
-    try:
-        events = store.head()
-    finally:
-        store.close()
+    with led:
+        last = audit.recent_events(led, limit=1)
+    events = last[-1].position if last else 0
     if events:
         raise DemoStoreNotEmptyError(
             f"{url} already holds {events} events; the demo fills only a new store (use --db or LEDGER_URL to name one)"
@@ -107,7 +107,7 @@ def build_demo(url: str) -> DemoResult:
     register_functions()
     led = Ledger(url)
     previous = get_ledger()
-    previous_ids = _process.id_source(seeded_ids())
+    previous_ids = id_source(seeded_ids())
     set_default_ledger(led)
     try:
         return _fill(led)
@@ -116,7 +116,7 @@ def build_demo(url: str) -> DemoResult:
         raise
     finally:
         set_default_ledger(previous)
-        _process.id_source(previous_ids)
+        id_source(previous_ids)
 
 
 def _fill(led: Ledger) -> DemoResult:
