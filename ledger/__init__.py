@@ -6,6 +6,7 @@ The public names are listed in ``__all__``; see README.md for a tour.
 from __future__ import annotations
 
 from ledger import errors
+from ledger._process import id_source
 from ledger.callables import CallableRegistry, FunctionMetadata
 from ledger.events.digest import Digest
 from ledger.functional import create_composite_entity, get, put
@@ -46,6 +47,7 @@ __all__ = [
     "errors",
     "get",
     "get_ledger",
+    "id_source",
     "put",
     "set_default_ledger",
     "sql",

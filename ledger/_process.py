@@ -35,6 +35,7 @@ __all__ = [
     "functions_lock",
     "input_models",
     "install_ledger_factory",
+    "id_source",
     "mint",
     "mint_mark",
     "minted",
@@ -77,9 +78,23 @@ _mint_counter = itertools.count(1)
 _minted_lock = threading.Lock()
 
 
+#: Where ``mint`` takes new ids: uuid4, except while ``id_source`` has installed another
+#: (``ledger demo`` installs a seeded one so its ids are the same on every run).
+_new_id: Callable[[], UUID] = uuid4
+
+
+def id_source(source: Callable[[], UUID] | None) -> Callable[[], UUID]:
+    """Install ``source`` as the maker of new ids (None: uuid4 again); returns the previous one,
+    for the caller to put back. Why it exists: a reproducible run (the demo, whose ids the README
+    prints) needs the same ids each time; nothing else should change it."""
+    global _new_id
+    previous, _new_id = _new_id, (source or uuid4)
+    return previous
+
+
 def mint() -> UUID:
-    """A new random id (uuid4), remembered as minted by this process."""
-    new = uuid4()
+    """A new id (uuid4 unless ``id_source`` said otherwise), remembered as minted by this process."""
+    new = _new_id()
     minted[new.int] = next(_mint_counter)
     if len(minted) > _MINTED_MAX:
         with _minted_lock:
@@ -152,7 +167,8 @@ def reset() -> None:
     registered functions and known topics are forgotten (classes defined at module level are
     found again by their import path); every cache is emptied.
     """
-    global _default_ledger
+    global _default_ledger, _new_id
+    _new_id = uuid4
     with _ledger_lock:
         _default_ledger = None
         _worker_ledgers.clear()

@@ -11,7 +11,6 @@ import functools
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -628,33 +627,39 @@ def export(
 # --------------------------------------------------------------------- demo
 @app.command()
 @one_line_errors
-def demo(db: str | None = typer.Option(None, "--db", help="Store URL for the demo (default: a new SQLite file in a temp dir).")) -> None:
-    """Fill a fresh embedded ledger with a school's grading pipeline; show history, lineage and SQL.
+def demo(db: str | None = DbOption) -> None:
+    """Fill a new store with a school's grading pipeline; show history, lineage and SQL.
 
-    Example: ledger demo
+    The store is the one every command reads (--db, else $LEDGER_URL, else
+    sqlite:///ledger.db), so `ledger log` right after shows the demo. A store that
+    already holds events is refused, and nothing is written to it. The demo's ids
+    are seeded: every fresh run prints the same ids (README.md uses them).
+
+    Example: ledger demo --db sqlite:///demo.db
     """
-    url = db or f"sqlite:///{Path(tempfile.mkdtemp(prefix='ledger-demo-')) / 'demo.db'}"
+    url = store_url(db)
     from ledger.cli.demo import build_demo
 
     result = build_demo(url)
     with result.ledger as led:
         console.rule(f"[bold]entity-ledger demo[/bold]: {url}")
         for step in result.steps:
-            console.print(f"  {step}", highlight=False, markup=False)
+            console.print(f"  {step}", highlight=False, markup=False, soft_wrap=True)
         console.print(render.history_table(audit.history(led, result.featured_lineage), plain_title=True))
         console.print("[bold]lineage of Alice (mermaid)[/bold]")
         graph = led.lineage_graph(result.featured_lineage, direction="both", depth=2)
         console.print(graph.to_mermaid(), highlight=False, markup=False, soft_wrap=True)
-        rel = led.sql(
+        rel = led.sql(  # no durations: the README prints this table and compares it with a real run
             "select function_name, count(*) as calls, count(*) filter (where not succeeded) as failed, "
-            "round(avg(duration_ms), 2) as avg_ms from executions group by 1 order by 1"
+            "any_value(isolation) as isolation from executions group by 1 order by 1"
         )
         console.print(
             render.rows_table(list(rel.columns), rel.fetchall(), title="SQL: executions per function", plain_title=True)
         )
         report = led.verify()
     console.print(f"[bold]verify:[/bold] {'ok' if report.ok else 'FAILED'} ({report.events_checked} events)")
-    console.print(f"try: ledger history {result.featured_lineage} --db {url}", highlight=False, soft_wrap=True)
+    again = f" --db {db}" if db else ""  # $LEDGER_URL and the default carry over to the next command
+    console.print(f"try: ledger history {result.featured_lineage}{again}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

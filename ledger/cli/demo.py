@@ -1,6 +1,7 @@
 """Demo data: a small school whose records go through every kind of change.
 
-``build_demo(url)`` fills a fresh ledger with the grading pipeline of
+``build_demo(url)`` fills a new ledger at ``url`` (refused when that store already
+holds events: a second run would add a second school to the first) with the grading pipeline of
 ``ledger.cli.demo_pipeline`` (every input pattern A1-A7 and return pattern B1-B7, a
 ConfigEntity, a recorded failure, a detachment, a manual edit) and returns what
 it did for the CLI to show; it never prints.
@@ -9,10 +10,19 @@ It writes the way a user's script does, through the class-level APIs
 (``CallableRegistry.execute``, ``EntityRegistry.register_entity``), so the new
 ledger is the process's default while the demo runs; the previous default is put
 back afterwards.
+
+Its ids are the same on every run: while it writes, ``ledger.id_source``
+makes ids from ``random.Random(SEED)`` (version-4 UUIDs, as uuid4 makes), and the
+previous source is put back afterwards. That is what lets the README print ids a
+reader can paste after running ``ledger demo`` on a new file; timestamps, durations
+and anything else taken from the clock still differ from run to run. Only the demo
+does this: a seeded source would make two processes mint the same ids.
 """
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -22,6 +32,7 @@ from ledger import (
     EntityRegistry,
     Ledger,
     get_ledger,
+    id_source,
     set_default_ledger,
 )
 from ledger.cli.demo_pipeline import (
@@ -32,8 +43,13 @@ from ledger.cli.demo_pipeline import (
     Transcript,
     register_functions,
 )
+from ledger.errors import StoreError, StoreNotFoundError
+from projections import audit
 
-__all__ = ["DemoResult", "build_demo"]
+__all__ = ["SEED", "DemoResult", "DemoStoreNotEmptyError", "build_demo", "seeded_ids"]
+
+#: The seed of the demo's ids: change it and every id printed in README.md changes.
+SEED = 20261130
 
 _COURSES = [("math", "Linear algebra", 5), ("physics", "Mechanics", 5), ("history", "Modern history", 4)]
 _NAMES = ["Alice", "Bob", "Chen", "Dana"]
@@ -54,16 +70,53 @@ def _student(i: int, name: str) -> Student:
     return Student(name=name, transcript=Transcript(term="2026-fall", grades=grades))
 
 
+class DemoStoreNotEmptyError(StoreError):
+    """The demo's store already holds events; nothing was written."""
+
+
+def seeded_ids(seed: int = SEED) -> Callable[[], UUID]:
+    """Version-4 UUIDs drawn from ``random.Random(seed)``: the same sequence on every run."""
+    rng = random.Random(seed)
+    return lambda: UUID(int=rng.getrandbits(128), version=4)
+
+
+def refuse_filled(url: str) -> None:
+    """Raise ``DemoStoreNotEmptyError`` when ``url`` names a store that holds events.
+
+    Checked through ``Ledger(url, create=False)``, which writes nothing (as every
+    reading command opens a store), so a refused run leaves the file's bytes as they
+    were. A missing or empty store is fine (the demo creates it); a foreign file is
+    refused by ``Ledger`` when the demo opens it.
+    """
+    try:
+        led = Ledger(url, create=False)
+    except StoreNotFoundError:
+        return
+    with led:
+        last = audit.recent_events(led, limit=1)
+    events = last[-1].position if last else 0
+    if events:
+        raise DemoStoreNotEmptyError(
+            f"{url} already holds {events} events; the demo fills only a new store (use --db or LEDGER_URL to name one)"
+        )
+
+
 def build_demo(url: str) -> DemoResult:
-    """Run the school pipeline against a new ledger at ``url``."""
+    """Run the school pipeline against a new ledger at ``url``, with the demo's seeded ids."""
+    refuse_filled(url)
     register_functions()
     led = Ledger(url)
     previous = get_ledger()
+    previous_ids = id_source(seeded_ids())
     set_default_ledger(led)
     try:
         return _fill(led)
+    except BaseException:
+        led.close()
+        raise
     finally:
         set_default_ledger(previous)
+        id_source(previous_ids)
 
 
 def _fill(led: Ledger) -> DemoResult:
