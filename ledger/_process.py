@@ -86,7 +86,10 @@ _new_id: Callable[[], UUID] = uuid4
 def id_source(source: Callable[[], UUID] | None) -> Callable[[], UUID]:
     """Install ``source`` as the maker of new ids (None: uuid4 again); returns the previous one,
     for the caller to put back. Why it exists: a reproducible run (the demo, whose ids the README
-    prints) needs the same ids each time; nothing else should change it."""
+    prints) needs the same ids each time; nothing else should change it. A source must never give
+    an id the store already holds: a repeated id would be read as already stored (no new version)
+    or refused as a conflict, and the stored index takes an id minted here for one not yet stored.
+    The demo uses it only on a store with no events."""
     global _new_id
     previous, _new_id = _new_id, (source or uuid4)
     return previous
