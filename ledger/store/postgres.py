@@ -140,7 +140,7 @@ class PostgresBackend:
         self._erasures = sql.SQL("{}.{}").format(schema, sql.Identifier(_ERASURES))
         self._tracking = sql.SQL("{}.{}").format(schema, sql.Identifier(_TRACKING))
         recorder: Any = self.recorder
-        table = sql.SQL("{}.{}").format(schema, sql.Identifier(recorder.events_table_name))
+        table = self._events = sql.SQL("{}.{}").format(schema, sql.Identifier(recorder.events_table_name))
         self._append_sql: tuple[Any, ...] = (
             *recorder.lock_table_statements,
             sql.SQL("SELECT notification_id, state FROM {} ORDER BY notification_id DESC LIMIT 1").format(table),
@@ -176,8 +176,7 @@ class PostgresBackend:
             rows = rows_for_batch(events, 0)  # offsets: the server adds the head
         except CorruptLogError:
             return None  # an unreadable version body: the Python path refuses it as it always did
-        roots = dict(rows.roots)  # each member's last root in this batch
-        v_rows = [(e, off, roots.pop(e, None)) for e, off in rows.versions]
+        v_rows, roots = rows.split_roots()
         last: dict[UUID, int] = {}
         prev_in_batch = []
         for i, e in enumerate(events, 1):
@@ -259,14 +258,14 @@ class PostgresBackend:
 
         if not self._has_index(curs):
             return False
-        roots = dict(rows.roots)  # each member's last root in this batch
-        if rows.versions:  # a new version's tree row is a column of its own row
+        versions, roots = rows.split_roots()
+        if versions:  # a new version's tree row is a column of its own row
             curs.executemany(
                 sql.SQL(
                     "INSERT INTO {} AS v (ecs_id, position, root_ecs_id) VALUES (%s, %s, %s) "
                     "ON CONFLICT (ecs_id) DO UPDATE SET root_ecs_id = coalesce(EXCLUDED.root_ecs_id, v.root_ecs_id)"
                 ).format(self._versions),
-                [(e, p, roots.pop(e, None)) for e, p in rows.versions],
+                versions,
             )
         if roots:  # versions stored earlier that a new root's tree holds
             curs.executemany(
@@ -339,8 +338,7 @@ class PostgresBackend:
     def stream_heads(self, stream_ids: Sequence[UUID], upto: int) -> dict[UUID, tuple[int, int, bytes]]:
         from psycopg import sql
 
-        recorder: Any = self.recorder
-        table = sql.SQL("{}.{}").format(sql.Identifier(self._datastore.schema), sql.Identifier(recorder.events_table_name))
+        table = self._events
         with self._datastore.transaction(commit=False) as curs:
             curs.execute(
                 sql.SQL(
@@ -369,8 +367,7 @@ class PostgresBackend:
     def stream_head(self, stream_id: UUID, upto: int) -> tuple[int, int, bytes] | None:
         from psycopg import sql
 
-        recorder: Any = self.recorder
-        table = sql.SQL("{}.{}").format(sql.Identifier(self._datastore.schema), sql.Identifier(recorder.events_table_name))
+        table = self._events
         with self._datastore.transaction(commit=False) as curs:
             curs.execute(
                 sql.SQL(
@@ -387,8 +384,7 @@ class PostgresBackend:
         """Streams with ids in [low, high] (uuids compare bytewise), each with its last record's position."""
         from psycopg import sql
 
-        recorder: Any = self.recorder
-        table = sql.SQL("{}.{}").format(sql.Identifier(self._datastore.schema), sql.Identifier(recorder.events_table_name))
+        table = self._events
         with self._datastore.transaction(commit=False) as curs:
             curs.execute(
                 sql.SQL(
@@ -416,8 +412,7 @@ class PostgresBackend:
         (stream, version) index, checked by ``version_index.lineage_versions``."""
         from psycopg import sql
 
-        recorder: Any = self.recorder
-        table = sql.SQL("{}.{}").format(sql.Identifier(self._datastore.schema), sql.Identifier(recorder.events_table_name))
+        table = self._events
         with self._datastore.transaction(commit=False) as curs:
             curs.execute(
                 sql.SQL(

@@ -82,6 +82,15 @@ class IndexRows:
     erasures: list[tuple[UUID, int]] = field(default_factory=list)
     roots: list[tuple[UUID, UUID]] = field(default_factory=list)
 
+    def split_roots(self) -> tuple[list[tuple[UUID, int, UUID | None]], dict[UUID, UUID]]:
+        """(each new version as (ecs_id, position, its tree root or None), {earlier version: its new root}).
+
+        A new version's root goes in its own row; what is left re-points versions stored before
+        this batch. Each member's last root in the batch wins.
+        """
+        roots = dict(self.roots)
+        return [(e, p, roots.pop(e, None)) for e, p in self.versions], roots
+
     def final_roots(self) -> list[tuple[UUID, UUID]]:
         """The tree rows as the table holds them once all are written: one per member, by ecs_id."""
         return sorted(dict(self.roots).items())

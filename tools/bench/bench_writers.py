@@ -71,10 +71,12 @@ def _writer(url: str, calls: int, barrier: Any, out: Any) -> None:
     led.close()
 
 
-def writers_rate(url: str, n: int, calls: int) -> float:
+def released_together(target: Any, args: tuple[Any, ...], n: int, calls: int) -> float:
+    """Calls/s of ``n`` spawned processes running ``target(*args, barrier, out)``, released at once;
+    each reports (its start, its end) on ``out``: all calls over the wall time from release to the last end."""
     ctx = multiprocessing.get_context("spawn")
     barrier, out = ctx.Barrier(n + 1), ctx.Queue()
-    procs = [ctx.Process(target=_writer, args=(url, calls, barrier, out)) for _ in range(n)]
+    procs = [ctx.Process(target=target, args=(*args, barrier, out)) for _ in range(n)]
     for p in procs:
         p.start()
     barrier.wait()
@@ -82,8 +84,11 @@ def writers_rate(url: str, n: int, calls: int) -> float:
     spans = [out.get(timeout=600) for _ in procs]
     for p in procs:
         p.join()
-    end = max(e for _, e in spans)
-    return n * calls / (end - min(start, min(s for s, _ in spans)))
+    return n * calls / (max(e for _, e in spans) - min(start, min(s for s, _ in spans)))
+
+
+def writers_rate(url: str, n: int, calls: int) -> float:
+    return released_together(_writer, (url, calls), n, calls)
 
 
 def execution_rows(pg: str) -> list[tuple[str, bytes]]:
@@ -133,17 +138,7 @@ def floor_rate(pg: str, n: int, calls: int, rows: list[tuple[str, bytes]], lock:
         )
         conn.execute(f'CREATE UNIQUE INDEX ON "{schema}".floor (notification_id)')
     try:
-        ctx = multiprocessing.get_context("spawn")
-        barrier, out = ctx.Barrier(n + 1), ctx.Queue()
-        procs = [ctx.Process(target=_floor_writer, args=(pg, schema, rows, calls, lock, barrier, out)) for _ in range(n)]
-        for p in procs:
-            p.start()
-        barrier.wait()
-        start = time.perf_counter()
-        spans = [out.get(timeout=600) for _ in procs]
-        for p in procs:
-            p.join()
-        return n * calls / (max(e for _, e in spans) - min(start, min(s for s, _ in spans)))
+        return released_together(_floor_writer, (pg, schema, rows, calls, lock), n, calls)
     finally:
         drop_schema(schema)
 
