@@ -337,7 +337,7 @@ def event_row(position: int, topic: str, payload: dict[str, Any]) -> tuple[Any, 
         else:
             summary += f" FAILED {payload.get('error_type')}: {payload.get('error_message')}"
     elif topic == "reaction.emitted":
-        about = payload.get("subject_type") or ""
+        about = short_type(payload["subject_type"]) if payload.get("subject_type") else ""
         if payload.get("subject_id"):
             about = f"{about} {payload['subject_id']}".strip()
         summary = f"{payload.get('event_type')} {about}".rstrip()
