@@ -32,6 +32,7 @@ from ledger.reactions import (
 from ledger.reactions.recording import record_event
 
 from . import reaction_worker
+from .conftest import requires_pg
 from .models import Grade, Student
 
 WAIT = 60  # seconds a liveness wait may take before the test fails (never a timing assertion)
@@ -438,6 +439,38 @@ class TestFollowers:
                 writer.registry.register_entity(Tally(label=str(i)))
             _wait_until(lambda: len(got) == 3, "three events from the other connection")
             assert got == [1, 2, 3]
+
+    @requires_pg
+    def test_a_gap_in_postgresql_positions_does_not_stall_a_follower(self, pg_url: str) -> None:
+        """Positions the log never holds (a rolled-back sequence value) are stepped over."""
+        import psycopg
+        from psycopg import sql
+
+        with Ledger(pg_url) as led:
+            for i in range(5):
+                led.registry.register_entity(Tally(label=str(i)))
+            schema = pg_url.rsplit("schema=", 1)[1]
+            table = led.store.recorder.events_table_name  # type: ignore[attr-defined]
+            with psycopg.connect(pg_url.split("?")[0], autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("DELETE FROM {}.{} WHERE notification_id = 3").format(sql.Identifier(schema), sql.Identifier(table))
+                )
+            got: list[int] = []
+            follower = led.follow("gaps", lambda f: got.append(f.position))
+            assert got == [1, 2, 4, 5] and follower.position == 5
+
+    def test_a_fact_has_the_same_id_published_and_followed(self, mem: Ledger) -> None:
+        """The id comes from the record's seal: a handler can deduplicate on it."""
+        published: list[LedgerFact] = []
+        on(pattern="*")(published.append)
+        t = Tally(label="same")
+        t.promote_to_root()
+        t.count = 1
+        mem.registry.version_entity(t)
+        followed: list[LedgerFact] = []
+        mem.follow("ids", followed.append)
+        assert [(f.id, f.type, f.position) for f in followed] == [(f.id, f.type, f.position) for f in published]
+        assert len({f.id for f in followed}) == 2
 
     def test_bad_arguments_are_refused_by_name(self, mem: Ledger) -> None:
         with pytest.raises(ReactionError, match="name"):

@@ -189,15 +189,14 @@ class LedgerFact(Event[Any]):
     ``entity.attached``, ``entity.erased``, ``execution.completed``, ``execution.failed``
     (and, for followers, any other record type as stored). ``subject_id`` is the entity
     version's ecs_id (``entity.erased``: the lineage id) or the execution id; ``position``
-    the record's place in the log. ``data`` is the stored payload (decoded lazily by
-    followers; the payload's personal fields stay sealed).
+    the record's place in the log; ``id`` is derived from the record's seal, the same in every
+    process that sees the record (a key for idempotent handlers). Like every event it names things by id and carries no
+    entity data: read the entity (``EntityRegistry``, ``get("@<id>")``) when a handler needs it.
     """
 
     phase: EventPhase = EventPhase.COMPLETED
     position: int
-    stream_id: UUID
     entity_lineage_id: UUID | None = None
     root_ecs_id: UUID | None = None
     is_root: bool | None = None
     function_name: str | None = None
-    data: dict[str, Any] = Field(default_factory=dict, repr=False)

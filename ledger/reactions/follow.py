@@ -163,11 +163,11 @@ class Follower:
                 page = store.read_columns(self.position + 1, self.page)
                 if not len(page):
                     break
-                for position, stream_id, topic, state in zip(page.positions, page.stream_ids, page.topics, page.states):
+                for position, topic, state in zip(page.positions, page.topics, page.states):
                     if self._stop.is_set():
                         break
                     if self._may_want(topic):
-                        fact = fact_of_state(position, stream_id, topic, state, self._classes)
+                        fact = fact_of_state(position, topic, state, self._classes)
                         if fact is not None and self._wants(fact.type):
                             self._deliver(fact, position)
                     self.position = position

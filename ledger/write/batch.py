@@ -43,9 +43,10 @@ class Batch:
     def add(self, stream_id: UUID, topic: str, body: dict[str, Any], record: VersionRecord | None = None) -> None:
         self._items.append((stream_id, topic, body, record))
 
-    def records(self) -> list[tuple[UUID, str, dict[str, Any]]]:
-        """(stream id, topic, body) of each event, in append order (the facts published after commit)."""
-        return [(stream_id, topic, body) for stream_id, topic, body, _ in self._items]
+    def records(self) -> list[tuple[str, dict[str, Any], str]]:
+        """(topic, body, seal hash) of each event, in append order, once appended (the facts
+        published after commit)."""
+        return [(topic, body, event.hash) for (_, topic, body, _), event in zip(self._items, self.sealed)]
 
     def after_commit(self, fn: Callable[[], None]) -> None:
         self._after.append(fn)
