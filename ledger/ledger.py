@@ -36,6 +36,16 @@ __all__ = ["Ledger", "VerifyReport", "connect", "get_ledger", "sql"]
 log = logging.getLogger(__name__)
 
 
+class _Tracking(threading.local):
+    """Per thread: the follower acknowledgement a commit carries (``Ledger.begin_tracking``).
+
+    Class-level defaults: a thread that never tracked reads them without the AttributeError
+    a bare ``threading.local`` raises first (2 µs a commit, measured; this is 40 ns)."""
+
+    current: tuple[str, int] | None = None
+    used: bool = False
+
+
 class Ledger:
     """An event store plus everything derived from it that the write side needs."""
 
@@ -83,11 +93,15 @@ class Ledger:
         self._lock = threading.RLock()
         self._closed = False
         self._analytics: Any = None
+        #: How deep this ledger's write lock is held (``writing``), and the facts of batches
+        #: committed meanwhile, published when it is released.
+        self._write_depth = 0
+        self._pending_facts: list[Any] = []
         #: Durable followers of this ledger (``follow``), by name.
         self._followers: dict[str, Any] = {}
         #: Per thread: the (follower name, position) a follower's handler is handling, which
         #: each batch that handler commits acknowledges in its own transaction.
-        self._tracking = threading.local()
+        self._tracking = _Tracking()
         try:
             if not replay and self.store.index_caught_up():
                 self.index: InlineIndex = StoredInlineIndex(
@@ -130,17 +144,33 @@ class Ledger:
     # ---------------------------------------------------------------- writing
     @contextmanager
     def writing(self) -> Iterator[None]:
-        """Serialize writers of this process; planning and appending happen inside."""
+        """Serialize writers of this process; planning and appending happen inside.
+
+        The facts of batches committed inside are published when the outermost
+        ``writing()`` of the thread ends (also when it ends with an error: they were
+        committed), so handlers run with no write lock held and see the live objects
+        already updated.
+        """
         self._check_open()
+        pending: list[Any] = []
         with self._lock:
-            yield
+            self._write_depth += 1
+            try:
+                yield
+            finally:
+                self._write_depth -= 1
+                if not self._write_depth and self._pending_facts:
+                    pending, self._pending_facts = self._pending_facts, []
+        if pending:
+            self._publish(pending)
 
     def commit(self, batch: Batch) -> list[int]:
         """Append a batch atomically, then update the index and the live objects.
 
-        Then, outside the write lock, the batch's facts go to the reactions bus (only while
-        a handler is subscribed; a handler's failure is logged, never raised here) and this
-        ledger's followers are woken. A refused batch publishes nothing.
+        Then, once no write lock of this thread is held (see ``writing``), the batch's facts
+        go to the reactions bus (only while a handler is subscribed; a handler's failure is
+        logged, never raised here) and this ledger's followers are woken. A refused batch
+        publishes nothing.
         """
         self._check_open()
         with self._lock:
@@ -149,7 +179,7 @@ class Ledger:
             except BaseException:
                 batch.abort()
                 raise
-            tracking = getattr(self._tracking, "current", None)
+            tracking = self._tracking.current if self._followers else None
             try:
                 if tracking is None:
                     positions = self.store.append(events)
@@ -164,16 +194,29 @@ class Ledger:
                 batch.abort()
                 raise
             batch.apply(positions)
-        bus = _process.event_bus
-        if bus is not None and bus.subscribed:
-            try:
-                bus.publish(facts_of_batch(batch.records(), positions))
-            except Exception:  # the batch is committed; its facts must not turn that into an error
-                log.exception("%s: publishing the facts of positions %d-%d failed", self.url, positions[0], positions[-1])
+            facts: list[Any] = []
+            bus = _process.event_bus
+            if bus is not None and bus.subscribed:
+                facts = facts_of_batch(batch.records(), positions)
+                if self._write_depth:  # inside writing(): published when it ends
+                    self._pending_facts.extend(facts)
+                    facts = []
+        if facts:
+            self._publish(facts)
         if self._followers:
             for follower in list(self._followers.values()):
                 follower.wake()
         return positions
+
+    def _publish(self, facts: list[Any]) -> None:
+        """Hand committed facts to the reactions bus; nothing here may fail the write."""
+        bus = _process.event_bus
+        if bus is None:
+            return
+        try:
+            bus.publish(facts)
+        except Exception:  # the batches are committed; their facts must not turn that into an error
+            log.exception("%s: publishing facts from position %d failed", self.url, getattr(facts[0], "position", 0))
 
     # ---------------------------------------------------------------- reacting
     def follow(self, name: str, handler: Callable[[Any], Any], *, types: Iterable[str] | None = None) -> Follower:
@@ -214,7 +257,7 @@ class Ledger:
 
     def end_tracking(self) -> bool:
         """Stop tracking in this thread; True when a committed batch carried the acknowledgement."""
-        used = bool(getattr(self._tracking, "used", False))
+        used = self._tracking.used
         self._tracking.current = None
         self._tracking.used = False
         return used
