@@ -471,6 +471,10 @@ class TestFollowers:
         mem.follow("ids", followed.append)
         assert [(f.id, f.type, f.position) for f in followed] == [(f.id, f.type, f.position) for f in published]
         assert len({f.id for f in followed}) == 2
+        # built without validation: every field is there, and it reads like a validated one
+        for fact in followed:
+            assert set(fact.__dict__) == set(LedgerFact.model_fields)
+            assert LedgerFact.model_validate(fact.model_dump()) == fact
 
     def test_bad_arguments_are_refused_by_name(self, mem: Ledger) -> None:
         with pytest.raises(ReactionError, match="name"):

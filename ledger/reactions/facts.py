@@ -117,6 +117,25 @@ def resolve_type(topic: str | None, cache: dict[str, Any] | None = None) -> type
     return obj if isinstance(obj, type) else topic
 
 
+#: The fields every fact shares (the mutable ones are made fresh for each fact).
+_DEFAULTS: dict[str, Any] = {
+    "phase": EventPhase.COMPLETED,
+    "actor_type": None,
+    "actor_id": None,
+    "parent_id": None,
+    "root_id": None,
+    "pending_children": 0,
+    "completed_children": 0,
+    "failed_children": 0,
+    "error": None,
+    "duration_ms": None,
+    "entity_lineage_id": None,
+    "root_ecs_id": None,
+    "is_root": None,
+    "function_name": None,
+}
+
+
 def _fact(seal: str, **values: Any) -> LedgerFact:
     """A ``LedgerFact`` built as ``model_construct`` builds one, without its per-field loop.
 
@@ -128,31 +147,10 @@ def _fact(seal: str, **values: Any) -> LedgerFact:
     same id in this process and in every follower (a key for idempotent handlers).
     """
     fact_id = _uuid_of_int(int(seal[:32], 16))
-    fields = {
-        "id": fact_id,
-        "phase": EventPhase.COMPLETED,
-        "actor_type": None,
-        "actor_id": None,
-        "context": {},
-        "lineage_id": fact_id,
-        "parent_id": None,
-        "root_id": None,
-        "children_ids": [],
-        "pending_children": 0,
-        "completed_children": 0,
-        "failed_children": 0,
-        "metadata": {},
-        "error": None,
-        "duration_ms": None,
-        "entity_lineage_id": None,
-        "root_ecs_id": None,
-        "is_root": None,
-        "function_name": None,
-    }
-    fields.update(values)
+    fields = {**_DEFAULTS, "id": fact_id, "lineage_id": fact_id, "context": {}, "children_ids": [], "metadata": {}, **values}
     fact = _new(LedgerFact)
     _set(fact, "__dict__", fields)
-    _set(fact, "__pydantic_fields_set__", set(fields))
+    _set(fact, "__pydantic_fields_set__", set(values))
     _set(fact, "__pydantic_extra__", None)
     _set(fact, "__pydantic_private__", None)
     return fact
