@@ -15,7 +15,9 @@ What lives here:
   TypeAdapters for forked children, the read-only SQL verdicts and DuckDB's side-effect list;
 - one ledger per (URL, pid) for ``batch_map`` worker processes;
 - the ids this process minted and has not appended yet (``mint``), which a stored index
-  then knows to be absent without asking the store.
+  then knows to be absent without asking the store;
+- the reactions event bus (``ledger.reactions.get_event_bus``), which ledgers publish their
+  facts to after each commit while it has subscribers.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from uuid import UUID, uuid4
 __all__ = [
     "adapters",
     "default_ledger",
+    "event_bus",
     "functions",
     "functions_lock",
     "input_models",
@@ -111,6 +114,10 @@ def mint_mark() -> int:
     return next(_mint_counter)
 
 
+#: The reactions event bus (``ledger.reactions.bus.EventBus``), made on first use by
+#: ``get_event_bus``. None until then: a commit then publishes nothing, at the cost of one read.
+event_bus: Any = None
+
 _ledger_lock = threading.Lock()
 _default_ledger: Any = None
 _ledger_factory: Callable[[str], Any] | None = None
@@ -170,8 +177,9 @@ def reset() -> None:
     registered functions and known topics are forgotten (classes defined at module level are
     found again by their import path); every cache is emptied.
     """
-    global _default_ledger, _new_id
+    global _default_ledger, _new_id, event_bus
     _new_id = uuid4
+    event_bus = None  # handlers are forgotten with the functions
     with _ledger_lock:
         _default_ledger = None
         _worker_ledgers.clear()

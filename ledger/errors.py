@@ -29,6 +29,7 @@ __all__ = [
     "LedgerClosedError",
     "MalformedAddressError",
     "NotARootError",
+    "ReactionError",
     "ReadOnlyError",
     "ReturnTypeError",
     "SchemaMismatchError",
@@ -188,3 +189,9 @@ class DigestError(LedgerError, ValueError):
 
 class ExecutorError(LedgerError, ValueError):
     """``CallableRegistry.map`` cannot run on the given executor (e.g. memory:// across processes)."""
+
+
+class ReactionError(LedgerError, ValueError):
+    """A subscription or follower that cannot be set up (``ledger.reactions``, ``Ledger.follow``):
+    ``on()`` with nothing to match, a follower name already following on this ledger, an event
+    that cannot be recorded."""

@@ -11,6 +11,8 @@ import pytest
 from ledger import CallableRegistry, Entity, Ledger, Personal
 from ledger.events import bodies
 from ledger.events.bodies import EVENT_MODELS, duckdb_struct
+from ledger.reactions import Event
+from ledger.reactions.recording import record_event
 from ledger.write.calls import execute_on
 
 #: builder -> (topic, {builder parameter: the model fields it fills})
@@ -22,6 +24,7 @@ BUILDERS = {
     bodies.entity_erased_body: (bodies.ENTITY_ERASED, {}),
     bodies.execution_completed_body: (bodies.EXECUTION_COMPLETED, {}),
     bodies.execution_failed_body: (bodies.EXECUTION_FAILED, {"sealed": {"sealed_with", "key_shares"}}),
+    bodies.reaction_emitted_body: (bodies.REACTION_EMITTED, {}),
 }
 #: Fields the batch (recorded_at, batch id and size) and the store (the seal) fill in.
 ADDED_LATER = {"recorded_at", "batch_id", "batch_size", "prev_hash", "log_prev", "position", "hash"}
@@ -46,7 +49,8 @@ class Bag(Entity):
 
 
 def _record_every_kind(led: Ledger) -> None:
-    """One of each event: versions (register, detach), a completed and a failed execution, an erasure."""
+    """One of each event: versions (register, detach), a completed and a failed execution, an erasure,
+    a recorded user event."""
 
     def codec_visit(p: Patient) -> Patient:
         p.visits += 1
@@ -66,6 +70,7 @@ def _record_every_kind(led: Ledger) -> None:
         with pytest.raises(RuntimeError):
             execute_on(led, "codec_fail", p=child)
         led.erase(child.lineage_id, reason="request")
+        record_event(Event(type="patient.seen", subject_type=Patient, subject_id=child.ecs_id), led)
     finally:
         CallableRegistry.unregister("codec_visit")
         CallableRegistry.unregister("codec_fail")

@@ -38,6 +38,8 @@ PLAN: list[tuple[str, str]] = [
     ("functions", "# A1 pure references"),
     ("functions", '@CallableRegistry.register("curve")'),
     ("functions", "from ledger import EntityRegistry, get_ledger"),
+    ("reactions", "import asyncio"),
+    ("reactions", "from ledger import get_ledger"),
     ("postgresql", "import ledger"),
     ("retry", "from ledger.errors import ConcurrencyError"),
     ("functions", "from concurrent.futures import ThreadPoolExecutor"),
@@ -46,11 +48,11 @@ PLAN: list[tuple[str, str]] = [
     ("script", "# run_dask.py: python run_dask.py"),
     ("erasure", "import tempfile"),
 ]
-SESSIONS = ["library", "upcasting", "functions", "retry", "erasure"]
+SESSIONS = ["library", "upcasting", "functions", "retry", "erasure", "reactions"]
 
 
 def test_every_block_is_planned() -> None:
-    assert len(BLOCKS) == len(PLAN) == 13
+    assert len(BLOCKS) == len(PLAN) == 15
     for block, (_, first) in zip(BLOCKS, PLAN):
         assert block.splitlines()[0].startswith(first), (block.splitlines()[0], first)
 
@@ -69,6 +71,11 @@ def test_session_runs_in_one_interpreter(session: str, tmp_path: Path) -> None:
     expected = {
         "library": ["2", "{'grades.0.score': (3.0, 3.5)}", "3.0"],
         "functions": ["4.0 -> 3.6", "{'gpa': (4.0, 3.6)}", "[3.5, 4.0]"],
+        "reactions": [
+            "report at position 16",
+            "report at position 34",
+            "14 ['execution.completed', 'student.processed']",
+        ],
     }.get(session, [])
     lines = out.splitlines()
     for line in expected:

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from ledger import Ledger
 from ledger.errors import LedgerError
+from ledger.reactions import Event
+from ledger.reactions.recording import record_event
 
 from .models import Grade, Student
 from .test_store import stored_dump
@@ -25,6 +27,7 @@ ops = st.lists(
         st.tuples(st.just("version"), st.integers(0, 50)),
         st.tuples(st.just("detach"), st.integers(0, 50), st.integers(0, 5)),
         st.tuples(st.just("attach"), st.integers(0, 50), st.integers(0, 50)),
+        st.tuples(st.just("emit"), st.integers(0, 50)),
     ),
     min_size=1,
     max_size=30,
@@ -62,6 +65,8 @@ def run(led: Ledger, program: list[tuple]) -> None:
             g = s.grades[args[1] % len(s.grades)]
             reg.detach(g)
             loose.append(g)
+        elif op == "emit":  # a recorded user event (reaction.emitted) between the versions
+            record_event(Event(type="student.touched", subject_type=Student, subject_id=s.ecs_id), led)
         elif op == "attach" and loose:
             g = loose.pop(args[1] % len(loose))
             reg.version_entity(g)

@@ -319,6 +319,8 @@ def _subject(topic: str, payload: dict[str, Any]) -> str:
         return str(payload["ecs_id"])
     if topic.startswith("execution."):
         return str(payload["execution_id"])
+    if topic == "reaction.emitted":
+        return str(payload["event_id"])
     return ""
 
 
@@ -334,6 +336,11 @@ def event_row(position: int, topic: str, payload: dict[str, Any]) -> tuple[Any, 
             summary += f" -> {len(semantics)} output(s) {','.join(sorted(set(semantics)))}".rstrip()
         else:
             summary += f" FAILED {payload.get('error_type')}: {payload.get('error_message')}"
+    elif topic == "reaction.emitted":
+        about = short_type(payload["subject_type"]) if payload.get("subject_type") else ""
+        if payload.get("subject_id"):
+            about = f"{about} {payload['subject_id']}".strip()
+        summary = f"{payload.get('event_type')} {about}".rstrip()
     else:
         summary = ""
     return position, when, topic, _subject(topic, payload), summary

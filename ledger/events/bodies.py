@@ -34,6 +34,8 @@ __all__ = [
     "ExecutionFailed",
     "InputRecord",
     "OutputRecord",
+    "REACTION_EMITTED",
+    "ReactionEmitted",
     "duckdb_struct",
     "entity_erased_body",
     "entity_version_body",
@@ -41,12 +43,14 @@ __all__ = [
     "execution_failed_body",
     "input_record",
     "output_record",
+    "reaction_emitted_body",
 ]
 
 ENTITY_VERSION = "entity.version"
 ENTITY_ERASED = "entity.erased"
 EXECUTION_COMPLETED = "execution.completed"
 EXECUTION_FAILED = "execution.failed"
+REACTION_EMITTED = "reaction.emitted"
 
 Cause = Literal["register", "version", "detach", "attach", "execution", "put"]
 
@@ -161,11 +165,31 @@ class ExecutionFailed(_Event):
     key_shares: list[str] = []
 
 
+class ReactionEmitted(_Event):
+    """A user event passed to ``ledger.reactions.emit(event, record=True)``.
+
+    One stream per emitted event (``stream_id = event_id``). ``event_type`` is the
+    event's routing ``type``; ``event_class`` the import path of its class
+    (``module:qualname``), so a follower in another process can rebuild it;
+    ``subject_type`` the name of its subject's class; ``event`` the event's own
+    fields as JSON. Nothing in the ledger's state depends on it: projections keep
+    it in the ``events`` table only.
+    """
+
+    event_id: UUID
+    event_type: str
+    event_class: str
+    subject_type: str | None
+    subject_id: UUID | None
+    event: dict[str, Any]
+
+
 EVENT_MODELS: dict[str, type[_Event]] = {
     ENTITY_VERSION: EntityVersionRecorded,
     ENTITY_ERASED: EntityErased,
     EXECUTION_COMPLETED: ExecutionCompleted,
     EXECUTION_FAILED: ExecutionFailed,
+    REACTION_EMITTED: ReactionEmitted,
 }
 
 
@@ -288,6 +312,25 @@ def execution_failed_body(
     if sealed:
         body.update(sealed)
     return body
+
+
+def reaction_emitted_body(
+    *,
+    event_id: UUID,
+    event_type: str,
+    event_class: str,
+    subject_type: str | None,
+    subject_id: UUID | None,
+    event: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "event_type": event_type,
+        "event_class": event_class,
+        "subject_type": subject_type,
+        "subject_id": subject_id,
+        "event": event,
+    }
 
 
 # ------------------------------------------------------------------ DuckDB reading

@@ -160,13 +160,27 @@ class StoreBackend(Protocol):
     #: What ``read_rows`` may raise from the driver (the recorder raises ``PersistenceError``).
     read_failures: tuple[type[BaseException], ...]
 
-    def append(self, events: Sequence[NewEvent]) -> list[int]:
+    def append(self, events: Sequence[NewEvent], tracking: tuple[str, int] | None = None) -> list[int]:
         """Insert the batch atomically at the positions after the head, sealed for them.
 
         In one transaction: take the write lock, read the log's last record,
         ``seal_batch(events, head + 1, link_hash(last state))`` and insert each
         event at the position it was sealed for; return those positions.
+        ``tracking`` (follower name, position): acknowledge it in that transaction.
         """
+        ...
+
+    def follower_position(self, name: str) -> int:
+        """The position follower ``name`` last acknowledged; 0 when it never did."""
+        ...
+
+    def acknowledge(self, name: str, position: int) -> None:
+        """Move follower ``name`` forward to ``position`` (never back)."""
+        ...
+
+    def listen(self) -> Any:
+        """An object whose ``wait(timeout)`` returns when another process may have appended
+        (``close()`` releases it), or None where followers poll."""
         ...
 
     def read_rows(self, start: int, limit: int, *, text_ids: bool = True) -> list[tuple[Any, ...]]:
@@ -319,19 +333,22 @@ class EventStore:
     def kind(self) -> str:
         return self.spec.kind
 
-    def append(self, events: Sequence[NewEvent]) -> list[int]:
+    def append(self, events: Sequence[NewEvent], tracking: tuple[str, int] | None = None) -> list[int]:
         """Seal and insert the batch atomically; returns the positions the store assigned.
 
         The backend takes its write lock, reads the log's last record, seals
         the batch at the positions that follow it (``events.seal_batch``) and
         inserts with those positions, in one transaction: a record's seal can
         then name its own position and its predecessor in the log.
+        ``tracking`` is ``(follower name, position)``: a durable follower whose
+        handler wrote this batch acknowledges that position in the same
+        transaction (``acknowledge``), so the event is handled exactly once.
         """
         if not events:
             return []
         self._fill_members(events)
         try:
-            positions = self._backend.append(events)
+            positions = self._backend.append(events, tracking)
         except self._conflicts as exc:
             streams = sorted({str(e.stream_id) for e in events})
             raise ConcurrencyError(
@@ -430,6 +447,22 @@ class EventStore:
         for event, ecs_id, is_root in facts:
             if event.members is None:
                 event.members = tuple(walker.members(ecs_id)) if is_root else ()
+
+    # ------------------------------------------------------------ followers
+    def follower_position(self, name: str) -> int:
+        """The last position durable follower ``name`` acknowledged (0: it never did)."""
+        return int(self._index_read(self._backend.follower_position, name))
+
+    def acknowledge(self, name: str, position: int) -> None:
+        """Record that follower ``name`` has handled everything up to ``position`` (never moves back)."""
+        try:
+            self._backend.acknowledge(name, position)
+        except (PersistenceError, *self._backend.failures) as exc:
+            raise StoreError(f"store {self.url!r}: cannot record follower {name!r} at position {position}: {exc}") from exc
+
+    def listen(self) -> Any:
+        """A waiter woken by other processes' appends (PostgreSQL LISTEN), or None: poll."""
+        return self._backend.listen()
 
     # ------------------------------------------------------------ version index
     def index_state(self) -> tuple[int, str] | None:

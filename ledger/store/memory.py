@@ -46,9 +46,11 @@ class MemoryBackend:
         self.key_table = MemoryKeyTable()
         self._lock = threading.Lock()
         self._head: tuple[int, str] = (0, GENESIS)  # (last position, its hash)
+        self._followers: dict[str, int] = {}  # follower name -> acknowledged position
 
-    def append(self, events: Sequence[NewEvent]) -> list[int]:
-        """Seal the batch after the head and insert it, under this store's lock."""
+    def append(self, events: Sequence[NewEvent], tracking: tuple[str, int] | None = None) -> list[int]:
+        """Seal the batch after the head and insert it, under this store's lock (``tracking``: a
+        follower's acknowledgement, made under the same lock)."""
         recorder = self.recorder
         with self._lock:
             # This object is the memory store's only writer, so the head it sealed last is
@@ -65,7 +67,23 @@ class MemoryBackend:
             if list(positions or ()) != expected:  # pragma: no cover - the POPO recorder numbers rows in order
                 raise StoreError(f"store {self.url!r} gave positions {positions}, sealed for {expected}")
             self._head = (expected[-1], last)
+            if tracking is not None:
+                self._acknowledge(*tracking)
         return expected
+
+    def follower_position(self, name: str) -> int:
+        return self._followers.get(name, 0)
+
+    def acknowledge(self, name: str, position: int) -> None:
+        with self._lock:
+            self._acknowledge(name, position)
+
+    def _acknowledge(self, name: str, position: int) -> None:
+        self._followers[name] = max(self._followers.get(name, 0), position)
+
+    def listen(self) -> None:
+        """Only this process writes a memory store: its commits wake followers directly."""
+        return None
 
     def read_rows(self, start: int, limit: int, *, text_ids: bool = True) -> list[tuple[Any, ...]]:
         """Rows from the recorder; ``text_ids=False`` keeps the UUIDs it holds (replay skips the text round trip)."""

@@ -42,6 +42,8 @@ _CREATE_LOCK = 7245001
 _VERSIONS = "ledger_version_positions"
 _ERASURES = "ledger_erasure_index"
 _TRACKING = "ledger_index_tracking"
+#: Durable followers (``Ledger.follow``): the last position each named follower acknowledged.
+_FOLLOWERS = "ledger_followers"
 
 
 def create_index_tables(conn: Any, schema: str) -> None:
@@ -55,6 +57,7 @@ def create_index_tables(conn: Any, schema: str) -> None:
         "CREATE TABLE IF NOT EXISTS {s}.{e} (lineage_id uuid PRIMARY KEY, position bigint NOT NULL)",
         "CREATE INDEX IF NOT EXISTS ledger_erasure_index_position ON {s}.{e} (position)",
         "CREATE TABLE IF NOT EXISTS {s}.{t} (name text PRIMARY KEY, position bigint NOT NULL, head_hash text NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS {s}.{f} (name text PRIMARY KEY, position bigint NOT NULL)",
     ):
         conn.execute(
             sql.SQL(statement).format(
@@ -62,6 +65,7 @@ def create_index_tables(conn: Any, schema: str) -> None:
                 v=sql.Identifier(_VERSIONS),
                 e=sql.Identifier(_ERASURES),
                 t=sql.Identifier(_TRACKING),
+                f=sql.Identifier(_FOLLOWERS),
             )
         )
     conn.execute(
@@ -139,6 +143,14 @@ class PostgresBackend:
         self._versions = sql.SQL("{}.{}").format(schema, sql.Identifier(_VERSIONS))
         self._erasures = sql.SQL("{}.{}").format(schema, sql.Identifier(_ERASURES))
         self._tracking = sql.SQL("{}.{}").format(schema, sql.Identifier(_TRACKING))
+        self._acknowledge = sql.SQL(
+            "INSERT INTO {} AS f (name, position) VALUES (%s, %s) "
+            "ON CONFLICT (name) DO UPDATE SET position = greatest(f.position, EXCLUDED.position)"
+        ).format(sql.SQL("{}.{}").format(schema, sql.Identifier(_FOLLOWERS)))
+        self._follower_position = sql.SQL("SELECT position FROM {} WHERE name = %s").format(
+            sql.SQL("{}.{}").format(schema, sql.Identifier(_FOLLOWERS))
+        )
+        self._spec = spec
         recorder: Any = self.recorder
         table = self._events = sql.SQL("{}.{}").format(schema, sql.Identifier(recorder.events_table_name))
         self._append_sql: tuple[Any, ...] = (
@@ -162,15 +174,18 @@ class PostgresBackend:
             self._rendered = tuple(s.as_string(conn) for s in self._append_sql)
         return self._rendered
 
-    def append(self, events: Sequence[NewEvent]) -> list[int]:
-        """Append the batch with one call of the schema's append function, else the Python way."""
+    def append(self, events: Sequence[NewEvent], tracking: tuple[str, int] | None = None) -> list[int]:
+        """Append the batch with one call of the schema's append function, else the Python way.
+
+        ``tracking`` (follower name, position) is acknowledged in the same transaction.
+        """
         if self._server_append:
-            positions = self._append_in_server(events)
+            positions = self._append_in_server(events, tracking)
             if positions is not None:
                 return positions
-        return self._append_from_python(events)
+        return self._append_from_python(events, tracking)
 
-    def _append_in_server(self, events: Sequence[NewEvent]) -> list[int] | None:
+    def _append_in_server(self, events: Sequence[NewEvent], tracking: tuple[str, int] | None = None) -> list[int] | None:
         """One round trip (``pg_append``); None when the function cannot serve this batch."""
         try:
             rows = rows_for_batch(events, 0)  # offsets: the server adds the head
@@ -209,6 +224,8 @@ class PostgresBackend:
                         f"{FUNCTION} sealed the batch for position {first} differently from "
                         "ledger.events.seal; nothing was written"
                     )
+                if tracking is not None:
+                    conn.execute(self._acknowledge, tracking)
         except StoreError:
             raise
         except Exception as exc:  # the datastore wraps psycopg's errors; the SQLSTATE is on the cause
@@ -220,7 +237,7 @@ class PostgresBackend:
             return None
         return list(range(first, first + len(events)))
 
-    def _append_from_python(self, events: Sequence[NewEvent]) -> list[int]:
+    def _append_from_python(self, events: Sequence[NewEvent], tracking: tuple[str, int] | None = None) -> list[int]:
         """Seal the batch after the head and insert it with explicit positions, under the table lock.
 
         The path for a schema without the append function, an index that does not name the
@@ -248,6 +265,8 @@ class PostgresBackend:
                 prepare=True,
             )
             self._write_index(curs, rows_for_batch(events, head + 1), head, head + len(events), events[-1].hash)
+            if tracking is not None:
+                curs.execute(self._acknowledge, tracking)
             curs.execute(notify)
         return list(range(head + 1, head + 1 + len(events)))
 
@@ -479,6 +498,29 @@ class PostgresBackend:
             curs.execute(statement, params)
             return curs.fetchall()
 
+    # ------------------------------------------------------------ followers
+    def follower_position(self, name: str) -> int:
+        """The position follower ``name`` last acknowledged (0: none, or a schema without the table)."""
+        try:
+            with self._datastore.transaction(commit=False) as curs:
+                curs.execute(self._follower_position, (name,))
+                row = curs.fetchone()
+        except Exception as exc:  # the datastore wraps psycopg's errors; the SQLSTATE is on the cause
+            if (getattr(exc, "sqlstate", None) or getattr(exc.__cause__, "sqlstate", None)) == "42P01":
+                return 0
+            raise
+        return 0 if row is None else int(row["position"])
+
+    def acknowledge(self, name: str, position: int) -> None:
+        """Move follower ``name`` forward to ``position`` (never back), in its own transaction."""
+        with self._datastore.transaction(commit=True) as curs:
+            curs.execute(self._acknowledge, (name, position))
+
+    def listen(self) -> PostgresListener:
+        """A connection LISTENing on the channel every append NOTIFYs (``PostgresListener``)."""
+        recorder: Any = self.recorder
+        return PostgresListener(self._spec, recorder.channel_name)
+
     def is_damaged(self, cause: BaseException | None) -> bool:
         return False  # the server reports its own damage as an error of the query
 
@@ -486,6 +528,29 @@ class PostgresBackend:
         if self._datastore is not None:
             self._datastore.close()
             self._datastore = None
+
+
+class PostgresListener:
+    """Wakes a follower when any process appends: its own connection, LISTENing on the channel
+    the append NOTIFYs on commit (so a wake-up never comes before the events are visible)."""
+
+    def __init__(self, spec: StoreURL, channel: str) -> None:
+        from psycopg import sql
+
+        conninfo: dict[str, Any] = dict(host=spec.host, port=spec.port, user=spec.user, dbname=spec.dbname)
+        if spec.password:
+            conninfo["password"] = spec.password
+        self._conn = psycopg.connect(**conninfo, connect_timeout=5, autocommit=True)
+        self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a notification arrives or ``timeout`` seconds pass; True when one arrived."""
+        for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+            return True
+        return False
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 # ---------------------------------------------------------------- key table

@@ -49,6 +49,12 @@ _DAMAGED = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 _VERSIONS = "ledger_version_positions"
 _ERASURES = "ledger_erasure_index"
 _TRACKING = "ledger_index_tracking"
+#: Durable followers (``Ledger.follow``): the last position each named follower acknowledged.
+_FOLLOWERS = "ledger_followers"
+_ACKNOWLEDGE = (
+    f"INSERT INTO {_FOLLOWERS} (name, position) VALUES (?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET position = max(position, excluded.position)"
+)
 _INDEX_DDL = (
     f"CREATE TABLE IF NOT EXISTS {_VERSIONS} "
     "(ecs_id BLOB PRIMARY KEY, position INTEGER NOT NULL, root_ecs_id BLOB) WITHOUT ROWID",
@@ -56,6 +62,7 @@ _INDEX_DDL = (
     f"CREATE INDEX IF NOT EXISTS {_ERASURES}_position ON {_ERASURES} (position)",
     f"CREATE TABLE IF NOT EXISTS {_TRACKING} (name TEXT PRIMARY KEY, position INTEGER NOT NULL, head_hash TEXT NOT NULL)",
     f"INSERT OR IGNORE INTO {_TRACKING} (name, position, head_hash) VALUES ('{INDEX_NAME}', 0, '{GENESIS}')",
+    f"CREATE TABLE IF NOT EXISTS {_FOLLOWERS} (name TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID",
 )
 
 
@@ -176,8 +183,11 @@ class SQLiteBackend:
                 self._own = self._datastore.pool._create_connection()
             yield self._own
 
-    def append(self, events: Sequence[NewEvent]) -> list[int]:
-        """Seal the batch after the head and insert it with explicit rowids, in one IMMEDIATE transaction."""
+    def append(self, events: Sequence[NewEvent], tracking: tuple[str, int] | None = None) -> list[int]:
+        """Seal the batch after the head and insert it with explicit rowids, in one IMMEDIATE transaction.
+
+        ``tracking`` (follower name, position) is acknowledged in the same transaction.
+        """
         table = self.recorder.events_table_name  # type: ignore[attr-defined]
         with self._own_connection() as conn:
             raw = conn._sqlite_conn
@@ -195,6 +205,8 @@ class SQLiteBackend:
                     [(p, "%032x" % e.stream_id.int, e.version, e.topic, e.state) for p, e in zip(count(head + 1), events)],
                 )
                 self._write_index(raw, rows_for_batch(events, head + 1), head, head + len(events), events[-1].hash, fresh=True)
+                if tracking is not None:
+                    raw.execute(_ACKNOWLEDGE, tracking)
                 raw.execute("COMMIT")
             except BaseException:
                 if raw.in_transaction:
@@ -433,6 +445,35 @@ class SQLiteBackend:
                 "WHERE rowid>=? ORDER BY rowid LIMIT ?",
                 (start, limit),
             ).fetchall()
+
+    # ------------------------------------------------------------ followers
+    def follower_position(self, name: str) -> int:
+        """The position follower ``name`` last acknowledged (0: none, or a file without the table)."""
+        try:
+            with self._own_connection() as conn:
+                row = conn._sqlite_conn.execute(f"SELECT position FROM {_FOLLOWERS} WHERE name = ?", (name,)).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return 0
+            raise
+        return 0 if row is None else int(row[0])
+
+    def acknowledge(self, name: str, position: int) -> None:
+        """Move follower ``name`` forward to ``position`` (never back), in its own transaction."""
+        with self._own_connection() as conn:
+            raw = conn._sqlite_conn
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                raw.execute(_ACKNOWLEDGE, (name, position))
+                raw.execute("COMMIT")
+            except BaseException:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                raise
+
+    def listen(self) -> None:
+        """No notification channel: followers poll."""
+        return None
 
     def is_damaged(self, cause: BaseException | None) -> bool:
         """True when SQLite says the file itself is damaged (corrupt, or not a database)."""

@@ -43,6 +43,11 @@ class Batch:
     def add(self, stream_id: UUID, topic: str, body: dict[str, Any], record: VersionRecord | None = None) -> None:
         self._items.append((stream_id, topic, body, record))
 
+    def records(self) -> list[tuple[str, dict[str, Any], str]]:
+        """(topic, body, seal hash) of each event, in append order, once appended (the facts
+        published after commit)."""
+        return [(topic, body, event.hash) for (_, topic, body, _), event in zip(self._items, self.sealed)]
+
     def after_commit(self, fn: Callable[[], None]) -> None:
         self._after.append(fn)
 
