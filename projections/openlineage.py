@@ -134,14 +134,14 @@ def _rows(con: duckdb.DuckDBPyConnection, where: str, params: list[Any]) -> dict
     inputs = con.execute(
         "SELECT i.execution_id, v.lineage_id, v.entity_type FROM execution_inputs i "
         "JOIN entity_versions v ON v.ecs_id = i.ecs_id "
-        f"WHERE i.execution_id IN {chosen} ORDER BY i.position, i.execution_id",
+        f"WHERE i.execution_id IN {chosen} ORDER BY i.position, i.execution_id, i.param_name, v.entity_type, v.lineage_id",
         params,
     ).fetchall()
     outputs = con.execute(
         "SELECT o.execution_id, o.ecs_id, o.lineage_id, v.entity_type, "
         "coalesce(json_keys(v.data), []) || coalesce(json_keys(v.children), []) "
         "FROM execution_outputs o JOIN entity_versions v ON v.ecs_id = o.ecs_id "
-        f"WHERE o.execution_id IN {chosen} ORDER BY o.position, o.output_index NULLS FIRST",
+        f"WHERE o.execution_id IN {chosen} ORDER BY o.position, o.execution_id, o.output_index NULLS FIRST, o.ecs_id",
         params,
     ).fetchall()
     # An address names a version (ecs_id) or a lineage: the dataset is that lineage either way.
@@ -152,7 +152,7 @@ def _rows(con: duckdb.DuckDBPyConnection, where: str, params: list[Any]) -> dict
         "LEFT JOIN entity_versions v ON v.ecs_id = f.address_ecs_id "
         "LEFT JOIN (SELECT lineage_id, any_value(entity_type) AS entity_type FROM entity_versions "
         "           GROUP BY lineage_id) l ON v.ecs_id IS NULL AND l.lineage_id = f.address_ecs_id "
-        f"WHERE f.execution_id IN {chosen} ORDER BY f.position",
+        f"WHERE f.execution_id IN {chosen} ORDER BY f.position, f.execution_id, f.output_ecs_id, f.param_name, 5, 4",
         params,
     ).fetchall()
     return {"executions": executions, "inputs": inputs, "outputs": outputs, "fields": fields}
