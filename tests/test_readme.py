@@ -38,6 +38,7 @@ PLAN: list[tuple[str, str]] = [
     ("functions", "# A1 pure references"),
     ("functions", '@CallableRegistry.register("curve")'),
     ("functions", "from ledger import EntityRegistry, get_ledger"),
+    ("functions", "# Blame: where did a value come from?"),
     ("postgresql", "import ledger"),
     ("retry", "from ledger.errors import ConcurrencyError"),
     ("functions", "from concurrent.futures import ThreadPoolExecutor"),
@@ -50,7 +51,7 @@ SESSIONS = ["library", "upcasting", "functions", "retry", "erasure"]
 
 
 def test_every_block_is_planned() -> None:
-    assert len(BLOCKS) == len(PLAN) == 13
+    assert len(BLOCKS) == len(PLAN) == 14
     for block, (_, first) in zip(BLOCKS, PLAN):
         assert block.splitlines()[0].startswith(first), (block.splitlines()[0], first)
 
@@ -68,7 +69,7 @@ def test_session_runs_in_one_interpreter(session: str, tmp_path: Path) -> None:
     out = _run([sys.executable, "-c", code], tmp_path)
     expected = {
         "library": ["2", "{'grades.0.score': (3.0, 3.5)}", "3.0"],
-        "functions": ["4.0 -> 3.6", "{'gpa': (4.0, 3.6)}", "[3.5, 4.0]"],
+        "functions": ["4.0 -> 3.6", "{'gpa': (4.0, 3.6)}", "[3.5, 4.0]", "3.75 execution mean", "scores score 3.5 registered", "True"],
     }.get(session, [])
     lines = out.splitlines()
     for line in expected:
