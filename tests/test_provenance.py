@@ -273,3 +273,23 @@ class TestBlameCommand:
         assert "…" not in text and "└── " in text
         ids = {str(n.version) for n in found.walk()} | {str(n.execution_id) for n in found.walk() if n.execution_id}
         assert ids <= set(UUID.findall(text))
+
+
+class TestLineagePositionOption:
+    def test_the_graph_as_of_a_position(self, durable_url: str, cli_console) -> None:
+        """`ledger lineage --position P` prints the library's graph as of P: later executions are absent."""
+        led = ledger.connect(durable_url)
+        s = _registered()
+        before = led.store.head()
+        mean = CallableRegistry.execute("prov_mean", scores=[f"@{s.ecs_id}.grades.0.score"])
+        expected = led.lineage_graph(str(s.grades[0].ecs_id), position=before).to_json()
+        now = led.lineage_graph(str(s.grades[0].ecs_id)).to_json()
+        led.close()
+        ledger.set_default_ledger(None)
+        args = ["lineage", str(s.grades[0].ecs_id), "--format", "json", "--db", durable_url, "--analytics", "memory"]
+        then = runner.invoke(app, [*args, "--position", str(before)])
+        assert then.exit_code == 0, then.output
+        assert json.loads(then.stdout) == json.loads(json.dumps(expected))
+        ids = {n["id"] for n in json.loads(then.stdout)["nodes"]}
+        assert str(mean.derived_from_execution_id) not in ids
+        assert str(mean.derived_from_execution_id) in {n["id"] for n in now["nodes"]}
