@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from os import PathLike
 from types import TracebackType
 from typing import Any
 from uuid import UUID
@@ -324,7 +325,7 @@ class Ledger:
 
         return blame(self, address, depth=depth)
 
-    def export_openlineage(self, path: str | Any, *, since: int | datetime | None = None) -> Any:
+    def export_openlineage(self, path: str | PathLike[str], *, since: int | datetime | None = None) -> Any:
         """Write every execution as OpenLineage RunEvents, one JSON object per line (``projections.openlineage``).
 
         Per execution a ``START`` and a ``COMPLETE`` or ``FAIL`` with ``run.runId`` =
