@@ -48,6 +48,7 @@ __all__ = [
     "dataset_name",
     "export_openlineage",
     "producer",
+    "query_rows",
     "store_namespace",
 ]
 
@@ -123,8 +124,9 @@ def _iso(when: datetime) -> str:
     return when.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def _rows(con: duckdb.DuckDBPyConnection, where: str, params: list[Any]) -> dict[str, Any]:
-    """Everything the events need, in four queries over the executions chosen by ``where``."""
+def query_rows(con: duckdb.DuckDBPyConnection, where: str, params: list[Any]) -> dict[str, Any]:
+    """Everything the events need, in four queries over the executions chosen by ``where``
+    (a ``WHERE`` on ``executions x``, or ""); the export's benchmark floor reads the same."""
     chosen = f"(SELECT execution_id FROM executions x {where})"
     executions = con.execute(
         "SELECT execution_id, function_name, position, recorded_at, duration_ms, succeeded, "
@@ -255,7 +257,7 @@ def export_openlineage(
     namespace = store_namespace(url)
 
     def read(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
-        rows = _rows(con, where, params)
+        rows = query_rows(con, where, params)
         failed = [row[2] for row in rows["executions"] if not row[5]]
         return rows, _failure_traces(con, failed)
 

@@ -34,7 +34,7 @@ import orjson  # noqa: E402
 
 import ledger  # noqa: E402
 from ledger import CallableRegistry, Entity, EntityRegistry, Ledger  # noqa: E402
-from projections.openlineage import _rows  # noqa: E402
+from projections.openlineage import query_rows  # noqa: E402
 from projections.provenance import Provenance, blame  # noqa: E402
 from projections.stored_reads import StoredReader  # noqa: E402
 from tools.bench._benchutil import fmt_rate, machine, median, table  # noqa: E402
@@ -161,7 +161,7 @@ def bench_export(tmp: str, executions: int) -> str:
 
         def floor() -> None:
             def read(con: Any) -> dict[str, Any]:
-                return _rows(con, "", [])
+                return query_rows(con, "", [])
 
             got = fresh.analytics.read(read)
             with open(os.path.join(tmp, "floor.ndjson"), "wb") as f:
