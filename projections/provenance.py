@@ -9,6 +9,8 @@ again of every input it names:
    branches) are walked back while they hold the same value at that path. Values are
    compared as stored (JSON data; a child entity by its content, ids left out), so a
    version that changed another field, or re-recorded the same value, does not count.
+   An erased personal value cannot be compared: its holder is the answer (and it reads
+   ``ERASED``, ``"<erased>"`` in ``to_dict``).
 2. What wrote that version? The execution named in its metadata, else "registered"
    (a lineage's first version written by hand) or "edited by hand".
 3. What did that execution read? Its record's inputs: a reference argument by its
@@ -32,6 +34,7 @@ from uuid import UUID
 
 from ledger.errors import BadPathError, LedgerError
 from ledger.model.address import Address, parse_address
+from ledger.model.personal import ERASED
 from ledger.model.tree import Ref
 from ledger.model.walk import map_leaves
 from projections.audit import AuditSource, execution_record
@@ -84,7 +87,7 @@ class Provenance:
         return {
             "address": self.address,
             "field": self.field,
-            "value": self.value,
+            "value": _json_ready(self.value),
             "current": str(self.current),
             "version": str(self.version),
             "lineage_id": str(self.lineage_id),
@@ -109,6 +112,23 @@ class Provenance:
 
 
 _MISSING = object()
+
+
+def _json_ready(value: Any) -> Any:
+    """``value`` with an erased personal value as ``"<erased>"`` (what the analytics tables show)."""
+    return map_leaves(value, lambda v: "<erased>" if v is ERASED else v, tuples_as_lists=True, str_keys=True)
+
+
+def _holds_erased(value: Any) -> bool:
+    found = False
+
+    def leaf(v: Any) -> Any:
+        nonlocal found
+        found = found or v is ERASED
+        return v
+
+    map_leaves(value, leaf)
+    return found
 
 
 def _content(index: InlineIndex, value: Any) -> Any:
@@ -141,6 +161,8 @@ def _value_in(index: InlineIndex, rec: VersionRecord, below: tuple[str, ...]) ->
 def _first_holder(index: InlineIndex, rec: VersionRecord, below: tuple[str, ...]) -> VersionRecord:
     """The earliest version on ``rec``'s chain of previous versions that holds the same value at ``below``."""
     value = _value_in(index, rec, below)
+    if _holds_erased(value):
+        return rec  # an erased personal value cannot be compared with earlier ones: no walk back
     while rec.previous_ecs_id is not None:
         previous = index.records.get(rec.previous_ecs_id)
         if previous is None or _value_in(index, previous, below) != value:

@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import ledger
-from ledger import CallableRegistry, EntityRegistry, Ledger, errors
+from ledger import ERASED, CallableRegistry, EntityRegistry, Ledger, errors
 from ledger.cli import app, render
 from ledger.cli.blame_tree import BlameTree
 from projections.provenance import BlameQueryError, Provenance
-from tests.models import Grade, Student, student
+from tests.models import Grade, Patient, Student, student
 
 runner = CliRunner()
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -155,6 +155,22 @@ class TestBlame:
         with pytest.raises(BlameQueryError, match="depth"):
             lg.blame(f"@{s.ecs_id}.name", depth=-1)
         assert _log(lg) == before
+
+    def test_an_erased_personal_value_is_not_compared_and_reads_erased(self, lg: Ledger) -> None:
+        """After erasure the name cannot be compared with older versions: the holder is the answer, '<erased>' in JSON."""
+        p = Patient(name="Zed Private", ward="north")
+        lg.registry.register_entity(p)
+        p.ward = "south"
+        EntityRegistry.version_entity(p)
+        before = lg.blame(f"@{p.ecs_id}.name")
+        assert before.version != p.ecs_id and before.origin == "registered"  # unchanged since registration
+        lg.erase(p.lineage_id, reason="request")
+        after = lg.blame(f"@{p.ecs_id}.name")
+        assert after.value is ERASED and after.version == after.current == p.ecs_id
+        doc = json.loads(json.dumps(after.to_dict()))
+        assert doc["value"] == "<erased>" and "Zed Private" not in json.dumps(doc)
+        whole = json.loads(json.dumps(lg.blame(f"@{p.ecs_id}").to_dict()))
+        assert whole["value"]["name"] == "<erased>" and whole["value"]["ward"] == "south"
 
     def test_to_dict_is_plain_json(self, lg: Ledger) -> None:
         """to_dict() survives json.dumps and mirrors the object, sources included."""
