@@ -9,6 +9,8 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
+from os import PathLike
 from types import TracebackType
 from typing import Any
 from uuid import UUID
@@ -424,6 +426,34 @@ class Ledger:
         return self.analytics.read(
             lambda con: lineage_graph(con, ref, direction=direction, depth=depth, position=position)
         )
+
+    def blame(self, address: str | Address, *, depth: int = 10) -> Any:
+        """Where the value at ``"@<uuid>.field.path"`` came from (``projections.provenance``).
+
+        Returns a ``Provenance``: ``.version`` (the ecs_id that first held this
+        value in its lineage), ``.execution_id`` (what wrote it; None for a
+        registration or a hand edit), ``.sources`` (the inputs that execution read,
+        each blamed in turn, ``depth`` levels down) and ``.to_dict()``. Reads only
+        the versions and execution records it names; the analytics tables are not used.
+        """
+        self._check_open()
+        from projections.provenance import blame
+
+        return blame(self, address, depth=depth)
+
+    def export_openlineage(self, path: str | PathLike[str], *, since: int | datetime | None = None) -> Any:
+        """Write every execution as OpenLineage RunEvents, one JSON object per line (``projections.openlineage``).
+
+        Per execution a ``START`` and a ``COMPLETE`` or ``FAIL`` with ``run.runId`` =
+        the execution_id; inputs and outputs are datasets named by entity type and
+        lineage id, in a namespace made from this store's URL without credentials.
+        ``since`` (a log position, or a timezone-aware time) keeps only executions
+        recorded from there on. Returns an ``OpenLineageExport`` (path, events, executions).
+        """
+        self._check_open()
+        from projections.openlineage import export_openlineage
+
+        return export_openlineage(self.analytics, self.url, path, since=since, open_payload=self.open_payload)
 
     # ------------------------------------------------------------ integrity
     def digest(self) -> Digest:

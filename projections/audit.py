@@ -52,6 +52,7 @@ __all__ = [
     "diff",
     "erasure",
     "execution",
+    "execution_record",
     "history",
     "lineage_of",
     "resolve_address",
@@ -450,13 +451,10 @@ def execution(source: AuditSource, execution_id: UUID | str, *, argument: str = 
     ``Ledger.open_payload`` does.
     """
     uuid = resolve_id(source, execution_id, argument)
-    found = source.store.streams_with_prefix(uuid.hex, 1)
-    if not found or found[0][0] != uuid:
+    found = execution_record(source, uuid)
+    if found is None:
         return None
-    position = found[0][1]
-    _, _, topic, payload = read_checked(source.store, position)
-    if not topic.startswith("execution."):
-        return None
+    position, topic, payload = found
     payload = source.open_payload(topic, payload)
     records = source.index.records
 
@@ -494,6 +492,19 @@ def execution(source: AuditSource, execution_id: UUID | str, *, argument: str = 
         error_message=payload.get("error_message") if failed else None,
         traceback=payload.get("traceback") if failed else None,
     )
+
+
+def execution_record(source: AuditSource, execution_id: UUID) -> tuple[int, str, dict[str, Any]] | None:
+    """(position, topic, payload as stored) of an execution's record; None when ``execution_id``
+    names no execution stream. One index lookup and one record read, seal checked."""
+    found = source.store.streams_with_prefix(execution_id.hex, 1)
+    if not found or found[0][0] != execution_id:
+        return None
+    position = found[0][1]
+    _, _, topic, payload = read_checked(source.store, position)
+    if not topic.startswith("execution."):
+        return None
+    return position, topic, payload
 
 
 def as_of(

@@ -23,7 +23,7 @@ import duckdb
 from ledger.errors import LedgerError, MalformedAddressError, UnknownEntityError
 from projections.tables import GRAPH_EDGES
 
-__all__ = ["LineageGraph", "LineageQueryError", "lineage_graph"]
+__all__ = ["LineageGraph", "LineageQueryError", "entity_label", "lineage_graph"]
 
 _DIRECTIONS = {"up": "upstream", "upstream": "upstream", "down": "downstream", "downstream": "downstream", "both": "both"}
 _EVERYTHING = 2**62
@@ -35,7 +35,8 @@ class LineageQueryError(LedgerError, ValueError):
     """A lineage query with an argument that cannot be answered (direction, depth)."""
 
 
-Edge = tuple[str, str, str, "str | None"]
+Edge = tuple[str, str, str, "str | None", "str | None"]
+"""(source, target, kind, execution_id, field): ``field`` is the path an input edge read by reference."""
 
 
 @dataclass
@@ -55,7 +56,7 @@ class LineageGraph:
             "position": self.position,
             "nodes": [{"id": node_id, **attrs} for node_id, attrs in self.nodes.items()],
             "edges": [
-                {"source": s, "target": t, "kind": k, "execution_id": x} for s, t, k, x in self.edges
+                {"source": s, "target": t, "kind": k, "execution_id": x, "field": f} for s, t, k, x, f in self.edges
             ],
         }
 
@@ -68,9 +69,10 @@ class LineageGraph:
                 lines.append(f'  {short[node_id]}{{{{"{label}"}}}}')
             else:
                 lines.append(f'  {short[node_id]}["{label}<br/>{node_id[:8]}"]')
-        for source, target, kind, _ in self.edges:
+        for source, target, kind, _, path in self.edges:
             arrow = "-.->" if kind in ("version", "detach", "attach") else "-->"
-            lines.append(f"  {short[source]} {arrow}|{kind}| {short[target]}")
+            label = _edge_label(kind, path).replace('"', "'")
+            lines.append(f'  {short[source]} {arrow}|"{label}"| {short[target]}' if path else f"  {short[source]} {arrow}|{kind}| {short[target]}")
         lines.extend(f"  style {short[s]} stroke-width:3px" for s in self.start if s in short)
         return "\n".join(lines)
 
@@ -85,11 +87,25 @@ class LineageGraph:
                 label = f"{label}\\n{node_id[:8]}"
             bold = ", penwidth=3" if node_id in self.start else ""
             lines.append(f'  "{node_id}" [label="{label}", shape={shape}{bold}];')
-        for source, target, kind, _ in self.edges:
+        for source, target, kind, _, path in self.edges:
             style = ", style=dashed" if kind in ("version", "detach", "attach") else ""
-            lines.append(f'  "{source}" -> "{target}" [label="{kind}"{style}];')
+            label = _edge_label(kind, path).replace("\\", "\\\\").replace('"', '\\"')
+            lines.append(f'  "{source}" -> "{target}" [label="{label}"{style}];')
         lines.append("}")
         return "\n".join(lines)
+
+
+def entity_label(entity_type: str) -> str:
+    """A stored topic as a short name: ``Student``, or ``output(result)`` for a wrapped result."""
+    module, _, rest = entity_type.partition(":")
+    if module == "ledger.outputs":  # a wrapped result: "ledger.outputs:<fields>:<shape hash>"
+        return f"output({rest.partition(':')[0]})"
+    return rest.rpartition(".")[2] or entity_type
+
+
+def _edge_label(kind: str, path: str | None) -> str:
+    """``input`` or, for an input read by reference, ``input grades.0.score`` (the path it read)."""
+    return kind if not path else f"{kind} {path}"
 
 
 def _canonical(ref: str | UUID) -> str:
@@ -127,10 +143,10 @@ def _step(con: duckdb.DuckDBPyConnection, frontier: list[str], downstream: bool,
     """The edges one hop away from the frontier, in one direction."""
     near = "source" if downstream else "target"
     return [
-        (source, target, kind, execution_id)
-        for source, target, kind, execution_id in _ids(
+        (source, target, kind, execution_id, path)
+        for source, target, kind, execution_id, path in _ids(
             con,
-            f"SELECT source, target, kind, execution_id FROM {GRAPH_EDGES} "
+            f"SELECT source, target, kind, execution_id, field FROM {GRAPH_EDGES} "
             f"WHERE {near} IN (SELECT unnest(?)) AND position <= ?",
             [frontier, pos],
         )
@@ -139,7 +155,7 @@ def _step(con: duckdb.DuckDBPyConnection, frontier: list[str], downstream: bool,
 
 def _walk(
     con: duckdb.DuckDBPyConnection, start: list[str], downstream: bool, depth: int | None, pos: int,
-    kinds: dict[str, str], edges: dict[tuple[str, str, str], Edge],
+    kinds: dict[str, str], edges: dict[tuple[str, str, str, str | None], Edge],
 ) -> None:
     frontier = list(start)
     seen = set(start)
@@ -151,8 +167,8 @@ def _walk(
         while hop:
             executions: list[str] = []
             for edge in _step(con, hop, downstream, pos):
-                source, target, kind, _ = edge
-                edges.setdefault((source, target, kind), edge)
+                source, target, kind, _, path = edge
+                edges.setdefault((source, target, kind, path), edge)
                 new = target if downstream else source
                 new_is_execution = (kind in _INTO_EXECUTION) if downstream else (kind in _OUT_OF_EXECUTION)
                 kinds.setdefault(new, "execution" if new_is_execution else "entity")
@@ -175,11 +191,7 @@ def _describe(con: duckdb.DuckDBPyConnection, graph: LineageGraph, kinds: dict[s
         "FROM entity_versions v WHERE v.ecs_id IN (SELECT unnest(?))",
         [entity_ids],
     ):
-        module, _, rest = entity_type.partition(":")
-        if module == "ledger.outputs":  # a wrapped result: "ledger.outputs:<fields>:<shape hash>"
-            name = f"output({rest.partition(':')[0]})"
-        else:
-            name = rest.rpartition(".")[2] or entity_type
+        name = entity_label(entity_type)
         graph.nodes[ecs_id] = {
             "kind": "entity", "label": f"{name} v{version}", "entity_type": entity_type,
             "lineage_id": lineage_id, "position": position, "cause": cause, "version": version,
@@ -218,7 +230,7 @@ def lineage_graph(
     canonical = _canonical(ref)
     start, start_kind = _start_nodes(con, canonical, pos)
     kinds = {s: start_kind for s in start}
-    edges: dict[tuple[str, str, str], Edge] = {}
+    edges: dict[tuple[str, str, str, str | None], Edge] = {}
     if walk in ("upstream", "both"):
         _walk(con, start, False, depth, pos, kinds, edges)
     if walk in ("downstream", "both"):

@@ -17,7 +17,7 @@ from ledger.model.walk import map_leaves
 from projections.addresses import step_into
 from projections.inline import InlineIndex, VersionRecord
 
-__all__ = ["StoredValue", "resolve_stored", "stored_data", "version_for"]
+__all__ = ["StoredValue", "resolve_stored", "plain_data", "stored_data", "version_for", "walk_stored"]
 
 
 def version_for(index: InlineIndex, uuid: Any, *, argument: str) -> VersionRecord:
@@ -36,11 +36,12 @@ def stored_data(index: InlineIndex, record: VersionRecord) -> dict[str, Any]:
     out: dict[str, Any] = {"entity_type": record.topic, "ecs_id": str(record.ecs_id)}
     out.update(record.values_data())
     for name, shape in record.shape.items():
-        out[name] = _plain(index, shape)
+        out[name] = plain_data(index, shape)
     return out
 
 
-def _plain(index: InlineIndex, shape: Any) -> Any:
+def plain_data(index: InlineIndex, shape: Any) -> Any:
+    """A stored value as plain data: each child entity as ``stored_data`` (type, ecs_id, fields)."""
     return map_leaves(
         shape,
         lambda v: stored_data(index, index.records[v.ecs_id]) if type(v) is Ref else v,
@@ -61,14 +62,24 @@ class StoredValue:
 
 def resolve_stored(index: InlineIndex, address: Address, *, argument: str = "address") -> StoredValue:
     """Walk ``@<uuid>.path`` over stored data: fields, children, list indexes, dict keys."""
+    current, source, _ = walk_stored(index, address, argument=argument)
+    return StoredValue(plain_data(index, current), source)
+
+
+def walk_stored(index: InlineIndex, address: Address, *, argument: str = "address") -> tuple[Any, VersionRecord, tuple[str, ...]]:
+    """(the stored value at ``address``, children still as ``Ref``; the last entity version on
+    the path; the path below that version). Blame compares values this way, version by version."""
     source = version_for(index, address.uuid, argument=argument)
     current: Any = Ref(source.ecs_id)
+    below: list[str] = []
     for i, seg in enumerate(address.path):
         where = ".".join(address.path[: i + 1])
         if type(current) is Ref:
             source = index.records[current.ecs_id]
+            below = []
             if seg in source.shape:
                 current = source.shape[seg]
+                below.append(seg)
                 continue
             values = source.values_data()
             if seg not in values:
@@ -79,6 +90,8 @@ def resolve_stored(index: InlineIndex, address: Address, *, argument: str = "add
             current = values[seg]
         else:
             current = step_into(current, seg, address, argument, where)
+        below.append(seg)
     if type(current) is Ref:
         source = index.records[current.ecs_id]
-    return StoredValue(_plain(index, current), source)
+        below = []
+    return current, source, tuple(below)

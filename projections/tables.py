@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 INTERNAL_SCHEMA = "_ledger"
-LAYOUT = 2  # 1: tracking table in main, no layout column
+LAYOUT = 3  # 1: tracking table in main, no layout column; 2: graph edges without their field path
 
 TABLES: dict[str, str] = {
     "events": """
@@ -102,14 +102,17 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {name: _columns(cols) for name, cols
 # attach), entity → execution (input, config), execution → entity (the
 # output's semantic). Filters on source/target/position push down into each part.
 GRAPH_EDGES = f"{INTERNAL_SCHEMA}.graph_edges"
+# An input edge read by reference carries the address's path (``field``: "grades.0.score"
+# of "@<uuid>.grades.0.score", from the entity the address names); other edges have none.
 GRAPH_EDGES_VIEW = f"""CREATE VIEW IF NOT EXISTS {GRAPH_EDGES} AS
-    SELECT source_ecs_id AS source, target_ecs_id AS target, kind, execution_id, position
+    SELECT source_ecs_id AS source, target_ecs_id AS target, kind, execution_id, position, NULL::VARCHAR AS field
     FROM main.lineage_edges WHERE kind <> 'execution'
     UNION ALL SELECT i.ecs_id, i.execution_id,
-        CASE WHEN c.ecs_id IS NULL THEN 'input' ELSE 'config' END, i.execution_id, i.position
+        CASE WHEN c.ecs_id IS NULL THEN 'input' ELSE 'config' END, i.execution_id, i.position,
+        nullif(regexp_extract(i.address, '^@[0-9a-fA-F-]{{32,36}}\\.?(.*)$', 1), '')
     FROM main.execution_inputs i LEFT JOIN main.execution_configs c USING (execution_id, ecs_id)
     WHERE i.ecs_id IS NOT NULL
-    UNION ALL SELECT execution_id, ecs_id, semantic, execution_id, position FROM main.execution_outputs"""
+    UNION ALL SELECT execution_id, ecs_id, semantic, execution_id, position, NULL FROM main.execution_outputs"""
 
 TRACKING = f"{INTERNAL_SCHEMA}.projection_tracking"
 

@@ -40,6 +40,7 @@ PLAN: list[tuple[str, str]] = [
     ("functions", "from ledger import EntityRegistry, get_ledger"),
     ("reactions", "import asyncio"),
     ("reactions", "from ledger import get_ledger"),
+    ("functions", "# Blame: where did a value come from?"),
     ("postgresql", "import ledger"),
     ("retry", "from ledger.errors import ConcurrencyError"),
     ("functions", "from concurrent.futures import ThreadPoolExecutor"),
@@ -52,7 +53,7 @@ SESSIONS = ["library", "upcasting", "functions", "retry", "erasure", "reactions"
 
 
 def test_every_block_is_planned() -> None:
-    assert len(BLOCKS) == len(PLAN) == 15
+    assert len(BLOCKS) == len(PLAN) == 16
     for block, (_, first) in zip(BLOCKS, PLAN):
         assert block.splitlines()[0].startswith(first), (block.splitlines()[0], first)
 
@@ -70,7 +71,7 @@ def test_session_runs_in_one_interpreter(session: str, tmp_path: Path) -> None:
     out = _run([sys.executable, "-c", code], tmp_path)
     expected = {
         "library": ["2", "{'grades.0.score': (3.0, 3.5)}", "3.0"],
-        "functions": ["4.0 -> 3.6", "{'gpa': (4.0, 3.6)}", "[3.5, 4.0]"],
+        "functions": ["4.0 -> 3.6", "{'gpa': (4.0, 3.6)}", "[3.5, 4.0]", "3.75 execution mean", "scores score 3.5 registered", "True"],
         "reactions": [
             "report at position 16",
             "report at position 34",

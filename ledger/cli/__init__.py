@@ -5,6 +5,7 @@ Part of the installed library, above the facade in the layering; nothing in
 typer nor rich at import time.
 """
 
+from ledger.cli import provenance as _provenance  # noqa: F401  (registers `ledger blame`)
 from ledger.cli.commands import app, main
 
 __all__ = ["app", "main"]

@@ -33,6 +33,7 @@ import ledger.cli.render as render  # not `from ledger.cli import`: the package'
 from ledger import Digest, Ledger, VerifyReport
 from ledger.errors import CorruptLogError, DigestError, LedgerError
 from projections import audit, cache_file
+from projections.openlineage import export_openlineage
 from projections.readonly import one_line
 from projections.stored_reads import StoredReader
 from projections.tables import COLUMNS
@@ -610,18 +611,46 @@ def replay(db: str | None = DbOption, analytics: str | None = AnalyticsOption) -
 @app.command()
 @one_line_errors
 def export(
-    parquet: Path = typer.Option(..., "--parquet", help="Directory for the Parquet files (created if missing)."),
+    parquet: Path | None = typer.Option(None, "--parquet", help="Directory for the Parquet files (created if missing)."),
+    openlineage: Path | None = typer.Option(
+        None, "--openlineage", help="Write every execution as OpenLineage RunEvents (NDJSON, spec 2-0-2) to this file."
+    ),
+    since: str | None = typer.Option(
+        None, "--since", help="With --openlineage: only executions recorded at or after this log position or ISO time."
+    ),
     db: str | None = DbOption,
     analytics: str | None = AnalyticsOption,
 ) -> None:
-    """Write every analytics table to DIR/<table>.parquet.
+    """Write every analytics table to DIR/<table>.parquet, or the executions as OpenLineage events.
+
+    --openlineage FILE writes, per execution, a START and a COMPLETE or FAIL RunEvent, one JSON
+    object per line; the last line printed says which --since continues the file's history.
+    Post them to Marquez with: while read -r e; do curl -s -H 'Content-Type: application/json'
+    -d "$e" http://localhost:5000/api/v1/lineage; done < FILE
 
     Example: ledger export --parquet ./audit-parquet
+
+    Example: ledger export --openlineage runs.ndjson --since 120
     """
+    if parquet is None and openlineage is None:
+        raise CLIError("export: give --parquet DIR, --openlineage FILE, or both")
+    if since is not None and openlineage is None:
+        raise CLIError("export: --since applies to --openlineage")
+    bound = log_bound(since, "--since")
     with open_reader(db, analytics=analytics, with_analytics=True) as led:
-        paths = led.analytics.export_parquet(parquet)
+        paths = led.analytics.export_parquet(parquet) if parquet is not None else []
+        done = None
+        if openlineage is not None:
+            done = export_openlineage(led.analytics, store_url(db), openlineage, since=bound, open_payload=led.open_payload)
     for path in paths:
         console.print(str(path), highlight=False, soft_wrap=True)
+    if done is not None:
+        last = "" if done.last_position is None else f", up to position {done.last_position} (next: --since {done.last_position + 1})"
+        console.print(
+            f"{done.path}: {done.events} OpenLineage events for {done.executions} executions{last}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 # --------------------------------------------------------------------- demo
