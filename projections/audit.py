@@ -575,11 +575,19 @@ def check_index(source: AuditSource) -> IndexCheck | None:
         return None
     upto, head = state[0], store.head()
     stored = store.stored_index()
-    have = {("version", *r) for r in stored.versions} | {("erasure", *r) for r in stored.erasures}
+    have = (
+        {("version", *r) for r in stored.versions}
+        | {("erasure", *r) for r in stored.erasures}
+        | {("memo", k.hex(), *r) for k, *r in stored.memos}
+    )
     # every row up to the tracked position must be there; past it (appends while the index
     # lagged) rows may be missing, but none may differ from what the log implies
     rebuilt = store.rebuilt_index(head)
-    implied = {("version", *r) for r in rebuilt.versions} | {("erasure", *r) for r in rebuilt.erasures}
+    implied = (
+        {("version", *r) for r in rebuilt.versions}
+        | {("erasure", *r) for r in rebuilt.erasures}
+        | {("memo", k.hex(), *r) for k, *r in rebuilt.memos}
+    )
     required = {r for r in implied if r[-1] <= upto}
     missing = sorted(required - have, key=lambda r: r[-1])
     extra = sorted(have - implied, key=lambda r: r[-1])

@@ -419,6 +419,13 @@ class StoredInlineIndex(InlineIndex):
         if self.keys is not None:
             self.keys.forget(lineage_id)
 
+    def note_memo(self, key: str, execution_id: UUID, position: int) -> None:
+        """Nothing to keep: the append filed it in the store's memo index, in its transaction."""
+
+    def memo_lookup(self, key: str) -> tuple[UUID, int] | None:
+        """One indexed read of the store's memo index (another writer's executions included)."""
+        return self.store.memo_lookup(key)
+
     def prefetch(self, ecs_ids: Iterable[UUID] = (), stream_ids: Iterable[UUID] = ()) -> None:
         """Look up many versions and stream heads in one query each, before a plan or a seal reads them."""
         self.records.prefetch(ecs_ids)  # type: ignore[attr-defined]

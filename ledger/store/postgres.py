@@ -42,6 +42,7 @@ _CREATE_LOCK = 7245001
 _VERSIONS = "ledger_version_positions"
 _ERASURES = "ledger_erasure_index"
 _TRACKING = "ledger_index_tracking"
+_MEMOS = "ledger_memo_index"
 
 
 def create_index_tables(conn: Any, schema: str) -> None:
@@ -55,6 +56,7 @@ def create_index_tables(conn: Any, schema: str) -> None:
         "CREATE TABLE IF NOT EXISTS {s}.{e} (lineage_id uuid PRIMARY KEY, position bigint NOT NULL)",
         "CREATE INDEX IF NOT EXISTS ledger_erasure_index_position ON {s}.{e} (position)",
         "CREATE TABLE IF NOT EXISTS {s}.{t} (name text PRIMARY KEY, position bigint NOT NULL, head_hash text NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS {s}.{m} (cache_key bytea PRIMARY KEY, execution_id uuid NOT NULL, position bigint NOT NULL)",
     ):
         conn.execute(
             sql.SQL(statement).format(
@@ -62,6 +64,7 @@ def create_index_tables(conn: Any, schema: str) -> None:
                 v=sql.Identifier(_VERSIONS),
                 e=sql.Identifier(_ERASURES),
                 t=sql.Identifier(_TRACKING),
+                m=sql.Identifier(_MEMOS),
             )
         )
     conn.execute(
@@ -139,6 +142,11 @@ class PostgresBackend:
         self._versions = sql.SQL("{}.{}").format(schema, sql.Identifier(_VERSIONS))
         self._erasures = sql.SQL("{}.{}").format(schema, sql.Identifier(_ERASURES))
         self._tracking = sql.SQL("{}.{}").format(schema, sql.Identifier(_TRACKING))
+        self._memos = sql.SQL("{}.{}").format(schema, sql.Identifier(_MEMOS))
+        self._insert_memos = sql.SQL(
+            "INSERT INTO {} (cache_key, execution_id, position) "
+            "SELECT * FROM unnest(%s::bytea[], %s::uuid[], %s::bigint[]) ON CONFLICT DO NOTHING"
+        ).format(self._memos)
         recorder: Any = self.recorder
         table = self._events = sql.SQL("{}.{}").format(schema, sql.Identifier(recorder.events_table_name))
         self._append_sql: tuple[Any, ...] = (
@@ -201,6 +209,8 @@ class PostgresBackend:
             with self._datastore.get_connection() as conn, conn.transaction():
                 row = conn.execute(self._call, params, prepare=True).fetchone()
                 first = row["first_position"]
+                if rows.memos:  # the memo index, in the same transaction (ledger_append_v1 does not know it)
+                    self._write_memos(conn, [(key, execution, first + off) for key, execution, off in rows.memos])
                 # Before the commit: the library's own seal of the batch (which fills each
                 # NewEvent's state) must give the server's hashes, or nothing is written.
                 seal_batch(events, first, row["head_link"])
@@ -277,12 +287,33 @@ class PostgresBackend:
                 sql.SQL("INSERT INTO {} (lineage_id, position) VALUES (%s, %s) ON CONFLICT DO NOTHING").format(self._erasures),
                 rows.erasures,
             )
+        if rows.memos:
+            self._write_memos(curs, rows.memos)
         curs.execute(
             sql.SQL("UPDATE {} SET position = %s, head_hash = %s WHERE name = %s AND position = %s").format(self._tracking),
             (upto, upto_hash, INDEX_NAME, expect),
             prepare=True,
         )
         return curs.rowcount == 1
+
+    def _write_memos(self, conn: Any, memos: list[tuple[bytes, UUID, int]]) -> None:
+        """Memo rows (key, execution, position) in the caller's transaction; the first per key stays.
+
+        Rows are sorted by position first: within one statement ``ON CONFLICT DO NOTHING``
+        keeps whichever row of a key it meets first.
+        """
+        memos = sorted(memos, key=lambda m: m[2])
+        conn.execute(self._insert_memos, ([m[0] for m in memos], [m[1] for m in memos], [m[2] for m in memos]))
+
+    def memo_lookup(self, key: bytes) -> tuple[UUID, int] | None:
+        from psycopg import sql
+
+        with self._datastore.transaction(commit=False) as curs:
+            curs.execute(
+                sql.SQL("SELECT execution_id, position FROM {} WHERE cache_key = %s").format(self._memos), (key,), prepare=True
+            )
+            row = curs.fetchone()
+        return None if row is None else (row["execution_id"], row["position"])
 
     def _has_index(self, curs: Any) -> bool:
         """Whether this schema has the index tables (a schema made by an older library has not)."""
@@ -314,6 +345,7 @@ class PostgresBackend:
         with self._datastore.transaction(commit=True) as curs:
             curs.execute(sql.SQL("DELETE FROM {}").format(self._versions))
             curs.execute(sql.SQL("DELETE FROM {}").format(self._erasures))
+            curs.execute(sql.SQL("DELETE FROM {}").format(self._memos))
             curs.execute(
                 sql.SQL("UPDATE {} SET position = 0, head_hash = %s WHERE name = %s").format(self._tracking), (GENESIS, INDEX_NAME)
             )
@@ -458,7 +490,9 @@ class PostgresBackend:
             erasures = [(r["lineage_id"], r["position"]) for r in curs.fetchall()]
             curs.execute(sql.SQL("SELECT ecs_id, root_ecs_id FROM {} WHERE root_ecs_id IS NOT NULL").format(self._versions))
             roots = sorted((r["ecs_id"], r["root_ecs_id"]) for r in curs.fetchall())
-        return IndexRows(versions, erasures, roots)
+            curs.execute(sql.SQL("SELECT cache_key, execution_id, position FROM {} ORDER BY position").format(self._memos))
+            memos = [(bytes(r["cache_key"]), r["execution_id"], r["position"]) for r in curs.fetchall()]
+        return IndexRows(versions, erasures, roots, memos)
 
     def read_rows(self, start: int, limit: int, *, text_ids: bool = True) -> list[tuple[Any, ...]]:
         """One plain SELECT into tuples, stream ids cast to text, values otherwise as stored."""
