@@ -20,7 +20,7 @@ from ledger.write.arguments import function_version
 from ledger.write.batch_map import map_calls
 from ledger.write.calls import aexecute_on, execute_on
 from ledger.write.functions import FunctionMetadata, Isolation
-from ledger.write.reexecute import Reexecution, reexecute_on
+from ledger.write.reexecute import Reexecution
 from ledger.write.signatures import analyze_signature
 
 __all__ = ["CallableRegistry", "FunctionMetadata", "Reexecution", "aexecute_on", "execute_on"]
@@ -108,7 +108,7 @@ class CallableRegistry:
         when an input's personal data was erased, ``NotReexecutableError`` for a failed
         execution or one recorded before executions kept their arguments.
         """
-        return reexecute_on(get_ledger(), execution_id)
+        return get_ledger().reexecute(execution_id)
 
     @classmethod
     def execute(cls, name: str, /, **kwargs: Any) -> Any:

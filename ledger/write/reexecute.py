@@ -26,7 +26,7 @@ from uuid import UUID
 from pydantic_core import to_jsonable_python
 
 from ledger import _process
-from ledger.errors import EntityNotFoundError, ErasedInputError, NotReexecutableError
+from ledger.errors import EntityNotFoundError, ErasedInputError, NotReexecutableError, UnknownFunctionError
 from ledger.events.bodies import (
     EXECUTION_COMPLETED,
     EXECUTION_REEXECUTED,
@@ -68,7 +68,14 @@ def reexecute_on(ledger: WriteHost, execution_id: UUID | str) -> Reexecution:
     """Run execution ``execution_id`` again on its recorded inputs and record the verdict."""
     uuid = as_uuid(execution_id, "execution_id", "an execution id")
     payload = _completed(ledger, uuid)
-    meta = lookup(payload["function_name"])
+    try:
+        meta = lookup(payload["function_name"])
+    except UnknownFunctionError as exc:
+        raise UnknownFunctionError(
+            f"execution_id: execution {uuid} ran {payload['function_name']!r}, which is not registered in this "
+            f"process ({str(exc).rpartition('(')[2].rstrip(')')}); import the module that registers it "
+            "(ledger reexecute --import MODULE)"
+        ) from None
     arguments = payload.get("arguments")
     if arguments is None:
         raise NotReexecutableError(
