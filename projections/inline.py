@@ -391,6 +391,10 @@ class InlineIndex:
         """(execution_id, position) of the first successful execution filed under ``key``."""
         return self.memos.get(key)
 
+    def memo_rows(self) -> dict[str, tuple[UUID, int]]:
+        """The whole memo index, key -> (execution_id, position) (``snapshot``)."""
+        return dict(self.memos)
+
     def add(
         self, record: VersionRecord, position: int, stream_hash: str, *, mark: bool = True, version: int | None = None
     ) -> None:
@@ -527,7 +531,7 @@ class InlineIndex:
             "streams": {str(k): (h.version, h.hash) for k, h in self.streams.items()},
             "position": self.position,
             "erased": {str(k): v for k, v in self.erased.items()},
-            "memos": {k: (str(e), p) for k, (e, p) in self.memos.items()},
+            "memos": {k: (str(e), p) for k, (e, p) in self.memo_rows().items()},
         }
 
 

@@ -20,7 +20,11 @@ BUILDERS = {
         {"values_json": {"values"}, "link": {"detached_from", "attached_to"}},
     ),
     bodies.entity_erased_body: (bodies.ENTITY_ERASED, {}),
-    bodies.execution_completed_body: (bodies.EXECUTION_COMPLETED, {}),
+    bodies.execution_completed_body: (
+        bodies.EXECUTION_COMPLETED,
+        {"reused_execution_id": {"reused_execution_id", "cache_hit"}},
+    ),
+    bodies.execution_reexecuted_body: (bodies.EXECUTION_REEXECUTED, {}),
     bodies.execution_failed_body: (bodies.EXECUTION_FAILED, {"sealed": {"sealed_with", "key_shares"}}),
 }
 #: Fields the batch (recorded_at, batch id and size) and the store (the seal) fill in.
