@@ -341,6 +341,9 @@ class InlineIndex:
         self.live: weakref.WeakValueDictionary[UUID, Entity] = weakref.WeakValueDictionary()
         #: The memo index (``ledger/write/memo.py``): cache key -> (first execution filed under it, its position).
         self.memos: dict[str, tuple[UUID, int]] = {}
+        #: Payloads of executions found through the memo index, by key (bounded): a key's first
+        #: execution never changes and its record is immutable, so a hit seen once costs no read.
+        self.memo_payloads: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.position = 0  # highest position applied
         self.caught_up = 0  # every event at or below this position has been applied
         self.event_count = 0
@@ -387,8 +390,9 @@ class InlineIndex:
         """File a successful execution under its memo key; the first one filed stays."""
         self.memos.setdefault(key, (execution_id, position))
 
-    def memo_lookup(self, key: str) -> tuple[UUID, int] | None:
-        """(execution_id, position) of the first successful execution filed under ``key``."""
+    def memo_lookup(self, key: str) -> tuple[Any, ...] | None:
+        """(execution_id, position) of the first successful execution filed under ``key``
+        (``StoredInlineIndex`` adds the record's raw columns, read in the same query)."""
         return self.memos.get(key)
 
     def memo_rows(self) -> dict[str, tuple[UUID, int]]:

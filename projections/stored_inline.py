@@ -422,8 +422,9 @@ class StoredInlineIndex(InlineIndex):
     def note_memo(self, key: str, execution_id: UUID, position: int) -> None:
         """Nothing to keep: the append filed it in the store's memo index, in its transaction."""
 
-    def memo_lookup(self, key: str) -> tuple[UUID, int] | None:
-        """One indexed read of the store's memo index (another writer's executions included)."""
+    def memo_lookup(self, key: str) -> tuple[Any, ...] | None:
+        """One indexed read of the store's memo index (another writer's executions included),
+        the record joined: (execution_id, position, stream id, version, topic, state)."""
         return self.store.memo_lookup(key)
 
     def memo_rows(self) -> dict[str, tuple[UUID, int]]:

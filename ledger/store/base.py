@@ -197,8 +197,9 @@ class StoreBackend(Protocol):
         """The version index's tree row: the root of the latest stored tree holding ``ecs_id``."""
         ...
 
-    def memo_lookup(self, key: bytes) -> tuple[UUID, int] | None:
-        """The memo index's row for a 32-byte cache key: (execution_id, position), or None."""
+    def memo_lookup(self, key: bytes) -> tuple[Any, ...] | None:
+        """The memo index's row for a 32-byte cache key joined with its record:
+        (execution_id, position, stream id, version, topic, state), or None."""
         ...
 
     def stream_head(self, stream_id: UUID, upto: int) -> tuple[int, int, bytes] | None:
@@ -532,9 +533,10 @@ class EventStore:
         """``stream_head`` of each of ``stream_ids`` that has a record at or below ``upto``, in one round trip."""
         return self._index_read(self._backend.stream_heads, stream_ids, upto) if stream_ids else {}
 
-    def memo_lookup(self, key: str) -> tuple[UUID, int] | None:
-        """(execution_id, position) of the first successful execution filed under memo key ``key``
-        (hex), from the store's memo index: one keyed read."""
+    def memo_lookup(self, key: str) -> tuple[Any, ...] | None:
+        """The first successful execution filed under memo key ``key`` (hex), from the store's memo
+        index, with its record: (execution_id, position, stream id, version, topic, state), one
+        keyed read. The record's columns are raw (``None`` if it is missing): callers check them."""
         return self._index_read(self._backend.memo_lookup, bytes.fromhex(key))
 
     def tree_root(self, ecs_id: UUID) -> UUID | None:

@@ -147,6 +147,10 @@ class PostgresBackend:
             "INSERT INTO {} (cache_key, execution_id, position) "
             "SELECT * FROM unnest(%s::bytea[], %s::uuid[], %s::bigint[]) ON CONFLICT DO NOTHING"
         ).format(self._memos)
+        self._memo_sql = sql.SQL(
+            "SELECT m.execution_id, m.position, e.originator_id::text, e.originator_version, e.topic, e.state "
+            "FROM {} m LEFT JOIN {} e ON e.notification_id = m.position WHERE m.cache_key = %s"
+        ).format(self._memos, sql.SQL("{}.{}").format(schema, sql.Identifier(self.recorder.events_table_name)))  # type: ignore[attr-defined]
         recorder: Any = self.recorder
         table = self._events = sql.SQL("{}.{}").format(schema, sql.Identifier(recorder.events_table_name))
         self._append_sql: tuple[Any, ...] = (
@@ -305,15 +309,13 @@ class PostgresBackend:
         memos = sorted(memos, key=lambda m: m[2])
         conn.execute(self._insert_memos, ([m[0] for m in memos], [m[1] for m in memos], [m[2] for m in memos]))
 
-    def memo_lookup(self, key: bytes) -> tuple[UUID, int] | None:
-        from psycopg import sql
+    def memo_lookup(self, key: bytes) -> tuple[Any, ...] | None:
+        """(execution_id, position, stream id, version, topic, state): the memo row and its record, one query."""
+        from psycopg.rows import tuple_row
 
-        with self._datastore.transaction(commit=False) as curs:
-            curs.execute(
-                sql.SQL("SELECT execution_id, position FROM {} WHERE cache_key = %s").format(self._memos), (key,), prepare=True
-            )
-            row = curs.fetchone()
-        return None if row is None else (row["execution_id"], row["position"])
+        with self._datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(self._memo_sql, (key,), prepare=True)
+            return curs.fetchone()
 
     def _has_index(self, curs: Any) -> bool:
         """Whether this schema has the index tables (a schema made by an older library has not)."""

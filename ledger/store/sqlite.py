@@ -350,18 +350,22 @@ class SQLiteBackend:
         out.sort(key=lambda row: row[0])
         return out
 
-    def memo_lookup(self, key: bytes) -> tuple[UUID, int] | None:
-        """(execution_id, position) filed under a memo key, or None (a file without the table too)."""
+    def memo_lookup(self, key: bytes) -> tuple[Any, ...] | None:
+        """(execution_id, position, stream id, version, topic, state): the memo row filed under a key
+        and its record, in one query; None when there is none (or the file has no memo table)."""
+        table = self.recorder.events_table_name  # type: ignore[attr-defined]
         try:
             with self._own_connection() as conn:
                 row = conn._sqlite_conn.execute(
-                    f"SELECT execution_id, position FROM {_MEMOS} WHERE cache_key = ?", (key,)
+                    f"SELECT m.execution_id, m.position, e.originator_id, e.originator_version, e.topic, e.state "
+                    f"FROM {_MEMOS} m LEFT JOIN {table} e ON e.rowid = m.position WHERE m.cache_key = ?",
+                    (key,),
                 ).fetchone()
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 return None
             raise
-        return None if row is None else (UUID(bytes=bytes(row[0])), row[1])
+        return None if row is None else (UUID(bytes=bytes(row[0])), *row[1:])
 
     def tree_root(self, ecs_id: UUID) -> UUID | None:
         """The root version of the latest stored tree holding ``ecs_id``, or None."""

@@ -21,7 +21,7 @@ from typing import Any
 from uuid import UUID
 
 from ledger.events.bodies import EXECUTION_COMPLETED, execution_completed_body
-from ledger.events.decode import corrupt
+from ledger.events.decode import checked_record, corrupt
 from ledger.write.batch import Batch
 from ledger.write.call import Call
 from projections.live import materialize_in_context
@@ -30,19 +30,37 @@ from projections.stored_reads import read_checked
 __all__ = ["find_reusable", "record_hit"]
 
 
+#: Reused executions' payloads kept per ledger (``InlineIndex.memo_payloads``).
+_PAYLOADS_KEPT = 4096
+
+
 def find_reusable(call: Call) -> dict[str, Any] | None:
-    """The ``execution.completed`` payload filed under the call's memo key, if it can be reused."""
-    if call.cache_key is None:
+    """The ``execution.completed`` payload filed under the call's memo key, if it can be reused.
+
+    One keyed read of the memo index (the record comes with it); a key met before in this
+    ledger costs none: the first execution filed under a key never changes.
+    """
+    key = call.cache_key
+    if key is None:
         return None
     ledger = call.ledger
-    found = ledger.index.memo_lookup(call.cache_key)
-    if found is None:
-        return None
-    execution_id, position = found
-    _, _, topic, payload = read_checked(ledger.store, position)
-    if topic != EXECUTION_COMPLETED or payload.get("execution_id") != str(execution_id):
-        raise corrupt(position, f"the memo index names execution {execution_id} here, the record holds something else")
-    erased = ledger.index.erased
+    index = ledger.index
+    payload = index.memo_payloads.get(key)
+    if payload is None:
+        found = index.memo_lookup(key)
+        if found is None:
+            return None
+        execution_id, position = found[0], found[1]
+        if len(found) > 2 and found[5] is not None:
+            _, _, topic, payload = checked_record(position, *found[2:])
+        else:
+            _, _, topic, payload = read_checked(ledger.store, position)
+        if topic != EXECUTION_COMPLETED or payload.get("execution_id") != str(execution_id):
+            raise corrupt(position, f"the memo index names execution {execution_id} here, the record holds something else")
+        index.memo_payloads[key] = payload
+        if len(index.memo_payloads) > _PAYLOADS_KEPT:
+            index.memo_payloads.popitem(last=False)
+    erased = index.erased
     if any(UUID(o["lineage_id"]) in erased for o in payload["outputs"]):
         return None
     return payload
@@ -54,6 +72,7 @@ def record_hit(call: Call, reused: dict[str, Any], duration_ms: float) -> Any:
     index = ledger.index
     outputs = reused["outputs"]
     with ledger.writing():
+        index.prefetch([UUID(o["ecs_id"]) for o in outputs])  # one query for the versions not cached
         copies = [materialize_in_context(index, index.get(UUID(o["ecs_id"]))) for o in outputs]
         batch = Batch(index)
         batch.add(

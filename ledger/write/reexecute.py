@@ -26,7 +26,12 @@ from uuid import UUID
 from pydantic_core import to_jsonable_python
 
 from ledger import _process
-from ledger.errors import EntityNotFoundError, ErasedInputError, NotReexecutableError, UnknownFunctionError
+from ledger.errors import (
+    EntityNotFoundError,
+    ErasedInputError,
+    NotReexecutableError,
+    UnknownFunctionError,
+)
 from ledger.events.bodies import (
     EXECUTION_COMPLETED,
     EXECUTION_REEXECUTED,
