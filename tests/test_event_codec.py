@@ -50,7 +50,7 @@ class Bag(Entity):
 
 
 def _record_every_kind(led: Ledger) -> None:
-    """One of each event: versions (register, detach), a completed and a failed execution, an erasure."""
+    """One of each event: versions (register, detach), a completed, re-executed and failed execution, an erasure."""
 
     def codec_visit(p: Patient) -> Patient:
         p.visits += 1
@@ -66,7 +66,8 @@ def _record_every_kind(led: Ledger) -> None:
         led.registry.register_entity(bag)
         child = bag.items[0]
         led.registry.detach(child)
-        execute_on(led, "codec_visit", p=child)
+        visited = execute_on(led, "codec_visit", p=child)
+        led.reexecute(visited.derived_from_execution_id)
         with pytest.raises(RuntimeError):
             execute_on(led, "codec_fail", p=child)
         led.erase(child.lineage_id, reason="request")

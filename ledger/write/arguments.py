@@ -26,7 +26,7 @@ from uuid import UUID
 import orjson
 from pydantic_core import to_jsonable_python
 
-from ledger.events.shape import shape_from_json, shape_to_json
+from ledger.events.shape import shape_from_json
 from ledger.model.entity import ConfigEntity, Entity
 from ledger.model.tree import Ref
 from ledger.model.walk import map_leaves
@@ -54,25 +54,39 @@ def function_version(name: str, func: Any, unpack: bool) -> str:
     return digest.hexdigest()
 
 
-def _jsonable(value: Any) -> Any:
-    """Leaves JSON cannot hold as they are (datetimes, UUIDs, models, sets) in their JSON form."""
-    return to_jsonable_python(value)
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def _encode(value: Any) -> Any:
+    """One argument value as JSON-ready data, in the markers of ``ledger/events/shape.py``."""
+    t = type(value)
+    if t in _PLAIN:
+        return value
+    if isinstance(value, Entity):
+        return {"$e": str(value.ecs_id)}
+    if t is list:
+        return [_encode(v) for v in value]
+    if t is tuple:
+        return {"$t": [_encode(v) for v in value]}
+    if t is dict:
+        if any(type(k) is not str for k in value):
+            return {"$i": [[to_jsonable_python(k), _encode(v)] for k, v in value.items()]}
+        encoded = {k: _encode(v) for k, v in value.items()}
+        if len(encoded) == 1 and next(iter(encoded)).startswith("$"):
+            return {"$d": encoded}  # a user dict that would read as a marker
+        return encoded
+    return to_jsonable_python(value)  # datetimes, UUIDs, models, sets: their JSON form
 
 
 def record_arguments(values: dict[str, Any], configs: dict[str, ConfigEntity | None]) -> dict[str, Any]:
     """The arguments as stored: entities as ``{"$e": ecs_id}``; a ConfigEntity left at its
-    default ``None`` is not recorded (the default applies again)."""
-
-    def leaf(v: Any) -> Any:
-        return Ref(v.ecs_id) if isinstance(v, Entity) else v
-
-    out: dict[str, Any] = {}
-    for name, value in values.items():
-        out[name] = shape_to_json(map_leaves(value, leaf))
+    default ``None`` is not recorded (the default applies again). A value with no JSON form
+    raises ``ValueError`` (pydantic's serialization error)."""
+    out = {name: _encode(value) for name, value in values.items()}
     for name, cfg in configs.items():
         if cfg is not None:
-            out[name] = {"$e": cfg.ecs_id}
-    return orjson.loads(orjson.dumps(out, default=_jsonable))
+            out[name] = {"$e": str(cfg.ecs_id)}
+    return out
 
 
 def arguments_to_kwargs(arguments: dict[str, Any]) -> dict[str, Any]:
@@ -127,7 +141,7 @@ def cache_key(
     data = orjson.dumps(
         {"function": version, "arguments": keyed, "inputs": entity_inputs},
         option=orjson.OPT_SORT_KEYS,
-        default=_jsonable,
+        default=to_jsonable_python,
     )
     return hashlib.sha256(data).hexdigest()
 
