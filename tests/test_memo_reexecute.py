@@ -298,6 +298,27 @@ class TestReexecution:
             CallableRegistry.reexecute(out.derived_from_execution_id)
         assert events(led) == before
 
+    def test_a_reference_is_recorded_pinned_never_its_personal_value(self, led: Ledger) -> None:
+        """``"@<lineage>.name"`` is kept as a reference to the version it read, not as the
+        (personal) value: the log never holds it in clear, and re-execution reads it again."""
+
+        def greet(name: str) -> str:
+            return f"hello {name}"
+
+        CallableRegistry.register("m_greet", cache=True)(greet)
+        try:
+            p = Patient(name="Private Person")
+            led.registry.register_entity(p)
+            out = CallableRegistry.execute("m_greet", name=f"@{p.lineage_id}.name")
+            again = CallableRegistry.execute("m_greet", name=f"@{p.ecs_id}.name")  # the same version: a hit
+            assert out.result == "hello Private Person" and again.ecs_id == out.ecs_id
+            completed = [n.state for n in led.store.read(1, 100_000) if n.topic == "execution.completed"]
+            assert all(b"Private" not in state for state in completed)
+            assert f'"name":"@{p.ecs_id}.name"'.encode() in completed[0]
+            assert CallableRegistry.reexecute(out.derived_from_execution_id).matches
+        finally:
+            CallableRegistry.unregister("m_greet")
+
     def test_personal_values_never_reach_the_event_in_clear(self, led: Ledger) -> None:
         """A difference in a personal field is recorded as "<personal>" (the caller still sees it)."""
 

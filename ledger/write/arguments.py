@@ -1,17 +1,21 @@
 """A call's arguments as recorded data: what re-execution runs on and what memoization keys on.
 
-An ``execution.completed`` event keeps the arguments the function's input model accepted
-(``Call.values``, references already resolved) and its ConfigEntity arguments, as JSON:
-every entity is replaced by ``{"$e": ecs_id}`` (the stored version the call read, after
-tracing), containers use the markers of ``ledger/events/shape.py`` (tuples, dicts with
-non-string keys), and other values go through pydantic's JSON conversion (datetimes,
-UUIDs, models). The input model validates them again when they are run again, as it
-validated them the first time.
+An ``execution.completed`` event keeps the arguments as the caller gave them, as JSON, with
+every entity replaced by ``{"$e": ecs_id}`` (the stored version the call read, after
+tracing) and every ``@`` reference pinned to the version it read (``"@<lineage>.gpa"``
+becomes ``"@<ecs_id>.gpa"``): it stays a reference, so a personal value read through one is
+never copied into the log in clear. Containers use the markers of ``ledger/events/shape.py``
+(tuples, dicts with non-string keys); other values go through pydantic's JSON conversion
+(datetimes, UUIDs, models), and the function's input model validates them again when they
+are run again, as it did the first time. ConfigEntity parameters are recorded as the config
+entity the call used.
 
 The memo key (``cache_key``) is the SHA-256 of canonical JSON (orjson, sorted keys) of:
 the function's version (``function_version``: its name, its source, ``unpack``), these
-arguments with each ConfigEntity replaced by its *content* (type and domain values),
-and the (parameter, ecs_id, address) of every entity or reference input. A config built
+arguments with each ConfigEntity replaced by its *content* (type and domain values), and
+the (parameter, ecs_id) of every entity or reference input (the address as written does not
+count: ``"@<lineage>.gpa"`` and ``"@<ecs_id>.gpa"`` reading one version are one pinned
+argument). A config built
 from keyword arguments (``threshold=0.5`` for a ``Settings`` parameter) is a new entity,
 with a new id, on every call: keyed by id, such calls would never meet again.
 """
@@ -57,32 +61,44 @@ def function_version(name: str, func: Any, unpack: bool) -> str:
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
-def _encode(value: Any) -> Any:
+def _encode(value: Any, pinned: dict[str, str]) -> Any:
     """One argument value as JSON-ready data, in the markers of ``ledger/events/shape.py``."""
     t = type(value)
+    if t is str:
+        return pinned[value] if value[:1] == "@" and value[:2] != "@@" else value
     if t in _PLAIN:
         return value
     if isinstance(value, Entity):
         return {"$e": str(value.ecs_id)}
     if t is list:
-        return [_encode(v) for v in value]
+        return [_encode(v, pinned) for v in value]
     if t is tuple:
-        return {"$t": [_encode(v) for v in value]}
+        return {"$t": [_encode(v, pinned) for v in value]}
     if t is dict:
         if any(type(k) is not str for k in value):
-            return {"$i": [[to_jsonable_python(k), _encode(v)] for k, v in value.items()]}
-        encoded = {k: _encode(v) for k, v in value.items()}
+            return {"$i": [[to_jsonable_python(k), _encode(v, pinned)] for k, v in value.items()]}
+        encoded = {k: _encode(v, pinned) for k, v in value.items()}
         if len(encoded) == 1 and next(iter(encoded)).startswith("$"):
             return {"$d": encoded}  # a user dict that would read as a marker
         return encoded
     return to_jsonable_python(value)  # datetimes, UUIDs, models, sets: their JSON form
 
 
-def record_arguments(values: dict[str, Any], configs: dict[str, ConfigEntity | None]) -> dict[str, Any]:
-    """The arguments as stored: entities as ``{"$e": ecs_id}``; a ConfigEntity left at its
-    default ``None`` is not recorded (the default applies again). A value with no JSON form
+def record_arguments(
+    kwargs: dict[str, Any], params: dict[str, Any], configs: dict[str, ConfigEntity | None], pinned: dict[str, str]
+) -> dict[str, Any]:
+    """The call's arguments as stored, as the caller gave them but with every entity as
+    ``{"$e": ecs_id}`` (the version read, after tracing) and every ``@`` reference pinned to
+    the version it read (``pinned``). A reference to a plain value stays a reference: a
+    personal field's value is never copied into the log in clear. ConfigEntity parameters
+    are recorded as the config entity each call used (keywords that built one are dropped
+    with it); one left at its default ``None`` is not recorded. A value with no JSON form
     raises ``ValueError`` (pydantic's serialization error)."""
-    out = {name: _encode(value) for name, value in values.items()}
+    out = {
+        name: _encode(value, pinned)
+        for name, value in kwargs.items()
+        if name in params and not params[name].is_config
+    }
     for name, cfg in configs.items():
         if cfg is not None:
             out[name] = {"$e": str(cfg.ecs_id)}
@@ -90,16 +106,12 @@ def record_arguments(values: dict[str, Any], configs: dict[str, ConfigEntity | N
 
 
 def arguments_to_kwargs(arguments: dict[str, Any]) -> dict[str, Any]:
-    """Recorded arguments as keyword arguments for ``execute``: each entity as a reference
-    to exactly its recorded version (``"@<ecs_id>"``); a string that starts with ``@`` is
-    escaped (``@@``), so it stays the literal it was."""
+    """Recorded arguments as keyword arguments for ``execute``: each entity as a reference to
+    exactly its recorded version (``"@<ecs_id>"``); strings (pinned references, ``@@``
+    escapes) as they were given."""
 
     def leaf(v: Any) -> Any:
-        if type(v) is Ref:
-            return f"@{v.ecs_id}"
-        if type(v) is str and v.startswith("@"):
-            return "@" + v
-        return v
+        return f"@{v.ecs_id}" if type(v) is Ref else v
 
     return {name: map_leaves(shape_from_json(value), leaf) for name, value in arguments.items()}
 
@@ -136,7 +148,7 @@ def cache_key(
         if cfg is not None:
             keyed[name] = {"$c": [type(cfg).ledger_schema().topic, domain_data(cfg)]}
     entity_inputs = [
-        [i["param_name"], i["ecs_id"], i["address"]] for i in inputs if i["param_name"] not in configs
+        [i["param_name"], i["ecs_id"]] for i in inputs if i["param_name"] not in configs
     ]
     data = orjson.dumps(
         {"function": version, "arguments": keyed, "inputs": entity_inputs},
