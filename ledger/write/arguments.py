@@ -15,9 +15,9 @@ the function's version (``function_version``: its name, its source, ``unpack``),
 arguments with each ConfigEntity replaced by its *content* (type and domain values), and
 the (parameter, ecs_id) of every entity or reference input (the address as written does not
 count: ``"@<lineage>.gpa"`` and ``"@<ecs_id>.gpa"`` reading one version are one pinned
-argument). A config built
-from keyword arguments (``threshold=0.5`` for a ``Settings`` parameter) is a new entity,
-with a new id, on every call: keyed by id, such calls would never meet again.
+argument). A config built from keyword arguments (``threshold=0.5`` for a ``Settings``
+parameter) is a new entity, with a new id, on every call: keyed by id, such calls would
+never meet again.
 """
 
 from __future__ import annotations
