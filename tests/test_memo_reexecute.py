@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -199,6 +200,25 @@ class TestMemoization:
             again = CallableRegistry.execute("m_bump", s=b.registry.get_stored_entity(s.ecs_id, s.ecs_id), by=1.0)
             assert again.ecs_id == first.ecs_id and RAN == ["bump"]
             stored, rebuilt = b.store.stored_index(), b.store.rebuilt_index()
+            assert len(stored.memos) == 1 and stored.memos == rebuilt.memos
+        ledger.set_default_ledger(None)
+
+    def test_aexecute_reuses_too(self, led: Ledger) -> None:
+        s = stored_student(led)
+        first = asyncio.run(CallableRegistry.aexecute("m_bump", s=s, by=0.5))
+        again = asyncio.run(CallableRegistry.aexecute("m_bump", s=s, by=0.5))
+        assert again.ecs_id == first.ecs_id and RAN == ["bump"]
+
+    def test_postgresql_appends_from_python_file_the_memo_too(self, pg_url: str) -> None:
+        """The path that bypasses ``ledger_append_v1`` writes the memo rows in its transaction as well."""
+        with Ledger(pg_url) as led:
+            ledger.set_default_ledger(led)
+            led.store._backend._server_append = False
+            s = stored_student(led)
+            first = CallableRegistry.execute("m_bump", s=s, by=2.0)
+            again = CallableRegistry.execute("m_bump", s=s, by=2.0)
+            assert again.ecs_id == first.ecs_id and RAN == ["bump"]
+            stored, rebuilt = led.store.stored_index(), led.store.rebuilt_index()
             assert len(stored.memos) == 1 and stored.memos == rebuilt.memos
         ledger.set_default_ledger(None)
 
