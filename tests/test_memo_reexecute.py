@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ledger
 from ledger import CallableRegistry, ConfigEntity, Entity, Ledger
@@ -22,6 +24,9 @@ from ledger.errors import (
     NotReexecutableError,
     UnknownFunctionError,
 )
+
+from ledger.write.arguments import arguments_to_kwargs, record_arguments
+from ledger.write.signatures import ParamSpec
 
 from .models import Grade, Patient, Student
 
@@ -231,6 +236,29 @@ class TestMemoization:
                 str(r[-1]) for r in con.execute("EXPLAIN QUERY PLAN SELECT execution_id, position FROM ledger_memo_index WHERE cache_key = ?", (b"x",))
             )
         assert "SEARCH" in plan and "PRIMARY KEY" in plan, plan
+
+
+_text = st.text(max_size=8).filter(lambda t: not t.startswith("@") or t.startswith("@@"))
+_plain = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False) | _text,
+    lambda inner: st.lists(inner, max_size=3)
+    | st.lists(inner, max_size=3).map(tuple)
+    | st.dictionaries(_text, inner, max_size=3)
+    | st.dictionaries(st.integers(-5, 5), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=_plain)
+def test_recorded_arguments_give_back_the_arguments_given(value) -> None:
+    """Any plain value (nested lists, tuples, dicts with str or int keys, marker-like keys,
+    ``@@`` escapes) comes back as given from its stored JSON form: what re-execution passes."""
+    import orjson
+
+    spec = {"v": ParamSpec("v", object, None, False)}
+    stored = orjson.loads(orjson.dumps(record_arguments({"v": value}, spec, {}, {})))
+    assert arguments_to_kwargs(stored)["v"] == value
 
 
 class TestReexecution:
