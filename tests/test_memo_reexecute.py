@@ -17,14 +17,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ledger
-from ledger import CallableRegistry, ConfigEntity, Entity, Ledger
+from ledger import CallableRegistry, ConfigEntity, Ledger
 from ledger.errors import (
     EntityNotFoundError,
     ErasedInputError,
     NotReexecutableError,
     UnknownFunctionError,
 )
-
 from ledger.write.arguments import arguments_to_kwargs, record_arguments
 from ledger.write.signatures import ParamSpec
 

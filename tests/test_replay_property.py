@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger import CallableRegistry, Ledger
-from ledger.write.calls import execute_on
 from ledger.errors import LedgerError
+from ledger.write.calls import execute_on
 
 from .models import Grade, Student
 from .test_store import stored_dump
