@@ -226,6 +226,22 @@ class TestMemoization:
             assert len(stored.memos) == 1 and stored.memos == rebuilt.memos
         ledger.set_default_ledger(None)
 
+    def test_replay_finds_a_memo_row_missing_from_the_store(self, tmp_path: Path) -> None:
+        """The memo index is a projection of the log: ``check_index`` (``ledger replay``) compares it."""
+        from projections import audit
+
+        url = f"sqlite:///{tmp_path / 'm.db'}"
+        with Ledger(url) as led:
+            ledger.set_default_ledger(led)
+            CallableRegistry.execute("m_mean", scores=[1.0, 3.0])
+            assert audit.check_index(led).ok
+        ledger.set_default_ledger(None)
+        with sqlite3.connect(tmp_path / "m.db") as con:
+            con.execute("DELETE FROM ledger_memo_index")
+        with Ledger(url) as led:
+            check = audit.check_index(led)
+            assert not check.ok and [row[0] for row in check.missing] == ["memo"]
+
     def test_the_sqlite_lookup_is_a_primary_key_search(self, tmp_path: Path) -> None:
         """Not a scan: SQLite's plan for the memo lookup searches the key's index."""
         path = tmp_path / "m.db"
