@@ -61,7 +61,7 @@ def prepare(ledger: WriteHost, meta: FunctionMetadata, kwargs: dict[str, Any]) -
     call.configs = configs
     try:
         call.arguments = record_arguments(kwargs, meta.signature.params, configs, call.pinned)
-    except (TypeError, ValueError):  # a value JSON cannot hold: the call runs, it cannot be re-run or memoized
+    except (TypeError, ValueError, KeyError):  # a value JSON cannot hold: the call runs, it cannot be re-run or memoized
         call.arguments = None
     if meta.cache and call.arguments is not None:
         assert meta.version is not None
