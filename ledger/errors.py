@@ -178,8 +178,8 @@ class InputValidationError(LedgerError, ValueError):
 
 
 class NotReexecutableError(LedgerError, ValueError):
-    """The execution exists but cannot be run again: it failed, or was recorded before
-    executions kept their arguments (no ``arguments`` in its ``execution.completed``)."""
+    """The execution exists but cannot be run again: it failed, or its ``execution.completed``
+    holds no ``arguments`` (recorded before executions kept them, or an argument had no JSON form)."""
 
 
 class ExecutionError(LedgerError, RuntimeError):

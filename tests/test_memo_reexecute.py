@@ -10,7 +10,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -381,6 +381,24 @@ class TestReexecution:
             assert CallableRegistry.reexecute(out.derived_from_execution_id).matches
         finally:
             CallableRegistry.unregister("m_greet")
+
+    def test_an_argument_with_no_json_form_runs_but_cannot_be_rerun(self, led: Ledger) -> None:
+        """The call is not refused for it; re-execution says why it cannot run again."""
+
+        class Opaque:
+            pass
+
+        def size(thing: Any) -> int:
+            return 1
+
+        CallableRegistry.register("m_size")(size)
+        try:
+            assert CallableRegistry.execute("m_size", thing=Opaque()).result == 1
+            ((execution,),) = led.sql("select execution_id from executions").fetchall()
+            with pytest.raises(NotReexecutableError, match="no JSON form"):
+                CallableRegistry.reexecute(execution)
+        finally:
+            CallableRegistry.unregister("m_size")
 
     def test_personal_values_never_reach_the_event_in_clear(self, led: Ledger) -> None:
         """A difference in a personal field is recorded as "<personal>" (the caller still sees it)."""

@@ -84,8 +84,8 @@ def reexecute_on(ledger: WriteHost, execution_id: UUID | str) -> Reexecution:
     arguments = payload.get("arguments")
     if arguments is None:
         raise NotReexecutableError(
-            f"execution_id: execution {uuid} ({payload['function_name']}) was recorded before "
-            "executions kept their arguments; it cannot be run again"
+            f"execution_id: execution {uuid} ({payload['function_name']}) has no recorded arguments "
+            "(recorded before executions kept them, or an argument had no JSON form); it cannot be run again"
         )
     _refuse_erased(ledger, uuid, payload, arguments)
     call = prepare(ledger, meta, arguments_to_kwargs(arguments))
