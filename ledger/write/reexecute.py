@@ -30,6 +30,7 @@ from ledger.errors import (
     EntityNotFoundError,
     ErasedInputError,
     NotReexecutableError,
+    ReturnTypeError,
     UnknownFunctionError,
 )
 from ledger.events.bodies import (
@@ -101,7 +102,11 @@ def reexecute_on(ledger: WriteHost, execution_id: UUID | str) -> Reexecution:
         error_type = type(exc).__name__
     duration_ms = (perf_counter() - start) * 1000.0
     if error_type is None:
-        shape = shape_return(result, meta.signature.return_annotation, meta.unpack, meta.name)
+        try:
+            shape = shape_return(result, meta.signature.return_annotation, meta.unpack, meta.name)
+        except ReturnTypeError as exc:  # returned what execute would have refused
+            error_type = type(exc).__name__
+    if error_type is None:
         index = ledger.index
         recorded = [materialize_in_context(index, index.get(UUID(o["ecs_id"]))) for o in payload["outputs"]]
         differences = compare_outputs(recorded, shape.outputs, personal)
