@@ -158,6 +158,14 @@ class TestMemoization:
         CallableRegistry.execute("m_weighted", s=s, factor=3.0)
         assert RAN == ["weighted", "weighted"]
 
+    def test_an_argument_with_no_recorded_form_is_never_reused(self, led: Ledger) -> None:
+        """``inf`` cannot be recorded (JSON has none): such a call runs every time."""
+        CallableRegistry.execute("m_mean", scores=[float("inf"), 1.0])
+        CallableRegistry.execute("m_mean", scores=[float("inf"), 1.0])
+        CallableRegistry.execute("m_mean", scores=[None or 2.0, 1.0])
+        CallableRegistry.execute("m_mean", scores=[2.0, 1.0])
+        assert RAN == ["mean", "mean", "mean"]
+
     def test_failures_are_never_reused(self, led: Ledger) -> None:
         """A call that raised is recorded as failed and carries no key: the same call runs again."""
         s = stored_student(led)
@@ -255,7 +263,7 @@ class TestMemoization:
 
 _text = st.text(max_size=8).filter(lambda t: not t.startswith("@") or t.startswith("@@"))
 _plain = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False) | _text,
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False) | _text,
     lambda inner: st.lists(inner, max_size=3)
     | st.lists(inner, max_size=3).map(tuple)
     | st.dictionaries(_text, inner, max_size=3)
@@ -274,6 +282,14 @@ def test_recorded_arguments_give_back_the_arguments_given(value) -> None:
     spec = {"v": ParamSpec("v", object, None, False)}
     stored = orjson.loads(orjson.dumps(record_arguments({"v": value}, spec, {}, {})))
     assert arguments_to_kwargs(stored)["v"] == value
+
+
+@pytest.mark.parametrize("value", [float("inf"), -float("inf"), float("nan"), [1.0, float("inf")]])
+def test_a_non_finite_float_has_no_recorded_form(value) -> None:
+    """JSON has no inf or NaN (orjson would write null, which is another argument): refused."""
+    spec = {"v": ParamSpec("v", object, None, False)}
+    with pytest.raises(ValueError):
+        record_arguments({"v": value}, spec, {}, {})
 
 
 class TestReexecution:

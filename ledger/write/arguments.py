@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import math
 from typing import Any
 from uuid import UUID
 
@@ -66,6 +67,8 @@ def _encode(value: Any, pinned: dict[str, str]) -> Any:
     t = type(value)
     if t is str:
         return pinned[value] if value[:1] == "@" and value[:2] != "@@" else value
+    if t is float and not math.isfinite(value):
+        raise ValueError(f"{value!r} has no JSON form")  # orjson would write null: another argument
     if t in _PLAIN:
         return value
     if isinstance(value, Entity):
