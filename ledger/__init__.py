@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ledger import errors
 from ledger._process import id_source
-from ledger.callables import CallableRegistry, FunctionMetadata
+from ledger.callables import CallableRegistry, FunctionMetadata, Reexecution
 from ledger.events.digest import Digest
 from ledger.functional import create_composite_entity, get, put
 from ledger.ledger import (
@@ -40,6 +40,7 @@ __all__ = [
     "Ledger",
     "Personal",
     "PersonalData",
+    "Reexecution",
     "VerifyReport",
     "build_entity_tree",
     "connect",

@@ -11,16 +11,19 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from typing import Any, TypeVar
+from uuid import UUID
 
 from ledger.errors import FunctionRegistrationError
 from ledger.ledger import get_ledger
 from ledger.write import functions
+from ledger.write.arguments import function_version
 from ledger.write.batch_map import map_calls
 from ledger.write.calls import aexecute_on, execute_on
 from ledger.write.functions import FunctionMetadata, Isolation
+from ledger.write.reexecute import Reexecution
 from ledger.write.signatures import analyze_signature
 
-__all__ = ["CallableRegistry", "FunctionMetadata", "aexecute_on", "execute_on"]
+__all__ = ["CallableRegistry", "FunctionMetadata", "Reexecution", "aexecute_on", "execute_on"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,12 +39,17 @@ class CallableRegistry:
         isolation: Isolation = "inline",
         unpack: bool = True,
         timeout: float | None = 300.0,
+        cache: bool = False,
     ) -> Callable[[F], F]:
         """Decorator: register ``func`` under ``name``; the function itself is returned unchanged.
 
         ``isolation="process"`` runs each call in a forked child (``timeout``
         seconds at most); ``unpack=False`` keeps a returned tuple / list / dict
-        of entities as one container entity.
+        of entities as one container entity. ``cache=True`` memoizes calls by
+        content (``ledger/write/memo.py``): a call whose function version (a hash
+        of its name and source), input versions, plain values and config values
+        equal an earlier successful execution's returns copies of that
+        execution's outputs without running, and is recorded as a cache hit.
         """
         if not isinstance(name, str) or not name:
             raise FunctionRegistrationError(f"name: expected a non-empty string, got {name!r}")
@@ -51,6 +59,8 @@ class CallableRegistry:
             )
         if timeout is not None and not timeout > 0:
             raise FunctionRegistrationError(f"timeout: expected seconds > 0 or None, got {timeout!r}")
+        if not isinstance(cache, bool):
+            raise FunctionRegistrationError(f"cache: expected True or False, got {cache!r}")
 
         def decorator(func: F) -> F:
             if not callable(func):
@@ -64,6 +74,8 @@ class CallableRegistry:
                 isolation=isolation,
                 unpack=unpack,
                 timeout=timeout,
+                cache=cache,
+                version=function_version(name, func, unpack) if cache else None,
             )
             functions.add(meta)
             return func
@@ -84,6 +96,19 @@ class CallableRegistry:
     def unregister(cls, name: str) -> None:
         """Forget ``name`` (tests; stored executions are untouched)."""
         functions.remove(name)
+
+    @classmethod
+    def reexecute(cls, execution_id: UUID | str) -> Reexecution:
+        """Run a recorded execution again on exactly its recorded inputs and compare its outputs.
+
+        The function must be registered in this process. Outputs are compared by domain
+        values (floats exactly); one ``execution.reexecuted`` event records the verdict
+        and no entity version is written. ``EntityNotFoundError`` for an unknown id,
+        ``UnknownFunctionError`` for a function not registered here, ``ErasedInputError``
+        when an input's personal data was erased, ``NotReexecutableError`` for a failed
+        execution or one recorded before executions kept their arguments.
+        """
+        return get_ledger().reexecute(execution_id)
 
     @classmethod
     def execute(cls, name: str, /, **kwargs: Any) -> Any:

@@ -20,6 +20,7 @@ __all__ = [
     "EntityDefinitionError",
     "EntityNotFoundError",
     "ErasedError",
+    "ErasedInputError",
     "ExecutionError",
     "ExecutorError",
     "FunctionRegistrationError",
@@ -30,6 +31,7 @@ __all__ = [
     "MalformedAddressError",
     "NotARootError",
     "ReactionError",
+    "NotReexecutableError",
     "ReadOnlyError",
     "ReturnTypeError",
     "SchemaMismatchError",
@@ -112,6 +114,14 @@ class ErasedError(LedgerError, ValueError):
     """
 
 
+class ErasedInputError(ErasedError):
+    """A recorded execution cannot be run again: one of its inputs' personal data was erased.
+
+    Re-execution needs exactly the recorded input versions; an erased lineage's
+    personal fields are gone for good, so the run could only see tombstones.
+    """
+
+
 class KeyIntegrityError(StoreError):
     """A lineage's data key row is damaged (malformed, or not the key its events committed to).
 
@@ -166,6 +176,11 @@ class FunctionRegistrationError(LedgerError, TypeError):
 
 class InputValidationError(LedgerError, ValueError):
     """Arguments of an execution failed validation; nothing was recorded."""
+
+
+class NotReexecutableError(LedgerError, ValueError):
+    """The execution exists but cannot be run again: it failed, or its ``execution.completed``
+    holds no ``arguments`` (recorded before executions kept them, or an argument had no JSON form)."""
 
 
 class ExecutionError(LedgerError, RuntimeError):

@@ -29,6 +29,7 @@ from ledger.store import EventStore
 from ledger.store.integrity import VerifyReport, digest_store, verify_store
 from ledger.write.batch import Batch
 from ledger.write.erasure import Erasure, erase_lineage
+from ledger.write.reexecute import Reexecution, reexecute_on
 from projections.addresses import Resolved, resolve_address
 from projections.inline import DEFAULT_VALUES_CACHE_BYTES, InlineIndex
 from projections.stored_inline import DEFAULT_RECORDS_CACHE, StoredInlineIndex
@@ -357,6 +358,12 @@ class Ledger:
         """
         self._check_open()
         return erase_lineage(self, lineage_id, reason=reason)
+
+    def reexecute(self, execution_id: UUID | str) -> Reexecution:
+        """Run a recorded execution again on its recorded inputs and compare the outputs
+        (``CallableRegistry.reexecute`` on this ledger; see ``ledger.write.reexecute``)."""
+        self._check_open()
+        return reexecute_on(self, execution_id)
 
     def open_payload(self, topic: str, payload: dict[str, Any]) -> dict[str, Any]:
         """An event payload as readers may see it: sealed failure text opened.

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from ledger.errors import EntityNotFoundError
-from ledger.events.bodies import ENTITY_ERASED, ENTITY_VERSION
+from ledger.events.bodies import ENTITY_ERASED, ENTITY_VERSION, EXECUTION_REEXECUTED
 from ledger.events.decode import check_page, record_payload
 from ledger.events.digest import Digest
 from ledger.model.address import Address, as_uuid, parse_address
@@ -179,6 +179,12 @@ class ExecutionDetail:
     error_type: str | None = None
     error_message: str | None = None
     traceback: str | None = None
+    #: A cache hit: the execution whose outputs it returned (``cache=True`` functions).
+    reused_execution_id: UUID | None = None
+    #: An ``execution.reexecuted`` record: the execution it ran again (``succeeded`` then
+    #: says whether the outputs matched) and each difference ``{"path", "recorded", "now"}``.
+    reexecution_of: UUID | None = None
+    differences: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -477,7 +483,23 @@ def execution(source: AuditSource, execution_id: UUID | str, *, argument: str = 
         ExecutionOutput(UUID(str(o["ecs_id"])), UUID(str(o["lineage_id"])), o["semantic"], o.get("output_index"), where(o["ecs_id"]))
         for o in payload.get("outputs", ())
     ]
+    if topic == EXECUTION_REEXECUTED:
+        return ExecutionDetail(
+            execution_id=uuid,
+            function=payload["function_name"],
+            succeeded=bool(payload["matches"]),
+            position=position,
+            recorded_at=_recorded(payload),
+            duration_ms=float(payload.get("duration_ms", 0.0)),
+            isolation=str(payload.get("isolation", "")),
+            inputs=[],
+            outputs=[],
+            error_type=payload.get("error_type"),
+            reexecution_of=UUID(str(payload["execution_id"])),
+            differences=list(payload.get("differences", ())),
+        )
     failed = topic != "execution.completed"
+    reused = payload.get("reused_execution_id")
     return ExecutionDetail(
         execution_id=uuid,
         function=payload["function_name"],
@@ -491,6 +513,7 @@ def execution(source: AuditSource, execution_id: UUID | str, *, argument: str = 
         error_type=payload.get("error_type") if failed else None,
         error_message=payload.get("error_message") if failed else None,
         traceback=payload.get("traceback") if failed else None,
+        reused_execution_id=UUID(str(reused)) if reused else None,
     )
 
 
@@ -586,11 +609,19 @@ def check_index(source: AuditSource) -> IndexCheck | None:
         return None
     upto, head = state[0], store.head()
     stored = store.stored_index()
-    have = {("version", *r) for r in stored.versions} | {("erasure", *r) for r in stored.erasures}
+    have = (
+        {("version", *r) for r in stored.versions}
+        | {("erasure", *r) for r in stored.erasures}
+        | {("memo", k.hex(), *r) for k, *r in stored.memos}
+    )
     # every row up to the tracked position must be there; past it (appends while the index
     # lagged) rows may be missing, but none may differ from what the log implies
     rebuilt = store.rebuilt_index(head)
-    implied = {("version", *r) for r in rebuilt.versions} | {("erasure", *r) for r in rebuilt.erasures}
+    implied = (
+        {("version", *r) for r in rebuilt.versions}
+        | {("erasure", *r) for r in rebuilt.erasures}
+        | {("memo", k.hex(), *r) for k, *r in rebuilt.memos}
+    )
     required = {r for r in implied if r[-1] <= upto}
     missing = sorted(required - have, key=lambda r: r[-1])
     extra = sorted(have - implied, key=lambda r: r[-1])

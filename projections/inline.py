@@ -26,7 +26,7 @@ from uuid import UUID
 import orjson
 
 from ledger.errors import EntityNotFoundError
-from ledger.events.bodies import ENTITY_ERASED, ENTITY_VERSION
+from ledger.events.bodies import ENTITY_ERASED, ENTITY_VERSION, EXECUTION_COMPLETED
 from ledger.events.shape import shape_from_json, shape_to_json
 from ledger.model.personal import open_fields
 from ledger.model.schema import topics
@@ -339,6 +339,11 @@ class InlineIndex:
         self.root_of: dict[UUID, UUID] = {}
         self.streams: dict[UUID, StreamHead] = {}
         self.live: weakref.WeakValueDictionary[UUID, Entity] = weakref.WeakValueDictionary()
+        #: The memo index (``ledger/write/memo.py``): cache key -> (first execution filed under it, its position).
+        self.memos: dict[str, tuple[UUID, int]] = {}
+        #: Payloads of executions found through the memo index, by key (bounded): a key's first
+        #: execution never changes and its record is immutable, so a hit seen once costs no read.
+        self.memo_payloads: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.position = 0  # highest position applied
         self.caught_up = 0  # every event at or below this position has been applied
         self.event_count = 0
@@ -376,6 +381,23 @@ class InlineIndex:
             self.mark_erased(stream_id, position)
         else:
             self.advance_stream(stream_id, stream_hash, position, version)
+            if topic == EXECUTION_COMPLETED and payload is not None:
+                key = payload.get("cache_key")
+                if key is not None:
+                    self.note_memo(str(key), stream_id, position)
+
+    def note_memo(self, key: str, execution_id: UUID, position: int) -> None:
+        """File a successful execution under its memo key; the first one filed stays."""
+        self.memos.setdefault(key, (execution_id, position))
+
+    def memo_lookup(self, key: str) -> tuple[Any, ...] | None:
+        """(execution_id, position) of the first successful execution filed under ``key``
+        (``StoredInlineIndex`` adds the record's raw columns, read in the same query)."""
+        return self.memos.get(key)
+
+    def memo_rows(self) -> dict[str, tuple[UUID, int]]:
+        """The whole memo index, key -> (execution_id, position) (``snapshot``)."""
+        return dict(self.memos)
 
     def add(
         self, record: VersionRecord, position: int, stream_hash: str, *, mark: bool = True, version: int | None = None
@@ -513,6 +535,7 @@ class InlineIndex:
             "streams": {str(k): (h.version, h.hash) for k, h in self.streams.items()},
             "position": self.position,
             "erased": {str(k): v for k, v in self.erased.items()},
+            "memos": {k: (str(e), p) for k, (e, p) in self.memo_rows().items()},
         }
 
 

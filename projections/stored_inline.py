@@ -419,6 +419,18 @@ class StoredInlineIndex(InlineIndex):
         if self.keys is not None:
             self.keys.forget(lineage_id)
 
+    def note_memo(self, key: str, execution_id: UUID, position: int) -> None:
+        """Nothing to keep: the append filed it in the store's memo index, in its transaction."""
+
+    def memo_lookup(self, key: str) -> tuple[Any, ...] | None:
+        """One indexed read of the store's memo index (another writer's executions included),
+        the record joined: (execution_id, position, stream id, version, topic, state)."""
+        return self.store.memo_lookup(key)
+
+    def memo_rows(self) -> dict[str, tuple[UUID, int]]:
+        """The store's memo index, whole (``snapshot``: tests, never the write path)."""
+        return {key.hex(): (execution_id, position) for key, execution_id, position in self.store.stored_index().memos}
+
     def prefetch(self, ecs_ids: Iterable[UUID] = (), stream_ids: Iterable[UUID] = ()) -> None:
         """Look up many versions and stream heads in one query each, before a plan or a seal reads them."""
         self.records.prefetch(ecs_ids)  # type: ignore[attr-defined]

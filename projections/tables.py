@@ -26,6 +26,7 @@ from ledger.events.bodies import (
     ENTITY_VERSION,
     EXECUTION_COMPLETED,
     EXECUTION_FAILED,
+    EXECUTION_REEXECUTED,
     duckdb_struct,
 )
 
@@ -44,6 +45,7 @@ __all__ = [
     "OTHER_STRUCT",
     "PAGE_SCRIPT",
     "PAGE_STATEMENTS",
+    "REEXECUTION_STRUCT",
     "TABLES",
     "TRACKING",
     "TRACKING_DDL",
@@ -51,7 +53,7 @@ __all__ = [
 ]
 
 INTERNAL_SCHEMA = "_ledger"
-LAYOUT = 3  # 1: tracking table in main, no layout column; 2: graph edges without their field path
+LAYOUT = 4  # 1: tracking table in main, no layout column; 2: graph edges without their field path; 3: no memo columns, no reexecutions
 
 TABLES: dict[str, str] = {
     "events": """
@@ -65,7 +67,8 @@ TABLES: dict[str, str] = {
     "executions": """
         execution_id VARCHAR, function_name VARCHAR, position BIGINT, recorded_at TIMESTAMPTZ,
         duration_ms DOUBLE, succeeded BOOLEAN, error_type VARCHAR, error_message VARCHAR,
-        isolation VARCHAR, return_pattern VARCHAR, execution_ecs_id VARCHAR, sealed_with VARCHAR[]""",
+        isolation VARCHAR, return_pattern VARCHAR, execution_ecs_id VARCHAR, sealed_with VARCHAR[],
+        cache_hit BOOLEAN, reused_execution_id VARCHAR""",
     "execution_inputs": """
         execution_id VARCHAR, param_name VARCHAR, ecs_id VARCHAR, address VARCHAR, position BIGINT""",
     "execution_outputs": """
@@ -82,6 +85,10 @@ TABLES: dict[str, str] = {
         param_name VARCHAR, output_ecs_id VARCHAR, output_index INTEGER, position BIGINT""",
     "erasures": """
         lineage_id VARCHAR, reason VARCHAR, position BIGINT, recorded_at TIMESTAMPTZ""",
+    "reexecutions": """
+        execution_id VARCHAR, matches BOOLEAN, position BIGINT, recorded_at TIMESTAMPTZ,
+        reexecution_id VARCHAR, function_name VARCHAR, duration_ms DOUBLE, error_type VARCHAR,
+        differences JSON""",
 }
 
 
@@ -162,12 +169,14 @@ _VERSION_FIELDS = [
 _EXECUTION_FIELDS = [
     "recorded_at", "execution_id", "function_name", "duration_ms", "error_type", "error_message",
     "isolation", "return_pattern", "execution_ecs_id", "inputs", "outputs", "config_ids",
-    "sibling_group", "sealed_with",
+    "sibling_group", "sealed_with", "cache_hit", "reused_execution_id",
 ]
 _ERASURE_FIELDS = ["recorded_at", "lineage_id", "reason"]
 VERSION_STRUCT = duckdb_struct(_VERSION_FIELDS)
 EXECUTION_STRUCT = duckdb_struct(_EXECUTION_FIELDS)
 ERASURE_STRUCT = duckdb_struct(_ERASURE_FIELDS)
+_REEXECUTION_FIELDS = ["recorded_at", "execution_id", "reexecution_id", "function_name", "matches", "duration_ms", "error_type"]
+REEXECUTION_STRUCT = duckdb_struct(_REEXECUTION_FIELDS)
 OTHER_STRUCT = duckdb_struct(["recorded_at"])
 #: All of them in one struct: what DuckDB's own ingest of the payloads is measured
 #: against (``tools/bench/bench_read.py``).
@@ -210,9 +219,13 @@ PAGE_STATEMENTS: list[str] = [
     f"""CREATE OR REPLACE TEMP TABLE _r AS
         SELECT position, json_transform(payload, '{ERASURE_STRUCT}') AS e
         FROM stage WHERE event_type = '{ENTITY_ERASED}'""",
+    f"""CREATE OR REPLACE TEMP TABLE _q AS
+        SELECT position, json_transform(payload, '{REEXECUTION_STRUCT}') AS e, payload
+        FROM stage WHERE event_type = '{EXECUTION_REEXECUTED}'""",
     f"""CREATE OR REPLACE TEMP TABLE _o AS
         SELECT position, json_transform(payload, '{OTHER_STRUCT}') AS e
-        FROM stage WHERE event_type NOT IN ('{ENTITY_VERSION}', '{EXECUTION_COMPLETED}', '{EXECUTION_FAILED}', '{ENTITY_ERASED}')""",
+        FROM stage WHERE event_type NOT IN
+            ('{ENTITY_VERSION}', '{EXECUTION_COMPLETED}', '{EXECUTION_FAILED}', '{ENTITY_ERASED}', '{EXECUTION_REEXECUTED}')""",
     """INSERT INTO events
         SELECT s.position, s.stream_id::UUID::VARCHAR, s.stream_version, s.event_type,
                CASE WHEN p.position = s.position THEN p.recorded_at
@@ -220,9 +233,14 @@ PAGE_STATEMENTS: list[str] = [
                s.payload
         FROM stage s POSITIONAL JOIN (
             SELECT position, e.recorded_at FROM _v UNION ALL SELECT position, e.recorded_at FROM _x
-            UNION ALL SELECT position, e.recorded_at FROM _r UNION ALL SELECT position, e.recorded_at FROM _o
+            UNION ALL SELECT position, e.recorded_at FROM _r UNION ALL SELECT position, e.recorded_at FROM _q
+            UNION ALL SELECT position, e.recorded_at FROM _o
             ORDER BY position) p""",
     """INSERT INTO erasures SELECT e.lineage_id, e.reason, position, e.recorded_at FROM _r ORDER BY position""",
+    """INSERT INTO reexecutions
+        SELECT e.execution_id, e.matches, position, e.recorded_at, e.reexecution_id, e.function_name,
+               e.duration_ms, e.error_type, json_extract(payload, '$.differences')
+        FROM _q ORDER BY position""",
     # a version of a lineage erased so far (this page included) goes in with its tombstone
     f"""INSERT INTO entity_versions
         SELECT e.ecs_id, e.lineage_id, e.tree_root, e.previous_ecs_id, e.entity_type, position,
@@ -233,7 +251,7 @@ PAGE_STATEMENTS: list[str] = [
     """INSERT INTO executions
         SELECT e.execution_id, e.function_name, position, e.recorded_at, e.duration_ms, succeeded,
                e.error_type, coalesce(opened, e.error_message), e.isolation, e.return_pattern,
-               e.execution_ecs_id, e.sealed_with
+               e.execution_ecs_id, e.sealed_with, coalesce(e.cache_hit, false), e.reused_execution_id
         FROM _x""",
     """INSERT INTO execution_inputs
         SELECT execution_id, i.param_name, i.ecs_id, i.address, position

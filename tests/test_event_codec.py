@@ -22,7 +22,11 @@ BUILDERS = {
         {"values_json": {"values"}, "link": {"detached_from", "attached_to"}},
     ),
     bodies.entity_erased_body: (bodies.ENTITY_ERASED, {}),
-    bodies.execution_completed_body: (bodies.EXECUTION_COMPLETED, {}),
+    bodies.execution_completed_body: (
+        bodies.EXECUTION_COMPLETED,
+        {"reused_execution_id": {"reused_execution_id", "cache_hit"}},
+    ),
+    bodies.execution_reexecuted_body: (bodies.EXECUTION_REEXECUTED, {}),
     bodies.execution_failed_body: (bodies.EXECUTION_FAILED, {"sealed": {"sealed_with", "key_shares"}}),
     bodies.reaction_emitted_body: (bodies.REACTION_EMITTED, {}),
 }
@@ -49,7 +53,7 @@ class Bag(Entity):
 
 
 def _record_every_kind(led: Ledger) -> None:
-    """One of each event: versions (register, detach), a completed and a failed execution, an erasure,
+    """One of each event: versions (register, detach), a completed, re-executed and failed execution, an erasure,
     a recorded user event."""
 
     def codec_visit(p: Patient) -> Patient:
@@ -66,7 +70,8 @@ def _record_every_kind(led: Ledger) -> None:
         led.registry.register_entity(bag)
         child = bag.items[0]
         led.registry.detach(child)
-        execute_on(led, "codec_visit", p=child)
+        visited = execute_on(led, "codec_visit", p=child)
+        led.reexecute(visited.derived_from_execution_id)
         with pytest.raises(RuntimeError):
             execute_on(led, "codec_fail", p=child)
         led.erase(child.lineage_id, reason="request")

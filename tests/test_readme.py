@@ -37,6 +37,7 @@ PLAN: list[tuple[str, str]] = [
     ("functions", "from typing import Optional"),
     ("functions", "# A1 pure references"),
     ("functions", '@CallableRegistry.register("curve")'),
+    ("functions", '@CallableRegistry.register("honours", cache=True)'),
     ("functions", "from ledger import EntityRegistry, get_ledger"),
     ("reactions", "import asyncio"),
     ("reactions", "from ledger import get_ledger"),
@@ -53,7 +54,7 @@ SESSIONS = ["library", "upcasting", "functions", "retry", "erasure", "reactions"
 
 
 def test_every_block_is_planned() -> None:
-    assert len(BLOCKS) == len(PLAN) == 16
+    assert len(BLOCKS) == len(PLAN) == 17
     for block, (_, first) in zip(BLOCKS, PLAN):
         assert block.splitlines()[0].startswith(first), (block.splitlines()[0], first)
 
@@ -71,7 +72,18 @@ def test_session_runs_in_one_interpreter(session: str, tmp_path: Path) -> None:
     out = _run([sys.executable, "-c", code], tmp_path)
     expected = {
         "library": ["2", "{'grades.0.score': (3.0, 3.5)}", "3.0"],
-        "functions": ["4.0 -> 3.6", "{'gpa': (4.0, 3.6)}", "[3.5, 4.0]", "3.75 execution mean", "scores score 3.5 registered", "True"],
+        "functions": [
+            "4.0 -> 3.6",
+            "{'gpa': (4.0, 3.6)}",
+            "[3.5, 4.0]",
+            "True Ada: honours",
+            "[(False, False), (True, True), (False, False)]",
+            "True {}",
+            "False {'0.result': (0.19999999999999998, 0.20000000000000098)}",
+            "3.75 execution mean",
+            "scores score 3.5 registered",
+            "True",
+        ],
         "reactions": [
             "report at position 16",
             "report at position 34",

@@ -8,10 +8,11 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import Ledger
+from ledger import CallableRegistry, Ledger
 from ledger.errors import LedgerError
 from ledger.reactions import Event
 from ledger.reactions.recording import record_event
+from ledger.write.calls import execute_on
 
 from .models import Grade, Student
 from .test_store import stored_dump
@@ -28,15 +29,25 @@ ops = st.lists(
         st.tuples(st.just("detach"), st.integers(0, 50), st.integers(0, 5)),
         st.tuples(st.just("attach"), st.integers(0, 50), st.integers(0, 50)),
         st.tuples(st.just("emit"), st.integers(0, 50)),
+        st.tuples(st.just("memo"), st.integers(0, 50), st.sampled_from([0.5, 1.0])),
+        st.tuples(st.just("reexecute"), st.integers(0, 50)),
     ),
     min_size=1,
     max_size=30,
 ).map(lambda rest: [("create", 3), ("create", 2), *rest])
 
 
+def _bump(s: Student, by: float) -> Student:
+    s.gpa += by
+    return s
+
+
 def run(led: Ledger, program: list[tuple]) -> None:
-    """Interpret a random program against the ledger's registry."""
+    """Interpret a random program against the ledger's registry (and, for ``memo`` and
+    ``reexecute``, a memoized function: cache hits, misses and ``execution.reexecuted``)."""
+    CallableRegistry.register("replay_bump", cache=True)(_bump)
     reg = led.registry
+    executions: list = []
     students: list[Student] = []
     loose: list[Grade] = []  # detached grades (roots)
     for op, *args in program:
@@ -67,6 +78,11 @@ def run(led: Ledger, program: list[tuple]) -> None:
             loose.append(g)
         elif op == "emit":  # a recorded user event (reaction.emitted) between the versions
             record_event(Event(type="student.touched", subject_type=Student, subject_id=s.ecs_id), led)
+        elif op == "memo":
+            out = execute_on(led, "replay_bump", s=s, by=args[1])
+            executions.append(out.derived_from_execution_id)
+        elif op == "reexecute" and executions:
+            assert led.reexecute(executions[args[0] % len(executions)]).matches
         elif op == "attach" and loose:
             g = loose.pop(args[1] % len(loose))
             reg.version_entity(g)
@@ -98,6 +114,7 @@ def test_replay_rebuilds_the_live_registry(program) -> None:
         stored, rebuilt = live.store.stored_index(), live.store.rebuilt_index()
         assert stored.versions == rebuilt.versions and stored.erasures == rebuilt.erasures
         assert stored.roots == rebuilt.roots  # row for row
+        assert stored.memos == rebuilt.memos
         live.close()
         replayed = Ledger(url, replay=True)
         assert type(replayed.index).__name__ == "InlineIndex"

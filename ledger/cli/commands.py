@@ -564,6 +564,92 @@ def digest_command(
         console.print(f"digest of position {digest.position} written to {out}")
 
 
+# ------------------------------------------------------------ re-execution
+def import_functions(names: list[str]) -> None:
+    """Import the modules (``pkg.module``, or a ``path/to/file.py``) that register the functions to run.
+
+    A registered function belongs to the process that registered it, so this command can
+    run only what these imports register. The current directory is searched first, as
+    ``python -m`` does. Entity classes are found by their import path, so they must be
+    importable under the name they had when the execution was recorded (not ``__main__``).
+    """
+    import importlib
+    import importlib.util
+
+    if names and "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for name in names:
+        try:
+            if name.endswith(".py"):
+                path = Path(name)
+                spec = importlib.util.spec_from_file_location(path.stem, path)
+                if spec is None or spec.loader is None or not path.is_file():
+                    raise CLIError(f"--import {name}: no such Python file")
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[path.stem] = module
+                spec.loader.exec_module(module)
+            else:
+                importlib.import_module(name)
+        except CLIError:
+            raise
+        except Exception as exc:  # the user's code: whatever it raised, one line
+            raise CLIError(f"--import {name}: {type(exc).__name__}: {exc}") from None
+
+
+@app.command()
+@one_line_errors
+def reexecute(
+    execution_id: str = typer.Argument(..., help="The execution to run again (its id, or 8+ leading hex digits of it)."),
+    imports: list[str] = typer.Option(
+        [], "--import", "-i", help="A module (pkg.module) or file (path/to/file.py) that registers the function; repeatable."
+    ),
+    fmt: TextFormat = text_format_option('{"execution_id", "reexecution_id", "function", "matches", "position", "differences": [{"path", "recorded", "now"}]}'),
+    db: str | None = DbOption,
+) -> None:
+    """Run a recorded execution again on exactly its recorded inputs and compare its outputs.
+
+    The function must be registered in this process: name the module that registers it
+    with --import. Outputs are compared by domain value (floats exactly); one
+    execution.reexecuted event records the verdict, no entity version is written.
+    Exit status 0 when the outputs match, 1 with the differences.
+
+    Example: ledger reexecute 3f0c2a9e --import school.pipeline --db sqlite:///audit.db
+    """
+    import_functions(imports)
+    with open_ledger(db) as led:
+        uuid = audit.resolve_id(led, execution_id, "execution_id")
+        result = led.reexecute(uuid)
+    if fmt is TextFormat.json:
+        print_json(
+            {
+                "execution_id": result.execution_id,
+                "reexecution_id": result.reexecution_id,
+                "function": result.function_name,
+                "matches": result.matches,
+                "position": result.position,
+                "error_type": result.error_type,
+                "differences": [{"path": p, "recorded": r, "now": n} for p, (r, n) in result.differences.items()],
+            }
+        )
+    elif result.matches:
+        console.print(
+            f"execution {result.execution_id} ({result.function_name}): outputs match "
+            f"(re-execution {result.reexecution_id} at position {result.position})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        console.print(render.reexecution_table(result))
+        err.print(
+            f"execution {result.execution_id} ({result.function_name}): outputs DIFFER "
+            f"(re-execution {result.reexecution_id} at position {result.position})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if not result.matches:
+        raise typer.Exit(1)
+
+
 # -------------------------------------------------------------- projections
 @app.command()
 @one_line_errors

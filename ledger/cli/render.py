@@ -334,6 +334,12 @@ def event_row(position: int, topic: str, payload: dict[str, Any]) -> tuple[Any, 
         if topic == "execution.completed":
             semantics = [o["semantic"] for o in payload.get("outputs", [])]
             summary += f" -> {len(semantics)} output(s) {','.join(sorted(set(semantics)))}".rstrip()
+            if payload.get("cache_hit"):
+                summary += f" (cache hit: reused {payload.get('reused_execution_id')})"
+        elif topic == "execution.reexecuted":
+            summary = f"{payload['function_name']} re-executed {duration(payload.get('duration_ms'))}: " + (
+                "outputs match" if payload.get("matches") else reexecution_verdict(payload)
+            )
         else:
             summary += f" FAILED {payload.get('error_type')}: {payload.get('error_message')}"
     elif topic == "reaction.emitted":
@@ -344,6 +350,22 @@ def event_row(position: int, topic: str, payload: dict[str, Any]) -> tuple[Any, 
     else:
         summary = ""
     return position, when, topic, _subject(topic, payload), summary
+
+
+def reexecution_verdict(payload: dict[str, Any]) -> str:
+    """What a mismatching ``execution.reexecuted`` found, in a few words."""
+    if payload.get("error_type"):
+        return f"DIFFERS: raised {payload['error_type']}"
+    paths = [d.get("path") for d in payload.get("differences", ())]
+    shown = ", ".join(map(str, paths[:3])) + (" …" if len(paths) > 3 else "")
+    return f"DIFFERS at {len(paths)} path(s): {shown}"
+
+
+def reexecution_table(result: Any) -> Rows:
+    """The differences of a ``Reexecution`` (``CallableRegistry.reexecute``) as a table."""
+    rows = [(path, recorded, now) for path, (recorded, now) in result.differences.items()]
+    title = f"re-execution of {result.execution_id} ({result.function_name})"
+    return Rows(("path", "recorded", "now"), rows, title)
 
 
 def log_table(entries: Sequence[LogEntry], title: str = "events") -> Rows:
@@ -410,10 +432,14 @@ def history_table(rows: Sequence[HistoryRow], erasure: Erasure | None = None, *,
 
 def execution_detail(detail: ExecutionDetail) -> Rows:
     """One execution: function, outcome, timing, each input and output, and a failure's error."""
+    if detail.reexecution_of is not None:
+        return _reexecution_detail(detail)
     table = Rows(("field", "value"), title=f"execution {detail.execution_id}")
     add = table.rows.append
     add(("function", detail.function))
     add(("outcome", "succeeded" if detail.succeeded else "FAILED"))
+    if detail.reused_execution_id is not None:
+        add(("cache hit", f"reused the outputs of execution {detail.reused_execution_id}"))
     add(("position", detail.position))
     add(("recorded_at", _when(detail.recorded_at.isoformat()) if detail.recorded_at is not None else "-"))
     add(("duration", duration(detail.duration_ms)))
@@ -433,6 +459,23 @@ def execution_detail(detail: ExecutionDetail) -> Rows:
         add(("error type", str(detail.error_type)))
         add(("error message", str(detail.error_message)))
         add(("traceback", Lines(str(detail.traceback).rstrip().splitlines())))
+    return table
+
+
+def _reexecution_detail(detail: ExecutionDetail) -> Rows:
+    """An ``execution.reexecuted`` record: which execution, the verdict, each difference."""
+    table = Rows(("field", "value"), title=f"re-execution {detail.execution_id}")
+    add = table.rows.append
+    add(("re-execution of", str(detail.reexecution_of)))
+    add(("function", detail.function))
+    add(("outcome", "outputs match" if detail.succeeded else "DIFFERS"))
+    add(("position", detail.position))
+    add(("recorded_at", _when(detail.recorded_at.isoformat()) if detail.recorded_at is not None else "-"))
+    add(("duration", duration(detail.duration_ms)))
+    if detail.error_type:
+        add(("raised", detail.error_type))
+    for d in detail.differences or ():
+        add((f"difference {d.get('path')}", f"recorded {cell(d.get('recorded'))}, now {cell(d.get('now'))}"))
     return table
 
 

@@ -28,10 +28,12 @@ __all__ = [
     "EVENT_MODELS",
     "EXECUTION_COMPLETED",
     "EXECUTION_FAILED",
+    "EXECUTION_REEXECUTED",
     "EntityErased",
     "EntityVersionRecorded",
     "ExecutionCompleted",
     "ExecutionFailed",
+    "ExecutionReexecuted",
     "InputRecord",
     "OutputRecord",
     "REACTION_EMITTED",
@@ -41,6 +43,7 @@ __all__ = [
     "entity_version_body",
     "execution_completed_body",
     "execution_failed_body",
+    "execution_reexecuted_body",
     "input_record",
     "output_record",
     "reaction_emitted_body",
@@ -51,6 +54,7 @@ ENTITY_ERASED = "entity.erased"
 EXECUTION_COMPLETED = "execution.completed"
 EXECUTION_FAILED = "execution.failed"
 REACTION_EMITTED = "reaction.emitted"
+EXECUTION_REEXECUTED = "execution.reexecuted"
 
 Cause = Literal["register", "version", "detach", "attach", "execution", "put"]
 
@@ -131,6 +135,16 @@ class InputRecord(BaseModel):
 
 
 class ExecutionCompleted(_Event):
+    """A function returned and its outputs were recorded (or, ``cache_hit``, reused).
+
+    ``arguments`` are the call's arguments as the function's input model accepted them
+    (``ledger/write/arguments.py``: entities as ``{"$e": ecs_id}``), what re-execution
+    runs on again. ``cache_key`` (functions registered with ``cache=True``) is what the
+    store's memo index files this execution under. A cache hit names the execution whose
+    outputs it returned in ``reused_execution_id`` and writes no new versions.
+    Executions recorded before these fields existed have none of them.
+    """
+
     execution_id: UUID
     function_name: str
     inputs: list[InputRecord]
@@ -141,6 +155,10 @@ class ExecutionCompleted(_Event):
     isolation: str
     execution_ecs_id: UUID | None = None
     return_pattern: str | None = None
+    arguments: dict[str, Any] | None = None
+    cache_key: str | None = None
+    cache_hit: bool = False
+    reused_execution_id: UUID | None = None
 
 
 class ExecutionFailed(_Event):
@@ -184,12 +202,33 @@ class ReactionEmitted(_Event):
     event: dict[str, Any]
 
 
+class ExecutionReexecuted(_Event):
+    """A recorded execution was run again on its recorded inputs and its outputs compared.
+
+    Its own stream (``reexecution_id``): the execution's stream stays as it was. ``matches``
+    says whether every output's domain values equal the recorded ones (floats exactly);
+    ``differences`` lists ``{"path", "recorded", "now"}`` for each that does not (paths
+    prefixed by output index). ``error_type`` names the exception when the run raised
+    (its message is not kept: it may quote personal data). No entity versions are written.
+    """
+
+    execution_id: UUID
+    reexecution_id: UUID
+    function_name: str
+    matches: bool
+    differences: list[dict[str, Any]]
+    duration_ms: float
+    isolation: str
+    error_type: str | None = None
+
+
 EVENT_MODELS: dict[str, type[_Event]] = {
     ENTITY_VERSION: EntityVersionRecorded,
     ENTITY_ERASED: EntityErased,
     EXECUTION_COMPLETED: ExecutionCompleted,
     EXECUTION_FAILED: ExecutionFailed,
     REACTION_EMITTED: ReactionEmitted,
+    EXECUTION_REEXECUTED: ExecutionReexecuted,
 }
 
 
@@ -266,10 +305,14 @@ def execution_completed_body(
     sibling_group: list[UUID],
     duration_ms: float,
     isolation: str,
-    execution_ecs_id: UUID,
+    execution_ecs_id: UUID | None,
     return_pattern: str,
+    arguments: dict[str, Any] | None = None,
+    cache_key: str | None = None,
+    reused_execution_id: UUID | None = None,
 ) -> dict[str, Any]:
-    return {
+    """An ``execution.completed`` body; the memo fields only where they apply (older readers skip them)."""
+    body: dict[str, Any] = {
         "execution_id": execution_id,
         "function_name": function_name,
         "inputs": inputs,
@@ -281,6 +324,14 @@ def execution_completed_body(
         "execution_ecs_id": execution_ecs_id,
         "return_pattern": return_pattern,
     }
+    if arguments is not None:
+        body["arguments"] = arguments
+    if cache_key is not None:
+        body["cache_key"] = cache_key
+    if reused_execution_id is not None:
+        body["cache_hit"] = True
+        body["reused_execution_id"] = reused_execution_id
+    return body
 
 
 def execution_failed_body(
@@ -330,6 +381,29 @@ def reaction_emitted_body(
         "subject_type": subject_type,
         "subject_id": subject_id,
         "event": event,
+    }
+
+
+def execution_reexecuted_body(
+    *,
+    execution_id: UUID,
+    reexecution_id: UUID,
+    function_name: str,
+    matches: bool,
+    differences: list[dict[str, Any]],
+    duration_ms: float,
+    isolation: str,
+    error_type: str | None,
+) -> dict[str, Any]:
+    return {
+        "execution_id": execution_id,
+        "reexecution_id": reexecution_id,
+        "function_name": function_name,
+        "matches": matches,
+        "differences": differences,
+        "duration_ms": duration_ms,
+        "isolation": isolation,
+        "error_type": error_type,
     }
 
 

@@ -27,6 +27,7 @@ from ledger.events.bodies import (
     ENTITY_VERSION,
     EXECUTION_COMPLETED,
     EXECUTION_FAILED,
+    EXECUTION_REEXECUTED,
     REACTION_EMITTED,
 )
 from ledger.events.seal import SealCheck, check_seal, unsealed
@@ -57,6 +58,7 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
     EXECUTION_COMPLETED: ("execution_id", "function_name", "outputs"),
     EXECUTION_FAILED: ("execution_id", "function_name", "error_type"),
     REACTION_EMITTED: ("event_id", "event_type"),
+    EXECUTION_REEXECUTED: ("execution_id", "reexecution_id", "matches", "differences"),
 }
 
 

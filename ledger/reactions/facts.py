@@ -31,6 +31,7 @@ from ledger.events.bodies import (
     ENTITY_VERSION,
     EXECUTION_COMPLETED,
     EXECUTION_FAILED,
+    EXECUTION_REEXECUTED,
     REACTION_EMITTED,
 )
 from ledger.model.function_execution import FunctionExecution
@@ -54,6 +55,7 @@ FACT_TYPES: dict[str, tuple[str, ...]] = {
     ENTITY_ERASED: ("entity.erased",),
     EXECUTION_COMPLETED: ("execution.completed",),
     EXECUTION_FAILED: ("execution.failed",),
+    EXECUTION_REEXECUTED: ("execution.reexecuted",),
 }
 
 
@@ -194,6 +196,21 @@ def fact_of_record(
             position=position,
             function_name=body["function_name"],
             error=body.get("error_type") if topic == EXECUTION_FAILED else None,
+            metadata={"cache_hit": True, "reused_execution_id": _uuid(body.get("reused_execution_id"))}
+            if body.get("cache_hit")
+            else {},
+        )
+    if topic == EXECUTION_REEXECUTED:  # the verdict of running a recorded execution again
+        return _fact(
+            seal,
+            type=topic,
+            subject_type=FunctionExecution,
+            subject_id=_uuid(body["execution_id"]),
+            timestamp=_time(body["recorded_at"]),
+            position=position,
+            function_name=body["function_name"],
+            error=body.get("error_type"),
+            metadata={"matches": body["matches"], "reexecution_id": _uuid(body["reexecution_id"])},
         )
     if topic == ENTITY_ERASED:
         return _fact(

@@ -211,6 +211,11 @@ class StoreBackend(Protocol):
         """The version index's tree row: the root of the latest stored tree holding ``ecs_id``."""
         ...
 
+    def memo_lookup(self, key: bytes) -> tuple[Any, ...] | None:
+        """The memo index's row for a 32-byte cache key joined with its record:
+        (execution_id, position, stream id, version, topic, state), or None."""
+        ...
+
     def stream_head(self, stream_id: UUID, upto: int) -> tuple[int, int, bytes] | None:
         """(position, version, state) of a stream's last record at or below ``upto``; None when none."""
         ...
@@ -522,6 +527,7 @@ class EventStore:
             upto = 0 if state is None else state[0]
         rows = IndexRows()
         erased: set[Any] = set()
+        memo_keys: set[bytes] = set()
         # from the log alone: every version is seen before any tree holds it
         walker = TreeWalker(lambda ecs_id: (), limit=1 << 62)
         start = 1
@@ -532,6 +538,10 @@ class EventStore:
             part = rows_for_page(found.positions, found.stream_ids, found.versions, found.topics, found.states, walker)
             rows.versions.extend(part.versions)
             rows.roots.extend(part.roots)
+            for key, execution_id, position in part.memos:  # a memo row is the first execution filed under its key
+                if key not in memo_keys:
+                    memo_keys.add(key)
+                    rows.memos.append((key, execution_id, position))
             for lineage, position in part.erasures:  # an erasure row is a lineage's first entity.erased only
                 if lineage not in erased:
                     erased.add(lineage)
@@ -555,6 +565,12 @@ class EventStore:
     def stream_heads(self, stream_ids: Sequence[UUID], upto: int) -> dict[UUID, tuple[int, int, bytes]]:
         """``stream_head`` of each of ``stream_ids`` that has a record at or below ``upto``, in one round trip."""
         return self._index_read(self._backend.stream_heads, stream_ids, upto) if stream_ids else {}
+
+    def memo_lookup(self, key: str) -> tuple[Any, ...] | None:
+        """The first successful execution filed under memo key ``key`` (hex), from the store's memo
+        index, with its record: (execution_id, position, stream id, version, topic, state), one
+        keyed read. The record's columns are raw (``None`` if it is missing): callers check them."""
+        return self._index_read(self._backend.memo_lookup, bytes.fromhex(key))
 
     def tree_root(self, ecs_id: UUID) -> UUID | None:
         """The root version of the latest stored tree that holds version ``ecs_id`` (None: no such version)."""

@@ -134,7 +134,7 @@ class MemoryBackend:
     def _no_index(self, *args: Any) -> Any:
         raise StoreError("memory:// keeps no stored version index")
 
-    version_position = lineage_entries = erasure_entries = index_dump = tree_root = stream_head = version_positions = stream_heads = erasure_position = read_positions = _no_index
+    version_position = memo_lookup = lineage_entries = erasure_entries = index_dump = tree_root = stream_head = version_positions = stream_heads = erasure_position = read_positions = _no_index
 
 
 # ---------------------------------------------------------------- key table

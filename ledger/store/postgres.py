@@ -44,6 +44,7 @@ _ERASURES = "ledger_erasure_index"
 _TRACKING = "ledger_index_tracking"
 #: Durable followers (``Ledger.follow``): the last position each named follower acknowledged.
 _FOLLOWERS = "ledger_followers"
+_MEMOS = "ledger_memo_index"
 
 
 def create_index_tables(conn: Any, schema: str) -> None:
@@ -58,6 +59,7 @@ def create_index_tables(conn: Any, schema: str) -> None:
         "CREATE INDEX IF NOT EXISTS ledger_erasure_index_position ON {s}.{e} (position)",
         "CREATE TABLE IF NOT EXISTS {s}.{t} (name text PRIMARY KEY, position bigint NOT NULL, head_hash text NOT NULL)",
         "CREATE TABLE IF NOT EXISTS {s}.{f} (name text PRIMARY KEY, position bigint NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS {s}.{m} (cache_key bytea PRIMARY KEY, execution_id uuid NOT NULL, position bigint NOT NULL)",
     ):
         conn.execute(
             sql.SQL(statement).format(
@@ -66,6 +68,7 @@ def create_index_tables(conn: Any, schema: str) -> None:
                 e=sql.Identifier(_ERASURES),
                 t=sql.Identifier(_TRACKING),
                 f=sql.Identifier(_FOLLOWERS),
+                m=sql.Identifier(_MEMOS),
             )
         )
     conn.execute(
@@ -151,6 +154,15 @@ class PostgresBackend:
             sql.SQL("{}.{}").format(schema, sql.Identifier(_FOLLOWERS))
         )
         self._spec = spec
+        self._memos = sql.SQL("{}.{}").format(schema, sql.Identifier(_MEMOS))
+        self._insert_memos = sql.SQL(
+            "INSERT INTO {} (cache_key, execution_id, position) "
+            "SELECT * FROM unnest(%s::bytea[], %s::uuid[], %s::bigint[]) ON CONFLICT DO NOTHING"
+        ).format(self._memos)
+        self._memo_sql = sql.SQL(
+            "SELECT m.execution_id, m.position, e.originator_id::text, e.originator_version, e.topic, e.state "
+            "FROM {} m LEFT JOIN {} e ON e.notification_id = m.position WHERE m.cache_key = %s"
+        ).format(self._memos, sql.SQL("{}.{}").format(schema, sql.Identifier(self.recorder.events_table_name)))  # type: ignore[attr-defined]
         recorder: Any = self.recorder
         table = self._events = sql.SQL("{}.{}").format(schema, sql.Identifier(recorder.events_table_name))
         self._append_sql: tuple[Any, ...] = (
@@ -216,6 +228,8 @@ class PostgresBackend:
             with self._datastore.get_connection() as conn, conn.transaction():
                 row = conn.execute(self._call, params, prepare=True).fetchone()
                 first = row["first_position"]
+                if rows.memos:  # the memo index, in the same transaction (ledger_append_v1 does not know it)
+                    self._write_memos(conn, [(key, execution, first + off) for key, execution, off in rows.memos])
                 # Before the commit: the library's own seal of the batch (which fills each
                 # NewEvent's state) must give the server's hashes, or nothing is written.
                 seal_batch(events, first, row["head_link"])
@@ -296,12 +310,31 @@ class PostgresBackend:
                 sql.SQL("INSERT INTO {} (lineage_id, position) VALUES (%s, %s) ON CONFLICT DO NOTHING").format(self._erasures),
                 rows.erasures,
             )
+        if rows.memos:
+            self._write_memos(curs, rows.memos)
         curs.execute(
             sql.SQL("UPDATE {} SET position = %s, head_hash = %s WHERE name = %s AND position = %s").format(self._tracking),
             (upto, upto_hash, INDEX_NAME, expect),
             prepare=True,
         )
         return curs.rowcount == 1
+
+    def _write_memos(self, conn: Any, memos: list[tuple[bytes, UUID, int]]) -> None:
+        """Memo rows (key, execution, position) in the caller's transaction; the first per key stays.
+
+        Rows are sorted by position first: within one statement ``ON CONFLICT DO NOTHING``
+        keeps whichever row of a key it meets first.
+        """
+        memos = sorted(memos, key=lambda m: m[2])
+        conn.execute(self._insert_memos, ([m[0] for m in memos], [m[1] for m in memos], [m[2] for m in memos]))
+
+    def memo_lookup(self, key: bytes) -> tuple[Any, ...] | None:
+        """(execution_id, position, stream id, version, topic, state): the memo row and its record, one query."""
+        from psycopg.rows import tuple_row
+
+        with self._datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
+            curs.execute(self._memo_sql, (key,), prepare=True)
+            return curs.fetchone()
 
     def _has_index(self, curs: Any) -> bool:
         """Whether this schema has the index tables (a schema made by an older library has not)."""
@@ -333,6 +366,7 @@ class PostgresBackend:
         with self._datastore.transaction(commit=True) as curs:
             curs.execute(sql.SQL("DELETE FROM {}").format(self._versions))
             curs.execute(sql.SQL("DELETE FROM {}").format(self._erasures))
+            curs.execute(sql.SQL("DELETE FROM {}").format(self._memos))
             curs.execute(
                 sql.SQL("UPDATE {} SET position = 0, head_hash = %s WHERE name = %s").format(self._tracking), (GENESIS, INDEX_NAME)
             )
@@ -477,7 +511,9 @@ class PostgresBackend:
             erasures = [(r["lineage_id"], r["position"]) for r in curs.fetchall()]
             curs.execute(sql.SQL("SELECT ecs_id, root_ecs_id FROM {} WHERE root_ecs_id IS NOT NULL").format(self._versions))
             roots = sorted((r["ecs_id"], r["root_ecs_id"]) for r in curs.fetchall())
-        return IndexRows(versions, erasures, roots)
+            curs.execute(sql.SQL("SELECT cache_key, execution_id, position FROM {} ORDER BY position").format(self._memos))
+            memos = [(bytes(r["cache_key"]), r["execution_id"], r["position"]) for r in curs.fetchall()]
+        return IndexRows(versions, erasures, roots, memos)
 
     def read_rows(self, start: int, limit: int, *, text_ids: bool = True) -> list[tuple[Any, ...]]:
         """One plain SELECT into tuples, stream ids cast to text, values otherwise as stored."""

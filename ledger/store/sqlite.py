@@ -55,11 +55,14 @@ _ACKNOWLEDGE = (
     f"INSERT INTO {_FOLLOWERS} (name, position) VALUES (?, ?) "
     "ON CONFLICT (name) DO UPDATE SET position = max(position, excluded.position)"
 )
+_MEMOS = "ledger_memo_index"
 _INDEX_DDL = (
     f"CREATE TABLE IF NOT EXISTS {_VERSIONS} "
     "(ecs_id BLOB PRIMARY KEY, position INTEGER NOT NULL, root_ecs_id BLOB) WITHOUT ROWID",
     f"CREATE TABLE IF NOT EXISTS {_ERASURES} (lineage_id TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID",
     f"CREATE INDEX IF NOT EXISTS {_ERASURES}_position ON {_ERASURES} (position)",
+    f"CREATE TABLE IF NOT EXISTS {_MEMOS} "
+    "(cache_key BLOB PRIMARY KEY, execution_id BLOB NOT NULL, position INTEGER NOT NULL) WITHOUT ROWID",
     f"CREATE TABLE IF NOT EXISTS {_TRACKING} (name TEXT PRIMARY KEY, position INTEGER NOT NULL, head_hash TEXT NOT NULL)",
     f"INSERT OR IGNORE INTO {_TRACKING} (name, position, head_hash) VALUES ('{INDEX_NAME}', 0, '{GENESIS}')",
     f"CREATE TABLE IF NOT EXISTS {_FOLLOWERS} (name TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID",
@@ -255,6 +258,11 @@ class SQLiteBackend:
                     f"INSERT OR IGNORE INTO {_ERASURES} (lineage_id, position) VALUES (?, ?)",
                     [(lineage.hex, p) for lineage, p in rows.erasures],
                 )
+            if rows.memos:  # the first execution filed under a key stays
+                raw.executemany(
+                    f"INSERT OR IGNORE INTO {_MEMOS} (cache_key, execution_id, position) VALUES (?, ?, ?)",
+                    [(key, execution.bytes, p) for key, execution, p in rows.memos],
+                )
             moved = raw.execute(
                 f"UPDATE {_TRACKING} SET position = ?, head_hash = ? WHERE name = ? AND position = ?",
                 (upto, upto_hash, INDEX_NAME, expect),
@@ -297,6 +305,7 @@ class SQLiteBackend:
         with self._datastore.transaction(commit=True) as cur:
             cur.execute(f"DELETE FROM {_VERSIONS}")
             cur.execute(f"DELETE FROM {_ERASURES}")
+            cur.execute(f"DELETE FROM {_MEMOS}")
             cur.execute(f"UPDATE {_TRACKING} SET position = 0, head_hash = ? WHERE name = ?", (GENESIS, INDEX_NAME))
 
     def version_position(self, ecs_id: UUID) -> int | None:
@@ -352,6 +361,23 @@ class SQLiteBackend:
                 ).fetchall())
         out.sort(key=lambda row: row[0])
         return out
+
+    def memo_lookup(self, key: bytes) -> tuple[Any, ...] | None:
+        """(execution_id, position, stream id, version, topic, state): the memo row filed under a key
+        and its record, in one query; None when there is none (or the file has no memo table)."""
+        table = self.recorder.events_table_name  # type: ignore[attr-defined]
+        try:
+            with self._own_connection() as conn:
+                row = conn._sqlite_conn.execute(
+                    f"SELECT m.execution_id, m.position, e.originator_id, e.originator_version, e.topic, e.state "
+                    f"FROM {_MEMOS} m LEFT JOIN {table} e ON e.rowid = m.position WHERE m.cache_key = ?",
+                    (key,),
+                ).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return None
+            raise
+        return None if row is None else (UUID(bytes=bytes(row[0])), *row[1:])
 
     def tree_root(self, ecs_id: UUID) -> UUID | None:
         """The root version of the latest stored tree holding ``ecs_id``, or None."""
@@ -430,10 +456,12 @@ class SQLiteBackend:
             versions = raw.execute(f"SELECT ecs_id, position FROM {_VERSIONS} ORDER BY position").fetchall()
             erasures = raw.execute(f"SELECT lineage_id, position FROM {_ERASURES} ORDER BY position").fetchall()
             roots = raw.execute(f"SELECT ecs_id, root_ecs_id FROM {_VERSIONS} WHERE root_ecs_id IS NOT NULL").fetchall()
+            memos = raw.execute(f"SELECT cache_key, execution_id, position FROM {_MEMOS} ORDER BY position").fetchall()
         return IndexRows(
             [(UUID(bytes=bytes(e)), p) for e, p in versions],
             [(UUID(lineage), p) for lineage, p in erasures],
             sorted((UUID(bytes=bytes(e)), UUID(bytes=bytes(r))) for e, r in roots),
+            [(bytes(k), UUID(bytes=bytes(x)), p) for k, x, p in memos],
         )
 
     def read_rows(self, start: int, limit: int, *, text_ids: bool = True) -> list[tuple[Any, ...]]:

@@ -13,6 +13,9 @@ store keeps, in tables of the same SQLite file or PostgreSQL schema:
   root version of the latest tree (by log position) that holds it. Each root version's record
   points every member of its tree at itself, so a version shared by many trees (a child that
   did not change while its root did) names the newest of them, as ``ecs_id_to_root_id`` says;
+- a *memo row* ``(cache_key, execution_id, position)`` for the first ``execution.completed``
+  that carries each memo key (``ledger/write/memo.py``: functions registered with
+  ``cache=True``), so a memoized call finds the execution to reuse with one keyed read;
 - one *tracking row* ``(position, head_hash)``: every record at or below ``position`` is
   indexed, and ``head_hash`` is the chain link (``seal.link_hash``) of the record there, so
   a log rewritten below the tracked position is noticed and the index rebuilt.
@@ -55,6 +58,7 @@ __all__ = [
     "TreeWalker",
     "ecs_id_of",
     "lineage_versions",
+    "memo_key_of",
     "rows_for_batch",
     "rows_for_page",
     "version_children",
@@ -81,6 +85,8 @@ class IndexRows:
     versions: list[tuple[UUID, int]] = field(default_factory=list)
     erasures: list[tuple[UUID, int]] = field(default_factory=list)
     roots: list[tuple[UUID, UUID]] = field(default_factory=list)
+    #: memo rows as (32-byte cache key, execution_id, position), in log order (the first per key wins).
+    memos: list[tuple[bytes, UUID, int]] = field(default_factory=list)
 
     def split_roots(self) -> tuple[list[tuple[UUID, int, UUID | None]], dict[UUID, UUID]]:
         """(each new version as (ecs_id, position, its tree root or None), {earlier version: its new root}).
@@ -152,7 +158,26 @@ def rows_for_batch(events: Sequence[NewEvent], first_position: int) -> IndexRows
                 rows.roots.extend(zip(event.members, repeat(ecs_id)))
         elif topic == ENTITY_ERASED:
             rows.erasures.append((event.stream_id, position))
+        elif topic == EXECUTION_COMPLETED:
+            key = memo_key_of(event.body, position)
+            if key is not None:
+                rows.memos.append((key, event.stream_id, position))
     return rows
+
+
+def memo_key_of(state: Any, position: int) -> bytes | None:
+    """The memo key an ``execution.completed`` record carries (32 bytes), or None.
+
+    Only records that mention the key are parsed: most executions have none.
+    """
+    data = bytes(state) if isinstance(state, (bytearray, memoryview)) else state
+    if not isinstance(data, bytes) or b'"cache_key"' not in data:
+        return None
+    try:
+        key = orjson.loads(data).get("cache_key")
+        return None if key is None else bytes.fromhex(key)
+    except (ValueError, TypeError, AttributeError, orjson.JSONDecodeError):
+        raise CorruptLogError(f"position {position}: the execution.completed record's memo key cannot be read", position) from None
 
 
 def rows_for_page(
@@ -170,6 +195,11 @@ def rows_for_page(
     """
     rows = IndexRows()
     for position, raw_id, version, topic, state in zip(positions, stream_ids, versions, topics, states):
+        if topic == EXECUTION_COMPLETED:
+            key = memo_key_of(state, position)
+            if key is not None:
+                rows.memos.append((key, _stream(raw_id, position), position))
+            continue
         if topic != ENTITY_VERSION and topic != ENTITY_ERASED:
             continue
         try:
@@ -187,6 +217,13 @@ def rows_for_page(
         else:
             rows.erasures.append((stream_id, position))
     return rows
+
+
+def _stream(raw_id: Any, position: int) -> UUID:
+    try:
+        return raw_id if isinstance(raw_id, UUID) else UUID(str(raw_id))
+    except (TypeError, ValueError):
+        raise CorruptLogError(f"position {position}: stream id cannot be read for the index", position) from None
 
 
 def tree_facts(state: Any, position: int) -> tuple[bool, tuple[UUID, ...]]:

@@ -43,6 +43,14 @@ class Call:
     copies: list[Entity] = field(default_factory=list)  # the copies passed for entity arguments
     trees: list[EntityTree] = field(default_factory=list)  # pre-run trees of the root copies
     read_at: int = 0  # the index position when inputs were read (erasures up to it were tombstones)
+    #: Each ``@`` reference given, pinned to the version it read: ``"@<ecs_id>[.path below it]"``.
+    pinned: dict[str, str] = field(default_factory=dict)
+    #: The arguments as recorded (``arguments.record_arguments``); None when one cannot be stored as JSON.
+    arguments: dict[str, Any] | None = None
+    #: The ConfigEntity arguments by parameter (None: left at its default).
+    configs: dict[str, Any] = field(default_factory=dict)
+    #: The memo key (functions registered with ``cache=True`` whose arguments could be recorded).
+    cache_key: str | None = None
 
     def bound(self) -> Callable[..., Any]:
         """The function with its ConfigEntity parameters bound (``functools.partial``)."""

@@ -18,23 +18,23 @@ from ledger.write.execution import Call, failure_text, finish, prepare, record_f
 from ledger.write.functions import lookup
 from ledger.write.host import WriteHost
 from ledger.write.isolation import ChildFailure, run_in_child
+from ledger.write.memo import find_reusable, record_hit
 
-__all__ = ["aexecute_on", "execute_on"]
+__all__ = ["aexecute_on", "execute_on", "run"]
 
 
 def execute_on(ledger: WriteHost, name: str, /, **kwargs: Any) -> Any:
     """``CallableRegistry.execute`` against a given ledger."""
     meta = lookup(name)
     call = prepare(ledger, meta, kwargs)
-    fn = call.bound()
+    if call.cache_key is not None:
+        start = perf_counter()
+        reused = find_reusable(call)
+        if reused is not None:
+            return record_hit(call, reused, (perf_counter() - start) * 1000.0)
     start = perf_counter()
     try:
-        if meta.isolation == "process":
-            result = _run_in_child(call, fn)
-        elif meta.is_async:
-            result = _run_coroutine(fn(**call.kwargs))
-        else:
-            result = fn(**call.kwargs)
+        result = run(call)
     except ChildFailure as failure:
         _fail(call, failure, start)
         raise failure.error from None
@@ -44,10 +44,30 @@ def execute_on(ledger: WriteHost, name: str, /, **kwargs: Any) -> Any:
     return _finish(call, result, start)
 
 
+def run(call: Call) -> Any:
+    """Run the prepared call's function as registered: in a forked child, awaited, or inline.
+
+    A child's failure comes back as ``ChildFailure``; anything the function raises inline
+    propagates as it is. Nothing is recorded here (``execute_on`` and re-execution do that).
+    """
+    meta = call.meta
+    fn = call.bound()
+    if meta.isolation == "process":
+        return _run_in_child(call, fn)
+    if meta.is_async:
+        return _run_coroutine(fn(**call.kwargs))
+    return fn(**call.kwargs)
+
+
 async def aexecute_on(ledger: WriteHost, name: str, /, **kwargs: Any) -> Any:
     """``CallableRegistry.aexecute`` against a given ledger."""
     meta = lookup(name)
     call = prepare(ledger, meta, kwargs)
+    if call.cache_key is not None:
+        start = perf_counter()
+        reused = find_reusable(call)
+        if reused is not None:
+            return record_hit(call, reused, (perf_counter() - start) * 1000.0)
     fn = call.bound()
     start = perf_counter()
     try:

@@ -30,6 +30,7 @@ from ledger.errors import KeyIntegrityError
 from ledger.events.bodies import EXECUTION_FAILED, execution_failed_body
 from ledger.events.sealed_failure import personal_lineages, seal_failure
 from ledger.model.entity import Entity
+from ledger.write.arguments import cache_key, record_arguments
 from ledger.write.batch import Batch
 from ledger.write.call import Call
 from ledger.write.functions import FunctionMetadata
@@ -57,6 +58,14 @@ def prepare(ledger: WriteHost, meta: FunctionMetadata, kwargs: dict[str, Any]) -
         trace(ledger, entities, resolved_ids)
     copy_of = isolate(call, entities, resolved_ids)
     bind(call, values, configs, entities, copy_of)
+    call.configs = configs
+    try:
+        call.arguments = record_arguments(kwargs, meta.signature.params, configs, call.pinned)
+    except (TypeError, ValueError, KeyError):  # a value JSON cannot hold: the call runs, it cannot be re-run or memoized
+        call.arguments = None
+    if meta.cache and call.arguments is not None:
+        assert meta.version is not None
+        call.cache_key = cache_key(meta.version, call.arguments, configs, call.input_records())
     return call
 
 

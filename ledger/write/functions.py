@@ -32,6 +32,10 @@ class FunctionMetadata:
     isolation: str
     unpack: bool
     timeout: float | None
+    #: ``register(..., cache=True)``: calls are memoized by content (``ledger/write/memo.py``).
+    cache: bool = False
+    #: The function's version (hash of its name and source), computed when ``cache`` is on.
+    version: str | None = None
 
     @property
     def input_model(self) -> type[Any] | None:

@@ -68,6 +68,8 @@ def resolve_arguments(call: Call, kwargs: dict[str, Any]) -> tuple[dict[str, Any
                 raise ErasedError(
                     f"argument {param!r}: address {value!r} is personal data that was erased"
                 )
+            below = "".join(f".{segment}" for segment in res.field_path)
+            call.pinned[value] = f"@{found.ecs_id}" if isinstance(found, Entity) else f"@{res.source_ecs_id}{below}"
             if isinstance(found, Entity):
                 resolved_ids.add(id(found))
                 call.inputs.append(CallInput(param, found, None, value))

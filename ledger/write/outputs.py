@@ -210,6 +210,8 @@ def record(
                 isolation=meta.isolation,
                 execution_ecs_id=fe.ecs_id,
                 return_pattern=shape.pattern,
+                arguments=call.arguments,
+                cache_key=call.cache_key,
             ),
         )
         ledger.commit(batch)

@@ -1,0 +1,210 @@
+"""Re-execution: is a recorded result reproducible?
+
+``reexecute`` reads one ``execution.completed``, rebuilds its call from what was recorded
+(``arguments``: each entity argument as a reference to exactly the version it read, plain
+and config values as they were) and runs the function again through the same preparation
+and isolation as ``execute`` (inline, awaited or in a forked child, as registered). Nothing
+of that run is recorded as an execution and no entity version is written: its outputs are
+compared, by domain values only (``arguments.domain_data``: identity and derivation fields
+never count), with the recorded outputs, and one ``execution.reexecuted`` event records
+the verdict and the differences.
+
+Values compare with ``==`` after JSON storage: floats exactly (``0.1 + 0.2`` is not ``0.3``;
+a result that drifts in the last bit is a difference), NaN equal to NaN. A function that
+raises on the re-run is a mismatch with its error type recorded (not its message, which
+may quote personal data).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from time import perf_counter
+from typing import Any
+from uuid import UUID
+
+from pydantic_core import to_jsonable_python
+
+from ledger import _process
+from ledger.errors import (
+    EntityNotFoundError,
+    ErasedInputError,
+    NotReexecutableError,
+    ReturnTypeError,
+    UnknownFunctionError,
+)
+from ledger.events.bodies import (
+    EXECUTION_COMPLETED,
+    EXECUTION_REEXECUTED,
+    execution_reexecuted_body,
+)
+from ledger.model.address import as_uuid
+from ledger.write.arguments import arguments_to_kwargs, domain_data, ecs_ids_in
+from ledger.write.batch import Batch
+from ledger.write.calls import run
+from ledger.write.execution import prepare
+from ledger.write.functions import lookup
+from ledger.write.host import WriteHost
+from ledger.write.isolation import ChildFailure
+from ledger.write.returns import shape_return
+from projections.live import materialize_in_context
+from projections.stored_reads import read_checked
+
+__all__ = ["Reexecution", "compare_outputs", "reexecute_on"]
+
+
+@dataclass(frozen=True)
+class Reexecution:
+    """The verdict of one re-execution.
+
+    ``differences`` maps a dotted path, prefixed by the output index (``"0.gpa"``), to
+    (recorded value, value now); ``error_type`` names what the function raised, if it did.
+    """
+
+    execution_id: UUID
+    reexecution_id: UUID
+    function_name: str
+    matches: bool
+    differences: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    position: int = 0
+    error_type: str | None = None
+
+
+def reexecute_on(ledger: WriteHost, execution_id: UUID | str) -> Reexecution:
+    """Run execution ``execution_id`` again on its recorded inputs and record the verdict."""
+    uuid = as_uuid(execution_id, "execution_id", "an execution id")
+    payload = _completed(ledger, uuid)
+    try:
+        meta = lookup(payload["function_name"])
+    except UnknownFunctionError as exc:
+        raise UnknownFunctionError(
+            f"execution_id: execution {uuid} ran {payload['function_name']!r}, which is not registered in this "
+            f"process ({str(exc).rpartition('(')[2].rstrip(')')}); import the module that registers it "
+            "(ledger reexecute --import MODULE)"
+        ) from None
+    arguments = payload.get("arguments")
+    if arguments is None:
+        raise NotReexecutableError(
+            f"execution_id: execution {uuid} ({payload['function_name']}) has no recorded arguments "
+            "(recorded before executions kept them, or an argument had no JSON form); it cannot be run again"
+        )
+    _refuse_erased(ledger, uuid, payload, arguments)
+    call = prepare(ledger, meta, arguments_to_kwargs(arguments))
+    start = perf_counter()
+    error_type: str | None = None
+    differences: dict[str, tuple[Any, Any]] = {}
+    personal: set[str] = set()
+    try:
+        result = run(call)
+    except ChildFailure as failure:
+        error_type = failure.error_type
+    except Exception as exc:  # the verdict is the record; the caller gets it, not the exception
+        error_type = type(exc).__name__
+    duration_ms = (perf_counter() - start) * 1000.0
+    if error_type is None:
+        try:
+            shape = shape_return(result, meta.signature.return_annotation, meta.unpack, meta.name)
+        except ReturnTypeError as exc:  # returned what execute would have refused
+            error_type = type(exc).__name__
+    if error_type is None:
+        index = ledger.index
+        recorded = [materialize_in_context(index, index.get(UUID(o["ecs_id"]))) for o in payload["outputs"]]
+        differences = compare_outputs(recorded, shape.outputs, personal)
+    else:
+        differences = {"<error>": (None, error_type)}
+    reexecution_id = _process.mint()
+    matches = not differences
+    body = execution_reexecuted_body(
+        execution_id=uuid,
+        reexecution_id=reexecution_id,
+        function_name=meta.name,
+        matches=matches,
+        differences=[
+            {"path": p, "recorded": _stored(p, r, personal), "now": _stored(p, n, personal)}
+            for p, (r, n) in differences.items()
+        ],
+        duration_ms=duration_ms,
+        isolation=meta.isolation,
+        error_type=error_type,
+    )
+    with ledger.writing():
+        batch = Batch(ledger.index)
+        batch.add(reexecution_id, EXECUTION_REEXECUTED, body)
+        (position,) = ledger.commit(batch)
+    return Reexecution(uuid, reexecution_id, meta.name, matches, differences, position, error_type)
+
+
+def _completed(ledger: WriteHost, execution_id: UUID) -> dict[str, Any]:
+    """The ``execution.completed`` payload of ``execution_id``; ``EntityNotFoundError`` if none."""
+    store = ledger.store
+    found = store.streams_with_prefix(execution_id.hex, 1)
+    if not found or found[0][0] != execution_id:
+        raise EntityNotFoundError(f"execution_id: no execution {execution_id}")
+    _, _, topic, payload = read_checked(store, found[0][1])
+    if topic == EXECUTION_COMPLETED:
+        return payload
+    if topic.startswith("execution."):
+        raise NotReexecutableError(
+            f"execution_id: execution {execution_id} ({payload.get('function_name')}) is a {topic} "
+            "record; only a completed execution has outputs to compare"
+        )
+    raise EntityNotFoundError(f"execution_id: {execution_id} names no execution (it is an entity lineage)")
+
+
+def _refuse_erased(ledger: WriteHost, execution_id: UUID, payload: dict[str, Any], arguments: dict[str, Any]) -> None:
+    """``ErasedInputError`` when any version the execution read belongs to an erased lineage."""
+    index = ledger.index
+    read = [UUID(str(i["ecs_id"])) for i in payload["inputs"] if i.get("ecs_id")]
+    read += [UUID(str(c)) for c in payload.get("config_ids", ())]
+    read += ecs_ids_in(arguments)
+    for ecs_id in dict.fromkeys(read):
+        rec = index.records.get(ecs_id)
+        if rec is None:
+            raise EntityNotFoundError(f"execution_id: execution {execution_id} read version {ecs_id}, which is not stored")
+        if rec.lineage_id in index.erased:
+            raise ErasedInputError(
+                f"execution_id: execution {execution_id} read version {ecs_id} of lineage {rec.lineage_id}, "
+                "whose personal data was erased; it cannot be run again"
+            )
+
+
+def compare_outputs(
+    recorded: list[Any], now: list[Any], personal: set[str] | None = None
+) -> dict[str, tuple[Any, Any]]:
+    """Differences between recorded and new outputs by domain value, keyed by ``"<index>.<path>"``;
+    ``personal`` collects the paths of personal fields met on the way."""
+    out: dict[str, tuple[Any, Any]] = {}
+    for i in range(max(len(recorded), len(now))):
+        a = domain_data(recorded[i], personal, str(i)) if i < len(recorded) else None
+        b = domain_data(now[i], personal, str(i)) if i < len(now) else None
+        _compare(str(i), a, b, out)
+    return out
+
+
+def _stored(path: str, value: Any, personal: set[str]) -> Any:
+    """A difference's value as the event keeps it: JSON, and never a personal value in clear."""
+    if value is not None and any(path == p or path.startswith(p + ".") for p in personal):
+        return "<personal>"
+    return to_jsonable_python(value, fallback=repr)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if type(a) is float and type(b) is float and math.isnan(a) and math.isnan(b):
+        return True
+    return bool(type(a) is type(b) and a == b) or (
+        isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool)
+        and not isinstance(b, bool) and a == b
+    )
+
+
+def _compare(path: str, a: Any, b: Any, out: dict[str, tuple[Any, Any]]) -> None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in dict.fromkeys([*a, *b]):
+            _compare(f"{path}.{key}", a.get(key), b.get(key), out)
+        return
+    if isinstance(a, list) and isinstance(b, list):
+        for i in range(max(len(a), len(b))):
+            _compare(f"{path}.{i}", a[i] if i < len(a) else None, b[i] if i < len(b) else None, out)
+        return
+    if not _same(a, b):
+        out[path] = (a, b)
