@@ -15,7 +15,7 @@ The functions take a ledger-like ``source`` (``ledger.Ledger`` is one, see
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any, Protocol
@@ -44,6 +44,7 @@ __all__ = [
     "HistoryRow",
     "IndexCheck",
     "LogEntry",
+    "Neighbours",
     "Shown",
     "VersionDiff",
     "VersionInfo",
@@ -54,6 +55,7 @@ __all__ = [
     "execution",
     "history",
     "lineage_of",
+    "neighbours",
     "resolve_address",
     "resolve_id",
     "parse_address",
@@ -178,6 +180,8 @@ class ExecutionDetail:
     error_type: str | None = None
     error_message: str | None = None
     traceback: str | None = None
+    config_ids: list[UUID] = field(default_factory=list)  # the ConfigEntity versions it was given
+    sibling_group: list[UUID] = field(default_factory=list)  # the outputs written together
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,6 +430,29 @@ def history(source: AuditSource, ref: UUID | str, *, argument: str = "lineage_id
     return rows
 
 
+@dataclass(frozen=True, slots=True)
+class Neighbours:
+    """Where one version sits among its lineage's versions: the one before, the one after, how many."""
+
+    previous: VersionInfo | None
+    next: VersionInfo | None
+    versions: int
+
+
+def neighbours(source: AuditSource, ecs_id: UUID | str, *, argument: str = "ecs_id") -> Neighbours:
+    """The versions of the same lineage just before and just after ``ecs_id`` (by log order).
+
+    Reads the two neighbouring records only, whatever the lineage's length.
+    """
+    index = source.index
+    record = index.get(resolve_id(source, ecs_id, argument), argument)
+    versions = index.lineages[record.lineage_id]
+    i = record.lineage_index
+    before = _info(versions[i - 1]) if i > 0 else None
+    after = _info(versions[i + 1]) if i + 1 < len(versions) else None
+    return Neighbours(before, after, len(versions))
+
+
 def lineage_of(source: AuditSource, ref: UUID | str, argument: str = "lineage_id") -> UUID:
     """The lineage ``ref`` names: a lineage id or any ecs_id of it (or a unique prefix of either)."""
     return version_for(source.index, resolve_id(source, ref, argument), argument=argument).lineage_id
@@ -493,6 +520,8 @@ def execution(source: AuditSource, execution_id: UUID | str, *, argument: str = 
         error_type=payload.get("error_type") if failed else None,
         error_message=payload.get("error_message") if failed else None,
         traceback=payload.get("traceback") if failed else None,
+        config_ids=[UUID(str(c)) for c in payload.get("config_ids", ())],
+        sibling_group=[UUID(str(s)) for s in payload.get("sibling_group", ())],
     )
 
 
