@@ -24,12 +24,12 @@ __all__ = ["MAX_NODES", "Layout", "layout", "to_svg"]
 
 #: The most nodes drawn; a bigger neighbourhood is cut (the page says so) rather than drawn unreadably.
 MAX_NODES = 400
-NODE_W = 176
+NODE_W = 168
 NODE_H = 44
-COL_GAP = 84
+COL_GAP = 60
 ROW_GAP = 22
 MARGIN = 16
-LABEL_CHARS = 24  # a label longer than this is shortened in the box; the full text is its <title>
+LABEL_CHARS = 22  # a label longer than this is shortened in the box; the full text is its <title>
 _SWEEPS = 4
 _DASHED = frozenset({"version", "detach", "attach"})
 
