@@ -53,6 +53,7 @@ __all__ = [
     "diff",
     "erasure",
     "execution",
+    "head",
     "history",
     "lineage_of",
     "neighbours",
@@ -287,6 +288,11 @@ def _info(record: VersionRecord) -> VersionInfo:
         position=record.position,
         recorded_at=record.recorded_at,
     )
+
+
+def head(source: AuditSource) -> int:
+    """The newest log position (0 for an empty log): one indexed lookup, no record read."""
+    return source.store.head()
 
 
 def recent_events(

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from hypothesis import given, settings
@@ -36,6 +36,7 @@ from tests.models import Grade, Patient
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 HOSTILE_FUNCTION = "ui_test.<b>bold</b>&amp;"
+AMBIGUOUS = "abcdef12"
 
 
 def hostile_function(patient: Patient) -> Patient:
@@ -315,8 +316,13 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClie
             out = CallableRegistry.execute(HOSTILE_FUNCTION, patient=p)
             with pytest.raises(ValueError):
                 CallableRegistry.execute("ui_test.fails", patient=out)
-            gone = Patient(name="Yann", ward="east")
-            led.registry.register_entity(gone)
+            # every id of this one starts with the same 8 hex digits: an ambiguous prefix
+            previous = ledger.id_source(lambda: UUID(AMBIGUOUS + uuid4().hex[8:]))
+            try:
+                gone = Patient(name="Yann", ward="east")
+                led.registry.register_entity(gone)
+            finally:
+                ledger.id_source(previous)
             erasure = led.erase(gone.lineage_id, reason=HOSTILE)
         finally:
             ledger.set_default_ledger(None)
@@ -367,6 +373,15 @@ class TestHostileText:
         assert "tombstone" not in client.get(f"/lineage/{known['lineage']}").text
         entity = client.get(f"/entity/{known['erased'].ecs_id}").text
         assert '<span class="key">name</span><span class="value">&quot;&lt;erased&gt;&quot;</span>' in entity.replace("\n", "")
+
+    def test_an_ambiguous_prefix_is_404_listing_the_candidates(self, hostile: tuple[TestClient, dict[str, Any]]) -> None:
+        """A prefix several ids share answers 404 naming them, on every page that takes an id."""
+        client, known = hostile
+        gone = known["erased"]
+        for path in (f"/entity/{AMBIGUOUS}", f"/lineage/{AMBIGUOUS}", f"/execution/{AMBIGUOUS}", f"/id/{AMBIGUOUS}"):
+            page = client.get(path)
+            assert page.status_code == 404, path
+            assert f"{AMBIGUOUS} is ambiguous" in page.text and str(gone.ecs_id) in page.text and str(gone.lineage_id) in page.text
 
     @settings(max_examples=200, deadline=None)
     @given(st.recursive(st.text() | st.integers(-(2**63), 2**63 - 1) | st.none(), lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(), kids, max_size=3), max_leaves=12))

@@ -50,8 +50,11 @@ def ledger_script() -> str:
 
 
 @contextmanager
-def running_ui(url: str, *, analytics: str | None = None, port: int | None = None) -> Iterator[str]:
-    """``ledger ui --db url`` in a child process; yields ``http://127.0.0.1:<port>``."""
+def running_ui(
+    url: str, *, analytics: str | None = None, port: int | None = None, timeout: float = START_TIMEOUT
+) -> Iterator[str]:
+    """``ledger ui --db url`` in a child process; yields ``http://127.0.0.1:<port>`` once it listens
+    (``timeout`` seconds at most: a big store's first start builds its analytics cache)."""
     port = port or free_port()
     command = [ledger_script(), "ui", "--db", url, "--port", str(port)]
     if analytics is not None:
@@ -59,7 +62,7 @@ def running_ui(url: str, *, analytics: str | None = None, port: int | None = Non
     env = {k: v for k, v in os.environ.items() if k not in ("LEDGER_URL", "LEDGER_ANALYTICS")}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"ledger ui exited with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}")
@@ -68,7 +71,7 @@ def running_ui(url: str, *, analytics: str | None = None, port: int | None = Non
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"ledger ui did not listen on port {port} within {START_TIMEOUT:.0f} s") from None
+                    raise RuntimeError(f"ledger ui did not listen on port {port} within {timeout:.0f} s") from None
                 time.sleep(0.1)
         yield f"http://127.0.0.1:{port}"
     finally:

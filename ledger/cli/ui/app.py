@@ -108,12 +108,6 @@ def _int(request: Request, name: str, default: int | None, *, low: int = 0, high
     return value
 
 
-def _head(led: Any) -> int:
-    """The newest log position (0 for an empty log)."""
-    newest = audit.recent_events(led, limit=1)
-    return newest[-1].position if newest else 0
-
-
 def create_app(reader: Any, *, allowed_hosts: list[str] | None = None) -> Starlette:
     """The app over ``reader`` (``StoredReader`` or ``Ledger``, opened read-only by the caller, who closes it).
 
@@ -153,7 +147,7 @@ def create_app(reader: Any, *, allowed_hosts: list[str] | None = None) -> Starle
 
     def lineage(request: Request) -> Response:
         lineage_id = audit.lineage_of(reader, request.path_params["ref"], "lineage_id")
-        head = _head(reader)
+        head = audit.head(reader)
         position = _int(request, "position", None)
         depth = _int(request, "depth", DEFAULT_DEPTH, high=50)
         rows = audit.history(reader, lineage_id)
@@ -187,7 +181,7 @@ def create_app(reader: Any, *, allowed_hosts: list[str] | None = None) -> Starle
             return RedirectResponse(f"/entity/{found.version.ecs_id}", status_code=303)
         shown = audit.show(reader, "@" + ref.lstrip("@"), argument="ecs_id")
         around = audit.neighbours(reader, shown.version.ecs_id)
-        return HTMLResponse(pages.entity_page(shown, around, _head(reader)))
+        return HTMLResponse(pages.entity_page(shown, around, audit.head(reader)))
 
     def by_id(request: Request) -> Response:
         """Any id (or prefix) to the page for its kind: an execution, a lineage, or one version."""
