@@ -404,6 +404,33 @@ class TestHostileText:
         assert set(re.findall(r"</?([a-zA-Z]+)", svg)) <= {"svg", "defs", "marker", "path", "g", "text", "a", "title", "rect", "polygon"}
 
 
+class TestLongLivedServer:
+    def test_what_is_appended_while_it_serves_is_shown(self, tmp_path: Path) -> None:
+        """One reader serves for as long as the command runs: a version, an execution and an
+        erasure appended by another writer meanwhile appear on the next request."""
+        url = f"sqlite:///{tmp_path / 'live.db'}"
+        with Ledger(url) as led:
+            p = Patient(name="Xavier", ward="west")
+            led.registry.register_entity(p)
+        reader = open_reader(url, analytics="memory", with_analytics=True)
+        client = TestClient(create_app(reader))
+        try:
+            before = client.get(f"/lineage/{p.lineage_id}").text
+            assert "tombstone" not in before and "&quot;Xavier&quot;" in client.get(f"/entity/{p.ecs_id}").text
+            with Ledger(url) as led:
+                p.ward = "south"
+                led.registry.version_entity(p)
+                led.erase(p.lineage_id, reason="asked")
+            after = client.get(f"/lineage/{p.lineage_id}").text
+            assert '<div class="tombstone"><strong>erased</strong>' in after
+            assert "ward: &#x27;west&#x27; -&gt; &#x27;south&#x27;" in after
+            assert "Xavier" not in client.get(f"/entity/{p.lineage_id}").text
+            assert "<td>entity.erased</td>" in client.get("/").text
+        finally:
+            client.close()
+            reader.close()
+
+
 # ------------------------------------------------------------------ the layout
 dags = st.integers(min_value=1, max_value=25).flatmap(
     lambda n: st.tuples(

@@ -17,7 +17,13 @@ from typing import Any
 import pytest
 
 from ledger.cli.demo import build_demo
-from tools.ui_server import CHROMIUM, CHROMIUM_FLAGS, chromium, missing_chromium, running_ui
+from tools.ui_server import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    chromium,
+    missing_chromium,
+    running_ui,
+)
 
 pytestmark = pytest.mark.skipif(missing_chromium() is not None, reason=missing_chromium() or "")
 

@@ -115,6 +115,8 @@ def create_app(reader: Any, *, allowed_hosts: list[str] | None = None) -> Starle
     ``LOCAL_HOSTS`` when it listens on the loopback address).
     """
     lock = threading.Lock()
+    # a StoredReader caches "not erased" answers; a server lives long enough for them to go stale
+    forget = getattr(reader, "forget_changeable", lambda: None)
 
     def view(render_page: Callable[[Request], Response]) -> Callable[[Request], Response]:
         """A route: one read at a time; a ``LedgerError`` is a 404 page (unknown or ambiguous id) or 400."""
@@ -122,6 +124,7 @@ def create_app(reader: Any, *, allowed_hosts: list[str] | None = None) -> Starle
         def endpoint(request: Request) -> Response:
             try:
                 with lock:
+                    forget()
                     return render_page(request)
             except (LedgerError, ValueError) as exc:
                 status = _status(exc)
