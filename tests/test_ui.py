@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+import httpx2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -33,6 +35,7 @@ from ledger.cli.ui.pages import tree_html
 from ledger.cli.ui.svg import NODE_H, NODE_W, layout, to_svg
 from tests.conftest import fresh_pg_url
 from tests.models import Grade, Patient
+from tools.ui_server import running_ui
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 HOSTILE_FUNCTION = "ui_test.<b>bold</b>&amp;"
@@ -472,6 +475,20 @@ class TestLayout:
 
 
 class TestCommand:
+    @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+    def test_the_served_store_is_left_as_it_was(self, tmp_path: Path, stop: int) -> None:
+        """``ledger ui`` serving pages of a WAL-mode SQLite store, then stopped by Ctrl-C or SIGTERM,
+        leaves the store's bytes as they were and no ``-wal``, ``-shm`` or journal beside it."""
+        url = f"sqlite:///{tmp_path / 'demo.db'}"
+        build_demo(url).ledger.close()
+        before = fingerprint(url)
+        with running_ui(url, analytics="memory", stop=stop) as base, httpx2.Client(base_url=base) as client:
+            for path in ["/", "/lineage/12f034c1", "/entity/12f034c1", "/sql?q=select+count(*)+from+events"]:
+                assert client.get(path).status_code == 200, path
+            assert (tmp_path / "demo.db-wal").exists()  # while it serves, SQLite reads a WAL store this way
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.db"]
+        assert fingerprint(url) == before
+
     def test_ui_on_a_missing_store_is_one_line_and_creates_nothing(self, tmp_path: Path) -> None:
         """``ledger ui`` on a store that does not exist exits 1 with one line and writes no file."""
         script = Path(sys.executable).parent / "ledger"

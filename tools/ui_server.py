@@ -51,10 +51,16 @@ def ledger_script() -> str:
 
 @contextmanager
 def running_ui(
-    url: str, *, analytics: str | None = None, port: int | None = None, timeout: float = START_TIMEOUT
+    url: str,
+    *,
+    analytics: str | None = None,
+    port: int | None = None,
+    timeout: float = START_TIMEOUT,
+    stop: int = signal.SIGINT,
 ) -> Iterator[str]:
     """``ledger ui --db url`` in a child process; yields ``http://127.0.0.1:<port>`` once it listens
-    (``timeout`` seconds at most: a big store's first start builds its analytics cache)."""
+    (``timeout`` seconds at most: a big store's first start builds its analytics cache), and
+    stops it with ``stop`` (Ctrl-C's SIGINT, or SIGTERM as a service manager sends)."""
     port = port or free_port()
     command = [ledger_script(), "ui", "--db", url, "--port", str(port)]
     if analytics is not None:
@@ -75,7 +81,7 @@ def running_ui(
                 time.sleep(0.1)
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.send_signal(signal.SIGINT)  # uvicorn stops on Ctrl-C; the command then closes the store
+        proc.send_signal(stop)  # uvicorn shuts down; the command then closes the store
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
