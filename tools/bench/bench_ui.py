@@ -13,7 +13,7 @@ each page shows and ``orjson.loads`` of their payloads (the log's last 50 record
 lineage's stream; the execution's stream; the version's record). The page does more than the
 floor (seal checks, diffs, the DuckDB graph walk, HTML): the ratio says how much more.
 
-    .venv/bin/python tools/bench/bench_ui.py [--events 1000000] [--repeat 20]
+    .venv/bin/python tools/bench/bench_ui.py [--events 1000000] [--repeat 20] [--db PATH]
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def times(fn: Callable[[], object], repeat: int) -> list[float]:
 
 
 def ms(values: list[float]) -> str:
-    return f"{statistics.median(values):.1f} ms (p95 {sorted(values)[int(0.95 * (len(values) - 1))]:.1f})"
+    p95 = sorted(values)[int(0.95 * (len(values) - 1))]
+    return f"{statistics.median(values):.2f} ms (p95 {p95:.2f})"
 
 
 def main() -> None:
@@ -58,10 +59,14 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--cache", default="/tmp/entity-ledger-bench")
+    ap.add_argument("--db", help="an existing SQLite store of the workload mix to use as it is (no --events build)")
     args = ap.parse_args()
-    os.makedirs(args.cache, exist_ok=True)
-    path = os.path.join(args.cache, f"ui_{args.events}.db")
-    build_log(path, args.events)
+    if args.db:
+        path = args.db
+    else:
+        os.makedirs(args.cache, exist_ok=True)
+        path = os.path.join(args.cache, f"ui_{args.events}.db")
+        build_log(path, args.events)
     raw = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     head = raw.execute("SELECT max(rowid) FROM stored_events").fetchone()[0]
     url = f"sqlite:///{path}"
