@@ -27,12 +27,14 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 import ledger
-from ledger import CallableRegistry, Ledger
+import ledger.cli.demo_pipeline as demo_pipeline
+from ledger import CallableRegistry, Entity, Ledger, _process
 from ledger.cli.commands import open_reader
 from ledger.cli.demo import build_demo
 from ledger.cli.ui import create_app
 from ledger.cli.ui.pages import tree_html
 from ledger.cli.ui.svg import NODE_H, NODE_W, layout, to_svg
+from ledger.model.schema import topic_of
 from tests.conftest import fresh_pg_url
 from tests.models import Grade, Patient
 from tools.ui_server import running_ui
@@ -49,6 +51,20 @@ def hostile_function(patient: Patient) -> Patient:
 
 def failing(patient: Patient) -> Patient:
     raise ValueError(f"cannot visit {HOSTILE}")
+
+
+def build_demo_store(url: str) -> Any:
+    """``build_demo(url)``, after putting back the demo classes' topics.
+
+    ``tests/test_process_state.py`` resets the process state, which forgets every known
+    topic; a class is normally found again by its import path, but the demo's classes pin
+    theirs to ``tools.demo_pipeline:…`` (a module that no longer exists), so a demo built
+    later in the same process could not read its own versions back.
+    """
+    for cls in vars(demo_pipeline).values():
+        if isinstance(cls, type) and issubclass(cls, Entity) and cls.__module__ == demo_pipeline.__name__:
+            _process.topics[topic_of(cls)] = cls
+    return build_demo(url)
 
 
 class Demo:
@@ -81,7 +97,7 @@ def demo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     else:
         urls = fresh_pg_url()
     url = next(urls)
-    result = build_demo(url)
+    result = build_demo_store(url)
     result.ledger.close()
     found = Demo(url, result.featured_lineage)
     yield found
@@ -480,7 +496,7 @@ class TestCommand:
         """``ledger ui`` serving pages of a WAL-mode SQLite store, then stopped by Ctrl-C or SIGTERM,
         leaves the store's bytes as they were and no ``-wal``, ``-shm`` or journal beside it."""
         url = f"sqlite:///{tmp_path / 'demo.db'}"
-        build_demo(url).ledger.close()
+        build_demo_store(url).ledger.close()
         before = fingerprint(url)
         with running_ui(url, analytics="memory", stop=stop) as base, httpx2.Client(base_url=base) as client:
             for path in ["/", "/lineage/12f034c1", "/entity/12f034c1", "/sql?q=select+count(*)+from+events"]:

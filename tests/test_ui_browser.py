@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from ledger.cli.demo import build_demo
+from tests.test_ui import build_demo_store
 from tools.ui_server import (
     CHROMIUM,
     CHROMIUM_FLAGS,
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.skipif(missing_chromium() is not None, reason=missing_c
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """(base URL of a running ``ledger ui``, the demo's featured lineage id)."""
     url = f"sqlite:///{tmp_path_factory.mktemp('browser') / 'demo.db'}"
-    result = build_demo(url)
+    result = build_demo_store(url)
     result.ledger.close()
     with running_ui(url, analytics="memory") as base:
         yield base, str(result.featured_lineage)
