@@ -15,7 +15,7 @@ The functions take a ledger-like ``source`` (``ledger.Ledger`` is one, see
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any, Protocol
@@ -44,6 +44,7 @@ __all__ = [
     "HistoryRow",
     "IndexCheck",
     "LogEntry",
+    "Neighbours",
     "Shown",
     "VersionDiff",
     "VersionInfo",
@@ -53,8 +54,10 @@ __all__ = [
     "erasure",
     "execution",
     "execution_record",
+    "head",
     "history",
     "lineage_of",
+    "neighbours",
     "resolve_address",
     "resolve_id",
     "parse_address",
@@ -185,6 +188,8 @@ class ExecutionDetail:
     #: says whether the outputs matched) and each difference ``{"path", "recorded", "now"}``.
     reexecution_of: UUID | None = None
     differences: list[dict[str, Any]] | None = None
+    config_ids: list[UUID] = field(default_factory=list)  # the ConfigEntity versions it was given
+    sibling_group: list[UUID] = field(default_factory=list)  # the outputs written together
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +295,11 @@ def _info(record: VersionRecord) -> VersionInfo:
         position=record.position,
         recorded_at=record.recorded_at,
     )
+
+
+def head(source: AuditSource) -> int:
+    """The newest log position (0 for an empty log): one indexed lookup, no record read."""
+    return source.store.head()
 
 
 def recent_events(
@@ -433,6 +443,29 @@ def history(source: AuditSource, ref: UUID | str, *, argument: str = "lineage_id
     return rows
 
 
+@dataclass(frozen=True, slots=True)
+class Neighbours:
+    """Where one version sits among its lineage's versions: the one before, the one after, how many."""
+
+    previous: VersionInfo | None
+    next: VersionInfo | None
+    versions: int
+
+
+def neighbours(source: AuditSource, ecs_id: UUID | str, *, argument: str = "ecs_id") -> Neighbours:
+    """The versions of the same lineage just before and just after ``ecs_id`` (by log order).
+
+    Reads the two neighbouring records only, whatever the lineage's length.
+    """
+    index = source.index
+    record = index.get(resolve_id(source, ecs_id, argument), argument)
+    versions = index.lineages[record.lineage_id]
+    i = record.lineage_index
+    before = _info(versions[i - 1]) if i > 0 else None
+    after = _info(versions[i + 1]) if i + 1 < len(versions) else None
+    return Neighbours(before, after, len(versions))
+
+
 def lineage_of(source: AuditSource, ref: UUID | str, argument: str = "lineage_id") -> UUID:
     """The lineage ``ref`` names: a lineage id or any ecs_id of it (or a unique prefix of either)."""
     return version_for(source.index, resolve_id(source, ref, argument), argument=argument).lineage_id
@@ -514,6 +547,8 @@ def execution(source: AuditSource, execution_id: UUID | str, *, argument: str = 
         error_message=payload.get("error_message") if failed else None,
         traceback=payload.get("traceback") if failed else None,
         reused_execution_id=UUID(str(reused)) if reused else None,
+        config_ids=[UUID(str(c)) for c in payload.get("config_ids", ())],
+        sibling_group=[UUID(str(s)) for s in payload.get("sibling_group", ())],
     )
 
 

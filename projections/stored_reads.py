@@ -386,6 +386,13 @@ class StoredReader:
 
         return self.analytics.read(lambda con: lineage_graph(con, ref, direction=direction, depth=depth, position=position))
 
+    def forget_changeable(self) -> None:
+        """Drop the cached answers a later append can change, for a reader that lives long
+        (``ledger ui``): "this lineage is not erased" may no longer hold. Decoded versions
+        stay cached (a stored version never changes; personal values are opened with the
+        key as the store holds it at each read)."""
+        self.index.erased = StoredErasures(self.store)
+
     def open_payload(self, topic: str, payload: dict[str, Any]) -> dict[str, Any]:
         """As ``Ledger.open_payload``: sealed failure text opened while every key exists."""
         if topic != EXECUTION_FAILED or not is_sealed(payload):

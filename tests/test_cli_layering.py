@@ -18,7 +18,7 @@ import pytest
 import ledger
 
 ROOT = Path(__file__).resolve().parents[1]
-CLI_FILES = sorted((ROOT / "ledger" / "cli").glob("*.py"))
+CLI_FILES = sorted((ROOT / "ledger" / "cli").rglob("*.py"))  # ledger/cli/ui/ too
 #: The project's own top-level packages; anything else is stdlib or third-party.
 OWN_PACKAGES = {path.parent.name for path in ROOT.glob("*/__init__.py")}
 #: Attributes of a ``Ledger`` that are its internals, however public their spelling.

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 from enum import Enum
 from importlib import metadata
 from pathlib import Path
@@ -31,6 +31,7 @@ from rich.progress import (
 
 import ledger.cli.render as render  # not `from ledger.cli import`: the package's __init__ imports us
 from ledger import Digest, Ledger, VerifyReport
+from ledger.cli.parsing import CLIError, iso_time, log_bound
 from ledger.errors import CorruptLogError, DigestError, LedgerError
 from projections import audit, cache_file
 from projections.openlineage import export_openlineage
@@ -140,10 +141,6 @@ def print_rows(fmt: RowFormat, table: render.Rows, json_value: Callable[[], Any]
         console.print(table)
 
 
-class CLIError(LedgerError):
-    """A command-line argument the library never sees was wrong (a missing file, clashing options)."""
-
-
 def one_line_errors(fn: F) -> F:
     """Turn expected failures into a single line on stderr and exit status 1."""
 
@@ -248,24 +245,6 @@ def log(
         err.print("no events match", highlight=False)
         return
     print_rows(fmt, render.log_table(entries), lambda: render.log_json(entries))
-
-
-def log_bound(value: str | None, option: str) -> int | datetime | None:
-    """``--since``/``--until``: a log position (digits) or an ISO time (UTC when it names no zone)."""
-    if value is None:
-        return None
-    if value.strip().isdigit():
-        return int(value)
-    return iso_time(value, option, "is neither a log position nor an ISO date/time")
-
-
-def iso_time(value: str, option: str, problem: str = "is not an ISO date/time") -> datetime:
-    """An ISO time; without a zone it is read as UTC."""
-    try:
-        when = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise CLIError(f"{option}: {value!r} {problem} (e.g. 2026-01-31T12:00:00Z)") from None
-    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
 
 
 @app.command()
@@ -737,6 +716,30 @@ def export(
             highlight=False,
             soft_wrap=True,
         )
+
+
+# ----------------------------------------------------------------------- ui
+@app.command()
+@one_line_errors
+def ui(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (default: this machine only)."),
+    port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port to listen on."),
+    db: str | None = DbOption,
+    analytics: str | None = AnalyticsOption,
+) -> None:
+    """A read-only web page over the store: the log, lineages with their graph drawn, executions,
+    entities and SQL. Serves until interrupted (Ctrl-C); nothing it does writes to the store.
+
+    Example: ledger demo && ledger ui   (then open http://127.0.0.1:8765/)
+    """
+    from ledger.cli.ui import serve  # starlette and uvicorn load only for this command
+
+    with open_reader(db, analytics=analytics, with_analytics=True) as led:
+        err.print("catching up the analytics tables (lineage graphs, sql)...", highlight=False)
+        led.analytics.page("select count(*) from events", None, 1)  # the first page then answers at once
+        shown = f"[{host}]" if ":" in host else host
+        console.print(f"serving {store_url(db)} read-only on http://{shown}:{port}/ (Ctrl-C to stop)", highlight=False, soft_wrap=True)
+        serve(led, host=host, port=port)
 
 
 # --------------------------------------------------------------------- demo
