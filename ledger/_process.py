@@ -175,7 +175,9 @@ def reset() -> None:
 
     The default ledger and worker ledgers are dropped, not closed (their owners close them);
     registered functions and known topics are forgotten (classes defined at module level are
-    found again by their import path); every cache is emptied.
+    found again by their import path); every cache is emptied. A class whose topic is pinned
+    (``__ledger_topic__``, e.g. the demo's, kept under the module path it was first recorded
+    with) stays known: no import path leads back to it.
     """
     global _default_ledger, _new_id, event_bus
     _new_id = uuid4
@@ -185,7 +187,9 @@ def reset() -> None:
         _worker_ledgers.clear()
     with functions_lock:
         functions.clear()
+    pinned = {t: c for t, c in topics.items() if isinstance(c, type) and c.__dict__.get("__ledger_topic__") == t}
     topics.clear()
+    topics.update(pinned)
     input_models.clear()
     output_models.clear()
     adapters.clear()

@@ -50,6 +50,20 @@ def test_topics_are_found_again_by_import_path_after_reset(saved_state) -> None:
     assert type(again) is Item and again.n == 3
 
 
+def test_a_pinned_topic_stays_known_after_reset(saved_state) -> None:
+    """The demo's classes keep the topic they were first recorded under (``tools.demo_pipeline:…``,
+    a module that is gone): no import path finds them again, so a reset keeps them."""
+    from ledger.cli.demo_pipeline import Grade
+
+    led = ledger.connect("memory://")
+    grade = Grade(course="math", score=3.0)
+    led.registry.register_entity(grade)
+    _process.reset()
+    set_default_ledger(led)
+    again = led.registry.get_latest(grade.lineage_id)
+    assert type(again) is Grade and again.score == 3.0
+
+
 def test_a_closed_default_is_replaced() -> None:
     led = ledger.connect("memory://")
     led.close()

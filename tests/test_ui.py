@@ -27,14 +27,12 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 import ledger
-import ledger.cli.demo_pipeline as demo_pipeline
-from ledger import CallableRegistry, Entity, Ledger, _process
+from ledger import CallableRegistry, Ledger
 from ledger.cli.commands import open_reader
 from ledger.cli.demo import build_demo
 from ledger.cli.ui import create_app
 from ledger.cli.ui.pages import tree_html
 from ledger.cli.ui.svg import NODE_H, NODE_W, layout, to_svg
-from ledger.model.schema import topic_of
 from tests.conftest import fresh_pg_url
 from tests.models import Grade, Patient
 from tools.ui_server import running_ui
@@ -54,16 +52,8 @@ def failing(patient: Patient) -> Patient:
 
 
 def build_demo_store(url: str) -> Any:
-    """``build_demo(url)``, after putting back the demo classes' topics.
-
-    ``tests/test_process_state.py`` resets the process state, which forgets every known
-    topic; a class is normally found again by its import path, but the demo's classes pin
-    theirs to ``tools.demo_pipeline:…`` (a module that no longer exists), so a demo built
-    later in the same process could not read its own versions back.
-    """
-    for cls in vars(demo_pipeline).values():
-        if isinstance(cls, type) and issubclass(cls, Entity) and cls.__module__ == demo_pipeline.__name__:
-            _process.topics[topic_of(cls)] = cls
+    """``build_demo(url)``; also after ``tests/test_process_state.py`` reset the process state
+    (the demo classes' pinned topics survive a reset: ``ledger._process.reset``)."""
     return build_demo(url)
 
 
