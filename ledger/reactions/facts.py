@@ -49,6 +49,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_EXECUTION_TOPICS = frozenset({EXECUTION_COMPLETED, EXECUTION_FAILED, EXECUTION_REEXECUTED})
+
 #: Every fact type the ledger publishes, by the log record type it comes from.
 FACT_TYPES: dict[str, tuple[str, ...]] = {
     ENTITY_VERSION: ("entity.registered", "entity.versioned", "entity.detached", "entity.attached"),
@@ -186,31 +188,23 @@ def fact_of_record(
             is_root=bool(body.get("is_root")),
             metadata={"cause": body.get("cause"), "entity_type": entity_type},
         )
-    if topic == EXECUTION_COMPLETED or topic == EXECUTION_FAILED:
+    if topic in _EXECUTION_TOPICS:
+        if topic == EXECUTION_REEXECUTED:  # the verdict of running a recorded execution again
+            metadata = {"matches": body["matches"], "reexecution_id": _uuid(body["reexecution_id"])}
+        elif body.get("cache_hit"):
+            metadata = {"cache_hit": True, "reused_execution_id": _uuid(body.get("reused_execution_id"))}
+        else:
+            metadata = {}
         return _fact(
             seal,
             type=topic,
             subject_type=FunctionExecution,
-            subject_id=_uuid(body["execution_id"]),
+            subject_id=_uuid(body["execution_id"]),  # the execution run (again, for a re-execution)
             timestamp=_time(body["recorded_at"]),
             position=position,
             function_name=body["function_name"],
-            error=body.get("error_type") if topic == EXECUTION_FAILED else None,
-            metadata={"cache_hit": True, "reused_execution_id": _uuid(body.get("reused_execution_id"))}
-            if body.get("cache_hit")
-            else {},
-        )
-    if topic == EXECUTION_REEXECUTED:  # the verdict of running a recorded execution again
-        return _fact(
-            seal,
-            type=topic,
-            subject_type=FunctionExecution,
-            subject_id=_uuid(body["execution_id"]),
-            timestamp=_time(body["recorded_at"]),
-            position=position,
-            function_name=body["function_name"],
-            error=body.get("error_type"),
-            metadata={"matches": body["matches"], "reexecution_id": _uuid(body["reexecution_id"])},
+            error=None if topic == EXECUTION_COMPLETED else body.get("error_type"),
+            metadata=metadata,
         )
     if topic == ENTITY_ERASED:
         return _fact(
