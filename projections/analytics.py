@@ -468,7 +468,7 @@ class Analytics:
             return "was written with another layout", False
         if position == 0:
             return None
-        batch = self._store.read_columns(position, 1)
+        batch = self._store.read_columns(position, 1, past_head=True)
         found = _hash_of(batch.states[0]) if len(batch) and batch.positions[0] == position else None
         if head_hash is None:
             return f"tracks event {position} without its hash", False

@@ -272,7 +272,7 @@ def _prefix_candidates(source: AuditSource, digits: str) -> list[tuple[UUID, str
 
 
 def _stream_kind(store: EventStore, position: int) -> str:
-    rows = store.read_columns(position, 1)
+    rows = store.read_columns(position, 1, past_head=True)
     topic = rows.topics[0] if len(rows) else ""
     return "execution" if topic.startswith("execution.") else "lineage"
 
@@ -642,8 +642,10 @@ def check_index(source: AuditSource) -> IndexCheck | None:
     state = store.index_state()
     if state is None:
         return None
-    upto, head = state[0], store.head()
+    head = store.head()
+    upto = min(store.index_covered() or 0, head)
     stored = store.stored_index()
+    later = store.head()  # rows of appends committed while the index was read: neither missing nor extra
     have = (
         {("version", *r) for r in stored.versions}
         | {("erasure", *r) for r in stored.erasures}
@@ -659,7 +661,7 @@ def check_index(source: AuditSource) -> IndexCheck | None:
     )
     required = {r for r in implied if r[-1] <= upto}
     missing = sorted(required - have, key=lambda r: r[-1])
-    extra = sorted(have - implied, key=lambda r: r[-1])
+    extra = sorted((r for r in have - implied if not head < r[-1] <= later), key=lambda r: r[-1])
     # tree rows name no position (a later root moves a version's row): compared whole once
     # the index covers the log
     tree_have = {("tree", *r) for r in stored.roots}

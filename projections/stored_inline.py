@@ -385,7 +385,7 @@ class StoredInlineIndex(InlineIndex):
         for lineage_id, position in self.store.erasure_entries(since=seen).items():
             self.mark_erased(lineage_id, position)  # another writer's: its key is gone
         self.position = self.caught_up = self.event_count = head
-        return max(0, head - seen)
+        return self.store.records_between(seen, head) if head > seen else 0
 
     # ------------------------------------------------------------------ writes
     def add(

@@ -120,7 +120,7 @@ def read_checked(store: EventStore, position: int) -> tuple[UUID, int, str, dict
     A position with no record (deleted from the middle of the log) is a ``CorruptLogError``
     too: a read must never quietly show the next record instead.
     """
-    page = store.read_columns(position, 1)
+    page = store.read_columns(position, 1, past_head=True)
     if not len(page) or page.positions[0] != position:
         raise corrupt(position, "the record is missing (the log has a gap here); run ledger verify")
     return checked_record(position, page.stream_ids[0], page.versions[0], page.topics[0], page.states[0])

@@ -268,6 +268,7 @@ class TestJSON:
 
         assert get("verify") == {
             "ok": True, "events_checked": store.head, "first_bad_position": None, "problems": [], "digest_position": None,
+            "checkpointed_to": None, "unchecked_tail": 0,  # checkpoints: PostgreSQL's concurrent writers only
         }
 
     def test_verify_json_on_a_damaged_copy(self, store: Store, tmp_path: Path) -> None:

@@ -1,9 +1,9 @@
 """PostgreSQL's append function (``ledger.store.pg_append``): the seal written by the server.
 
-The function seals each event in plpgsql, a second implementation of seal v2 beside
-``ledger.events.seal.seal_batch``. These tests hold it to the Python one byte for byte, for
-any batch, and check the ways back to the Python path: a schema without the function and an
-index that does not name the log's head.
+The function seals each event in plpgsql, a second implementation of seal v3 beside
+``ledger.events.seal.seal_at``. These tests hold it to the Python one byte for byte, for
+any batch, and check the ways back to the Python path: a schema without the function, and an
+index tracking row that lags (which no longer stops appends: they index themselves).
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger import Ledger
-from ledger.events.seal import GENESIS, NewEvent, link_hash, seal_batch
+from ledger.events.seal import NewEvent, seal_at
 from ledger.store.pg_append import FUNCTION
+from ledger.store.version_index import INDEX_NAME
 
 from .conftest import PG_BASE, fresh_pg_url, requires_pg
 from .models import student
@@ -49,7 +50,7 @@ def _copy(e: NewEvent) -> NewEvent:
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batch=st.lists(st.tuples(st.integers(0, 3), _topic, _body), min_size=1, max_size=8), continue_old=st.booleans())
-def test_the_server_seals_every_batch_as_seal_batch_does(
+def test_the_server_seals_every_batch_as_seal_at_does(
     pg_ledger: Ledger, batch: list[tuple[int, str, dict]], continue_old: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = pg_ledger.store
@@ -67,14 +68,13 @@ def test_the_server_seals_every_batch_as_seal_batch_does(
         version, prev = heads[s]
         events.append(NewEvent(s, version + 1, topic, orjson.dumps(body), prev))
         heads[s] = (version + 1, prev)  # the prev of later events in the batch comes from the batch
-    # the reference: seal_batch on copies, at the head the server will find
-    last = store.read(start=store.head(), limit=1) if store.head() else []
     reference = [_copy(e) for e in events]
-    seal_batch(reference, store.head() + 1, link_hash(bytes(last[0].state)) if last else GENESIS)
     with caplog.at_level(logging.ERROR):
         positions = backend._append_in_server(events)
     assert positions is not None, "the server path declined the batch"
     assert not [r for r in caplog.records if FUNCTION in r.getMessage()]
+    # the reference: seal_at on copies, at the positions the server took
+    seal_at(reference, positions)
     stored = {n.id: bytes(n.state) for n in store.read(start=positions[0], limit=len(positions))}
     assert [stored[p] for p in positions] == [e.state for e in reference]
     assert [e.hash for e in events] == [e.hash for e in reference]
@@ -110,19 +110,24 @@ def test_a_schema_without_the_function_appends_the_python_way(pg_url: str) -> No
         assert again.verify().ok
 
 
-def test_an_index_that_does_not_name_the_head_falls_back(pg_url: str) -> None:
-    """LDG01: the tracking row lags (an older writer, a catch-up under way): the Python path
-    reads the head from the events, and the log stays whole."""
+def test_a_lagging_index_tracking_row_does_not_stop_appends(pg_url: str) -> None:
+    """The tracking row only says how far catch-up indexed the records written before appends
+    indexed themselves: a row that lags sends no batch the Python way, and catch-up never
+    indexes past where appends took over (it would put old tree rows over new ones)."""
     with Ledger(pg_url) as led:
         led.registry.register_entity(student(n=1))
         schema = pg_url.split("schema=")[1]
         with psycopg.connect(PG_BASE, autocommit=True) as conn:
-            conn.execute(f'UPDATE "{schema}".ledger_index_tracking SET position = position - 1')
-        head = led.store.head()
+            conn.execute(f'UPDATE "{schema}".ledger_index_tracking SET position = 0 WHERE name = %s', (INDEX_NAME,))
+        calls = []
+        real = led.store._backend._append_from_python
+        led.store._backend._append_from_python = lambda *a: calls.append(1) or real(*a)  # type: ignore[method-assign]
         led.registry.register_entity(student(n=1))
-        assert led.store.head() == head + 2
-        assert led.store._backend._server_append is True  # only this batch went the other way
+        assert calls == []
+        assert led.store.catch_up_index() == 0  # appends index themselves from the first record on
+        assert led.store.index_caught_up()
         assert led.verify().ok
+        assert led.store.stored_index() == led.store.rebuilt_index()
 
 
 def test_a_server_that_seals_differently_writes_nothing(pg_url: str) -> None:
@@ -130,23 +135,21 @@ def test_a_server_that_seals_differently_writes_nothing(pg_url: str) -> None:
     a replaced body with another seal tag) gets the batch rolled back with a StoreError."""
     from ledger.errors import StoreError
     from ledger.store import pg_append
-    from ledger.store.version_index import INDEX_NAME
-
     with Ledger(pg_url) as led:
         led.registry.register_entity(student(n=1))
         head = led.store.head()
         schema = pg_url.split("schema=")[1]
-        tampered = pg_append._BODY.replace("seal v2", "seal v9")
-        assert tampered != pg_append._BODY
+        tampered = pg_append._APPEND.replace("seal v3", "seal v9")
+        assert tampered != pg_append._APPEND
         with psycopg.connect(PG_BASE, autocommit=True) as conn:
-            pg_append._BODY, original = tampered, pg_append._BODY
+            pg_append._APPEND, original = tampered, pg_append._APPEND
             try:
                 conn.execute(f'DROP FUNCTION "{schema}".{FUNCTION}')
                 events_table = led.store.recorder.events_table_name  # type: ignore[attr-defined]
                 pg_append.create_append_function(conn, schema, events_table, led.store.recorder.channel_name, INDEX_NAME)  # type: ignore[attr-defined]
             finally:
-                pg_append._BODY = original
+                pg_append._APPEND = original
         with pytest.raises(StoreError, match="differently"):
             led.registry.register_entity(student(n=1))
-        assert led.store.head() == head
+        assert led.store.records_between(0, led.store.head()) == head  # a hole, no record
         assert led.verify().ok

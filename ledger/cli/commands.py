@@ -495,6 +495,11 @@ def verify(
     if report.ok:
         against = f" against the digest of position {saved.position}" if saved is not None else ""
         console.print(f"ok: {report.events_checked} events verified{against}")
+        if report.checkpointed_to is not None:
+            console.print(
+                f"checkpoints chain the log up to position {report.checkpointed_to}; "
+                f"{report.unchecked_tail} records after it rest on their stream chains (and a digest)"
+            )
         return
     for p in report.problems:
         err.print(p, highlight=False)

@@ -524,11 +524,13 @@ def as_of_json(found: AsOf, *, position: int | None, at: datetime | None) -> dic
 
 
 def verify_json(report: Any, digest_position: int | None) -> dict[str, Any]:
-    """``{"ok", "events_checked", "first_bad_position", "problems", "digest_position"}``."""
+    """``{"ok", "events_checked", "first_bad_position", "problems", "digest_position", "checkpointed_to", "unchecked_tail"}``."""
     return {
         "ok": bool(report.ok),
         "events_checked": report.events_checked,
         "first_bad_position": report.first_bad_position,
         "problems": list(report.problems),
         "digest_position": digest_position,
+        "checkpointed_to": report.checkpointed_to,
+        "unchecked_tail": report.unchecked_tail,
     }

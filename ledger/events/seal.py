@@ -7,6 +7,12 @@ stream version and bytes. Editing any of them, or removing, inserting or
 reordering a record, therefore breaks a seal or a link that
 ``Ledger.verify()`` walks. Records written before seal v2 end with ``prev_hash``
 and ``hash`` over their bytes alone (``open_sealed``), and still verify.
+
+Seal v3 (``seal_at``) is v2 without ``log_prev``: what PostgreSQL writers seal, since they
+take positions concurrently and no writer knows which record will precede its own when the
+transactions commit. The whole-log chain of a v3 log is kept by checkpoints instead
+(``ledger.events.checkpoint``): each commits to the positions of a range, holes
+(rolled-back positions) included, and to the previous checkpoint.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ __all__ = [
     "check_seal",
     "link_hash",
     "open_sealed",
+    "seal_at",
     "seal_batch",
     "unsealed",
 ]
@@ -69,16 +76,18 @@ class NewEvent:
 #: ``log_prev`` of the first event of a log.
 GENESIS = "0" * 64
 _SEAL_TAG = b"entity-ledger seal v2\n"
+_SEAL_TAG_V3 = b"entity-ledger seal v3\n"
 _HASH_TAIL = len(b'"}') + 64  # a sealed record ends with "hash":"<64 hex>"}
 _HEX = frozenset(b"0123456789abcdef")
 _V2_TAIL = re.compile(rb',"log_prev":"([0-9a-f]{64})","position":(\d{1,19}),"hash":"([0-9a-f]{64})"\}\Z')
+_V3_TAIL = re.compile(rb',"prev_hash":(?:null|"[0-9a-f]{64}"),"position":([1-9]\d{0,18}),"hash":"([0-9a-f]{64})"\}\Z')
 _V1_SUFFIX_LEN = len(b',"hash":"') + 64 + len(b'"}')
 _NO_TOPIC = object()  # seal_batch's "no topic yet": unequal to any event's topic
 
 
-def _seal_header(topic: str, stream_id: UUID, version: int) -> bytes:
+def _seal_header(topic: str, stream_id: UUID, version: int, tag: bytes = _SEAL_TAG) -> bytes:
     """What the record's bytes cannot say for themselves: where the store keeps it."""
-    return b"%s%s\n%s\n%d\n" % (_SEAL_TAG, topic.encode(), stream_id.hex.encode(), version)
+    return b"%s%s\n%s\n%d\n" % (tag, topic.encode(), stream_id.hex.encode(), version)
 
 
 def seal_batch(events: Sequence[NewEvent], first_position: int, log_prev: str) -> str:
@@ -123,6 +132,28 @@ def seal_batch(events: Sequence[NewEvent], first_position: int, log_prev: str) -
     return digest
 
 
+def seal_at(events: Sequence[NewEvent], positions: Sequence[int]) -> None:
+    """Seal a batch at the positions PostgreSQL allocated for it (seal v3: no ``log_prev``).
+
+    Each record gains ``prev_hash`` (its stream's previous record), ``position`` and
+    ``hash``, the SHA-256 of a v3 header (topic, stream id, stream version) and its bytes.
+    Positions need not follow the log's last record: concurrent writers take them from a
+    sequence, and a rolled-back batch leaves a hole. The whole-log chain is the
+    checkpoints' job (``ledger.events.checkpoint``).
+    """
+    sha256 = hashlib.sha256
+    stream_last: dict[int, bytes] = {}
+    for e, position in zip(events, positions, strict=True):
+        stream = e.stream_id.int
+        prev = stream_last.get(stream)
+        if prev is None:
+            prev = b"null" if e.prev_hash is None else b'"%s"' % e.prev_hash.encode()
+        head = e.body[:-1] + b',"prev_hash":%s,"position":%d' % (prev, position)
+        e.hash = sha256(b"%s%s\n%032x\n%d\n%s}" % (_SEAL_TAG_V3, e.topic.encode(), stream, e.version, head)).hexdigest()
+        e.state = head + b',"hash":"' + e.hash.encode() + b'"}'
+        stream_last[stream] = b'"%s"' % e.hash.encode()
+
+
 def link_hash(state: bytes | str | None) -> str:
     """The hash the next record in the log chains to.
 
@@ -147,7 +178,8 @@ def unsealed(first: int, positions: Sequence[int], stream_ids: Sequence[Any], ve
 
     It vouches for a record that ``check_seal`` would find v2 and intact, that states
     its own position, and whose position follows the record before it (``first`` for
-    the first one): the bulk readers' check (``decode.check_page``, on every page a
+    the first one), and for an intact v3 record whose position is above the record
+    before it (v3 logs have holes where a batch rolled back): the bulk readers' check (``decode.check_page``, on every page a
     projection reads). What it leaves is examined closely by the caller: a v1 record,
     a damaged one, a stream id that is not a UUID's plain text, a position written
     with leading zeros, a gap.
@@ -163,37 +195,49 @@ def unsealed(first: int, positions: Sequence[int], stream_ids: Sequence[Any], ve
     if digits is None:
         return list(range(count))
     suspects = []
-    prefixes: dict[Any, bytes] = {}
+    prefixes: dict[Any, tuple[bytes, bytes]] = {}
     sha256 = hashlib.sha256
     expected = first
     for i, (position, version, topic, state) in enumerate(zip(positions, versions, topics, states)):
         prefix = prefixes.get(topic)
         if prefix is None and type(topic) is str and topic:
-            prefix = prefixes[topic] = b"%s%s\n" % (_SEAL_TAG, topic.encode())
+            encoded = topic.encode()
+            prefix = prefixes[topic] = (b"%s%s\n" % (_SEAL_TAG, encoded), b"%s%s\n" % (_SEAL_TAG_V3, encoded))
         if (
             prefix is None
-            or position != expected
+            or type(position) is not int
+            or position < expected
             or type(version) is not int
             or version < 1
             or type(state) is not bytes
+            or not state.endswith(b'"}')
         ):
             suspects.append(i)
         else:
             end = len(state) - 75  # where ',"hash":"' starts
             mid = b'","position":%d,"hash":"' % position
-            cut = end - len(mid) + 9  # just after log_prev's 64 hex digits
+            cut = end - len(mid) + 9  # v2: just after log_prev's 64 hex digits
+            if position == expected and cut >= 77 and state.startswith(mid, cut) and state.startswith(b',"log_prev":"', cut - 77):
+                tag = prefix[0]  # v2: its position follows the record before it
+                ok = not state[cut - 64 : cut].translate(None, _HEX_DIGITS)
+            else:  # v3: no log_prev; positions only rise (a rolled-back batch leaves a hole)
+                tag = prefix[1]
+                cut += 1  # just after prev_hash's value
+                ok = position >= 1 and state.startswith(mid[1:], cut) and (
+                    state.startswith(b',"prev_hash":null', cut - 17)
+                    or (
+                        state.startswith(b',"prev_hash":"', cut - 79)
+                        and state[cut - 1] == 34  # '"'
+                        and not state[cut - 65 : cut - 1].translate(None, _HEX_DIGITS)
+                    )
+                )
             if (
-                cut < 77
-                or position < 1
-                or not state.endswith(b'"}')
-                or not state.startswith(mid, cut)
-                or not state.startswith(b',"log_prev":"', cut - 77)
-                or state[cut - 64 : cut].translate(None, _HEX_DIGITS)
-                or sha256(b"%s%s\n%d\n%s}" % (prefix, digits[32 * i : 32 * i + 32], version, state[:end])).hexdigest().encode()
+                not ok
+                or sha256(b"%s%s\n%d\n%s}" % (tag, digits[32 * i : 32 * i + 32], version, state[:end])).hexdigest().encode()
                 != state[-66:-2]
             ):
                 suspects.append(i)
-        expected = position + 1 if type(position) is int else None
+        expected = position + 1 if type(position) is int else 1 << 63  # after a bad position: every next one is looked at
     return suspects
 
 
@@ -228,8 +272,10 @@ def _plain_hex(stream_ids: Sequence[Any]) -> bytes | None:
 class SealCheck:
     """What a stored record's seal says and whether its bytes agree.
 
-    ``version`` is 2 for records sealed with their place in the log, 1 for
-    records written before (stream chain only), 0 for bytes that carry no seal.
+    ``version`` is 3 for records sealed with their position but no link to the record
+    before them (PostgreSQL's concurrent writers; checkpoints chain the log), 2 for
+    records sealed with their place in the log, 1 for records written before (stream
+    chain only), 0 for bytes that carry no seal.
     """
 
     version: int
@@ -251,6 +297,12 @@ def check_seal(topic: str, stream_id: UUID, version: int, state: bytes) -> SealC
         raw = state[: match.start(3) - len(b',"hash":"')] + b"}"
         actual = hashlib.sha256(_seal_header(topic, stream_id, version) + raw).hexdigest()
         return SealCheck(2, stated, actual, match.group(1).decode(), int(match.group(2)))
+    match = _V3_TAIL.search(state, max(0, len(state) - 240))
+    if match is not None:
+        stated = match.group(2).decode()
+        raw = state[: match.start(2) - len(b',"hash":"')] + b"}"
+        actual = hashlib.sha256(_seal_header(topic, stream_id, version, _SEAL_TAG_V3) + raw).hexdigest()
+        return SealCheck(3, stated, actual, None, int(match.group(1)))
     stated, actual = open_sealed(state)
     return SealCheck(0 if stated is None else 1, stated, actual)
 

@@ -183,8 +183,9 @@ class StoreBackend(Protocol):
         (``close()`` releases it), or None where followers poll."""
         ...
 
-    def read_rows(self, start: int, limit: int, *, text_ids: bool = True) -> list[tuple[Any, ...]]:
-        """(position, stream id, version, topic, state) from ``start``, exactly as stored."""
+    def read_rows(self, start: int, limit: int, *, text_ids: bool = True, past_head: bool = False) -> list[tuple[Any, ...]]:
+        """(position, stream id, version, topic, state) from ``start``, exactly as stored, up to
+        ``head()`` unless ``past_head`` (the page may end early there)."""
         ...
 
     def version_positions(self, ecs_ids: Sequence[UUID]) -> dict[UUID, int]:
@@ -227,6 +228,31 @@ class StoreBackend(Protocol):
 
     def versions_between(self, low: UUID, high: UUID, limit: int) -> list[tuple[UUID, int]]:
         """(ecs_id, position) of the stored versions with ``low <= ecs_id <= high``, by id, at most ``limit``."""
+        ...
+
+    def head(self) -> int:
+        """The last position readers may go to: every position at or below it is final (a
+        record, or a hole no record will ever fill)."""
+        ...
+
+    def index_live_after(self) -> int | None:
+        """Where appends write their own index rows without moving the tracking row (PostgreSQL's
+        concurrent writers), the last position catch-up must index; None where every append
+        moves the tracking row."""
+        ...
+
+    def records_between(self, after: int, upto: int) -> int:
+        """How many records lie in positions (after, upto] (holes, where there are any, do not count)."""
+        ...
+
+    def checkpoints(self) -> list[tuple[int, int, int, str, list[int]]]:
+        """(lo, hi, records, hash, holes) of each checkpoint of the whole-log chain, by position
+        (``ledger.events.checkpoint``); [] where the seals chain the log themselves."""
+        ...
+
+    def checkpoint(self, at_least: int = 1) -> int | None:
+        """Make the next checkpoint when it would cover at least ``at_least`` positions;
+        returns its last position (None: none was made)."""
         ...
 
     def is_damaged(self, cause: BaseException | None) -> bool:
@@ -368,20 +394,47 @@ class EventStore:
         return positions
 
     def head(self) -> int:
-        """The position of the last event (0 for an empty log)."""
+        """The position readers go up to (0 for an empty log).
+
+        The last event's, where one writer at a time commits (SQLite, memory, an older
+        PostgreSQL schema). Where PostgreSQL writers take positions concurrently, the
+        high-water mark: every position at or below it is final, so a reader that stops
+        there and goes on later from it never skips an event that commits late.
+        """
         try:
-            return self.recorder.max_notification_id() or 0
-        except PersistenceError as exc:
+            return self._backend.head()
+        except (PersistenceError, *self._backend.failures) as exc:
             raise self._read_error(exc, None) from exc
 
+    def records_between(self, after: int, upto: int) -> int:
+        """How many records lie in positions (after, upto]: PostgreSQL's concurrent writers leave holes."""
+        return int(self._index_read(self._backend.records_between, after, upto))
+
+    def checkpoints(self) -> list[tuple[int, int, int, str, list[int]]]:
+        """(lo, hi, records, hash, holes) of the whole-log chain's checkpoints (PostgreSQL, seal v3), by position."""
+        return list(self._index_read(self._backend.checkpoints))
+
+    def checkpoint(self, at_least: int = 1) -> int | None:
+        """Checkpoint the log up to the high-water mark (PostgreSQL, seal v3) when that covers at
+        least ``at_least`` positions; writers do this themselves every few thousand positions."""
+        try:
+            return self._backend.checkpoint(at_least)
+        except (PersistenceError, *self._backend.failures) as exc:
+            raise StoreError(f"store {self.url!r}: cannot make a checkpoint: {exc}") from exc
+
     def read(self, start: int = 1, limit: int = 10_000, stop: int | None = None) -> Sequence[Notification]:
-        """Events with position >= start (and <= stop), oldest first."""
+        """Events with position >= start (and <= stop), oldest first, up to ``head()`` (see ``read_columns``)."""
+        if self.kind == "postgresql":  # the recorder knows nothing of the high-water mark
+            head = self.head()
+            stop = head if stop is None else min(stop, head)
+            if stop < start:
+                return []
         try:
             return self.recorder.select_notifications(start, limit, stop=stop)
         except PersistenceError as exc:
             raise self._read_error(exc, start) from exc
 
-    def read_columns(self, start: int = 1, limit: int = 50_000, *, text_ids: bool = True) -> LogPage:
+    def read_columns(self, start: int = 1, limit: int = 50_000, *, text_ids: bool = True, past_head: bool = False) -> LogPage:
         """A page of the log as columns, exactly as stored, for bulk readers (replay, verify, projections).
 
         SQLite and PostgreSQL are read with one plain SELECT into tuples: the
@@ -391,8 +444,12 @@ class EventStore:
         name the position instead). A damaged SQLite file is a
         ``CorruptLogError``. ``text_ids=False`` lets ``memory://`` hand back
         its stream ids as the UUIDs it holds (replay skips the text round trip).
+
+        A page stops at ``head()``: where PostgreSQL writers commit out of order, a record past
+        the high-water mark may still get a neighbour below it. ``past_head`` reads whatever is
+        committed (``verify``: a record no writer was given a position for is evidence too).
         """
-        return self._page(lambda: self._backend.read_rows(start, limit, text_ids=text_ids), start)
+        return self._page(lambda: self._backend.read_rows(start, limit, text_ids=text_ids, past_head=past_head), start)
 
     def read_positions(self, positions: Sequence[int]) -> LogPage:
         """The records at ``positions`` as columns (as ``read_columns``), in position order, in
@@ -477,7 +534,26 @@ class EventStore:
     def index_caught_up(self) -> bool:
         """True when the stored version index covers the whole log (readers may use it alone)."""
         state = self.index_state()
-        return state is not None and state[0] == self.head()
+        if state is None:
+            return False
+        live = self._index_read(self._backend.index_live_after)
+        if live is not None:  # appends past it wrote their own rows
+            return state[0] >= live
+        return state[0] == self.head()
+
+    def index_covered(self) -> int | None:
+        """The position up to which the stored version index holds every row (None: no index).
+
+        The tracked position, or the head where appends index themselves (PostgreSQL's
+        concurrent writers) and catch-up has reached where they began.
+        """
+        state = self.index_state()
+        if state is None:
+            return None
+        live = self._index_read(self._backend.index_live_after)
+        if live is not None and state[0] >= live:
+            return self.head()
+        return state[0]
 
     def catch_up_index(self, progress: Callable[[int, int], None] | None = None, page: int = 20_000) -> int:
         """Index the records after the tracked position; returns how many records were read.
@@ -494,18 +570,24 @@ class EventStore:
             return 0
         position, head_hash = state
         if position:
-            at = self.read_columns(position, 1)
+            at = self.read_columns(position, 1, past_head=True)
             if not len(at) or at.positions[0] != position or link_hash(at.states[0]) != head_hash:
                 log.warning("%s: the log changed below the version index's position %d; rebuilding it", self.url, position)
                 self._backend.reset_index()
                 position = 0
         head = self.head()
+        live = self._index_read(self._backend.index_live_after)
+        if live is not None:  # past it, every append wrote its own rows
+            head = min(head, live)
         done = 0
         walker = TreeWalker(self.children_of)
         if progress is not None and position < head:
             progress(position, head)  # where it starts
         while position < head:
             rows = self.read_columns(position + 1, page)
+            keep = sum(1 for p in rows.positions if p <= head)
+            if keep < len(rows):
+                rows = LogPage(*(column[:keep] for column in (rows.positions, rows.stream_ids, rows.versions, rows.topics, rows.states)))
             if not len(rows):
                 break
             last = rows.positions[-1]
@@ -521,10 +603,9 @@ class EventStore:
         return done
 
     def rebuilt_index(self, upto: int | None = None) -> IndexRows:
-        """The index rows computed from the log alone, up to ``upto`` (default: the tracked position)."""
+        """The index rows computed from the log alone, up to ``upto`` (default: where the index covers the log)."""
         if upto is None:
-            state = self.index_state()
-            upto = 0 if state is None else state[0]
+            upto = self.index_covered() or 0
         rows = IndexRows()
         erased: set[Any] = set()
         memo_keys: set[bytes] = set()
@@ -607,7 +688,7 @@ class EventStore:
         position = self.version_position(ecs_id)
         if position is None:
             return ()
-        page = self.read_columns(position, 1)
+        page = self.read_columns(position, 1, past_head=True)
         if not len(page) or page.positions[0] != position:
             raise CorruptLogError(f"position {position}: the version index names a record that is missing; run ledger verify", position)
         return tree_facts(page.states[0], position)[1]

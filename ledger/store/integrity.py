@@ -14,6 +14,7 @@ from uuid import UUID
 import orjson
 
 from ledger.errors import DigestError
+from ledger.events.checkpoint import CheckpointHash
 from ledger.events.decode import check_page
 from ledger.events.digest import Digest, LogChain
 from ledger.events.seal import GENESIS, check_seal, link_hash
@@ -35,6 +36,10 @@ class VerifyReport:
     problems: list[str] = field(default_factory=list)
     events_checked: int = 0
     first_bad_position: int | None = None
+    #: PostgreSQL with concurrent writers (seal v3): the last position the checkpoints cover,
+    #: and how many records after it only their stream chains (and a digest) vouch for.
+    checkpointed_to: int | None = None
+    unchecked_tail: int = 0
 
     def __bool__(self) -> bool:
         return self.ok
@@ -48,7 +53,7 @@ def _records(store: EventStore, stop: int | None = None) -> Iterator[tuple[Any, 
     """
     start = 1
     while True:
-        page = store.read_columns(start, _PAGE)
+        page = store.read_columns(start, _PAGE, past_head=True)
         for row in zip(page.positions, page.stream_ids, page.versions, page.topics, page.states):
             if stop is not None and row[0] > stop:
                 return
@@ -93,11 +98,14 @@ def verify_store(store: EventStore, digest: Digest | None = None) -> VerifyRepor
     chain_at_digest: str | None = None
     streams: dict[UUID, tuple[int, str | None]] = {}
     previous_link, previous_position, sealed_with_position = GENESIS, 0, False
+    sealed_v3 = False
+    checkpoints = _Checkpoints(store.checkpoints())
     key_commitments: dict[UUID, tuple[int, str]] = {}  # key audit: lineage -> (position, key_check)
     erased: dict[UUID, int] = {}  # key audit: lineage -> position of entity.erased
 
     def problem(position: int, text: str) -> None:
         report.problems.append(f"position {position}: {text}")
+        checkpoints.named_at(position)
         # Key audits and the digest report after the walk: the first bad position is the lowest.
         if report.first_bad_position is None or position < report.first_bad_position:
             report.first_bad_position = position
@@ -106,6 +114,8 @@ def verify_store(store: EventStore, digest: Digest | None = None) -> VerifyRepor
         report.events_checked += 1
         if isinstance(state, str):
             state = state.encode("utf-8", "surrogateescape")
+        if isinstance(position, int):
+            checkpoints.add(position, state, problem)
         if digest is not None and position <= digest.position:
             chain.add(position, state)
             if position == digest.position:
@@ -131,7 +141,19 @@ def verify_store(store: EventStore, digest: Digest | None = None) -> VerifyRepor
         if not seal.intact:
             what = "its payload, topic, stream id or stream version" if seal.version == 2 else "its payload"
             problem(position, f"{where} does not match its seal: {what} was edited")
-        if seal.version == 2:
+        if seal.version == 3:
+            sealed_with_position = sealed_v3 = True
+            if seal.position != position:
+                problem(position, f"{where} was sealed for position {seal.position}: records were moved")
+            elif store.kind != "postgresql":
+                problem(
+                    position,
+                    f"{where} carries a v3 seal (no link to the record before it), which only PostgreSQL's "
+                    "concurrent writers write: its link was removed",
+                )
+        elif seal.version == 2 and sealed_v3:
+            problem(position, f"{where} carries a v2 seal after records sealed v3: inserted or rewritten")
+        elif seal.version == 2:
             sealed_with_position = True
             if seal.position != position:
                 problem(position, f"{where} was sealed for position {seal.position}: records were moved, removed or inserted")
@@ -163,12 +185,108 @@ def verify_store(store: EventStore, digest: Digest | None = None) -> VerifyRepor
                 "(a removed, replaced or reordered record)",
             )
         streams[stream_id] = (version, seal.stated)
+    checkpoints.finish(problem)
+    if previous_position > store.head():  # the high-water mark after the walk: every writer's position is below it
+        problem(
+            previous_position,
+            f"the log holds a record at position {previous_position}, past every position writers were given "
+            f"({store.head()}): it was inserted",
+        )
+    if checkpoints.rows or sealed_v3:
+        report.checkpointed_to = checkpoints.covered
+        report.unchecked_tail = checkpoints.tail
     for position, text in key_problems(store, key_commitments, erased):
         problem(position, text)
     if digest is not None:
         _check_digest(digest, chain, chain_at_digest, problem)
     report.ok = not report.problems
     return report
+
+
+class _Checkpoints:
+    """Recomputes each checkpoint row (``events.checkpoint``) from the records as the walk meets them.
+
+    A row also lists its holes (positions rolled back before it was made), so a record removed
+    from a checkpointed range is named at its position, and one inserted into a hole too.
+    """
+
+    def __init__(self, rows: list[tuple[int, int, int, str, list[int]]]) -> None:
+        self.rows = rows
+        self.covered = rows[-1][1] if rows else 0
+        self.tail = 0  # records past the last checkpoint
+        self._next = 0  # the row being recomputed
+        self._hash: CheckpointHash | None = None
+        self._prev: str | None = None
+        self._expected = 0  # the next position the open row's range should hold
+        self._holes: set[int] = set()
+        self._named = False  # a problem of the open row was named at its position
+
+    def _open(self, problem: Any) -> None:
+        lo, hi, _, _, holes = self.rows[self._next]
+        expected_lo = self.rows[self._next - 1][1] if self._next else 0
+        if lo != expected_lo:
+            problem(
+                expected_lo + 1,
+                f"the checkpoint of positions {lo + 1}..{hi} does not start where the one before it "
+                f"ended (position {expected_lo}): a checkpoint row was removed or edited",
+            )
+        self._hash = CheckpointHash(self._prev, lo, hi)
+        self._expected, self._holes, self._named = lo + 1, set(holes), False
+
+    def _missing_until(self, position: int, problem: Any) -> None:
+        """Positions of the open row skipped before ``position`` that were records when it was made."""
+        for missing in range(self._expected, position):
+            if missing not in self._holes:
+                problem(missing, "the record is missing: it was in the log when its checkpoint was made, and removed since")
+                self._named = True
+        self._expected = position + 1
+
+    def _close(self, problem: Any) -> None:
+        lo, hi, records, stated, _ = self.rows[self._next]
+        assert self._hash is not None
+        self._missing_until(hi + 1, problem)
+        if not self._named:
+            if self._hash.records != records:
+                problem(
+                    lo + 1,
+                    f"positions {lo + 1}..{hi} hold {self._hash.records} records, their checkpoint counted {records}: "
+                    "records were removed or inserted, or the checkpoint row was edited",
+                )
+            elif self._hash.hexdigest() != stated:
+                problem(
+                    lo + 1,
+                    f"positions {lo + 1}..{hi} differ from their checkpoint: a record was replaced or moved, "
+                    "or a checkpoint row was edited",
+                )
+        self._prev = stated
+        self._next += 1
+        self._hash = None
+
+    def named_at(self, position: int) -> None:
+        """A problem was named at ``position``: the open row's mismatch needs no line of its own."""
+        if self._hash is not None and self._hash.lo < position <= self._hash.hi:
+            self._named = True
+
+    def add(self, position: int, state: bytes, problem: Any) -> None:
+        while self._next < len(self.rows):
+            if self._hash is None:
+                self._open(problem)
+            if position <= self.rows[self._next][1]:
+                self._missing_until(position, problem)
+                if position in self._holes:
+                    problem(position, "a record fills a position that was empty when its checkpoint was made: it was inserted")
+                    self._named = True
+                self._hash.add(position, state)  # type: ignore[union-attr]
+                return
+            self._close(problem)
+        self.tail += 1
+
+    def finish(self, problem: Any) -> None:
+        """Close the rows the walk did not reach (their records were removed: a truncated log)."""
+        while self._next < len(self.rows):
+            if self._hash is None:
+                self._open(problem)
+            self._close(problem)
 
 
 def _check_digest(

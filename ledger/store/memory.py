@@ -17,6 +17,7 @@ from eventsourcing.persistence import ApplicationRecorder, StoredEvent
 from ledger.errors import StoreError, StoreNotFoundError
 from ledger.events.bodies import ENTITY_VERSION
 from ledger.events.seal import GENESIS, NewEvent, link_hash, seal_batch
+from ledger.store.single_writer import SingleWriterLog
 from ledger.store.version_index import ecs_id_of
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["MemoryBackend"]
 
 
-class MemoryBackend:
+class MemoryBackend(SingleWriterLog):
     """A POPO recorder and a dict of keys; nothing to open, nothing to close."""
 
     #: The POPO recorder raises only the eventsourcing errors ``EventStore`` maps already.
@@ -85,7 +86,7 @@ class MemoryBackend:
         """Only this process writes a memory store: its commits wake followers directly."""
         return None
 
-    def read_rows(self, start: int, limit: int, *, text_ids: bool = True) -> list[tuple[Any, ...]]:
+    def read_rows(self, start: int, limit: int, *, text_ids: bool = True, past_head: bool = False) -> list[tuple[Any, ...]]:
         """Rows from the recorder; ``text_ids=False`` keeps the UUIDs it holds (replay skips the text round trip)."""
         return [
             (n.id, str(n.originator_id) if text_ids else n.originator_id, n.originator_version, n.topic, n.state)

@@ -1,33 +1,87 @@
-"""The PostgreSQL append as one server-side function: one round trip per batch.
+"""The PostgreSQL append as server-side functions: one round trip per batch, no table lock.
 
-``PostgresBackend.append`` from Python needs two round trips under the events table's lock
-(the head, then the sealed rows), and before that one per statement: the lock was held, and
-every other writer waited, for all of them. ``ledger_append_v1`` does the same in the server:
-the lock, the head and its chain link (from the index tracking row), the seal of each event
-exactly as ``ledger.events.seal.seal_batch`` computes it (seal v2; ``tests/test_pg_append.py``
-compares the bytes), the events, the version-index rows, the tracking row and the
-notification. A tracking row that does not name the log's head (an index being rebuilt or
-caught up) raises ``LDG01``; the caller then takes the Python path, which reads the head
-itself. The function returns the head's link and every hash: the caller seals the batch again
-with ``seal_batch`` before it commits (filling ``NewEvent.state``), and rolls back when the two
-disagree, so a record the library would not have sealed so is never written.
+Writers no longer take ``LOCK TABLE … EXCLUSIVE`` (which serialised every writer's commit, and
+with it the server's WAL flushes). ``ledger_append_v2`` instead:
+
+- takes the schema's *write lock* in shared mode, held to commit (``pg_advisory_xact_lock_shared``):
+  writers never wait for each other on it;
+- takes a block of positions from the events table's sequence (under a short allocation lock,
+  so a batch's positions are consecutive), seals each event at its position (seal v3:
+  ``ledger.events.seal.seal_at``, no link to the record before it, which a concurrent writer may
+  not have committed yet), inserts the events, the version-index rows and notifies.
+
+Commits therefore overlap and come in any order. What keeps readers exact is the *high-water
+mark* (``ledger_hwm_v1``): a reader takes the write lock in exclusive mode for an instant,
+which is granted only once every writer that took a position before has committed or rolled
+back, and reads the sequence. Every position at or below it is final: a record there is
+committed, and a hole is a rolled-back batch that will never fill. Readers that follow the log
+(``EventStore.read_columns`` pages, ``head``) never read past it, so nothing is skipped or
+seen twice.
+
+The whole-log chain (seal v2's ``log_prev``) becomes *checkpoints* (``ledger_checkpoint_v1``):
+a row per range of positions, hashing the previous checkpoint, the range and every record's
+position and hash in it (``ledger.events.checkpoint``). Whichever writer crosses
+``CHECKPOINT_EVERY`` positions past the last checkpoint (or last tried ``CHECKPOINT_SECONDS``
+ago, or closes its store) makes the next one after its commit, in its own transaction, under a
+try-lock (one checkpointer at a time; nobody waits for it).
+
+``ledger_append_v1`` (seal v2 under the table lock) is replaced by a function that refuses: an
+older library must not write v2 records into a log that has v3 ones.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["FALLBACK_STATES", "FUNCTION", "create_append_function"]
+__all__ = [
+    "CHECKPOINT_EVERY",
+    "CHECKPOINT_FUNCTION",
+    "CHECKPOINT_SECONDS",
+    "CHECKPOINT_MOST",
+    "CHECKPOINTS",
+    "FALLBACK_STATES",
+    "FUNCTION",
+    "HWM_FUNCTION",
+    "LIVE_ROW",
+    "create_append_function",
+    "lock_keys",
+]
 
 #: The function's name (versioned: a changed body gets a new name, so old and new libraries
 #: writing one schema each call their own).
-FUNCTION = "ledger_append_v1"
+FUNCTION = "ledger_append_v2"
+HWM_FUNCTION = "ledger_hwm_v1"
+CHECKPOINT_FUNCTION = "ledger_checkpoint_v1"
+#: Checkpoint rows: (hi, lo, records, hash, holes, made_at), one per range (lo, hi] of positions;
+#: ``holes`` lists its positions without a record (rolled-back batches).
+CHECKPOINTS = "ledger_checkpoints"
+#: The tracking row that says from where every append writes its own index rows (its position:
+#: the last record appended before; ``EventStore.catch_up_index`` indexes up to it only).
+LIVE_ROW = "ledger_version_index:appends_index_after"
+#: A writer makes a checkpoint when its batch ends this many positions past the last one.
+CHECKPOINT_EVERY = 1000
+#: ... or when the process last tried this many seconds ago (a quiet log's tail stays short).
+CHECKPOINT_SECONDS = 1.0
+#: At most this many positions per checkpoint row (the first one over a long upgraded log).
+CHECKPOINT_MOST = 100_000
 
-#: SQLSTATEs after which the caller appends the Python way: the index does not name the
-#: head (LDG01), a table or the function is missing (a schema of an older library).
-FALLBACK_STATES = frozenset({"LDG01", "42P01", "42883"})
+#: SQLSTATEs after which the caller appends the Python way: a table or the function is missing
+#: (a schema of an older library, opened with create=False, or a function dropped by hand).
+FALLBACK_STATES = frozenset({"42P01", "42883"})
 
-_BODY = """\
+# Advisory lock classes (the high 32 bits of a 64-bit key; the low 32 are the events table's oid,
+# so schemas sharing a database never wait for each other).
+_WRITE_CLASS = 7245077  # shared by writers through commit; exclusive for an instant by readers
+_ALLOCATE_CLASS = 7245078  # a batch's block of positions
+_CHECKPOINT_CLASS = 7245079  # one checkpointer at a time (try-lock)
+
+
+def lock_keys(table_oid: int) -> tuple[int, int, int]:
+    """(write, allocate, checkpoint) advisory lock keys of an events table."""
+    return tuple((cls << 32) | (table_oid & 0xFFFFFFFF) for cls in (_WRITE_CLASS, _ALLOCATE_CLASS, _CHECKPOINT_CLASS))  # type: ignore[return-value]
+
+
+_APPEND = """\
 CREATE OR REPLACE FUNCTION {schema}.{fn}(
     p_streams uuid[],
     p_versions bigint[],
@@ -42,68 +96,146 @@ CREATE OR REPLACE FUNCTION {schema}.{fn}(
     p_m_root uuid[],
     p_e_lineage uuid[],     -- erasure rows: lineage, offset
     p_e_off int[]
-) RETURNS TABLE (first_position bigint, head_link text, hashes text[])
+) RETURNS TABLE (first_position bigint, hashes text[], checkpoint bigint)
 LANGUAGE plpgsql AS $fn$
 DECLARE
-    v_head bigint;
-    v_max bigint;
-    v_link text;
-    v_head_link text;
     v_n int := coalesce(array_length(p_bodies, 1), 0);
+    v_first bigint;
     v_hashes text[] := '{{}}';
     v_states bytea[] := '{{}}';
     v_prev text;
     v_sealed bytea;
     v_hex text;
+    v_root_position bigint;
 BEGIN
-    PERFORM set_config('lock_timeout', '0', true);
-    LOCK TABLE {events} IN EXCLUSIVE MODE;
-    SELECT t.position, t.head_hash INTO v_head, v_link FROM {tracking} t WHERE t.name = {index_name};
-    SELECT e.notification_id INTO v_max FROM {events} e ORDER BY e.notification_id DESC LIMIT 1;
-    IF v_head IS NULL OR v_head IS DISTINCT FROM coalesce(v_max, 0) THEN
-        RAISE EXCEPTION 'entity-ledger: the version index does not name the log head' USING ERRCODE = 'LDG01';
+    PERFORM pg_advisory_xact_lock_shared({write_lock});
+    PERFORM pg_advisory_lock({allocate_lock});
+    v_first := nextval('{sequence}');
+    IF v_n > 1 THEN
+        PERFORM setval('{sequence}', v_first + v_n - 1);
     END IF;
-    v_head_link := v_link;
+    PERFORM pg_advisory_unlock({allocate_lock});
     FOR i IN 1 .. v_n LOOP
         v_prev := CASE WHEN p_prev_in_batch[i] > 0 THEN v_hashes[p_prev_in_batch[i]] ELSE p_prev[i] END;
         v_sealed := substring(p_bodies[i] FROM 1 FOR length(p_bodies[i]) - 1)
             || convert_to(
                 ',"prev_hash":' || CASE WHEN v_prev IS NULL THEN 'null' ELSE '"' || v_prev || '"' END
-                || ',"log_prev":"' || v_link || '","position":' || (v_head + i)::text,
+                || ',"position":' || (v_first + i - 1)::text,
                 'UTF8');
         v_hex := encode(sha256(
-            convert_to(E'entity-ledger seal v2\\n' || p_topics[i] || E'\\n' || replace(p_streams[i]::text, '-', '')
+            convert_to(E'entity-ledger seal v3\\n' || p_topics[i] || E'\\n' || replace(p_streams[i]::text, '-', '')
                        || E'\\n' || p_versions[i]::text || E'\\n', 'UTF8')
             || v_sealed || '\\x7d'::bytea), 'hex');
         v_states[i] := v_sealed || convert_to(',"hash":"' || v_hex || '"}}', 'UTF8');
         v_hashes[i] := v_hex;
-        v_link := v_hex;
     END LOOP;
     INSERT INTO {events} (originator_id, originator_version, topic, state, notification_id)
-        SELECT s, v, t, st, v_head + o
+        SELECT s, v, t, st, v_first + o - 1
         FROM unnest(p_streams, p_versions, p_topics, v_states) WITH ORDINALITY AS x(s, v, t, st, o);
     INSERT INTO {versions} AS ix (ecs_id, position, root_ecs_id)
-        SELECT e, v_head + 1 + o, r FROM unnest(p_v_ecs, p_v_off, p_v_root) AS x(e, o, r)
+        SELECT e, v_first + o, r FROM unnest(p_v_ecs, p_v_off, p_v_root) AS x(e, o, r)
         ON CONFLICT (ecs_id) DO UPDATE SET root_ecs_id = coalesce(EXCLUDED.root_ecs_id, ix.root_ecs_id);
+    -- a member's tree row names the latest tree holding it: never move it back to an older root
+    -- (commits come in any order now)
     UPDATE {versions} ix SET root_ecs_id = x.r
-        FROM unnest(p_m_ecs, p_m_root) AS x(m, r) WHERE ix.ecs_id = x.m;
+        FROM unnest(p_m_ecs, p_m_root) AS x(m, r)
+        WHERE ix.ecs_id = x.m
+          AND NOT EXISTS (
+              SELECT 1 FROM {versions} cur, {versions} new
+              WHERE cur.ecs_id = ix.root_ecs_id AND new.ecs_id = x.r AND cur.position > new.position);
     INSERT INTO {erasures} (lineage_id, position)
-        SELECT l, v_head + 1 + o FROM unnest(p_e_lineage, p_e_off) AS x(l, o)
+        SELECT l, v_first + o FROM unnest(p_e_lineage, p_e_off) AS x(l, o)
         ON CONFLICT DO NOTHING;
-    UPDATE {tracking} SET position = v_head + v_n, head_hash = v_link WHERE name = {index_name};
     PERFORM pg_notify({channel}, '');
-    RETURN QUERY SELECT v_head + 1, v_head_link, v_hashes;
+    RETURN QUERY SELECT v_first, v_hashes, (SELECT c.hi FROM {checkpoints} c ORDER BY c.hi DESC LIMIT 1);
+END
+$fn$;
+"""
+
+_HWM = """\
+CREATE OR REPLACE FUNCTION {schema}.{fn}() RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $fn$
+BEGIN
+    -- granted once every writer holding the lock in shared mode (each one that took a
+    -- position before) has committed or rolled back; held for no longer than this
+    PERFORM pg_advisory_lock({write_lock});
+    PERFORM pg_advisory_unlock({write_lock});
+    RETURN (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {sequence_rel});
+END
+$fn$;
+"""
+
+_CHECKPOINT = """\
+CREATE OR REPLACE FUNCTION {schema}.{fn}(p_min bigint, p_most bigint) RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $fn$
+DECLARE
+    v_lo bigint;
+    v_prev text;
+    v_hwm bigint;
+    v_hi bigint;
+    v_count bigint;
+    v_hash text;
+    v_holes bigint[] := '{{}}';
+BEGIN
+    IF NOT pg_try_advisory_xact_lock({checkpoint_lock}) THEN
+        RETURN NULL;  -- another process is making one
+    END IF;
+    SELECT c.hi, c.hash INTO v_lo, v_prev FROM {checkpoints} c ORDER BY c.hi DESC LIMIT 1;
+    v_lo := coalesce(v_lo, 0);
+    v_prev := coalesce(v_prev, repeat('0', 64));
+    v_hwm := {schema}.{hwm}();
+    IF v_hwm - v_lo < greatest(p_min, 1) THEN
+        RETURN NULL;
+    END IF;
+    v_hi := least(v_hwm, v_lo + p_most);
+    -- ledger.events.checkpoint.checkpoint_hash, and each record's hash as link_hash reads it
+    SELECT count(*), encode(sha256(convert_to(
+               E'entity-ledger checkpoint v1\\n' || v_prev || E'\\n' || v_lo::text || E'\\n' || v_hi::text || E'\\n'
+               || coalesce(string_agg(e.notification_id::text || ' ' || (
+                   CASE WHEN length(e.state) >= 66
+                             AND substring(e.state FROM length(e.state) - 1) = '\\x227d'::bytea
+                             AND encode(substring(e.state FROM length(e.state) - 65 FOR 64), 'escape') ~ '^[0-9a-f]{{64}}$'
+                        THEN encode(substring(e.state FROM length(e.state) - 65 FOR 64), 'escape')
+                        ELSE encode(sha256(coalesce(e.state, ''::bytea)), 'hex') END) || E'\\n',
+                   '' ORDER BY e.notification_id), ''),
+               'UTF8')), 'hex')
+        INTO v_count, v_hash
+        FROM {events} e WHERE e.notification_id > v_lo AND e.notification_id <= v_hi;
+    IF v_count < v_hi - v_lo THEN  -- the holes (rolled-back batches), so that verify can name a removed record
+        SELECT coalesce(array_agg(g ORDER BY g), '{{}}') INTO v_holes FROM generate_series(v_lo + 1, v_hi) g
+            WHERE NOT EXISTS (SELECT 1 FROM {events} e WHERE e.notification_id = g);
+    END IF;
+    INSERT INTO {checkpoints} (hi, lo, records, hash, holes) VALUES (v_hi, v_lo, v_count, v_hash, v_holes);
+    RETURN v_hi;
+END
+$fn$;
+"""
+
+# What an older library calls: it would write seal v2 records, chained to whichever record it
+# found last, into a log whose writers take positions concurrently.
+_REFUSE_V1 = """\
+CREATE OR REPLACE FUNCTION {schema}.ledger_append_v1(
+    uuid[], bigint[], text[], bytea[], text[], int[], uuid[], int[], uuid[], uuid[], uuid[], uuid[], int[]
+) RETURNS TABLE (first_position bigint, head_link text, hashes text[])
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    RAISE EXCEPTION 'entity-ledger: this schema is written with seal v3 (concurrent PostgreSQL writers) by a newer entity-ledger; upgrade this one'
+        USING ERRCODE = 'LDG03';
 END
 $fn$;
 """
 
 
 def create_append_function(conn: Any, schema: str, events_table: str, channel: str, index_name: str) -> bool:
-    """Create the append function in ``schema`` unless it is there; False where it cannot serve.
+    """Create (or upgrade to) the append, high-water-mark and checkpoint functions in ``schema``.
 
-    Run under the schema-creation lock. The topic is the one text the function encodes
-    itself (``convert_to(..., 'UTF8')``): on a server whose encoding is not UTF-8 it is not
-    created, and appends take the Python path.
+    Run under the schema-creation lock; False where they cannot serve. The topic is the one
+    text the append encodes itself (``convert_to(..., 'UTF8')``): on a server whose encoding
+    is not UTF-8 nothing is created, and appends take the Python path.
+
+    Upgrading a schema written by an older library (seal v2, positions given explicitly under
+    the table lock) waits for its writers with that same lock, moves the sequence up to the
+    last position, and records from where appends index themselves (``LIVE_ROW``).
     """
     from psycopg import sql
 
@@ -116,15 +248,45 @@ def create_append_function(conn: Any, schema: str, events_table: str, channel: s
     if present:
         return True
     s = sql.Identifier(schema)
-    text = sql.SQL(_BODY).format(
+    events = sql.SQL("{}.{}").format(s, sql.Identifier(events_table))
+    qualified = f'"{schema}"."{events_table}"'
+    oid = conn.execute("SELECT %s::regclass::oid::bigint", (qualified,)).fetchone()[0]
+    sequence = conn.execute("SELECT pg_get_serial_sequence(%s, 'notification_id')", (qualified,)).fetchone()[0]
+    write_lock, allocate_lock, checkpoint_lock = lock_keys(oid)
+    checkpoints = sql.SQL("{}.{}").format(s, sql.Identifier(CHECKPOINTS))
+    tracking = sql.SQL("{}.{}").format(s, sql.Identifier("ledger_index_tracking"))
+    names = dict(
         schema=s,
-        fn=sql.Identifier(FUNCTION),
-        events=sql.SQL("{}.{}").format(s, sql.Identifier(events_table)),
+        events=events,
         versions=sql.SQL("{}.{}").format(s, sql.Identifier("ledger_version_positions")),
         erasures=sql.SQL("{}.{}").format(s, sql.Identifier("ledger_erasure_index")),
-        tracking=sql.SQL("{}.{}").format(s, sql.Identifier("ledger_index_tracking")),
-        index_name=sql.Literal(index_name),
+        checkpoints=checkpoints,
         channel=sql.Literal(channel),
+        write_lock=sql.Literal(write_lock),
+        allocate_lock=sql.Literal(allocate_lock),
+        checkpoint_lock=sql.Literal(checkpoint_lock),
+        sequence=sql.SQL(sequence.replace("'", "''")),
+        sequence_rel=sql.SQL(sequence),
+        hwm=sql.Identifier(HWM_FUNCTION),
     )
-    conn.execute(text)
+    with conn.transaction():
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (hi bigint PRIMARY KEY, lo bigint NOT NULL, records bigint NOT NULL, "
+                "hash text NOT NULL, holes bigint[] NOT NULL DEFAULT '{{}}', made_at timestamptz NOT NULL DEFAULT now())"
+            ).format(checkpoints)
+        )
+        # an older library's writers hold this lock while they append (seal v2, explicit positions)
+        conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(events))
+        last = conn.execute(sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(events)).fetchone()[0]
+        if last:
+            conn.execute("SELECT setval(%s, greatest(%s, (SELECT last_value FROM " + sequence + ")))", (sequence, last))
+        conn.execute(
+            sql.SQL("INSERT INTO {} (name, position, head_hash) VALUES (%s, %s, 'v3') ON CONFLICT DO NOTHING").format(tracking),
+            (LIVE_ROW, last),
+        )
+        conn.execute(sql.SQL(_HWM).format(fn=sql.Identifier(HWM_FUNCTION), **names))
+        conn.execute(sql.SQL(_CHECKPOINT).format(fn=sql.Identifier(CHECKPOINT_FUNCTION), **names))
+        conn.execute(sql.SQL(_APPEND).format(fn=sql.Identifier(FUNCTION), **names))
+        conn.execute(sql.SQL(_REFUSE_V1).format(schema=s))
     return True

@@ -9,17 +9,31 @@ and the SQL of the append and the bulk read.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import ApplicationRecorder
+from eventsourcing.persistence import ApplicationRecorder, PersistenceError
 
 from ledger.errors import CorruptLogError, StoreError
-from ledger.events.seal import GENESIS, NewEvent, link_hash, seal_batch
+from ledger.events.decode import corrupt
+from ledger.events.seal import GENESIS, NewEvent, link_hash, seal_at, seal_batch
 from ledger.store.keys import SHRED_WAIT_MS, SHREDS, TABLE, raw_key
-from ledger.store.pg_append import FALLBACK_STATES, FUNCTION, create_append_function
+from ledger.store.pg_append import (
+    CHECKPOINT_EVERY,
+    CHECKPOINT_FUNCTION,
+    CHECKPOINT_MOST,
+    CHECKPOINT_SECONDS,
+    CHECKPOINTS,
+    FALLBACK_STATES,
+    FUNCTION,
+    HWM_FUNCTION,
+    LIVE_ROW,
+    create_append_function,
+    lock_keys,
+)
 from ledger.store.probe import check_postgres_schema
 from ledger.store.version_index import (
     INDEX_NAME,
@@ -175,10 +189,20 @@ class PostgresBackend:
             sql.SQL("NOTIFY {}").format(sql.Identifier(recorder.channel_name)),
         )
         self._rendered: tuple[str, ...] | None = None
-        self._call = sql.SQL("SELECT first_position, head_link, hashes FROM {}.{}(" + ", ".join(["%s"] * 13) + ")").format(
+        self._call = sql.SQL("SELECT first_position, hashes, checkpoint FROM {}.{}(" + ", ".join(["%s"] * 13) + ")").format(
             schema, sql.Identifier(FUNCTION)
         )
+        self._hwm_sql = sql.SQL("SELECT {}.{}() AS hwm").format(schema, sql.Identifier(HWM_FUNCTION))
+        self._checkpoint_sql = sql.SQL("SELECT {}.{}(%s, %s) AS hi").format(schema, sql.Identifier(CHECKPOINT_FUNCTION))
+        self._checkpoints = sql.SQL("{}.{}").format(schema, sql.Identifier(CHECKPOINTS))
         self._server_append = True  # until the schema shows it has no such function
+        #: Whether this schema's writers take positions concurrently (seal v3, read up to the
+        #: high-water mark): the schema has the tracking row the upgrade writes (``pg_append``).
+        self._concurrent = self._read_live_after() is not None
+        #: The last position this backend appended, and the last checkpoint it heard of.
+        self._appended = 0
+        self._checkpointed = 0
+        self._checkpoint_tried = time.monotonic()
 
     def _statements(self, conn: Any) -> tuple[str, ...]:
         """The append's SQL, rendered once (composing it per call showed in profiles)."""
@@ -228,11 +252,12 @@ class PostgresBackend:
             with self._datastore.get_connection() as conn, conn.transaction():
                 row = conn.execute(self._call, params, prepare=True).fetchone()
                 first = row["first_position"]
-                if rows.memos:  # the memo index, in the same transaction (ledger_append_v1 does not know it)
+                positions = list(range(first, first + len(events)))
+                if rows.memos:  # the memo index, in the same transaction (the function does not know it)
                     self._write_memos(conn, [(key, execution, first + off) for key, execution, off in rows.memos])
                 # Before the commit: the library's own seal of the batch (which fills each
                 # NewEvent's state) must give the server's hashes, or nothing is written.
-                seal_batch(events, first, row["head_link"])
+                seal_at(events, positions)
                 if [e.hash for e in events] != row["hashes"]:
                     raise StoreError(
                         f"{FUNCTION} sealed the batch for position {first} differently from "
@@ -249,13 +274,103 @@ class PostgresBackend:
             if state == "42883":  # no function in this schema (an older library's, opened with create=False)
                 self._server_append = False
             return None
-        return list(range(first, first + len(events)))
+        self._concurrent = True
+        self._after_append(positions[-1], row["checkpoint"])
+        return positions
+
+    def _after_append(self, last: int, checkpoint: int | None) -> None:
+        """Make the next checkpoint when this batch ended ``CHECKPOINT_EVERY`` positions past the last
+        one, or when this process last tried ``CHECKPOINT_SECONDS`` ago.
+
+        After the commit, in its own transaction: the checkpoint covers positions up to the
+        high-water mark, which waits for this batch's own commit. The records after the last
+        checkpoint rest on their stream chains (and a digest) until the next one.
+        """
+        self._appended = max(self._appended, last)
+        if checkpoint is not None:
+            self._checkpointed = max(self._checkpointed, checkpoint)
+        now = time.monotonic()
+        if last - self._checkpointed >= CHECKPOINT_EVERY:
+            self._checkpoint_tried = now
+            self.checkpoint(CHECKPOINT_EVERY)
+        elif last > self._checkpointed and now - self._checkpoint_tried >= CHECKPOINT_SECONDS:
+            self._checkpoint_tried = now
+            self.checkpoint(1)
+
+    def checkpoint(self, at_least: int = 1) -> int | None:
+        """Make the next checkpoint row, up to the high-water mark, when it would cover at least
+        ``at_least`` positions and no other process is making one; returns its last position."""
+        if not self._concurrent:
+            return None
+        made = None
+        for _ in range(64):  # a long log (just upgraded) gets CHECKPOINT_MOST positions per row
+            with self._datastore.transaction(commit=True) as curs:
+                curs.execute(self._checkpoint_sql, (at_least, CHECKPOINT_MOST))
+                hi = curs.fetchone()["hi"]
+            if hi is None:
+                break
+            made = self._checkpointed = hi
+        return made
+
+    def records_between(self, after: int, upto: int) -> int:
+        """How many records lie in positions (after, upto]: holes do not count."""
+        from psycopg import sql
+
+        if not self._concurrent:
+            return max(0, upto - after)
+        with self._datastore.transaction(commit=False) as curs:
+            curs.execute(
+                sql.SQL("SELECT count(*) AS n FROM {} WHERE notification_id > %s AND notification_id <= %s").format(self._events),
+                (after, upto),
+            )
+            return int(curs.fetchone()["n"])
+
+    def checkpoints(self) -> list[tuple[int, int, int, str, list[int]]]:
+        """(lo, hi, records, hash, holes) of every checkpoint row, by position."""
+        from psycopg import sql
+
+        if not self._concurrent:
+            return []
+        with self._datastore.transaction(commit=False) as curs:
+            curs.execute(sql.SQL("SELECT lo, hi, records, hash, holes FROM {} ORDER BY hi").format(self._checkpoints))
+            return [(r["lo"], r["hi"], r["records"], r["hash"], list(r["holes"] or [])) for r in curs.fetchall()]
+
+    def head(self) -> int:
+        """The high-water mark where writers take positions concurrently (every position at or
+        below it is final), else the last position."""
+        if not self._concurrent:
+            return self.recorder.max_notification_id() or 0
+        with self._datastore.transaction(commit=True) as curs:  # the lock is taken and given back inside
+            curs.execute(self._hwm_sql, prepare=True)
+            return int(curs.fetchone()["hwm"])
+
+    def _read_live_after(self) -> int | None:
+        """The position after which every append indexes itself (``pg_append.LIVE_ROW``); None on a
+        schema an older library wrote (or one with no index tables)."""
+        from psycopg import sql
+
+        try:
+            with self._datastore.transaction(commit=False) as curs:
+                if not self._has_index(curs):
+                    return None
+                curs.execute(sql.SQL("SELECT position FROM {} WHERE name = %s").format(self._tracking), (LIVE_ROW,))
+                row = curs.fetchone()
+        except (psycopg.Error, PersistenceError):
+            return None
+        return None if row is None else int(row["position"])
+
+    def index_live_after(self) -> int | None:
+        """See ``_read_live_after``: up to there ``EventStore.catch_up_index`` indexes; past it, appends do."""
+        return self._read_live_after() if self._concurrent else None
 
     def _append_from_python(self, events: Sequence[NewEvent], tracking: tuple[str, int] | None = None) -> list[int]:
-        """Seal the batch after the head and insert it with explicit positions, under the table lock.
+        """Seal and insert the batch from Python, under the table lock; one round trip per statement.
 
-        The path for a schema without the append function, an index that does not name the
-        head, or a batch the function cannot take; one round trip per statement.
+        The path for a schema without the append function, or a batch the function cannot
+        take. On a schema an older library wrote (no ``LIVE_ROW``), it seals v2 after the
+        head with explicit positions, as that library does. On one whose writers take
+        positions concurrently, it takes them from the sequence and seals v3, as
+        ``ledger_append_v2`` does (the table lock waits for those writers' inserts, harmlessly).
         """
         with self._datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
             *lock, select_head, insert, notify = self._statements(conn)
@@ -263,10 +378,16 @@ class PostgresBackend:
             # and no other writer takes positions while this batch is sealed.
             for statement in lock:
                 curs.execute(statement)
-            curs.execute(select_head, prepare=True)
-            row = curs.fetchone()
-            head, prev = (row["notification_id"], link_hash(bytes(row["state"] or b""))) if row else (0, GENESIS)
-            seal_batch(events, head + 1, prev)
+            concurrent = self._read_live_after() is not None
+            if concurrent:
+                positions = self._allocate(curs, len(events))
+                seal_at(events, positions)
+            else:
+                curs.execute(select_head, prepare=True)
+                row = curs.fetchone()
+                head, prev = (row["notification_id"], link_hash(bytes(row["state"] or b""))) if row else (0, GENESIS)
+                positions = list(range(head + 1, head + 1 + len(events)))
+                seal_batch(events, head + 1, prev)
             curs.execute(
                 insert,
                 (
@@ -274,19 +395,55 @@ class PostgresBackend:
                     [e.version for e in events],
                     [e.topic for e in events],
                     [e.state for e in events],
-                    list(range(head + 1, head + 1 + len(events))),
+                    positions,
                 ),
                 prepare=True,
             )
-            self._write_index(curs, rows_for_batch(events, head + 1), head, head + len(events), events[-1].hash)
+            first = positions[0]
+            if concurrent:  # appends index themselves; the tracking row stays where catch-up left it
+                self._write_index(curs, rows_for_batch(events, first), None, 0, "")
+            else:
+                self._write_index(curs, rows_for_batch(events, first), first - 1, positions[-1], events[-1].hash)
             if tracking is not None:
                 curs.execute(self._acknowledge, tracking)
             curs.execute(notify)
-        return list(range(head + 1, head + 1 + len(events)))
+        if concurrent:
+            self._concurrent = True
+            self._after_append(positions[-1], None)
+        return positions
+
+    def _allocate(self, curs: Any, count: int) -> list[int]:
+        """A block of ``count`` consecutive positions from the sequence, under the write lock (shared)
+        and the allocation lock, as ``ledger_append_v2`` takes them."""
+        write_lock, allocate_lock, _ = lock_keys(self._table_oid(curs))
+        sequence = self._sequence(curs)
+        curs.execute("SELECT pg_advisory_xact_lock_shared(%s)", (write_lock,))
+        curs.execute("SELECT pg_advisory_lock(%s)", (allocate_lock,))
+        try:
+            curs.execute("SELECT nextval(%s) AS first", (sequence,))
+            first = curs.fetchone()["first"]
+            if count > 1:
+                curs.execute("SELECT setval(%s, %s)", (sequence, first + count - 1))
+        finally:
+            curs.execute("SELECT pg_advisory_unlock(%s)", (allocate_lock,))
+        return list(range(first, first + count))
+
+    def _table_oid(self, curs: Any) -> int:
+        curs.execute("SELECT %s::regclass::oid::bigint AS oid", (self._qualified_events(),))
+        return int(curs.fetchone()["oid"])
+
+    def _sequence(self, curs: Any) -> str:
+        curs.execute("SELECT pg_get_serial_sequence(%s, 'notification_id') AS seq", (self._qualified_events(),))
+        return str(curs.fetchone()["seq"])
+
+    def _qualified_events(self) -> str:
+        recorder: Any = self.recorder
+        return f'"{self._datastore.schema}"."{recorder.events_table_name}"'
 
     # ------------------------------------------------------------ version index
-    def _write_index(self, curs: Any, rows: IndexRows, expect: int, upto: int, upto_hash: str) -> bool:
-        """Add rows and move the tracked position from ``expect`` to ``upto``, in the caller's transaction."""
+    def _write_index(self, curs: Any, rows: IndexRows, expect: int | None, upto: int, upto_hash: str) -> bool:
+        """Add rows and move the tracked position from ``expect`` to ``upto``, in the caller's transaction
+        (``expect`` None: leave the tracking row alone, as concurrent appends do)."""
         from psycopg import sql
 
         if not self._has_index(curs):
@@ -300,10 +457,14 @@ class PostgresBackend:
                 ).format(self._versions),
                 versions,
             )
-        if roots:  # versions stored earlier that a new root's tree holds
+        if roots:  # versions stored earlier that a new root's tree holds; never an older root (see pg_append)
             curs.executemany(
-                sql.SQL("UPDATE {} SET root_ecs_id = %s WHERE ecs_id = %s").format(self._versions),
-                [(root, member) for member, root in roots.items()],
+                sql.SQL(
+                    "UPDATE {v} ix SET root_ecs_id = %s WHERE ix.ecs_id = %s AND NOT EXISTS ("
+                    "SELECT 1 FROM {v} cur, {v} new WHERE cur.ecs_id = ix.root_ecs_id AND new.ecs_id = %s "
+                    "AND cur.position > new.position)"
+                ).format(v=self._versions),
+                [(root, member, root) for member, root in roots.items()],
             )
         if rows.erasures:
             curs.executemany(
@@ -312,6 +473,8 @@ class PostgresBackend:
             )
         if rows.memos:
             self._write_memos(curs, rows.memos)
+        if expect is None:
+            return True
         curs.execute(
             sql.SQL("UPDATE {} SET position = %s, head_hash = %s WHERE name = %s AND position = %s").format(self._tracking),
             (upto, upto_hash, INDEX_NAME, expect),
@@ -364,6 +527,16 @@ class PostgresBackend:
         from psycopg import sql
 
         with self._datastore.transaction(commit=True) as curs:
+            if self._concurrent:
+                # no append may write rows while they are deleted: the write lock, exclusive, to
+                # commit; catch-up then indexes up to the last record, and appends after it
+                curs.execute("SELECT pg_advisory_xact_lock(%s)", (lock_keys(self._table_oid(curs))[0],))
+                curs.execute(
+                    sql.SQL("UPDATE {} SET position = (SELECT coalesce(max(notification_id), 0) FROM {}) WHERE name = %s").format(
+                        self._tracking, self._events
+                    ),
+                    (LIVE_ROW,),
+                )
             curs.execute(sql.SQL("DELETE FROM {}").format(self._versions))
             curs.execute(sql.SQL("DELETE FROM {}").format(self._erasures))
             curs.execute(sql.SQL("DELETE FROM {}").format(self._memos))
@@ -515,9 +688,51 @@ class PostgresBackend:
             memos = [(bytes(r["cache_key"]), r["execution_id"], r["position"]) for r in curs.fetchall()]
         return IndexRows(versions, erasures, roots, memos)
 
-    def read_rows(self, start: int, limit: int, *, text_ids: bool = True) -> list[tuple[Any, ...]]:
-        """One plain SELECT into tuples, stream ids cast to text, values otherwise as stored."""
+    def read_rows(self, start: int, limit: int, *, text_ids: bool = True, past_head: bool = False) -> list[tuple[Any, ...]]:
+        """One plain SELECT into tuples, stream ids cast to text, values otherwise as stored.
+
+        Where writers take positions concurrently, a page stops at the high-water mark
+        (``head``): a reader that goes on from its last record never skips one that commits
+        later below it. ``past_head``: whatever is committed (a record the caller knows is
+        there, or ``verify``), without waiting for the mark.
+        """
+        if self._concurrent and not past_head:
+            hwm = self.head()
+            rows = self._select_records(
+                "notification_id>=%s AND notification_id<=%s ORDER BY notification_id LIMIT %s", (start, hwm, limit)
+            )
+            end = hwm if len(rows) < limit else rows[-1][0]
+            self._check_holes(start, end, rows)
+            return rows
         return self._select_records("notification_id>=%s ORDER BY notification_id LIMIT %s", (start, limit))
+
+    def _check_holes(self, start: int, end: int, rows: list[tuple[Any, ...]]) -> None:
+        """Every position in [start, end] a page has no record for must be a hole its checkpoint
+        recorded (a rolled-back batch), or lie past the last checkpoint: otherwise the record
+        was removed, and a reader must not pass it as if it never was (``CorruptLogError``)."""
+        from psycopg import sql
+
+        missing: list[int] = []
+        expected = start
+        for row in rows:
+            position = row[0]
+            if position > expected:
+                missing.extend(range(expected, min(position, expected + 10_000)))
+            expected = position + 1
+        if end >= expected:
+            missing.extend(range(expected, min(end + 1, expected + 10_000)))
+        if not missing:
+            return
+        with self._datastore.transaction(commit=False) as curs:
+            curs.execute(
+                sql.SQL("SELECT lo, hi, holes FROM {} WHERE hi >= %s AND lo < %s ORDER BY hi").format(self._checkpoints),
+                (missing[0], missing[-1]),
+            )
+            covering = [(r["lo"], r["hi"], set(r["holes"] or ())) for r in curs.fetchall()]
+        for position in missing:
+            for lo, hi, holes in covering:
+                if lo < position <= hi and position not in holes:
+                    raise corrupt(position, "the record is missing (it was in the log when its checkpoint was made); run ledger verify")
 
     def _select_records(self, where: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """Raw records (position, stream id as text, version, topic, state) matching ``where``."""
@@ -561,7 +776,13 @@ class PostgresBackend:
         return False  # the server reports its own damage as an error of the query
 
     def close(self) -> None:
+        """Checkpoint what this process appended past the last checkpoint, then release the pool."""
         if self._datastore is not None:
+            if self._appended > self._checkpointed:
+                try:
+                    self.checkpoint(1)
+                except Exception as exc:  # never stops a close: the next writer checkpoints it
+                    log.warning("could not checkpoint the log's tail on close: %s", exc)
             self._datastore.close()
             self._datastore = None
 

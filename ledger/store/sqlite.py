@@ -29,6 +29,7 @@ from ledger.errors import CorruptLogError, StoreError, StoreURLError
 from ledger.events.seal import GENESIS, NewEvent, link_hash, seal_batch
 from ledger.store.keys import SHRED_WAIT_MS, SHREDS, TABLE, raw_key
 from ledger.store.probe import check_sqlite_file
+from ledger.store.single_writer import SingleWriterLog
 from ledger.store.version_index import (
     INDEX_NAME,
     IndexRows,
@@ -126,7 +127,7 @@ def _open_recorder(spec: StoreURL, create: bool = True) -> tuple[ApplicationReco
     return recorder, datastore
 
 
-class SQLiteBackend:
+class SQLiteBackend(SingleWriterLog):
     """One SQLite file: the events table and, beside it, the key table."""
 
     #: Raised by the raw connection the append and the bulk read use, not by the recorder.
@@ -464,7 +465,7 @@ class SQLiteBackend:
             [(bytes(k), UUID(bytes=bytes(x)), p) for k, x, p in memos],
         )
 
-    def read_rows(self, start: int, limit: int, *, text_ids: bool = True) -> list[tuple[Any, ...]]:
+    def read_rows(self, start: int, limit: int, *, text_ids: bool = True, past_head: bool = False) -> list[tuple[Any, ...]]:
         """One plain SELECT on the raw connection: the values exactly as stored (stream ids are text here)."""
         table = self.recorder.events_table_name  # type: ignore[attr-defined]
         with self._datastore.get_connection(commit=False) as conn:

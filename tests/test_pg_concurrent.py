@@ -1,0 +1,318 @@
+"""PostgreSQL writers without a table lock (``ledger.store.pg_append``): the high-water mark and checkpoints.
+
+Writers take positions from the sequence and commit in any order. These tests hold the
+promises that replace the table lock's: a reader never sees a position before every lower
+one is final (committed or rolled back for good); the whole-log chain, now checkpoint rows,
+catches a record removed, inserted or replaced inside a checkpointed range and an edited or
+removed checkpoint row; the SQL checkpoint hash is the Python one; an older library cannot
+write seal v2 records into such a log.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+
+import orjson
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import ledger.store.postgres as pg_module
+from ledger import Ledger
+from ledger.errors import ConcurrencyError, StoreError
+from ledger.events.bodies import ENTITY_VERSION
+from ledger.events.checkpoint import CheckpointHash
+from ledger.events.seal import NewEvent, check_seal
+from ledger.store.pg_append import lock_keys
+
+from .conftest import PG_BASE, requires_pg
+from .models import Student, student
+
+pytestmark = requires_pg
+
+
+def _schema(url: str) -> str:
+    return url.split("schema=")[1]
+
+
+def _raw(url: str) -> psycopg.Connection:
+    return psycopg.connect(PG_BASE, autocommit=True)
+
+
+def _event(stream: uuid.UUID | None = None, version: int = 1, prev: str | None = None) -> NewEvent:
+    return NewEvent(stream or uuid.uuid4(), version, "test.event", orjson.dumps({"n": str(uuid.uuid4())}), prev)
+
+
+@pytest.fixture
+def led(pg_url: str) -> Iterator[Ledger]:
+    with Ledger(pg_url) as ledger_:
+        yield ledger_
+
+
+class TestHighWaterMark:
+    def test_a_reader_never_sees_a_position_before_a_lower_one_is_final(self, led: Ledger) -> None:
+        """Writer A takes position p and stops before its commit; writer B takes p+1 and commits.
+        A reader asking meanwhile waits (it must not hand out p+1 and later skip p); once A
+        commits, it reads p then p+1."""
+        store = led.store
+        base = store.head()
+        a_inside = threading.Event()
+        a_may_commit = threading.Event()
+        real = pg_module.seal_at
+
+        def slow_for_a(events, positions):  # runs inside A's transaction, after the insert
+            real(events, positions)
+            if threading.current_thread().name == "writer-a":
+                a_inside.set()
+                assert a_may_commit.wait(30)
+
+        pg_module.seal_at = slow_for_a
+        try:
+            a_positions: list[int] = []
+            a = threading.Thread(target=lambda: a_positions.extend(store.append([_event()])), name="writer-a")
+            a.start()
+            assert a_inside.wait(30)
+            (b_position,) = store.append([_event()])  # B commits while A is open
+            seen: list[int] = []
+            reader = threading.Thread(target=lambda: seen.extend(store.read_columns(base + 1, 100).positions))
+            reader.start()
+            reader.join(0.5)
+            assert reader.is_alive(), "the reader answered while a lower position was still in flight"
+            a_may_commit.set()
+            a.join(30)
+            reader.join(30)
+        finally:
+            pg_module.seal_at = real
+            a_may_commit.set()
+        assert a_positions and a_positions[0] < b_position
+        assert seen == [a_positions[0], b_position]
+        assert led.verify().ok
+
+    def test_a_rolled_back_batch_leaves_a_hole_readers_pass(self, led: Ledger, pg_url: str) -> None:
+        """A position taken by a batch that rolls back is a hole below the mark: pages skip it,
+        verify accepts it, and a checkpoint records it."""
+        store = led.store
+        first = _event()
+        store.append([first])
+        with pytest.raises(ConcurrencyError):  # its insert fails after it took a position
+            store.append([_event(first.stream_id, 1)])
+        hole = store.head()
+        after = store.append([_event()])
+        assert after[0] > hole
+        page = store.read_columns(1, 100)
+        assert hole not in page.positions and after[0] in page.positions
+        assert store.checkpoint() is not None
+        (checkpoint,) = store.checkpoints()
+        assert hole in checkpoint[4]
+        report = led.verify()
+        assert report.ok, report.problems
+        assert report.checkpointed_to == store.head() and report.unchecked_tail == 0
+
+    def test_head_waits_for_a_writer_holding_a_position(self, led: Ledger, pg_url: str) -> None:
+        store = led.store
+        store.append([_event()])
+        with _raw(pg_url) as conn:
+            table = f'"{_schema(pg_url)}".stored_events'
+            write_lock = lock_keys(conn.execute("SELECT %s::regclass::oid::bigint", (table,)).fetchone()[0])[0]
+            conn.execute("BEGIN")
+            conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (write_lock,))
+            taken = conn.execute("SELECT nextval(pg_get_serial_sequence(%s, 'notification_id'))", (table,)).fetchone()[0]
+            heads: list[int] = []
+            reader = threading.Thread(target=lambda: heads.append(store.head()))
+            reader.start()
+            reader.join(0.5)
+            assert reader.is_alive() and not heads
+            conn.execute("ROLLBACK")
+            reader.join(30)
+        assert heads == [taken]  # final now: a hole
+
+
+class TestCheckpoints:
+    def test_writers_checkpoint_every_so_many_positions_and_on_close(self, pg_url: str, monkeypatch) -> None:
+        monkeypatch.setattr(pg_module, "CHECKPOINT_EVERY", 5)
+        monkeypatch.setattr(pg_module, "CHECKPOINT_SECONDS", 3600.0)
+        with Ledger(pg_url) as led:
+            for _ in range(4):
+                led.store.append([_event(), _event()])
+            rows = led.store.checkpoints()
+            assert rows and rows[0][0] == 0 and all(hi - lo >= 5 for lo, hi, *_ in rows)
+            led.store.append([_event()])
+        with Ledger(pg_url) as again:
+            rows = again.store.checkpoints()
+            assert rows[-1][1] == again.store.head()  # the closing writer checkpointed its tail
+            assert [lo for lo, *_ in rows[1:]] == [hi for _, hi, *_ in rows[:-1]]
+            report = again.verify()
+            assert report.ok and report.unchecked_tail == 0
+
+    @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(states=st.lists(st.one_of(st.binary(max_size=80), st.none(), st.just(b'{"a":1,"hash":"' + b"ab" * 32 + b'"}')), min_size=1, max_size=6))
+    def test_the_server_hashes_a_range_as_checkpoint_hash_does(self, led: Ledger, states: list[bytes | None]) -> None:
+        """Whatever the records hold (a stated hash, bytes that state none, NULL), the SQL hash of
+        a range is ``CheckpointHash`` over the same records."""
+        store = led.store
+        schema = _schema(led.url)
+        with _raw(led.url) as conn:
+            table = f'"{schema}".stored_events'
+            for state in states:  # raw rows at positions the sequence hands out, as a writer would
+                conn.execute(
+                    f"INSERT INTO {table} (originator_id, originator_version, topic, state, notification_id) "
+                    "VALUES (%s, 1, 't', %s, nextval(pg_get_serial_sequence(%s, 'notification_id')))",
+                    (uuid.uuid4(), state, table),
+                )
+        rows_before = store.checkpoints()
+        assert store.checkpoint() is not None
+        lo, hi, records, stated, _ = store.checkpoints()[-1]
+        page = store.read_columns(lo + 1, hi - lo)
+        expected = CheckpointHash(rows_before[-1][3] if rows_before else None, lo, hi)
+        for position, state in zip(page.positions, page.states):
+            expected.add(position, None if state is None else bytes(state))
+        assert (records, stated) == (expected.records, expected.hexdigest())
+        with _raw(led.url) as conn:  # leave the schema to the next example as writers would
+            conn.execute(f'DELETE FROM "{schema}".stored_events WHERE topic = %s', ("t",))
+            conn.execute(f'DELETE FROM "{schema}".ledger_checkpoints')
+
+
+@pytest.fixture
+def checkpointed(pg_url: str) -> Iterator[tuple[Ledger, psycopg.Connection, str]]:
+    """A ledger of a few lineages and executions, checkpointed, and a raw connection to tamper with."""
+    with Ledger(pg_url) as led:
+        for i in range(4):
+            s = student(n=2)
+            led.registry.register_entity(s)
+            s.gpa = float(i)
+            led.registry.version_entity(s)
+        led.store.checkpoint()
+        assert led.verify().ok
+        with _raw(pg_url) as conn:
+            yield led, conn, f'"{_schema(pg_url)}"'
+
+
+class TestTamperingWithCheckpointedRecords:
+    def test_a_removed_stream_last_record_is_named(self, checkpointed) -> None:
+        """The record no stream chain covers (a stream's last) is found at its own position."""
+        led, conn, schema = checkpointed
+        (last,) = conn.execute(f"SELECT max(notification_id) FROM {schema}.stored_events").fetchone()
+        conn.execute(f"DELETE FROM {schema}.stored_events WHERE notification_id = %s", (last,))
+        report = led.verify()
+        assert not report.ok and report.first_bad_position == last, report.problems
+        assert "missing" in report.problems[0]
+
+    def test_a_record_inserted_into_a_hole_is_found(self, checkpointed) -> None:
+        led, conn, schema = checkpointed
+        store = led.store
+        first = _event()
+        store.append([first])
+        with pytest.raises(ConcurrencyError):  # a batch refused after taking a position: a hole
+            store.append([_event(first.stream_id, 1)])
+        hole = store.head()
+        store.append([_event()])
+        store.checkpoint()
+        assert led.verify().ok
+        forged = _event()
+        pg_module.seal_at([forged], [hole])
+        conn.execute(
+            f"INSERT INTO {schema}.stored_events (originator_id, originator_version, topic, state, notification_id) "
+            "VALUES (%s, 1, %s, %s, %s)",
+            (forged.stream_id, forged.topic, forged.state, hole),
+        )
+        report = led.verify()
+        assert not report.ok and report.first_bad_position == hole, report.problems
+
+    def test_a_replaced_record_with_a_valid_seal_is_found(self, checkpointed) -> None:
+        """A record rewritten and sealed again (its stream's last, so no chain notices) changes its checkpoint."""
+        led, conn, schema = checkpointed
+        position, stream, version, topic, state = conn.execute(
+            f"SELECT notification_id, originator_id, originator_version, topic, state FROM {schema}.stored_events "
+            "ORDER BY notification_id DESC LIMIT 1"
+        ).fetchone()
+        body = orjson.loads(bytes(state))
+        prev = body.pop("prev_hash")
+        for key in ("position", "hash"):
+            body.pop(key)
+        body["forged"] = True
+        forged = NewEvent(stream, version, topic, orjson.dumps(body), prev)
+        pg_module.seal_at([forged], [position])
+        assert check_seal(topic, stream, version, forged.state).intact
+        conn.execute(f"UPDATE {schema}.stored_events SET state = %s WHERE notification_id = %s", (forged.state, position))
+        report = led.verify()
+        assert not report.ok and "differ from their checkpoint" in " ".join(report.problems), report.problems
+
+    def test_a_removed_or_edited_checkpoint_row_is_found(self, checkpointed) -> None:
+        led, conn, schema = checkpointed
+        store = led.store
+        for _ in range(2):
+            store.append([_event()])
+            store.checkpoint()
+        rows = store.checkpoints()
+        assert len(rows) == 3
+        conn.execute(f"UPDATE {schema}.ledger_checkpoints SET hash = %s WHERE hi = %s", ("0" * 64, rows[0][1]))
+        assert not led.verify().ok  # the row itself, and the next one chained to the true hash
+        conn.execute(f"UPDATE {schema}.ledger_checkpoints SET hash = %s WHERE hi = %s", (rows[0][3], rows[0][1]))
+        assert led.verify().ok
+        conn.execute(f"DELETE FROM {schema}.ledger_checkpoints WHERE hi = %s", (rows[1][1],))
+        report = led.verify()
+        assert not report.ok and "checkpoint row was removed" in " ".join(report.problems), report.problems
+
+    def test_a_record_past_every_position_given_out_is_found(self, checkpointed) -> None:
+        led, conn, schema = checkpointed
+        head = led.store.head()
+        forged = _event()
+        pg_module.seal_at([forged], [head + 5])
+        conn.execute(
+            f"INSERT INTO {schema}.stored_events (originator_id, originator_version, topic, state, notification_id) "
+            "VALUES (%s, 1, %s, %s, %s)",
+            (forged.stream_id, forged.topic, forged.state, head + 5),
+        )
+        report = led.verify()
+        assert not report.ok and report.first_bad_position == head + 5, report.problems
+
+
+class TestUncheckpointedTail:
+    def test_the_tail_rests_on_stream_chains_and_a_digest(self, pg_url: str, monkeypatch) -> None:
+        """Documented limit: a stream's last record removed after the last checkpoint passes
+        verify() alone (as a truncated tail does); the report says how many records that is,
+        and a digest finds it."""
+        monkeypatch.setattr(pg_module, "CHECKPOINT_SECONDS", 3600.0)
+        with Ledger(pg_url) as led:
+            led.store.append([_event()])
+            led.store.checkpoint()
+            positions = led.store.append([_event(), _event()])
+            report = led.verify()
+            assert report.ok and report.checkpointed_to == positions[0] - 1 and report.unchecked_tail == 2
+            digest = led.digest()
+            with _raw(pg_url) as conn:
+                conn.execute(f'DELETE FROM "{_schema(pg_url)}".stored_events WHERE notification_id = %s', (positions[0],))
+            assert led.verify().ok
+            assert not led.verify(digest).ok
+
+
+class TestOlderLibraries:
+    def test_the_old_append_function_refuses(self, led: Ledger, pg_url: str) -> None:
+        """An older library calls ledger_append_v1 (seal v2 under the table lock): it must not
+        write into a log whose writers take positions concurrently."""
+        with _raw(pg_url) as conn, pytest.raises(psycopg.Error, match="seal v3") as caught:
+            conn.execute(
+                f'SELECT * FROM "{_schema(pg_url)}".ledger_append_v1(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)',
+                ([uuid.uuid4()], [1], ["t"], [b"{}"], [None], [0], [], [], [], [], [], [], []),
+            )
+        assert caught.value.sqlstate == "LDG03"
+
+    def test_new_records_are_sealed_v3(self, led: Ledger) -> None:
+        led.registry.register_entity(Student(name="x"))
+        page = led.store.read_columns(1, 100)
+        assert {
+            check_seal(t, uuid.UUID(s), v, bytes(b)).version for s, v, t, b in zip(page.stream_ids, page.versions, page.topics, page.states)
+        } == {3}
+        assert ENTITY_VERSION in page.topics
+
+
+def test_a_store_error_names_the_url_when_a_checkpoint_fails(pg_url: str) -> None:
+    with Ledger(pg_url) as led:
+        led.store.append([_event()])
+        with _raw(pg_url) as conn:
+            conn.execute(f'DROP TABLE "{_schema(pg_url)}".ledger_checkpoints')
+        with pytest.raises(StoreError, match="checkpoint"):
+            led.store.checkpoint()
