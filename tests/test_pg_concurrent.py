@@ -26,7 +26,7 @@ from ledger.errors import ConcurrencyError, StoreError
 from ledger.events.bodies import ENTITY_VERSION
 from ledger.events.checkpoint import CheckpointHash
 from ledger.events.seal import NewEvent, check_seal
-from ledger.store.pg_append import lock_keys
+from ledger.store.pg_append import LIVE_ROW, lock_keys
 
 from .conftest import PG_BASE, requires_pg
 from .models import Student, student
@@ -316,3 +316,57 @@ def test_a_store_error_names_the_url_when_a_checkpoint_fails(pg_url: str) -> Non
             conn.execute(f'DROP TABLE "{_schema(pg_url)}".ledger_checkpoints')
         with pytest.raises(StoreError, match="checkpoint"):
             led.store.checkpoint()
+
+
+class TestUpgrade:
+    def test_a_schema_an_older_library_wrote_is_upgraded_on_a_writable_open(self, pg_url: str) -> None:
+        """Seal v2 records (positions given under the table lock, the sequence left behind) are
+        followed by v3 ones: the upgrade moves the sequence past them, appends index themselves
+        from there, the first checkpoint covers the old part too, and everything verifies."""
+        schema = _schema(pg_url)
+        with Ledger(pg_url):
+            pass
+        with _raw(pg_url) as conn:  # what an older library's schema lacks
+            for fn in ("ledger_append_v2", "ledger_hwm_v1", "ledger_checkpoint_v1"):
+                conn.execute(f'DROP FUNCTION "{schema}".{fn}')
+            conn.execute(f'DROP TABLE "{schema}".ledger_checkpoints')
+            conn.execute(f'DELETE FROM "{schema}".ledger_index_tracking WHERE name = %s', (LIVE_ROW,))
+        with Ledger(pg_url, create=False) as old:  # writes the old way: seal v2, explicit positions
+            for _ in range(3):
+                old.registry.register_entity(student(n=1))
+            old_head = old.store.head()
+        with Ledger(pg_url) as led:
+            for _ in range(3):
+                led.registry.register_entity(student(n=1))
+            page = led.store.read_columns(1, 1000)
+            seals = [check_seal(t, uuid.UUID(s), v, bytes(b)) for s, v, t, b in zip(page.stream_ids, page.versions, page.topics, page.states)]
+            assert [c.version for c, p in zip(seals, page.positions) if p <= old_head] == [2] * old_head
+            assert {c.version for c, p in zip(seals, page.positions) if p > old_head} == {3}
+            assert page.positions == list(range(1, len(page.positions) + 1))
+            led.store.checkpoint()
+            assert led.store.checkpoints()[0][:2] == (0, led.store.head())
+            report = led.verify()
+            assert report.ok, report.problems
+            assert led.store.stored_index() == led.store.rebuilt_index()
+        with Ledger(pg_url, replay=True) as replayed:
+            assert replayed.verify().ok
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    texts=st.lists(st.one_of(st.none(), st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12)), max_size=5),
+    blobs=st.lists(st.binary(max_size=40), max_size=4),
+    ints=st.lists(st.integers(-(2**63), 2**63 - 1), max_size=4),
+    uuids=st.lists(st.one_of(st.none(), st.uuids()), max_size=4),
+)
+def test_array_literals_carry_any_value(texts: list[str | None], blobs: list[bytes], ints: list[int], uuids: list[uuid.UUID | None]) -> None:
+    """The append's parameters are written as array literals (``pg_params``): whatever a topic,
+    body, hash or id holds, the server reads back exactly the values."""
+    from ledger.store.pg_params import bytea_array, int_array, text_array, uuid_array
+
+    with psycopg.connect(PG_BASE, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT %s::text[], %s::bytea[], %s::bigint[], %s::uuid[]",
+            (text_array(texts), bytea_array(blobs), int_array(ints), uuid_array(uuids)),
+        ).fetchone()
+    assert (row[0], [bytes(b) for b in row[1]], row[2], row[3]) == (texts, blobs, ints, uuids)

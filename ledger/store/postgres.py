@@ -34,6 +34,7 @@ from ledger.store.pg_append import (
     create_append_function,
     lock_keys,
 )
+from ledger.store.pg_params import bytea_array, int_array, text_array, uuid_array
 from ledger.store.probe import check_postgres_schema
 from ledger.store.version_index import (
     INDEX_NAME,
@@ -189,7 +190,8 @@ class PostgresBackend:
             sql.SQL("NOTIFY {}").format(sql.Identifier(recorder.channel_name)),
         )
         self._rendered: tuple[str, ...] | None = None
-        self._call = sql.SQL("SELECT first_position, hashes, checkpoint FROM {}.{}(" + ", ".join(["%s"] * 13) + ")").format(
+        casts = ("uuid[]", "bigint[]", "text[]", "bytea[]", "text[]", "int[]", "uuid[]", "int[]", "uuid[]", "uuid[]", "uuid[]", "uuid[]", "int[]")
+        self._call = sql.SQL("SELECT first_position, hashes, checkpoint FROM {}.{}(" + ", ".join(f"%s::{c}" for c in casts) + ")").format(
             schema, sql.Identifier(FUNCTION)
         )
         self._hwm_sql = sql.SQL("SELECT {}.{}() AS hwm").format(schema, sql.Identifier(HWM_FUNCTION))
@@ -233,20 +235,20 @@ class PostgresBackend:
         for i, e in enumerate(events, 1):
             prev_in_batch.append(last.get(e.stream_id, 0))
             last[e.stream_id] = i
-        params = (
-            [e.stream_id for e in events],
-            [e.version for e in events],
-            [e.topic for e in events],
-            [e.body for e in events],
-            [e.prev_hash for e in events],
-            prev_in_batch,
-            [r[0] for r in v_rows],
-            [r[1] for r in v_rows],
-            [r[2] for r in v_rows],
-            list(roots),
-            list(roots.values()),
-            [lineage for lineage, _ in rows.erasures],
-            [off for _, off in rows.erasures],
+        params = (  # array literals (``pg_params``): psycopg's per-element adaptation cost more than the rest
+            uuid_array([e.stream_id for e in events]),
+            int_array([e.version for e in events]),
+            text_array([e.topic for e in events]),
+            bytea_array([e.body for e in events]),
+            text_array([e.prev_hash for e in events]),
+            int_array(prev_in_batch),
+            uuid_array([r[0] for r in v_rows]),
+            int_array([r[1] for r in v_rows]),
+            uuid_array([r[2] for r in v_rows]),
+            uuid_array(list(roots)),
+            uuid_array(list(roots.values())),
+            uuid_array([lineage for lineage, _ in rows.erasures]),
+            int_array([off for _, off in rows.erasures]),
         )
         try:
             with self._datastore.get_connection() as conn, conn.transaction():

@@ -3,12 +3,16 @@
 Part 1: N spawned processes (released together by a barrier) each run ``--calls``
 creation executions (one small entity in, one out) against one SQLite file (WAL,
 synchronous=NORMAL) and one PostgreSQL schema; the rate is all executions over the wall
-time from release to the last writer's finish. PostgreSQL floors, same run, same number
-of processes: each process commits ``--calls`` transactions of the rows one execution
+time from release to the last writer's finish. On PostgreSQL the ledger is run twice: alone,
+and while a follower process reads the log as a follower does (pages from its last position,
+every 5 ms, each page waiting for the high-water mark). PostgreSQL floors, same run, same
+number of processes: each process commits ``--calls`` transactions of the rows one execution
 writes (the real sealed payloads, fresh stream ids) with raw psycopg into an equivalent
-table with a bigserial position, once without any lock and once holding ``LOCK TABLE ...
-IN EXCLUSIVE MODE`` through commit (what every writer's commit does, see README "Running
-at scale").
+table with a bigserial position: without any lock; holding ``LOCK TABLE ... IN EXCLUSIVE
+MODE`` through commit (what the eventsourcing recorder, and this library's appends before
+seal v3, do); and holding an advisory lock shared through commit while a reader takes it
+exclusively every 5 ms (what ``ledger_append_v2`` and its readers do, without their work).
+See README "Running at scale".
 Part 2: ``CallableRegistry.map`` of a CPU-bound function (``--spins`` calls of
 ~``--rounds`` loop iterations) as a plain loop vs a warm 2-process pool.
 
@@ -87,8 +91,31 @@ def released_together(target: Any, args: tuple[Any, ...], n: int, calls: int) ->
     return n * calls / (max(e for _, e in spans) - min(start, min(s for s, _ in spans)))
 
 
-def writers_rate(url: str, n: int, calls: int) -> float:
-    return released_together(_writer, (url, calls), n, calls)
+def writers_rate(url: str, n: int, calls: int, follower: bool = False) -> float:
+    """Executions/s of ``n`` writer processes; with ``follower``, while a follower process reads the log."""
+    reader = stop = None
+    if follower:
+        ctx = multiprocessing.get_context("spawn")
+        stop = ctx.Event()
+        reader = ctx.Process(target=_follower, args=(url, stop))
+        reader.start()
+    try:
+        return released_together(_writer, (url, calls), n, calls)
+    finally:
+        if reader is not None:
+            stop.set()
+            reader.join()
+
+
+def _follower(url: str, stop: Any) -> None:
+    """Read the log from the last position seen, every 5 ms, as ``Ledger.follow`` does."""
+    with Ledger(url, create=False) as led:
+        last = 0
+        while not stop.is_set():
+            page = led.store.read_columns(last + 1, 1000)
+            if len(page):
+                last = page.positions[-1]
+            time.sleep(0.005)
 
 
 def execution_rows(pg: str) -> list[tuple[str, bytes]]:
@@ -149,10 +176,10 @@ def _barrier_reader(pg: str, schema: str, stop: Any) -> None:
 def floor_rate(pg: str, n: int, calls: int, rows: list[tuple[str, bytes]], lock: str) -> float:
     """Transactions/s of ``n`` processes committing one execution's rows each, raw psycopg.
 
-    ``lock``: "none"; "table" (``LOCK TABLE ... IN EXCLUSIVE MODE`` through commit, what every
-    append does today); "barrier" (each writer holds an advisory lock shared through commit
-    while a reader process computes a high-water mark with it every 5 ms: the lock-free commit
-    order README "Running at scale" describes, without its Python).
+    ``lock``: "none"; "table" (``LOCK TABLE ... IN EXCLUSIVE MODE`` through commit, what the
+    appends did before seal v3); "barrier" (each writer holds an advisory lock shared through
+    commit while a reader process computes a high-water mark with it every 5 ms: what
+    ``ledger_append_v2`` and its readers do, without their Python and plpgsql).
     """
     import psycopg
 
@@ -202,22 +229,24 @@ def part_writers(calls: int, pg: str | None, tmp: str, counts: list[int]) -> Non
             Ledger(url).close()  # tables once, before the writers start
             try:
                 rate = writers_rate(url, n, calls)
+                followed = writers_rate(url, n, calls, follower=True)
             finally:
                 drop_schema(schema)
-            note(f"postgresql, {n} writers: {rate:.0f}/s")
+            note(f"postgresql, {n} writers: {rate:.0f}/s, {followed:.0f}/s with a follower")
             free = floor_rate(pg, n, calls, sample, lock="none")
             locked = floor_rate(pg, n, calls, sample, lock="table")
             fenced = floor_rate(pg, n, calls, sample, lock="barrier")
             note(f"postgresql floors, {n} processes: {free:.0f}/s without a lock, {locked:.0f}/s table lock, {fenced:.0f}/s barrier")
             cells += [
                 f"{fmt_rate(rate)}/s",
+                f"{fmt_rate(followed)}/s",
                 f"{fmt_rate(free)}/s",
                 f"{fmt_rate(locked)}/s ({locked / free:.0%})",
                 f"{fmt_rate(fenced)}/s ({fenced / free:.0%})",
                 f"{rate / free:.0%}",
             ]
         else:
-            cells += ["skipped"] * 5
+            cells += ["skipped"] * 6
         rows.append(cells)
     per = f"{len(sample)} rows" if sample else "its rows"
     print(f"### Writer processes ({calls} executions each; an execution commits {per} in one transaction)\n")
@@ -227,6 +256,7 @@ def part_writers(calls: int, pg: str | None, tmp: str, counts: list[int]) -> Non
                 "writers",
                 "SQLite executions/s",
                 "PostgreSQL executions/s",
+                "PostgreSQL, a follower reading",
                 "floor: psycopg txns/s, no lock",
                 "floor: psycopg txns/s, table lock",
                 "floor: psycopg txns/s, shared lock + high-water-mark reader",
