@@ -132,20 +132,27 @@ BEGIN
     INSERT INTO {events} (originator_id, originator_version, topic, state, notification_id)
         SELECT s, v, t, st, v_first + o - 1
         FROM unnest(p_streams, p_versions, p_topics, v_states) WITH ORDINALITY AS x(s, v, t, st, o);
-    INSERT INTO {versions} AS ix (ecs_id, position, root_ecs_id)
-        SELECT e, v_first + o, r FROM unnest(p_v_ecs, p_v_off, p_v_root) AS x(e, o, r)
-        ON CONFLICT (ecs_id) DO UPDATE SET root_ecs_id = coalesce(EXCLUDED.root_ecs_id, ix.root_ecs_id);
+    -- each statement below only when it has rows: a statement that finds none still costs its plan
+    IF cardinality(p_v_ecs) > 0 THEN
+        INSERT INTO {versions} AS ix (ecs_id, position, root_ecs_id)
+            SELECT e, v_first + o, r FROM unnest(p_v_ecs, p_v_off, p_v_root) AS x(e, o, r)
+            ON CONFLICT (ecs_id) DO UPDATE SET root_ecs_id = coalesce(EXCLUDED.root_ecs_id, ix.root_ecs_id);
+    END IF;
     -- a member's tree row names the latest tree holding it: never move it back to an older root
     -- (commits come in any order now)
-    UPDATE {versions} ix SET root_ecs_id = x.r
-        FROM unnest(p_m_ecs, p_m_root) AS x(m, r)
-        WHERE ix.ecs_id = x.m
-          AND NOT EXISTS (
-              SELECT 1 FROM {versions} cur, {versions} new
-              WHERE cur.ecs_id = ix.root_ecs_id AND new.ecs_id = x.r AND cur.position > new.position);
-    INSERT INTO {erasures} (lineage_id, position)
-        SELECT l, v_first + o FROM unnest(p_e_lineage, p_e_off) AS x(l, o)
-        ON CONFLICT DO NOTHING;
+    IF cardinality(p_m_ecs) > 0 THEN
+        UPDATE {versions} ix SET root_ecs_id = x.r
+            FROM unnest(p_m_ecs, p_m_root) AS x(m, r)
+            WHERE ix.ecs_id = x.m
+              AND NOT EXISTS (
+                  SELECT 1 FROM {versions} cur, {versions} new
+                  WHERE cur.ecs_id = ix.root_ecs_id AND new.ecs_id = x.r AND cur.position > new.position);
+    END IF;
+    IF cardinality(p_e_lineage) > 0 THEN
+        INSERT INTO {erasures} (lineage_id, position)
+            SELECT l, v_first + o FROM unnest(p_e_lineage, p_e_off) AS x(l, o)
+            ON CONFLICT DO NOTHING;
+    END IF;
     PERFORM pg_notify({channel}, '');
     RETURN QUERY SELECT v_first, v_hashes, (SELECT c.hi FROM {checkpoints} c ORDER BY c.hi DESC LIMIT 1);
 END
