@@ -370,3 +370,34 @@ def test_array_literals_carry_any_value(texts: list[str | None], blobs: list[byt
             (text_array(texts), bytea_array(blobs), int_array(ints), uuid_array(uuids)),
         ).fetchone()
     assert (row[0], [bytes(b) for b in row[1]], row[2], row[3]) == (texts, blobs, ints, uuids)
+
+
+class TestLocksNeverOutliveTheirCaller:
+    def test_a_high_water_mark_wait_cut_short_holds_nothing(self, led: Ledger, pg_url: str) -> None:
+        """A reader whose wait is cancelled (statement_timeout) must not keep the write lock:
+        a session holding it would stop every writer."""
+        schema = _schema(pg_url)
+        table = f'"{schema}".stored_events'
+        with _raw(pg_url) as writer, _raw(pg_url) as reader:
+            write_lock = lock_keys(writer.execute("SELECT %s::regclass::oid::bigint", (table,)).fetchone()[0])[0]
+            writer.execute("BEGIN")
+            writer.execute("SELECT pg_advisory_xact_lock_shared(%s)", (write_lock,))
+            reader.execute("SET statement_timeout = 200")
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                reader.execute(f'SELECT "{schema}".ledger_hwm_v1()')
+            writer.execute("COMMIT")
+            held = reader.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted"
+            ).fetchone()[0]
+            assert held == 0
+        assert led.store.append([_event()])  # writers go on
+
+    def test_a_failed_checkpoint_does_not_fail_the_committed_batch(self, pg_url: str, monkeypatch, caplog) -> None:
+        monkeypatch.setattr(pg_module, "CHECKPOINT_EVERY", 1)
+        with Ledger(pg_url) as led:
+            with _raw(pg_url) as conn:
+                conn.execute(f'DROP TABLE "{_schema(pg_url)}".ledger_checkpoints')
+            with caplog.at_level("WARNING"):
+                positions = led.store.append([_event()])
+            assert positions and led.store.records_between(0, led.store.head()) == 1
+            assert "checkpoint" in caplog.text

@@ -109,12 +109,20 @@ DECLARE
     v_root_position bigint;
 BEGIN
     PERFORM pg_advisory_xact_lock_shared({write_lock});
-    PERFORM pg_advisory_lock({allocate_lock});
-    v_first := nextval('{sequence}');
-    IF v_n > 1 THEN
-        PERFORM setval('{sequence}', v_first + v_n - 1);
-    END IF;
-    PERFORM pg_advisory_unlock({allocate_lock});
+    -- a consecutive block: the allocation lock is a session lock, held for two statements; the
+    -- handler gives it back if anything (a cancel, a timeout) interrupts them, or the connection
+    -- would keep it and every other writer would wait for it forever
+    BEGIN
+        PERFORM pg_advisory_lock({allocate_lock});
+        v_first := nextval('{sequence}');
+        IF v_n > 1 THEN
+            PERFORM setval('{sequence}', v_first + v_n - 1);
+        END IF;
+        PERFORM pg_advisory_unlock({allocate_lock});
+    EXCEPTION WHEN OTHERS OR query_canceled THEN
+        PERFORM pg_advisory_unlock({allocate_lock});
+        RAISE;
+    END;
     FOR i IN 1 .. v_n LOOP
         v_prev := CASE WHEN p_prev_in_batch[i] > 0 THEN v_hashes[p_prev_in_batch[i]] ELSE p_prev[i] END;
         v_sealed := substring(p_bodies[i] FROM 1 FOR length(p_bodies[i]) - 1)
@@ -164,9 +172,15 @@ CREATE OR REPLACE FUNCTION {schema}.{fn}() RETURNS bigint
 LANGUAGE plpgsql VOLATILE AS $fn$
 BEGIN
     -- granted once every writer holding the lock in shared mode (each one that took a
-    -- position before) has committed or rolled back; held for no longer than this
-    PERFORM pg_advisory_lock({write_lock});
-    PERFORM pg_advisory_unlock({write_lock});
+    -- position before) has committed or rolled back; held for no longer than this (the handler
+    -- gives it back if a cancel or timeout interrupts: a session keeping it would stop every writer)
+    BEGIN
+        PERFORM pg_advisory_lock({write_lock});
+        PERFORM pg_advisory_unlock({write_lock});
+    EXCEPTION WHEN OTHERS OR query_canceled THEN
+        PERFORM pg_advisory_unlock({write_lock});
+        RAISE;
+    END;
     RETURN (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {sequence_rel});
 END
 $fn$;

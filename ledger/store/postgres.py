@@ -292,12 +292,18 @@ class PostgresBackend:
         if checkpoint is not None:
             self._checkpointed = max(self._checkpointed, checkpoint)
         now = time.monotonic()
+        at_least = None
         if last - self._checkpointed >= CHECKPOINT_EVERY:
-            self._checkpoint_tried = now
-            self.checkpoint(CHECKPOINT_EVERY)
+            at_least = CHECKPOINT_EVERY
         elif last > self._checkpointed and now - self._checkpoint_tried >= CHECKPOINT_SECONDS:
-            self._checkpoint_tried = now
-            self.checkpoint(1)
+            at_least = 1
+        if at_least is None:
+            return
+        self._checkpoint_tried = now
+        try:
+            self.checkpoint(at_least)
+        except Exception as exc:  # the batch is committed: its caller must hear of success
+            log.warning("could not make a checkpoint after position %d (the next writer will): %s", last, exc)
 
     def checkpoint(self, at_least: int = 1) -> int | None:
         """Make the next checkpoint row, up to the high-water mark, when it would cover at least
@@ -420,14 +426,13 @@ class PostgresBackend:
         write_lock, allocate_lock, _ = lock_keys(self._table_oid(curs))
         sequence = self._sequence(curs)
         curs.execute("SELECT pg_advisory_xact_lock_shared(%s)", (write_lock,))
-        curs.execute("SELECT pg_advisory_lock(%s)", (allocate_lock,))
-        try:
-            curs.execute("SELECT nextval(%s) AS first", (sequence,))
-            first = curs.fetchone()["first"]
-            if count > 1:
-                curs.execute("SELECT setval(%s, %s)", (sequence, first + count - 1))
-        finally:
-            curs.execute("SELECT pg_advisory_unlock(%s)", (allocate_lock,))
+        # held to commit (a session lock could outlive a failed transaction on a pooled
+        # connection): function writers wait for this rare path's commit to allocate
+        curs.execute("SELECT pg_advisory_xact_lock(%s)", (allocate_lock,))
+        curs.execute("SELECT nextval(%s) AS first", (sequence,))
+        first = curs.fetchone()["first"]
+        if count > 1:
+            curs.execute("SELECT setval(%s, %s)", (sequence, first + count - 1))
         return list(range(first, first + count))
 
     def _table_oid(self, curs: Any) -> int:
