@@ -94,6 +94,10 @@ class Ledger:
         self.analytics_fallback = analytics_fallback
         self.store = EventStore(url, create=create)
         self._lock = threading.RLock()
+        #: Streams of batches travelling to the store with the lock released (``_append``), and
+        #: the condition their landing signals.
+        self._in_flight: set[UUID] = set()
+        self._landed = threading.Condition(self._lock)
         self._closed = False
         self._analytics: Any = None
         #: How deep this ledger's write lock is held (``writing``), and the facts of batches
@@ -177,6 +181,9 @@ class Ledger:
         """
         self._check_open()
         with self._lock:
+            streams = batch.stream_ids() if self.store.concurrent_appends else set()
+            while streams & self._in_flight:  # another thread's batch on them is travelling: seal after it lands
+                self._landed.wait()
             try:
                 events = batch.seal()
             except BaseException:
@@ -184,10 +191,8 @@ class Ledger:
                 raise
             tracking = self._tracking.current if self._followers else None
             try:
-                if tracking is None:
-                    positions = self.store.append(events)
-                else:  # a follower's handler wrote: the event it handles is acknowledged with it
-                    positions = self.store.append(events, tracking)
+                positions = self._append(events, tracking)
+                if tracking is not None:  # a follower's handler wrote: the event it handles is acknowledged with it
                     self._tracking.used = True
             except ConcurrencyError:
                 batch.abort()
@@ -210,6 +215,28 @@ class Ledger:
             for follower in list(self._followers.values()):
                 follower.wake()
         return positions
+
+    def _append(self, events: list[Any], tracking: tuple[str, int] | None) -> list[int]:
+        """``store.append``, called holding the write lock.
+
+        Where the store lets appends overlap (PostgreSQL's concurrent writers), the lock is
+        released while the batch travels: other threads of this process plan and seal their
+        batches meanwhile, and those arriving together share one transaction (group commit).
+        A thread whose batch appends to a stream one in flight writes waits for it to land
+        before sealing (``commit``), so threads of one process never race each other on a
+        stream: what they get is what one lock through the append gave.
+        """
+        if not self.store.concurrent_appends:
+            return self.store.append(events, tracking) if tracking is not None else self.store.append(events)
+        streams = {e.stream_id for e in events}
+        self._in_flight |= streams
+        saved = self._lock._release_save()  # type: ignore[attr-defined]  # every level this thread holds
+        try:
+            return self.store.append(events, tracking) if tracking is not None else self.store.append(events)
+        finally:
+            self._lock._acquire_restore(saved)  # type: ignore[attr-defined]
+            self._in_flight -= streams  # landed (applied by the caller before the lock goes again)
+            self._landed.notify_all()
 
     def _publish(self, facts: list[Any]) -> None:
         """Hand committed facts to the reactions bus; nothing here may fail the write."""

@@ -26,6 +26,7 @@ from ledger.errors import ConcurrencyError, StoreError
 from ledger.events.bodies import ENTITY_VERSION
 from ledger.events.checkpoint import CheckpointHash
 from ledger.events.seal import NewEvent, check_seal
+from ledger.store.base import EventStore
 from ledger.store.pg_append import LIVE_ROW, lock_keys
 
 from .conftest import PG_BASE, requires_pg
@@ -75,7 +76,14 @@ class TestHighWaterMark:
             a = threading.Thread(target=lambda: a_positions.extend(store.append([_event()])), name="writer-a")
             a.start()
             assert a_inside.wait(30)
-            (b_position,) = store.append([_event()])  # B commits while A is open
+            # B: another writer (this store's own appends queue behind A's); a bare store, since
+            # opening a Ledger reads the high-water mark, which waits for A
+            other = EventStore(led.url, create=False)
+            try:
+                (b_position,) = other.append([_event()])  # B commits while A is open
+            finally:
+                other._backend._appended = 0  # no closing checkpoint: it would wait for A too
+                other.close()
             seen: list[int] = []
             reader = threading.Thread(target=lambda: seen.extend(store.read_columns(base + 1, 100).positions))
             reader.start()

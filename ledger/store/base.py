@@ -170,6 +170,10 @@ class StoreBackend(Protocol):
         """
         ...
 
+    #: True where ``append`` may run while the process plans its next batch (PostgreSQL's
+    #: concurrent writers, with group commit): ``Ledger.commit`` releases its lock around it.
+    concurrent_appends: bool
+
     def follower_position(self, name: str) -> int:
         """The position follower ``name`` last acknowledged; 0 when it never did."""
         ...
@@ -363,6 +367,11 @@ class EventStore:
     @property
     def kind(self) -> str:
         return self.spec.kind
+
+    @property
+    def concurrent_appends(self) -> bool:
+        """True where appends of this process's threads may overlap (and share a transaction)."""
+        return bool(self._backend.concurrent_appends)
 
     def append(self, events: Sequence[NewEvent], tracking: tuple[str, int] | None = None) -> list[int]:
         """Seal and insert the batch atomically; returns the positions the store assigned.

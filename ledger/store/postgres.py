@@ -20,6 +20,7 @@ from eventsourcing.persistence import ApplicationRecorder, PersistenceError
 from ledger.errors import CorruptLogError, StoreError
 from ledger.events.decode import corrupt
 from ledger.events.seal import GENESIS, NewEvent, link_hash, seal_at, seal_batch
+from ledger.store.group_commit import GroupCommit, Request
 from ledger.store.keys import SHRED_WAIT_MS, SHREDS, TABLE, raw_key
 from ledger.store.pg_append import (
     CHECKPOINT_EVERY,
@@ -146,6 +147,9 @@ def _open_recorder(spec: StoreURL, create: bool = True) -> tuple[ApplicationReco
 class PostgresBackend:
     """One PostgreSQL schema: the events table and, beside it, the key tables."""
 
+    #: False: every append under the ledger's lock, one transaction each (``bench_group_commit.py``
+    #: measures the two ways against each other).
+    group_commit = True
     #: Raised by the psycopg connection the append uses, not by the recorder.
     conflicts: tuple[type[BaseException], ...] = (psycopg.errors.IntegrityError,)
     failures: tuple[type[BaseException], ...] = (psycopg.Error,)
@@ -205,6 +209,7 @@ class PostgresBackend:
         self._appended = 0
         self._checkpointed = 0
         self._checkpoint_tried = time.monotonic()
+        self._group = GroupCommit(self._commit_many)
 
     def _statements(self, conn: Any) -> tuple[str, ...]:
         """The append's SQL, rendered once (composing it per call showed in profiles)."""
@@ -212,23 +217,60 @@ class PostgresBackend:
             self._rendered = tuple(s.as_string(conn) for s in self._append_sql)
         return self._rendered
 
+    @property
+    def concurrent_appends(self) -> bool:
+        """Whether appends may run while this process plans the next batch (``Ledger.commit``
+        then releases its lock around ``append``): writers of this schema take positions
+        concurrently, and batches arriving together share a transaction (``GroupCommit``)."""
+        return self._concurrent and self._server_append and self.group_commit
+
     def append(self, events: Sequence[NewEvent], tracking: tuple[str, int] | None = None) -> list[int]:
         """Append the batch with one call of the schema's append function, else the Python way.
 
-        ``tracking`` (follower name, position) is acknowledged in the same transaction.
+        ``tracking`` (follower name, position) is acknowledged in the same transaction. Where
+        writers take positions concurrently, batches of this process's threads that arrive
+        while a commit is under way share the next one (``group_commit``).
         """
+        if self._concurrent and self._server_append and self.group_commit:
+            return self._group.submit((events, tracking))
+        return self._append_one(events, tracking)
+
+    def _append_one(self, events: Sequence[NewEvent], tracking: tuple[str, int] | None = None) -> list[int]:
         if self._server_append:
             positions = self._append_in_server(events, tracking)
             if positions is not None:
                 return positions
         return self._append_from_python(events, tracking)
 
-    def _append_in_server(self, events: Sequence[NewEvent], tracking: tuple[str, int] | None = None) -> list[int] | None:
-        """One round trip (``pg_append``); None when the function cannot serve this batch."""
+    def _commit_many(self, group: list[Request]) -> None:
+        """Settle every request of a group: one transaction for all; if any batch of it fails,
+        each batch alone, so that only the failing one hears of it."""
+        if len(group) > 1:
+            calls = [self._server_call(events) for events, _ in (r.item for r in group)]
+            if all(c is not None for c in calls):
+                try:
+                    with self._datastore.get_connection() as conn, conn.transaction():
+                        done = [self._call_in(conn, r.item[0], c, r.item[1]) for r, c in zip(group, calls)]  # type: ignore[arg-type]
+                except Exception:  # noqa: BLE001 - each batch is tried alone below, and told its own error
+                    pass
+                else:
+                    for r, (positions, _) in zip(group, done):
+                        r.succeed(positions)
+                    self._after_append(max(p[-1] for p, _ in done), max((c or 0) for _, c in done))
+                    return
+        for r in group:
+            try:
+                r.succeed(self._append_one(*r.item))
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the thread that appended it
+                r.fail(exc)
+
+    def _server_call(self, events: Sequence[NewEvent]) -> tuple[tuple[str, ...], IndexRows] | None:
+        """The append function's parameters for a batch, and its index rows; None when the
+        function cannot take it (an unreadable version body: the Python path refuses it)."""
         try:
-            rows = rows_for_batch(events, 0)  # offsets: the server adds the head
+            rows = rows_for_batch(events, 0)  # offsets: the server adds the first position
         except CorruptLogError:
-            return None  # an unreadable version body: the Python path refuses it as it always did
+            return None
         v_rows, roots = rows.split_roots()
         last: dict[UUID, int] = {}
         prev_in_batch = []
@@ -250,23 +292,37 @@ class PostgresBackend:
             uuid_array([lineage for lineage, _ in rows.erasures]),
             int_array([off for _, off in rows.erasures]),
         )
+        return params, rows
+
+    def _call_in(
+        self, conn: Any, events: Sequence[NewEvent], call: tuple[tuple[str, ...], IndexRows], tracking: tuple[str, int] | None
+    ) -> tuple[list[int], int | None]:
+        """One batch through the append function inside the caller's transaction: (positions, last checkpoint)."""
+        params, rows = call
+        row = conn.execute(self._call, params, prepare=True).fetchone()
+        first = row["first_position"]
+        positions = list(range(first, first + len(events)))
+        if rows.memos:  # the memo index, in the same transaction (the function does not know it)
+            self._write_memos(conn, [(key, execution, first + off) for key, execution, off in rows.memos])
+        # Before the commit: the library's own seal of the batch (which fills each
+        # NewEvent's state) must give the server's hashes, or nothing is written.
+        seal_at(events, positions)
+        if [e.hash for e in events] != row["hashes"]:
+            raise StoreError(
+                f"{FUNCTION} sealed the batch for position {first} differently from ledger.events.seal; nothing was written"
+            )
+        if tracking is not None:
+            conn.execute(self._acknowledge, tracking)
+        return positions, row["checkpoint"]
+
+    def _append_in_server(self, events: Sequence[NewEvent], tracking: tuple[str, int] | None = None) -> list[int] | None:
+        """One round trip (``pg_append``); None when the function cannot serve this batch."""
+        call = self._server_call(events)
+        if call is None:
+            return None
         try:
             with self._datastore.get_connection() as conn, conn.transaction():
-                row = conn.execute(self._call, params, prepare=True).fetchone()
-                first = row["first_position"]
-                positions = list(range(first, first + len(events)))
-                if rows.memos:  # the memo index, in the same transaction (the function does not know it)
-                    self._write_memos(conn, [(key, execution, first + off) for key, execution, off in rows.memos])
-                # Before the commit: the library's own seal of the batch (which fills each
-                # NewEvent's state) must give the server's hashes, or nothing is written.
-                seal_at(events, positions)
-                if [e.hash for e in events] != row["hashes"]:
-                    raise StoreError(
-                        f"{FUNCTION} sealed the batch for position {first} differently from "
-                        "ledger.events.seal; nothing was written"
-                    )
-                if tracking is not None:
-                    conn.execute(self._acknowledge, tracking)
+                positions, checkpoint = self._call_in(conn, events, call, tracking)
         except StoreError:
             raise
         except Exception as exc:  # the datastore wraps psycopg's errors; the SQLSTATE is on the cause
@@ -277,7 +333,7 @@ class PostgresBackend:
                 self._server_append = False
             return None
         self._concurrent = True
-        self._after_append(positions[-1], row["checkpoint"])
+        self._after_append(positions[-1], checkpoint)
         return positions
 
     def _after_append(self, last: int, checkpoint: int | None) -> None:

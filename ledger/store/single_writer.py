@@ -18,6 +18,8 @@ class SingleWriterLog:
     """Mixin for backends with a ``recorder`` whose appends commit one at a time, in position order."""
 
     recorder: Any
+    #: One append at a time: ``Ledger.commit`` keeps its lock through ``append``.
+    concurrent_appends = False
 
     def head(self) -> int:
         """The last position: one writer at a time commits, in position order."""

@@ -43,6 +43,10 @@ class Batch:
     def add(self, stream_id: UUID, topic: str, body: dict[str, Any], record: VersionRecord | None = None) -> None:
         self._items.append((stream_id, topic, body, record))
 
+    def stream_ids(self) -> set[UUID]:
+        """The streams this batch appends to."""
+        return {item[0] for item in self._items}
+
     def records(self) -> list[tuple[str, dict[str, Any], str]]:
         """(topic, body, seal hash) of each event, in append order, once appended (the facts
         published after commit)."""
