@@ -428,25 +428,27 @@ class PostgresBackend:
         return self._read_live_after() if self._concurrent else None
 
     def _append_from_python(self, events: Sequence[NewEvent], tracking: tuple[str, int] | None = None) -> list[int]:
-        """Seal and insert the batch from Python, under the table lock; one round trip per statement.
+        """Seal and insert the batch from Python; one round trip per statement.
 
         The path for a schema without the append function, or a batch the function cannot
         take. On a schema an older library wrote (no ``LIVE_ROW``), it seals v2 after the
-        head with explicit positions, as that library does. On one whose writers take
-        positions concurrently, it takes them from the sequence and seals v3, as
-        ``ledger_append_v2`` does (the table lock waits for those writers' inserts, harmlessly).
+        head with explicit positions, under the table lock, as that library does. On one whose
+        writers take positions concurrently, it takes them from the sequence under the same
+        advisory locks and seals v3, as ``ledger_append_v2`` does.
         """
+        concurrent = self._read_live_after() is not None
         with self._datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
             *lock, select_head, insert, notify = self._statements(conn)
-            # The recorder's EXCLUSIVE table lock: commit order = position order,
-            # and no other writer takes positions while this batch is sealed.
-            for statement in lock:
-                curs.execute(statement)
-            concurrent = self._read_live_after() is not None
-            if concurrent:
+            if concurrent:  # no table lock: with the advisory locks it could deadlock against a reader
                 positions = self._allocate(curs, len(events))
                 seal_at(events, positions)
             else:
+                # The recorder's EXCLUSIVE table lock: commit order = position order,
+                # and no other writer takes positions while this batch is sealed.
+                for statement in lock:
+                    curs.execute(statement)
+                if self._read_live_after() is not None:  # upgraded meanwhile (its upgrade took this lock)
+                    raise StoreError("the schema was upgraded to concurrent writers while this batch was sealed; nothing was written, retry")
                 curs.execute(select_head, prepare=True)
                 row = curs.fetchone()
                 head, prev = (row["notification_id"], link_hash(bytes(row["state"] or b""))) if row else (0, GENESIS)
