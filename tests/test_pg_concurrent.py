@@ -409,3 +409,26 @@ class TestLocksNeverOutliveTheirCaller:
                 positions = led.store.append([_event()])
             assert positions and led.store.records_between(0, led.store.head()) == 1
             assert "checkpoint" in caplog.text
+
+
+def test_ledger_verify_says_how_far_the_checkpoints_reach(pg_url: str, monkeypatch) -> None:
+    """``ledger verify`` on PostgreSQL: ok, and the records past the last checkpoint, in text and JSON."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from ledger.cli import app
+
+    monkeypatch.setattr(pg_module, "CHECKPOINT_SECONDS", 3600.0)
+    with Ledger(pg_url) as led:
+        led.store.append([_event()])
+        led.store.checkpoint()
+        led.store.append([_event(), _event()])
+        head = led.store.head()
+        led.store._backend._appended = 0  # leave the tail unchecked on close, as a writer still running would
+    runner = CliRunner()
+    text = runner.invoke(app, ["verify", "--db", pg_url])
+    assert text.exit_code == 0, text.output
+    assert f"checkpoints chain the log up to position {head - 2}; 2 records after it" in " ".join(text.stdout.split())
+    shown = json.loads(runner.invoke(app, ["verify", "--format", "json", "--db", pg_url]).stdout)
+    assert shown["ok"] and shown["checkpointed_to"] == head - 2 and shown["unchecked_tail"] == 2
