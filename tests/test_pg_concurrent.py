@@ -11,6 +11,7 @@ write seal v2 records into such a log.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -432,3 +433,44 @@ def test_ledger_verify_says_how_far_the_checkpoints_reach(pg_url: str, monkeypat
     assert f"checkpoints chain the log up to position {head - 2}; 2 records after it" in " ".join(text.stdout.split())
     shown = json.loads(runner.invoke(app, ["verify", "--format", "json", "--db", pg_url]).stdout)
     assert shown["ok"] and shown["checkpointed_to"] == head - 2 and shown["unchecked_tail"] == 2
+
+
+def test_a_writer_stopped_inside_its_transaction_stalls_readers_only_briefly(pg_url: str, monkeypatch) -> None:
+    """A writer whose process stops between the append function and its commit holds the write
+    lock; the server ends its session after ``IDLE_IN_TRANSACTION_S``: readers go on, its batch
+    leaves a hole, and the stopped writer hears that nothing was written."""
+    monkeypatch.setattr(pg_module, "IDLE_IN_TRANSACTION_S", 1.0)
+    real = pg_module.seal_at
+    with Ledger(pg_url) as led:
+        led.store.append([_event()])
+        stuck = threading.Event()
+
+        def stopped(events, positions):  # type: ignore[no-untyped-def]
+            real(events, positions)
+            if threading.current_thread().name == "stopped-writer":
+                stuck.set()
+                time.sleep(3)  # "stopped": idle inside its transaction
+
+        monkeypatch.setattr(pg_module, "seal_at", stopped)
+        outcome: list[BaseException | list[int]] = []
+
+        def write() -> None:
+            try:
+                outcome.append(led.store.append([_event()]))
+            except BaseException as exc:  # noqa: BLE001 - asserted below
+                outcome.append(exc)
+
+        writer = threading.Thread(target=write, name="stopped-writer")
+        writer.start()
+        assert stuck.wait(30)
+        reader = EventStore(led.url, create=False)
+        try:
+            head = reader.head()  # waits at most ~1 s, not the 3 s the writer sleeps
+        finally:
+            reader.close()
+        writer.join(30)
+        assert isinstance(outcome[0], BaseException), outcome
+        assert led.store.records_between(0, head) == 1  # the stopped batch is a hole
+        monkeypatch.setattr(pg_module, "seal_at", real)
+        assert led.store.append([_event()])  # the pool gave up the ended connection
+        assert led.verify().ok

@@ -54,6 +54,14 @@ log = logging.getLogger(__name__)
 #: Serialises the creation of a fresh schema's tables across processes.
 _CREATE_LOCK = 7245001
 
+#: Seconds a connection of this library may sit inside a transaction waiting for its own process
+#: before the server ends it. A writer holds the write lock (shared) through its transaction, and
+#: every high-water mark waits for it: a writer process stopped there (SIGSTOP, a debugger, a
+#: frozen VM) would otherwise stall every reader and, queued behind them, every writer. Its batch
+#: then rolls back (a hole) and its commit fails. The library's own transactions never wait on
+#: their process for more than a few milliseconds.
+IDLE_IN_TRANSACTION_S = 10.0
+
 # The stored version index (``version_index.py``).
 _VERSIONS = "ledger_version_positions"
 _ERASURES = "ledger_erasure_index"
@@ -113,6 +121,7 @@ def _open_recorder(spec: StoreURL, create: bool = True) -> tuple[ApplicationReco
             schema=schema,
             pool_size=2,
             max_overflow=4,
+            idle_in_transaction_session_timeout=IDLE_IN_TRANSACTION_S,
         )
 
     try:
