@@ -125,7 +125,7 @@ class TestHighWaterMark:
         store.append([_event()])
         with _raw(pg_url) as conn:
             table = f'"{_schema(pg_url)}".stored_events'
-            write_lock = lock_keys(conn.execute("SELECT %s::regclass::oid::bigint", (table,)).fetchone()[0])[0]
+            write_lock = lock_keys(_schema(pg_url), "stored_events")[0]
             conn.execute("BEGIN")
             conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (write_lock,))
             taken = conn.execute("SELECT nextval(pg_get_serial_sequence(%s, 'notification_id'))", (table,)).fetchone()[0]
@@ -386,9 +386,8 @@ class TestLocksNeverOutliveTheirCaller:
         """A reader whose wait is cancelled (statement_timeout) must not keep the write lock:
         a session holding it would stop every writer."""
         schema = _schema(pg_url)
-        table = f'"{schema}".stored_events'
         with _raw(pg_url) as writer, _raw(pg_url) as reader:
-            write_lock = lock_keys(writer.execute("SELECT %s::regclass::oid::bigint", (table,)).fetchone()[0])[0]
+            write_lock = lock_keys(schema, "stored_events")[0]
             writer.execute("BEGIN")
             writer.execute("SELECT pg_advisory_xact_lock_shared(%s)", (write_lock,))
             reader.execute("SET statement_timeout = 200")

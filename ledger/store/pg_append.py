@@ -31,6 +31,7 @@ older library must not write v2 records into a log that has v3 ones.
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 __all__ = [
@@ -69,16 +70,18 @@ CHECKPOINT_MOST = 100_000
 #: (a schema of an older library, opened with create=False, or a function dropped by hand).
 FALLBACK_STATES = frozenset({"42P01", "42883"})
 
-# Advisory lock classes (the high 32 bits of a 64-bit key; the low 32 are the events table's oid,
-# so schemas sharing a database never wait for each other).
+# Advisory lock classes (the high 32 bits of a 64-bit key; the low 32 are a CRC of the events
+# table's schema and name, so schemas sharing a database never wait for each other, and the key
+# survives a dump and restore, which gives the table a new oid).
 _WRITE_CLASS = 7245077  # shared by writers through commit; exclusive for an instant by readers
 _ALLOCATE_CLASS = 7245078  # a batch's block of positions
 _CHECKPOINT_CLASS = 7245079  # one checkpointer at a time (try-lock)
 
 
-def lock_keys(table_oid: int) -> tuple[int, int, int]:
+def lock_keys(schema: str, events_table: str) -> tuple[int, int, int]:
     """(write, allocate, checkpoint) advisory lock keys of an events table."""
-    return tuple((cls << 32) | (table_oid & 0xFFFFFFFF) for cls in (_WRITE_CLASS, _ALLOCATE_CLASS, _CHECKPOINT_CLASS))  # type: ignore[return-value]
+    low = zlib.crc32(f"{schema}.{events_table}".encode())
+    return tuple((cls << 32) | low for cls in (_WRITE_CLASS, _ALLOCATE_CLASS, _CHECKPOINT_CLASS))  # type: ignore[return-value]
 
 
 _APPEND = """\
@@ -271,9 +274,8 @@ def create_append_function(conn: Any, schema: str, events_table: str, channel: s
     s = sql.Identifier(schema)
     events = sql.SQL("{}.{}").format(s, sql.Identifier(events_table))
     qualified = f'"{schema}"."{events_table}"'
-    oid = conn.execute("SELECT %s::regclass::oid::bigint", (qualified,)).fetchone()[0]
     sequence = conn.execute("SELECT pg_get_serial_sequence(%s, 'notification_id')", (qualified,)).fetchone()[0]
-    write_lock, allocate_lock, checkpoint_lock = lock_keys(oid)
+    write_lock, allocate_lock, checkpoint_lock = lock_keys(schema, events_table)
     checkpoints = sql.SQL("{}.{}").format(s, sql.Identifier(CHECKPOINTS))
     tracking = sql.SQL("{}.{}").format(s, sql.Identifier("ledger_index_tracking"))
     names = dict(

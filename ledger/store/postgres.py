@@ -490,7 +490,7 @@ class PostgresBackend:
     def _allocate(self, curs: Any, count: int) -> list[int]:
         """A block of ``count`` consecutive positions from the sequence, under the write lock (shared)
         and the allocation lock, as ``ledger_append_v2`` takes them."""
-        write_lock, allocate_lock, _ = lock_keys(self._table_oid(curs))
+        write_lock, allocate_lock, _ = self._lock_keys()
         sequence = self._sequence(curs)
         curs.execute("SELECT pg_advisory_xact_lock_shared(%s)", (write_lock,))
         # held to commit (a session lock could outlive a failed transaction on a pooled
@@ -502,9 +502,9 @@ class PostgresBackend:
             curs.execute("SELECT setval(%s, %s)", (sequence, first + count - 1))
         return list(range(first, first + count))
 
-    def _table_oid(self, curs: Any) -> int:
-        curs.execute("SELECT %s::regclass::oid::bigint AS oid", (self._qualified_events(),))
-        return int(curs.fetchone()["oid"])
+    def _lock_keys(self) -> tuple[int, int, int]:
+        recorder: Any = self.recorder
+        return lock_keys(self._datastore.schema, recorder.events_table_name)
 
     def _sequence(self, curs: Any) -> str:
         curs.execute("SELECT pg_get_serial_sequence(%s, 'notification_id') AS seq", (self._qualified_events(),))
@@ -604,7 +604,7 @@ class PostgresBackend:
             if self._concurrent:
                 # no append may write rows while they are deleted: the write lock, exclusive, to
                 # commit; catch-up then indexes up to the last record, and appends after it
-                curs.execute("SELECT pg_advisory_xact_lock(%s)", (lock_keys(self._table_oid(curs))[0],))
+                curs.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_keys()[0],))
                 curs.execute(
                     sql.SQL("UPDATE {} SET position = (SELECT coalesce(max(notification_id), 0) FROM {}) WHERE name = %s").format(
                         self._tracking, self._events
