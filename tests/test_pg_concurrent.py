@@ -473,3 +473,14 @@ def test_a_writer_stopped_inside_its_transaction_stalls_readers_only_briefly(pg_
         monkeypatch.setattr(pg_module, "seal_at", real)
         assert led.store.append([_event()])  # the pool gave up the ended connection
         assert led.verify().ok
+
+
+def test_a_checkpoint_row_claiming_a_huge_range_is_reported_quickly(checkpointed) -> None:
+    """An edited checkpoint row may claim positions up to 10^12: verify counts what it cannot
+    name instead of walking the range."""
+    led, conn, schema = checkpointed
+    (hi,) = conn.execute(f"SELECT max(hi) FROM {schema}.ledger_checkpoints").fetchone()
+    conn.execute(f"UPDATE {schema}.ledger_checkpoints SET hi = %s WHERE hi = %s", (10**12, hi))
+    report = led.verify()
+    assert not report.ok
+    assert len(report.problems) < 200 and any("more positions" in p for p in report.problems), report.problems[-3:]
