@@ -484,3 +484,44 @@ def test_a_checkpoint_row_claiming_a_huge_range_is_reported_quickly(checkpointed
     report = led.verify()
     assert not report.ok
     assert len(report.problems) < 200 and any("more positions" in p for p in report.problems), report.problems[-3:]
+
+
+def test_no_position_appears_below_a_high_water_mark_already_given(pg_url: str) -> None:
+    """Stress: writers (each its own store, so their transactions overlap) append while a reader
+    asks for the mark and reads up to it, over and over. No record may ever turn up at or below
+    a mark already handed out: such a record would be skipped by every follower."""
+    with Ledger(pg_url):
+        pass
+    stores = [EventStore(pg_url, create=False) for _ in range(4)]
+    reader = EventStore(pg_url, create=False)
+    stop = threading.Event()
+    failures: list[str] = []
+
+    def write(store: EventStore) -> None:
+        while not stop.is_set():
+            store.append([_event()])
+
+    writers = [threading.Thread(target=write, args=(s,)) for s in stores]
+    for w in writers:
+        w.start()
+    try:
+        seen: set[int] = set()
+        marks: list[int] = []
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and not failures:
+            mark = reader.head()
+            present = set(reader.read_columns(1, 1_000_000, past_head=True).positions)
+            late = {p for p in present - seen if marks and p <= marks[-1]}
+            if late:
+                failures.append(f"positions {sorted(late)} appeared at or below the mark {marks[-1]} given earlier")
+            seen |= {p for p in present if p <= mark}
+            marks.append(mark)
+    finally:
+        stop.set()
+        for w in writers:
+            w.join(30)
+        for s in (*stores, reader):
+            s._backend._appended = 0  # no closing checkpoints needed
+            s.close()
+    assert not failures, failures[0]
+    assert len(marks) > 10

@@ -173,18 +173,23 @@ $fn$;
 _HWM = """\
 CREATE OR REPLACE FUNCTION {schema}.{fn}() RETURNS bigint
 LANGUAGE plpgsql VOLATILE AS $fn$
+DECLARE
+    v_hwm bigint;
 BEGIN
     -- granted once every writer holding the lock in shared mode (each one that took a
-    -- position before) has committed or rolled back; held for no longer than this (the handler
-    -- gives it back if a cancel or timeout interrupts: a session keeping it would stop every writer)
+    -- position before) has committed or rolled back. The sequence is read while it is held:
+    -- read after, a writer could take the lock and a position in between, and the mark would
+    -- pass a position still in flight. Held for no longer than this (the handler gives it back
+    -- if a cancel or timeout interrupts: a session keeping it would stop every writer).
     BEGIN
         PERFORM pg_advisory_lock({write_lock});
+        SELECT CASE WHEN is_called THEN last_value ELSE 0 END INTO v_hwm FROM {sequence_rel};
         PERFORM pg_advisory_unlock({write_lock});
     EXCEPTION WHEN OTHERS OR query_canceled THEN
         PERFORM pg_advisory_unlock({write_lock});
         RAISE;
     END;
-    RETURN (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM {sequence_rel});
+    RETURN v_hwm;
 END
 $fn$;
 """
