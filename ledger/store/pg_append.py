@@ -195,7 +195,7 @@ $fn$;
 """
 
 _CHECKPOINT = """\
-CREATE OR REPLACE FUNCTION {schema}.{fn}(p_min bigint, p_most bigint) RETURNS bigint
+CREATE OR REPLACE FUNCTION {schema}.{fn}(p_min bigint, p_most bigint, p_hwm bigint) RETURNS bigint
 LANGUAGE plpgsql VOLATILE AS $fn$
 DECLARE
     v_lo bigint;
@@ -212,7 +212,10 @@ BEGIN
     SELECT c.hi, c.hash INTO v_lo, v_prev FROM {checkpoints} c ORDER BY c.hi DESC LIMIT 1;
     v_lo := coalesce(v_lo, 0);
     v_prev := coalesce(v_prev, repeat('0', 64));
-    v_hwm := {schema}.{hwm}();
+    -- p_hwm: a high-water mark taken by the caller in a transaction of its own that ended before
+    -- this one began, so this transaction's snapshot holds every record at or below it whatever
+    -- the isolation level (taken in here, a REPEATABLE READ snapshot would predate the wait)
+    v_hwm := p_hwm;
     IF v_hwm - v_lo < greatest(p_min, 1) THEN
         RETURN NULL;
     END IF;

@@ -208,7 +208,7 @@ class PostgresBackend:
             schema, sql.Identifier(FUNCTION)
         )
         self._hwm_sql = sql.SQL("SELECT {}.{}() AS hwm").format(schema, sql.Identifier(HWM_FUNCTION))
-        self._checkpoint_sql = sql.SQL("SELECT {}.{}(%s, %s) AS hi").format(schema, sql.Identifier(CHECKPOINT_FUNCTION))
+        self._checkpoint_sql = sql.SQL("SELECT {}.{}(%s, %s, %s) AS hi").format(schema, sql.Identifier(CHECKPOINT_FUNCTION))
         self._checkpoints = sql.SQL("{}.{}").format(schema, sql.Identifier(CHECKPOINTS))
         self._server_append = True  # until the schema shows it has no such function
         #: Whether this schema's writers take positions concurrently (seal v3, read up to the
@@ -376,9 +376,10 @@ class PostgresBackend:
         if not self._concurrent:
             return None
         made = None
+        hwm = self.head()  # its own transaction, ended before the checkpoint's begins (see pg_append)
         for _ in range(64):  # a long log (just upgraded) gets CHECKPOINT_MOST positions per row
             with self._datastore.transaction(commit=True) as curs:
-                curs.execute(self._checkpoint_sql, (at_least, CHECKPOINT_MOST))
+                curs.execute(self._checkpoint_sql, (at_least, CHECKPOINT_MOST, hwm))
                 hi = curs.fetchone()["hi"]
             if hi is None:
                 break
