@@ -525,3 +525,48 @@ def test_no_position_appears_below_a_high_water_mark_already_given(pg_url: str) 
             s.close()
     assert not failures, failures[0]
     assert len(marks) > 10
+
+
+@pytest.fixture(scope="module")
+def repeatable_read_base() -> Iterator[str]:
+    """A database whose transactions default to REPEATABLE READ (a server setting users choose)."""
+    with psycopg.connect(PG_BASE, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'ledger_rr_test'").fetchone():
+            conn.execute("CREATE DATABASE ledger_rr_test")
+        conn.execute("ALTER DATABASE ledger_rr_test SET default_transaction_isolation = 'repeatable read'")
+    yield PG_BASE.rsplit("/", 1)[0] + "/ledger_rr_test"
+
+
+def test_checkpoints_are_right_whatever_the_default_isolation(repeatable_read_base: str) -> None:
+    """Checkpoints made while four writers commit, on a database that defaults to REPEATABLE READ:
+    none may list as a hole a position whose record was committed (verify stays ok)."""
+    url = f"{repeatable_read_base}?schema=t_{uuid.uuid4().hex[:12]}"
+    try:
+        with Ledger(url) as led:
+            stores = [EventStore(url, create=False) for _ in range(4)]
+            stop = threading.Event()
+
+            def write(store: EventStore) -> None:
+                while not stop.is_set():
+                    store.append([_event()])
+
+            writers = [threading.Thread(target=write, args=(s,)) for s in stores]
+            for w in writers:
+                w.start()
+            try:
+                deadline = time.monotonic() + 2
+                while time.monotonic() < deadline:
+                    led.store.checkpoint()
+            finally:
+                stop.set()
+                for w in writers:
+                    w.join(30)
+                for s in stores:
+                    s.close()
+            led.store.checkpoint()
+            assert len(led.store.checkpoints()) > 5
+            report = led.verify()
+            assert report.ok, report.problems[:3]
+    finally:
+        with psycopg.connect(repeatable_read_base, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{url.split("schema=")[1]}" CASCADE')
