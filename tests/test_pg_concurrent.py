@@ -530,10 +530,13 @@ def test_no_position_appears_below_a_high_water_mark_already_given(pg_url: str) 
 @pytest.fixture(scope="module")
 def repeatable_read_base() -> Iterator[str]:
     """A database whose transactions default to REPEATABLE READ (a server setting users choose)."""
-    with psycopg.connect(PG_BASE, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'ledger_rr_test'").fetchone():
-            conn.execute("CREATE DATABASE ledger_rr_test")
-        conn.execute("ALTER DATABASE ledger_rr_test SET default_transaction_isolation = 'repeatable read'")
+    try:
+        with psycopg.connect(PG_BASE, autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'ledger_rr_test'").fetchone():
+                conn.execute("CREATE DATABASE ledger_rr_test")
+            conn.execute("ALTER DATABASE ledger_rr_test SET default_transaction_isolation = 'repeatable read'")
+    except psycopg.Error as exc:
+        pytest.skip(f"cannot make a REPEATABLE READ database on this server: {exc}".splitlines()[0])
     yield PG_BASE.rsplit("/", 1)[0] + "/ledger_rr_test"
 
 
