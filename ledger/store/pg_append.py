@@ -13,7 +13,7 @@ with it the server's WAL flushes). ``ledger_append_v2`` instead:
 Commits therefore overlap and come in any order. What keeps readers exact is the *high-water
 mark* (``ledger_hwm_v1``): a reader takes the write lock in exclusive mode for an instant,
 which is granted only once every writer that took a position before has committed or rolled
-back, and reads the sequence. Every position at or below it is final: a record there is
+back, and reads the sequence while it holds it. Every position at or below it is final: a record there is
 committed, and a hole is a rolled-back batch that will never fill. Readers that follow the log
 (``EventStore.read_columns`` pages, ``head``) never read past it, so nothing is skipped or
 seen twice.
@@ -23,7 +23,9 @@ a row per range of positions, hashing the previous checkpoint, the range and eve
 position and hash in it (``ledger.events.checkpoint``). Whichever writer crosses
 ``CHECKPOINT_EVERY`` positions past the last checkpoint (or last tried ``CHECKPOINT_SECONDS``
 ago, or closes its store) makes the next one after its commit, in its own transaction, under a
-try-lock (one checkpointer at a time; nobody waits for it).
+try-lock (one checkpointer at a time; nobody waits for it). The mark it checkpoints up to is
+taken first, in a transaction of its own, so the checkpoint's snapshot holds every record below
+it whatever the server's isolation level.
 
 ``ledger_append_v1`` (seal v2 under the table lock) is replaced by a function that refuses: an
 older library must not write v2 records into a log that has v3 ones.
@@ -298,7 +300,6 @@ def create_append_function(conn: Any, schema: str, events_table: str, channel: s
         checkpoint_lock=sql.Literal(checkpoint_lock),
         sequence=sql.SQL(sequence.replace("'", "''")),
         sequence_rel=sql.SQL(sequence),
-        hwm=sql.Identifier(HWM_FUNCTION),
     )
     with conn.transaction():
         conn.execute(
