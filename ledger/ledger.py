@@ -226,13 +226,14 @@ class Ledger:
         before sealing (``commit``), so threads of one process never race each other on a
         stream: what they get is what one lock through the append gave.
         """
+        args = (events,) if tracking is None else (events, tracking)
         if not self.store.concurrent_appends:
-            return self.store.append(events, tracking) if tracking is not None else self.store.append(events)
+            return self.store.append(*args)
         streams = {e.stream_id for e in events}
         self._in_flight |= streams
         saved = self._lock._release_save()  # type: ignore[attr-defined]  # every level this thread holds
         try:
-            return self.store.append(events, tracking) if tracking is not None else self.store.append(events)
+            return self.store.append(*args)
         finally:
             self._lock._acquire_restore(saved)  # type: ignore[attr-defined]
             self._in_flight -= streams  # landed (applied by the caller before the lock goes again)

@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import orjson
 import psycopg
@@ -41,7 +42,7 @@ def _schema(url: str) -> str:
 
 
 def _raw(url: str) -> psycopg.Connection:
-    return psycopg.connect(PG_BASE, autocommit=True)
+    return psycopg.connect(url.split("?")[0], autocommit=True)
 
 
 def _event(stream: uuid.UUID | None = None, version: int = 1, prev: str | None = None) -> NewEvent:
@@ -492,10 +493,33 @@ def test_no_position_appears_below_a_high_water_mark_already_given(pg_url: str) 
     a mark already handed out: such a record would be skipped by every follower."""
     with Ledger(pg_url):
         pass
-    stores = [EventStore(pg_url, create=False) for _ in range(4)]
     reader = EventStore(pg_url, create=False)
-    stop = threading.Event()
     failures: list[str] = []
+    marks: list[int] = []
+    try:
+        with _writers_appending(pg_url, 4):
+            seen: set[int] = set()
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline and not failures:
+                mark = reader.head()
+                present = set(reader.read_columns(1, 1_000_000, past_head=True).positions)
+                late = {p for p in present - seen if marks and p <= marks[-1]}
+                if late:
+                    failures.append(f"positions {sorted(late)} appeared at or below the mark {marks[-1]} given earlier")
+                seen |= {p for p in present if p <= mark}
+                marks.append(mark)
+    finally:
+        reader.close()
+    assert not failures, failures[0]
+    assert len(marks) > 10
+
+
+@contextmanager
+def _writers_appending(url: str, count: int) -> Iterator[None]:
+    """``count`` writers, each its own store (so their transactions overlap), appending one event
+    per batch in threads until the block ends."""
+    stores = [EventStore(url, create=False) for _ in range(count)]
+    stop = threading.Event()
 
     def write(store: EventStore) -> None:
         while not stop.is_set():
@@ -505,26 +529,14 @@ def test_no_position_appears_below_a_high_water_mark_already_given(pg_url: str) 
     for w in writers:
         w.start()
     try:
-        seen: set[int] = set()
-        marks: list[int] = []
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline and not failures:
-            mark = reader.head()
-            present = set(reader.read_columns(1, 1_000_000, past_head=True).positions)
-            late = {p for p in present - seen if marks and p <= marks[-1]}
-            if late:
-                failures.append(f"positions {sorted(late)} appeared at or below the mark {marks[-1]} given earlier")
-            seen |= {p for p in present if p <= mark}
-            marks.append(mark)
+        yield
     finally:
         stop.set()
         for w in writers:
             w.join(30)
-        for s in (*stores, reader):
-            s._backend._appended = 0  # no closing checkpoints needed
+        for s in stores:
+            s._backend._appended = 0  # no closing checkpoints: the tests make their own
             s.close()
-    assert not failures, failures[0]
-    assert len(marks) > 10
 
 
 @pytest.fixture(scope="module")
@@ -546,30 +558,14 @@ def test_checkpoints_are_right_whatever_the_default_isolation(repeatable_read_ba
     url = f"{repeatable_read_base}?schema=t_{uuid.uuid4().hex[:12]}"
     try:
         with Ledger(url) as led:
-            stores = [EventStore(url, create=False) for _ in range(4)]
-            stop = threading.Event()
-
-            def write(store: EventStore) -> None:
-                while not stop.is_set():
-                    store.append([_event()])
-
-            writers = [threading.Thread(target=write, args=(s,)) for s in stores]
-            for w in writers:
-                w.start()
-            try:
+            with _writers_appending(url, 4):
                 deadline = time.monotonic() + 2
                 while time.monotonic() < deadline:
                     led.store.checkpoint()
-            finally:
-                stop.set()
-                for w in writers:
-                    w.join(30)
-                for s in stores:
-                    s.close()
             led.store.checkpoint()
             assert len(led.store.checkpoints()) > 5
             report = led.verify()
             assert report.ok, report.problems[:3]
     finally:
-        with psycopg.connect(repeatable_read_base, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{url.split("schema=")[1]}" CASCADE')
+        with _raw(url) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{_schema(url)}" CASCADE')

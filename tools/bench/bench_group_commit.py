@@ -29,7 +29,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 from ledger import CallableRegistry, Ledger, set_default_ledger  # noqa: E402
 from tools.bench._benchutil import Clock, fmt_rate, machine, note, table  # noqa: E402
-from tools.bench.bench_writers import PG, Reading, drop_schema, execution_rows  # noqa: E402
+from tools.bench.bench_writers import (  # noqa: E402
+    PG,
+    Reading,
+    drop_schema,
+    execution_rows,
+    floor_schema,
+)
 
 
 def ledger_rate(pg: str, threads: int, calls: int, grouped: bool) -> tuple[float, int]:
@@ -59,13 +65,7 @@ def ledger_rate(pg: str, threads: int, calls: int, grouped: bool) -> tuple[float
             except BaseException as exc:  # noqa: BLE001 - reported
                 errors.append(exc)
 
-        workers = [threading.Thread(target=work, args=(r,)) for r in readings]
-        t0 = time.perf_counter()
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-        elapsed = time.perf_counter() - t0
+        elapsed = run_threads(work, readings)
         if errors:
             raise errors[0]
         assert led.verify().ok
@@ -76,18 +76,22 @@ def ledger_rate(pg: str, threads: int, calls: int, grouped: bool) -> tuple[float
         drop_schema(schema)
 
 
+def run_threads(work: Any, items: list[Any]) -> float:
+    """Seconds from starting one thread per item (``work(item)``) to the last one's end."""
+    workers = [threading.Thread(target=work, args=(item,)) for item in items]
+    t0 = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return time.perf_counter() - t0
+
+
 def floor_rate(pg: str, threads: int, calls: int, rows: list[tuple[str, bytes]]) -> float:
     """Transactions/s of ``threads`` threads of one process committing one execution's rows each, raw psycopg."""
     import psycopg
 
-    schema = f"bench_{uuid.uuid4().hex[:8]}_gcfloor"
-    with psycopg.connect(pg, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-        conn.execute(
-            f'CREATE TABLE "{schema}".floor (originator_id uuid NOT NULL, originator_version bigint NOT NULL, '
-            "topic text, state bytea, notification_id bigserial, PRIMARY KEY (originator_id, originator_version))"
-        )
-        conn.execute(f'CREATE UNIQUE INDEX ON "{schema}".floor (notification_id)')
+    schema = floor_schema(pg, "gcfloor")
     insert = f'INSERT INTO "{schema}".floor (originator_id, originator_version, topic, state) VALUES (%s, %s, %s, %s)'
     conns = [psycopg.connect(pg) for _ in range(threads)]
 
@@ -97,13 +101,7 @@ def floor_rate(pg: str, threads: int, calls: int, rows: list[tuple[str, bytes]])
                 cur.executemany(insert, [(uuid.uuid4(), 1, topic, state) for topic, state in rows])
 
     try:
-        workers = [threading.Thread(target=work, args=(c,)) for c in conns]
-        t0 = time.perf_counter()
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-        return threads * calls / (time.perf_counter() - t0)
+        return threads * calls / run_threads(work, conns)
     finally:
         for c in conns:
             c.close()

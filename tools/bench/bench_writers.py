@@ -181,16 +181,7 @@ def floor_rate(pg: str, n: int, calls: int, rows: list[tuple[str, bytes]], lock:
     commit while a reader process computes a high-water mark with it every 5 ms: what
     ``ledger_append_v2`` and its readers do, without their Python and plpgsql).
     """
-    import psycopg
-
-    schema = f"bench_{uuid.uuid4().hex[:8]}_floor"
-    with psycopg.connect(pg, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-        conn.execute(
-            f'CREATE TABLE "{schema}".floor (originator_id uuid NOT NULL, originator_version bigint NOT NULL, '
-            "topic text, state bytea, notification_id bigserial, PRIMARY KEY (originator_id, originator_version))"
-        )
-        conn.execute(f'CREATE UNIQUE INDEX ON "{schema}".floor (notification_id)')
+    schema = floor_schema(pg, "floor")
     reader = stop = None
     if lock == "barrier":
         ctx = multiprocessing.get_context("spawn")
@@ -204,6 +195,22 @@ def floor_rate(pg: str, n: int, calls: int, rows: list[tuple[str, bytes]], lock:
             stop.set()
             reader.join()
         drop_schema(schema)
+
+
+def floor_schema(pg: str, tag: str) -> str:
+    """A new schema holding ``floor``, a table like the ledger's events table (same key, a bigserial
+    position with a unique index), for the raw-psycopg floors; returns its name."""
+    import psycopg
+
+    schema = f"bench_{uuid.uuid4().hex[:8]}_{tag}"
+    with psycopg.connect(pg, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+        conn.execute(
+            f'CREATE TABLE "{schema}".floor (originator_id uuid NOT NULL, originator_version bigint NOT NULL, '
+            "topic text, state bytea, notification_id bigserial, PRIMARY KEY (originator_id, originator_version))"
+        )
+        conn.execute(f'CREATE UNIQUE INDEX ON "{schema}".floor (notification_id)')
+    return schema
 
 
 def drop_schema(schema: str) -> None:
