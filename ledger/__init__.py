@@ -1,6 +1,6 @@
 """entity-ledger: run Python functions over versioned entities, every change an event.
 
-The public names are listed in ``__all__``; see README.md for a tour.
+The public names are listed in ``__all__``; see README.md for a tour and docs/python-api.md for the whole API.
 """
 
 from __future__ import annotations

@@ -440,8 +440,8 @@ class Ledger:
         Read-only by construction (``projections.readonly``): anything that could
         write, change a setting, or reach a file or the network raises
         ``errors.ReadOnlyError`` and changes nothing. Each call runs on its own
-        cursor, and ``.arrow()`` on the relation returned fetches its rows whole,
-        so a reader left unread never blocks the next call; ``.df()`` needs the
+        cursor, and ``.to_arrow_table()`` / ``.arrow()`` (a ``RecordBatchReader``) on the
+        relation returned fetch its rows whole, so a reader left unread never blocks the next call; ``.df()`` needs the
         ``notebook`` extra (pandas) and says so without it.
         """
         return self.analytics.sql(query, params)

@@ -326,7 +326,7 @@ class _ReadRelation(duckdb.DuckDBPyRelation):
         if importlib.util.find_spec("pandas") is None:
             raise LedgerError(
                 "df(): pandas is not installed; install the notebook extra "
-                "(pip install 'entity-ledger[notebook]'), or use .arrow() / .fetchall()"
+                "(pip install -e '.[notebook]' in a checkout), or use .to_arrow_table() / .fetchall()"
             )
         return super().df(date_as_object=date_as_object)
 

@@ -1,14 +1,14 @@
-"""``ledger demo`` fills the store every command reads, and README.md's CLI walkthrough is a real run.
+"""``ledger demo`` fills the store every command reads, and docs/cli.md's walkthrough is a real run.
 
-The walkthrough (README.md, from "### `ledger demo`" to "## Running at scale") is a list of
+The walkthrough (docs/cli.md, from "### `ledger demo`" to the end of the page) is a list of
 ``$ ledger ...`` lines, each followed by its output. ``test_readme_walkthrough_runs_literally``
 types those lines, in order, through the installed console script, piped, at COLUMNS=80, in a
 new directory with ``LEDGER_URL=sqlite:///demo.db`` (the README's ``export``), and compares each
-printed output with the README: line for line after masking clock values (timestamps, durations,
-events/s); a ``...`` line in the README stands for any number of lines left out. The demo's ids
-are seeded (``ledger.cli.demo.SEED``), so every id the README prints must work.
+printed output with the page: line for line after masking clock values (timestamps, durations,
+events/s); a ``...`` line on the page stands for any number of lines left out. The demo's ids
+are seeded (``ledger.cli.demo.SEED``), so every id the page prints must work.
 
-To regenerate the README's outputs after changing the demo or a command's output:
+To regenerate the page's outputs after changing the demo or a command's output:
 ``python tests/test_cli_demo.py`` prints each command with its real output.
 """
 
@@ -21,9 +21,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
 SCRIPT = Path(sys.executable).parent / "ledger"
-WALKTHROUGH = ("### `ledger demo`", "## Running at scale")
+WALKTHROUGH_START = "### `ledger demo`"
 _CLOCK = [
     (re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d)?"), "<time>"),
     (re.compile(r"\d+(\.\d+)? (µs|ms|s)\b"), "<duration>"),
@@ -38,9 +38,9 @@ def mask(text: str) -> str:
 
 
 def walkthrough() -> list[tuple[str, list[str]]]:
-    """(command line after ``$ ``, README output lines) for each ``$ ledger`` line, in order."""
-    text = README.read_text()
-    body = text[text.index(WALKTHROUGH[0]) : text.index(WALKTHROUGH[1])]
+    """(command line after ``$ ``, the page's output lines) for each ``$ ledger`` line, in order."""
+    text = PAGE.read_text()
+    body = text[text.index(WALKTHROUGH_START) :]
     steps: list[tuple[str, list[str]]] = []
     for block in re.findall(r"^```\n(.*?)^```", body, re.S | re.M):
         for line in block.splitlines():
@@ -139,7 +139,7 @@ class TestDemoStore:
         assert _process.mint() not in {_process.mint() for _ in range(3)}  # random again afterwards
 
 
-# --------------------------------------------------------------------- the README walkthrough
+# --------------------------------------------------------------------- the docs/cli.md walkthrough
 def test_readme_walkthrough_runs_literally(tmp_path: Path) -> None:
     steps = walkthrough()
     assert [c for c, _ in steps[:2]] == ["export LEDGER_URL=sqlite:///demo.db", "ledger demo"] and len(steps) >= 15
@@ -154,11 +154,11 @@ def test_readme_walkthrough_runs_literally(tmp_path: Path) -> None:
         assert result.returncode == (1 if want_error else 0), f"$ {command}\n{result.stderr}"
         assert "Traceback" not in result.stderr, result.stderr
         if not matches(expected, printed):
-            failures.append(f"$ {command}\n--- README\n" + "\n".join(expected) + "\n--- real run\n" + "\n".join(printed))
+            failures.append(f"$ {command}\n--- docs/cli.md\n" + "\n".join(expected) + "\n--- real run\n" + "\n".join(printed))
     assert not failures, "\n\n".join(failures)
 
 
-def _print_real_outputs() -> None:  # pragma: no cover - a tool for whoever edits the README
+def _print_real_outputs() -> None:  # pragma: no cover - a tool for whoever edits docs/cli.md
     import tempfile
 
     env = environment(None)

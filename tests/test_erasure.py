@@ -336,17 +336,3 @@ class TestCli:
         assert shown.exit_code == 0, shown.output
         assert SECRET not in shown.output and "erased" in shown.output
 
-
-class TestReadme:
-    def test_the_erasure_example_runs(self, tmp_path: Path) -> None:
-        """The README's erasure example runs as written."""
-        import re
-        import subprocess
-        import sys
-
-        readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-        text = readme[readme.index("### Erasure") : readme.index("### Bad input")]
-        code = "\n".join(re.findall(r"```python\n(.*?)```", text, re.S))
-        assert "led.erase(" in code
-        result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
-        assert result.returncode == 0, result.stderr

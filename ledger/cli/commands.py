@@ -756,7 +756,7 @@ def demo(db: str | None = DbOption) -> None:
     The store is the one every command reads (--db, else $LEDGER_URL, else
     sqlite:///ledger.db), so `ledger log` right after shows the demo. A store that
     already holds events is refused, and nothing is written to it. The demo's ids
-    are seeded: every fresh run prints the same ids (README.md uses them).
+    are seeded: every fresh run prints the same ids (docs/cli.md uses them).
 
     Example: ledger demo --db sqlite:///demo.db
     """
@@ -772,7 +772,7 @@ def demo(db: str | None = DbOption) -> None:
         console.print("[bold]lineage of Alice (mermaid)[/bold]")
         graph = led.lineage_graph(result.featured_lineage, direction="both", depth=2)
         console.print(graph.to_mermaid(), highlight=False, markup=False, soft_wrap=True)
-        rel = led.sql(  # no durations: the README prints this table and compares it with a real run
+        rel = led.sql(  # no durations: docs/cli.md prints this table and compares it with a real run
             "select function_name, count(*) as calls, count(*) filter (where not succeeded) as failed, "
             "any_value(isolation) as isolation from executions group by 1 order by 1"
         )

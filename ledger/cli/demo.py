@@ -48,7 +48,7 @@ from projections import audit
 
 __all__ = ["SEED", "DemoResult", "DemoStoreNotEmptyError", "build_demo", "seeded_ids"]
 
-#: The seed of the demo's ids: change it and every id printed in README.md changes.
+#: The seed of the demo's ids: change it and every id printed in docs/cli.md changes.
 SEED = 20261130
 
 _COURSES = [("math", "Linear algebra", 5), ("physics", "Mechanics", 5), ("history", "Modern history", 4)]

@@ -141,6 +141,6 @@ def _mismatch(
             f"version {current} into the new fields"
         )
     return SchemaMismatchError(
-        f"{head}: {'; '.join(problems)}. Remedy: {remedy} (README, 'Changing an entity class'; "
+        f"{head}: {'; '.join(problems)}. Remedy: {remedy} (docs/python-api.md, 'Changing an entity class'; "
         "tests/test_upcasting.py)"
     )

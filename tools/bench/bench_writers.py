@@ -12,7 +12,7 @@ table with a bigserial position: without any lock; holding ``LOCK TABLE ... IN E
 MODE`` through commit (what the eventsourcing recorder, and this library's appends before
 seal v3, do); and holding an advisory lock shared through commit while a reader takes it
 exclusively every 5 ms (what ``ledger_append_v2`` and its readers do, without their work).
-See README "Running at scale".
+See docs/scale.md.
 Part 2: ``CallableRegistry.map`` of a CPU-bound function (``--spins`` calls of
 ~``--rounds`` loop iterations) as a plain loop vs a warm 2-process pool.
 
