@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-import duckdb
+if TYPE_CHECKING:  # only annotations: ``ledger blame`` imports entity_label without DuckDB
+    import duckdb
 
 from ledger.errors import LedgerError, MalformedAddressError, UnknownEntityError
 

@@ -12,10 +12,11 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, SupportsIndex
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
+from ledger._process import random_id
 from ledger.errors import EntityNotFoundError, NotARootError
 from ledger.model.address import as_uuid
 from ledger.model.entity import Entity
@@ -139,7 +140,7 @@ def materialize(
     """A fresh live copy of a stored version and its subtree, registered as live in ``index``."""
     records = index.records
     if root_live_id is None:
-        root_live_id = uuid4() if ecs_id == root_ecs_id else None
+        root_live_id = random_id() if ecs_id == root_ecs_id else None
     made: list[Entity] = []
 
     def build(rec: VersionRecord) -> Entity:
@@ -150,7 +151,7 @@ def materialize(
         is_root = rec.ecs_id == root_ecs_id
         data.update(
             ecs_id=rec.ecs_id,
-            live_id=root_live_id if is_root else uuid4(),
+            live_id=root_live_id if is_root else random_id(),
             lineage_id=rec.lineage_id,
             previous_ecs_id=rec.previous_ecs_id,
             old_ids=[] if rec.linear and rec.lineage_index == 0 else OldIds(index, rec),

@@ -17,27 +17,24 @@ from datetime import datetime
 from enum import Enum
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import duckdb
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 import ledger.cli.render as render  # not `from ledger.cli import`: the package's __init__ imports us
-from ledger import Digest, Ledger, VerifyReport
 from ledger.cli.parsing import CLIError, iso_time, log_bound
 from ledger.errors import CorruptLogError, DigestError, LedgerError
-from projections import audit, cache_file
-from projections.openlineage import export_openlineage
-from projections.readonly import one_line
+from projections import audit
 from projections.stored_reads import StoredReader
 from projections.tables import COLUMNS
+
+if TYPE_CHECKING:
+    from ledger import Digest, Ledger, VerifyReport
+
+# Start-up: a reading command (log, show, history) imports neither DuckDB, pyarrow, the
+# web stack nor the write side (``from ledger import Ledger`` loads the whole library, see
+# ledger/__init__.py). Those imports sit in the commands and helpers that need them;
+# tests/test_cli_startup.py checks it.
 
 app = typer.Typer(
     help="Inspect and audit an entity-ledger store. Every command takes --db URL (or $LEDGER_URL).",
@@ -148,12 +145,19 @@ def one_line_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (LedgerError, duckdb.Error, OSError) as exc:
+        except _expected_errors() as exc:
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _expected_errors() -> tuple[type[Exception], ...]:
+    """The failures a command reports in one line; DuckDB's error class only when the command
+    loaded DuckDB (asked when an exception is raised: nothing else can raise one)."""
+    duckdb = sys.modules.get("duckdb")
+    return (LedgerError, OSError) if duckdb is None else (LedgerError, OSError, duckdb.Error)
 
 
 def store_url(db: str | None) -> str:
@@ -172,6 +176,8 @@ def open_ledger(db: str | None, *, create: bool = False, analytics: str | None =
     where ``analytics_file`` says; the other commands never open them, so they
     create no file at all.
     """
+    from ledger import Ledger
+
     url = store_url(db)
     path, fallback = analytics_file(url, analytics)
     return Ledger(url, create=create, analytics_path=path, analytics_fallback=fallback)
@@ -188,6 +194,8 @@ def analytics_file(url: str, choice: str | None) -> tuple[str | None, bool]:
     directory is read-only, the path is a symbolic link) the tables are built
     in memory with a one-line warning. Other stores keep them in memory.
     """
+    from projections import cache_file  # DuckDB: only the commands that keep analytics tables
+
     named = choice or os.environ.get("LEDGER_ANALYTICS") or None
     if named is not None:
         return (None if named.strip().lower() in IN_MEMORY else named), False
@@ -209,6 +217,8 @@ def open_reader(db: str | None, *, analytics: str | None = None, with_analytics:
     reader = StoredReader.open(url, analytics_path=path, analytics_fallback=fallback)
     if reader is not None:
         return reader
+    from ledger import Ledger  # the fallback replays the log: the whole library
+
     return Ledger(url, create=False, analytics_path=path, analytics_fallback=fallback)
 
 
@@ -448,6 +458,10 @@ def sql(
     """(The help text is ``_sql_help()``: it lists the tables from their definitions, so it cannot drift.)"""
     if query == "-":
         query = sys.stdin.read()
+    import duckdb
+
+    from projections.readonly import one_line
+
     values = _sql_params(param, params_json)
     with open_reader(db, analytics=analytics, with_analytics=True) as led:
         try:
@@ -476,6 +490,8 @@ def verify(
 
     Example: ledger verify --db sqlite:///audit.db --digest head.json
     """
+    from ledger import Digest
+
     saved = None
     if digest is not None:
         try:
@@ -643,6 +659,8 @@ def replay(db: str | None = DbOption, analytics: str | None = AnalyticsOption) -
 
     Example: ledger replay --db sqlite:///audit.db
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     with open_ledger(db, analytics=analytics) as led:
         projection = led.analytics
         columns = (TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -706,6 +724,8 @@ def export(
         raise CLIError("export: give --parquet DIR, --openlineage FILE, or both")
     if since is not None and openlineage is None:
         raise CLIError("export: --since applies to --openlineage")
+    from projections.openlineage import export_openlineage
+
     bound = log_bound(since, "--since")
     with open_reader(db, analytics=analytics, with_analytics=True) as led:
         paths = led.analytics.export_parquet(parquet) if parquet is not None else []

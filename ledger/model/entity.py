@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from datetime import datetime, timezone
 from typing import Any, ClassVar
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from pydantic import (
     BaseModel,
@@ -58,7 +58,7 @@ class Entity(BaseModel):
     __ledger_version__: ClassVar[int] = 1
 
     ecs_id: UUID = Field(default_factory=_process.mint)
-    live_id: UUID = Field(default_factory=uuid4)
+    live_id: UUID = Field(default_factory=_process.random_id)
     lineage_id: UUID = Field(default_factory=_process.mint)
     previous_ecs_id: UUID | None = None
     old_ids: list[UUID] = Field(default_factory=list)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import orjson
 
@@ -30,7 +30,7 @@ class Batch:
 
     def __init__(self, index: InlineIndex) -> None:
         self.index = index
-        self.batch_id = uuid4()
+        self.batch_id = _process.random_id()
         self.recorded_at = utc_now()
         self._items: list[tuple[UUID, str, dict[str, Any], VersionRecord | None]] = []
         self._after: list[Callable[[], None]] = []

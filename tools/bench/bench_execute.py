@@ -6,6 +6,13 @@ and SQLite (WAL, synchronous=NORMAL and FULL), with a small and a large number
 of entities already in the ledger; then RSS growth over many executions on SQLite.
 
     .venv/bin/python tools/bench/bench_execute.py [--small 1000] [--large 100000] [--calls 2000]
+    .venv/bin/python tools/bench/bench_execute.py --target-only [--rounds 7] [--calls 300]
+
+First it prints issue 28's target: ``execute`` of creation, mutation and a tuple of 3 on
+SQLite NORMAL at most 5x the raw ``sqlite3`` write of the same records (moonshot 3x). The
+floor runs in the same process, interleaved round by round with ours: the rows one call of
+ours wrote (read back from ``stored_events``), ``orjson.dumps`` of each and one
+``BEGIN; INSERT ...; COMMIT`` into a WAL database with ``synchronous=NORMAL``.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -154,6 +163,124 @@ def rss_growth(url: str, executions: int) -> tuple[float, float]:
         ledger.set_default_ledger(None)
 
 
+TARGET = 5.0
+MOONSHOT = 3.0
+TARGET_CASES = ("creation", "mutation", "tuple of 3")
+
+
+class RawFloor:
+    """Raw ``sqlite3`` + ``orjson``: one transaction inserting the rows one call of ours wrote."""
+
+    def __init__(self, path: str) -> None:
+        self.con = sqlite3.connect(path, isolation_level=None)
+        self.con.execute("PRAGMA journal_mode=WAL")
+        self.con.execute("PRAGMA synchronous=NORMAL")
+        self.con.execute(
+            "CREATE TABLE ev (id INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL, "
+            "version INTEGER NOT NULL, topic TEXT NOT NULL, state BLOB NOT NULL, UNIQUE(stream, version))"
+        )
+
+    def write(self, rows: list[tuple[str, Any]]) -> int:
+        """One call's rows (topic, decoded state) written once; returns nanoseconds."""
+        import uuid
+
+        import orjson
+
+        streams = [uuid.uuid4().hex for _ in rows]  # ids made before the clock starts
+        t0 = time.perf_counter_ns()
+        params = [(s, 1, t, orjson.dumps(d)) for s, (t, d) in zip(streams, rows)]
+        self.con.execute("BEGIN")
+        self.con.executemany("INSERT INTO ev (stream, version, topic, state) VALUES (?, ?, ?, ?)", params)
+        self.con.execute("COMMIT")
+        return time.perf_counter_ns() - t0
+
+
+def rows_of_last_call(path: str, before: int) -> list[tuple[str, Any]]:
+    """The (topic, state) rows the store gained after notification ``before``."""
+    import orjson
+
+    con = sqlite3.connect(path)
+    try:
+        got = con.execute(
+            "SELECT topic, state FROM stored_events WHERE rowid > ? ORDER BY rowid", (before,)
+        ).fetchall()
+    finally:
+        con.close()
+    return [(t, orjson.loads(s)) for t, s in got]
+
+
+def max_rowid(path: str) -> int:
+    con = sqlite3.connect(path)
+    try:
+        return int(con.execute("SELECT coalesce(max(rowid), 0) FROM stored_events").fetchone()[0])
+    finally:
+        con.close()
+
+
+def target_table(tmp: str, rounds: int, calls: int) -> list[str]:
+    """Issue 28's execute target: p50 per scenario on SQLite NORMAL against the raw floor, same run."""
+    path = f"{tmp}/target.db"
+    led = ledger.connect(f"sqlite:///{path}?synchronous=NORMAL")
+    floor = RawFloor(f"{tmp}/floor.db")
+    try:
+        item = Item(name="widget", qty=3, price=2.5, sku="W-1", active=True)
+        item.promote_to_root()
+        ex = CallableRegistry.execute
+        state = {"cur": item}
+
+        def mutate() -> None:
+            state["cur"] = ex("b_mutate", item=state["cur"])
+
+        runs: dict[str, Callable[[], Any]] = {
+            "creation": lambda: ex("b_create", item=item),
+            "mutation": mutate,
+            "tuple of 3": lambda: ex("b_tuple", item=item),
+        }
+        captured: dict[str, list[tuple[str, Any]]] = {}
+        for name, run in runs.items():
+            for _ in range(50):  # warm up
+                run()
+            before = max_rowid(path)
+            run()
+            captured[name] = rows_of_last_call(path, before)
+        ours: dict[str, list[float]] = {n: [] for n in runs}
+        raw: dict[str, list[float]] = {n: [] for n in runs}
+        ratios: dict[str, list[float]] = {n: [] for n in runs}
+        for r in range(rounds):
+            for name, run in runs.items():
+                gc.collect()
+                samples = []
+                for _ in range(calls):
+                    t0 = time.perf_counter_ns()
+                    run()
+                    samples.append(time.perf_counter_ns() - t0)
+                floor_samples = [floor.write(captured[name]) for _ in range(calls)]
+                o, f = statistics.median(samples) / 1e3, statistics.median(floor_samples) / 1e3
+                ours[name].append(o)
+                raw[name].append(f)
+                ratios[name].append(o / f)
+    finally:
+        led.close()
+        ledger.set_default_ledger(None)
+    lines = [
+        f"Target (issue 28): execute on SQLite NORMAL <= {TARGET:g}x the raw sqlite3 write of the same records "
+        f"(moonshot {MOONSHOT:g}x); {rounds} rounds x {calls} calls, p50 per round, median [range] over rounds.",
+        "",
+        "| scenario | rows | ours p50 | raw sqlite3 floor p50 | ours / floor | target |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for name in runs:
+        ratio = statistics.median(ratios[name])
+        verdict = "met (moonshot too)" if ratio <= MOONSHOT else "met" if ratio <= TARGET else "NOT met"
+        lines.append(
+            f"| {name} | {len(captured[name])} | {statistics.median(ours[name]):,.0f} µs "
+            f"[{min(ours[name]):,.0f}–{max(ours[name]):,.0f}] | {statistics.median(raw[name]):,.1f} µs "
+            f"[{min(raw[name]):,.1f}–{max(raw[name]):,.1f}] | {ratio:.1f}× [{min(ratios[name]):.1f}–"
+            f"{max(ratios[name]):.1f}] | {verdict} |"
+        )
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--small", type=int, default=1000)
@@ -161,6 +288,9 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--process-calls", type=int, default=200)
     ap.add_argument("--rss-executions", type=int, default=10_000)
+    ap.add_argument("--rounds", type=int, default=7, help="target table: rounds (each: ours, then the floor)")
+    ap.add_argument("--target-calls", type=int, default=300, help="target table: calls per scenario per round")
+    ap.add_argument("--target-only", action="store_true", help="print only the target table")
     args = ap.parse_args()
     try:
         from _benchutil import machine  # type: ignore[import-not-found]
@@ -169,6 +299,9 @@ def main() -> None:
     except Exception:  # noqa: BLE001 - the helper is optional
         pass
     tmp = tempfile.mkdtemp(prefix="bench-execute-")
+    print("\n".join(target_table(tmp, args.rounds, args.target_calls)))
+    if args.target_only:
+        return
     # first, while the process is fresh: freed memory of later runs would hide growth
     growth, per = rss_growth(f"sqlite:///{tmp}/rss.db?synchronous=NORMAL", args.rss_executions)
     stores = [
