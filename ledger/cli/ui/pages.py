@@ -19,7 +19,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 import ledger.cli.render as render
-from ledger.cli.ui.svg import to_svg
+from ledger.cli.ui.layout import Layout
+from ledger.cli.ui.svg import node_href, to_svg
 from projections.audit import (
     Erasure,
     ExecutionDetail,
@@ -168,7 +169,7 @@ def _slider(lineage_id: Any, position: int | None, first: int, head: int, depth:
 def lineage_page(
     rows: list[HistoryRow],
     erasure: Erasure | None,
-    graph: dict[str, Any] | None,
+    layout: Layout | None,
     *,
     position: int | None,
     head: int,
@@ -189,14 +190,10 @@ def lineage_page(
             f'<div class="tombstone"><strong>erased</strong> at position {erasure.position} ({_e(when)})'
             f"{': ' + _e(erasure.reason) if erasure.reason else ''}. Personal fields read as ERASED.</div>"
         )
-    if graph is None:
-        body.append(f'<p class="empty">{_e(missing or "no graph")}</p>')
+    if layout is None:
+        body.append(f'<p class="empty error-line">{_e(missing or "no graph")}</p>')
     else:
-        svg, dropped = to_svg(graph)
-        note = f'<p class="note">{dropped} more nodes not drawn; lower the depth to see fewer.</p>' if dropped else ""
-        counts = f"{len(graph['nodes'])} nodes, {len(graph['edges'])} edges, depth {depth}"
-        body.append(f'<section class="graph"><h2>lineage graph <small>{_e(counts)}</small></h2>{note}'
-                    f'<div class="scroll">{svg}</div></section>')
+        body.append(graph_section(layout))
     table = render.history_table(rows, erasure)
     classes = ["later" if position is not None and r.version.position > position else "" for r in rows]
     if erasure is not None:
@@ -204,6 +201,43 @@ def lineage_page(
     body.append('<section><h2>versions</h2>' + rows_html(table, css="history", row_classes=classes) + "</section>")
     title = f"{render.short_type(first.entity_type)} lineage {lineage_id}"
     return page(title, "".join(body))
+
+
+def graph_section(layout: Layout) -> str:
+    """The drawn graph in a pan-and-zoom viewport, its tools and legend, and the side panel.
+
+    The panel's content comes from the nodes' ``details`` (the same ``Layout``), given to the
+    script as JSON in a non-executing ``<script type="application/json">`` (allowed by the
+    page's content security policy; ``<`` is escaped so no value can close the element).
+    """
+    runs = sum(1 for n in layout.nodes if n.collapsed)
+    counts = f"{len(layout.nodes)} nodes, {len(layout.edges)} edges, depth {layout.depth}"
+    if runs:
+        counts += f", {runs} collapsed run{'s' if runs > 1 else ''} (click one to open it)"
+    details = {
+        n.id: {"kind": n.kind, "label": n.label, "sublabel": n.sublabel, "href": node_href(n, layout),
+               "details": n.details, "collapsed": n.collapsed}
+        for n in layout.nodes
+    }
+    data = render.to_json(details, indent=False).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    tools = (
+        '<div class="graph-tools" role="toolbar" aria-label="graph view">'
+        '<button type="button" data-zoom="fit" title="fit the whole graph (0)">fit</button>'
+        '<button type="button" data-zoom="in" title="zoom in (+)">+</button>'
+        '<button type="button" data-zoom="out" title="zoom out (−)">−</button>'
+        '<button type="button" data-zoom="latest" title="back to the latest versions">latest</button>'
+        '<span class="hint">wheel or +/− zoom, drag or arrows pan</span>'
+        '<span class="legend"><span class="sw entity"></span>version <span class="sw run"></span>collapsed run '
+        '<span class="sw execution"></span>execution <span class="sw failed"></span>failed '
+        '<span class="sw version"></span>version chain</span></div>'
+    )
+    panel = '<aside class="panel" aria-live="polite"><p class="hint">Click a node to see its details here.</p></aside>'
+    return (
+        f'<section class="graph"><h2>lineage graph <small>{_e(counts)}</small></h2>{tools}'
+        f'<div class="graph-body"><div class="graph-view" tabindex="0" aria-label="lineage graph, pan and zoom">'
+        f'{to_svg(layout)}</div>{panel}</div>'
+        f'<script type="application/json" id="graph-details">{data}</script></section>'
+    )
 
 
 # ---------------------------------------------------------------- executions
