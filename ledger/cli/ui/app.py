@@ -34,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import ledger.cli.render as render
 from ledger.cli.parsing import log_bound
-from ledger.cli.ui import pages
+from ledger.cli.ui import browse, pages
 from ledger.cli.ui.layout import LayoutCache, LayoutUnavailable, lineage_layout, parse_expand
 from ledger.errors import AddressError, EntityNotFoundError, LedgerError
 from projections import audit
@@ -225,7 +225,7 @@ def create_app(reader: Any, *, allowed_hosts: list[str] | None = None) -> Starle
         if not query:
             if as_json:
                 return _json({"error": "q: give a query"}, 400)
-            return HTMLResponse(pages.sql_page("SHOW TABLES", limit))
+            return HTMLResponse(pages.sql_page("SHOW TABLES", limit).replace("</main>", pages.tables_html(browse.tables(reader)) + "</main>"))
         try:
             result = reader.analytics.page(query, None, limit)
         except (LedgerError, duckdb.Error) as exc:  # ReadOnlyError included: shown, nothing changed
@@ -235,6 +235,26 @@ def create_app(reader: Any, *, allowed_hosts: list[str] | None = None) -> Starle
         if as_json:
             return Response(render.rows_as_json(result.columns, result.rows), media_type="application/json")
         return HTMLResponse(pages.sql_page(query, limit, result.columns, result.rows, result.total))
+
+    def functions(request: Request) -> Response:
+        return HTMLResponse(pages.functions_page(browse.functions(reader)))
+
+    def executions(request: Request) -> Response:
+        q = request.query_params
+        filters = {name: q.get(name, "").strip() for name in ("function", "status", "actor")}
+        page_no = _int(request, "page", 1, low=1, high=1_000_000) or 1
+        found = browse.executions(reader, page=page_no, **filters)
+        return HTMLResponse(pages.executions_page(found, filters, page_no, browse.EXECUTION_PAGE))
+
+    def entities(request: Request) -> Response:
+        entity_type = request.query_params.get("type", "").strip() or None
+        types = browse.entity_types(reader)
+        lineages = None
+        if entity_type is not None:
+            if entity_type not in {str(r[0]) for r in types.rows}:
+                raise EntityNotFoundError(f"type: {entity_type!r:.80} is no entity type in this log")
+            lineages = browse.lineages_of_type(reader, entity_type)
+        return HTMLResponse(pages.entities_page(types, entity_type, lineages))
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return HTMLResponse(pages.error_page(404, f"no page at {request.url.path}"), status_code=404)
@@ -248,6 +268,9 @@ def create_app(reader: Any, *, allowed_hosts: list[str] | None = None) -> Starle
         Route("/id", view(by_id), methods=["GET"]),
         Route("/id/{ref}", view(by_id), methods=["GET"]),
         Route("/sql", view(sql), methods=["GET"]),
+        Route("/functions", view(functions), methods=["GET"]),
+        Route("/executions", view(executions), methods=["GET"]),
+        Route("/entities", view(entities), methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     middleware = [Middleware(OnlyGet)]

@@ -328,8 +328,8 @@ def _neighbourhood(
     remapped: dict[tuple[str, str, str], Edge] = {}
     for e in graph["edges"]:
         a, b = mapped.get(e["source"], e["source"]), mapped.get(e["target"], e["target"])
-        if a == b:
-            continue
+        if a == b or ((a in runs or b in runs) and a in nodes and b in nodes):
+            continue  # inside a run, or beside the chain's own edge to or from it
         note = e.get("field") or None
         remapped.setdefault((a, b, e["kind"]), Edge(a, b, e["kind"], note=note))
     around: dict[str, set[str]] = defaultdict(set)
@@ -384,10 +384,8 @@ def _execution_facts(reader: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for start in range(0, len(ids), 256):
         chunk = ids[start : start + 256]
-        inlist = ", ".join(f"'{i}'" for i in chunk if all(c in "0123456789abcdef-" for c in i))
-        if not inlist:
-            continue
-        result = reader.analytics.page(f"SELECT * FROM executions WHERE execution_id::VARCHAR IN ({inlist})", None, None)
+        marks = ", ".join("?" * len(chunk))
+        result = reader.analytics.page(f"SELECT * FROM executions WHERE execution_id::VARCHAR IN ({marks})", chunk, None)
         for row in result.rows:
             fact = {c: _plain(v) for c, v in zip(result.columns, row)}
             out[str(fact["execution_id"])] = fact

@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from html import escape
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import ledger.cli.render as render
 from ledger.cli.ui.layout import Layout
@@ -32,14 +32,18 @@ from projections.audit import (
 )
 
 __all__ = [
+    "entities_page",
     "entity_page",
     "error_page",
+    "executions_page",
+    "functions_page",
     "execution_page",
     "lineage_page",
     "log_page",
     "page",
     "rows_html",
     "sql_page",
+    "tables_html",
     "tree_html",
 ]
 
@@ -66,7 +70,8 @@ def page(title: str, body: str, *, heading: str | None = None) -> str:
         '<link rel="stylesheet" href="/static/ui.css">'
         '<script src="/static/ui.js" defer></script></head><body>'
         '<header><a class="brand" href="/">entity-ledger</a>'
-        '<nav><a href="/">log</a><a href="/sql">sql</a></nav>'
+        '<nav><a href="/">log</a><a href="/functions">functions</a><a href="/executions">runs</a>'
+        '<a href="/entities">entities</a><a href="/sql">sql</a></nav>'
         '<form class="jump" action="/id" method="get"><input name="ref" placeholder="id or 8+ hex digits" '
         'aria-label="go to id"><button>go</button></form></header>'
         f"<main><h1>{_e(heading if heading is not None else title)}</h1>{body}</main></body></html>\n"
@@ -102,7 +107,7 @@ def rows_html(
 
 
 def error_page(status: int, message: str) -> str:
-    reason = {400: "bad request", 404: "not found", 405: "method not allowed"}.get(status, "error")
+    reason = {400: "bad request", 404: "not found", 405: "method not allowed", 503: "unavailable"}.get(status, "error")
     return page(f"{status} {reason}", f'<p class="error">{_e(message)}</p>')
 
 
@@ -198,7 +203,7 @@ def lineage_page(
     classes = ["later" if position is not None and r.version.position > position else "" for r in rows]
     if erasure is not None:
         classes.append("tombstone")
-    body.append('<section><h2>versions</h2>' + rows_html(table, css="history", row_classes=classes) + "</section>")
+    body.append('<section><h2>versions</h2><div class="hscroll">' + rows_html(table, css="history", row_classes=classes) + "</div></section>")
     title = f"{render.short_type(first.entity_type)} lineage {lineage_id}"
     return page(title, "".join(body))
 
@@ -331,3 +336,78 @@ def sql_page(
         if total is not None and total > len(rows):
             out.append(f'<p class="note">{len(rows):,} of {total:,} rows shown</p>')
     return page("sql", "".join(out))
+
+
+# ---------------------------------------------------------------- ways in
+def _link_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], links: dict[str, str], css: str = "browse") -> str:
+    """Rows as a table whose cells in ``links``'s columns link to ``links[column].format(value)``;
+    every other cell as ``rows_html`` shows it (ids linked, times in a span)."""
+    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    body = []
+    for row in rows:
+        cells = []
+        for column, value in zip(columns, row):
+            if column in links and value is not None:
+                href = links[column].format(quote(str(value), safe=""))
+                cells.append(f'<td><a href="{_e(href)}">{_e(render.cell(value))}</a></td>')
+            else:
+                cells.append(f"<td>{_cell(value)}</td>")
+        cls = ' class="failed"' if "failed" in row else ""
+        body.append(f"<tr{cls}>{''.join(cells)}</tr>")
+    return (f'<div class="hscroll"><table class="{_e(css)}"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+def functions_page(found: Any) -> str:
+    """Every function in the log, each linking to its runs."""
+    note = f'<p class="note">{_e(found.note)}</p>' if found.note else ""
+    table = _link_table(found.columns, found.rows, {"function": "/executions?function={}"}) if found.rows else '<p class="empty">no executions in this log</p>'
+    return page("functions", note + table)
+
+
+def executions_page(found: Any, filters: dict[str, str], page_no: int, per_page: int) -> str:
+    """One page of runs, newest first, with the filters and links to the pages before and after."""
+    fields = "".join(
+        f'<label>{name} <input name="{name}" value="{_e(filters.get(name, ""))}" placeholder="{_e(hint)}"></label>'
+        for name, hint in (("function", "glob, e.g. school.*"), ("status", "succeeded or failed"), ("actor", "who ran it"))
+    )
+    form = f'<form class="filters" action="/executions" method="get">{fields}<button>filter</button> <a href="/executions">clear</a></form>'
+    out = [form]
+    if found.note:
+        out.append(f'<p class="note">{_e(found.note)}</p>')
+    if not found.rows:
+        out.append('<p class="empty">no executions match</p>')
+    else:
+        first = (page_no - 1) * per_page + 1
+        out.append(f'<p class="meta">runs {first:,}–{first + len(found.rows) - 1:,} of {found.total:,}, newest first</p>')
+        out.append(_link_table(found.columns, found.rows, {"function_name": "/executions?function={}", "execution_id": "/execution/{}"},
+                               css="runs"))
+    keep = {k: v for k, v in filters.items() if v}
+    pager = []
+    if page_no > 1:
+        pager.append(f'<a rel="prev" href="/executions?{_e(urlencode(keep | {"page": page_no - 1}))}">← newer</a>')
+    if page_no * per_page < found.total:
+        pager.append(f'<a rel="next" href="/executions?{_e(urlencode(keep | {"page": page_no + 1}))}">older →</a>')
+    if pager:
+        out.append(f'<p class="pager">{" · ".join(pager)}</p>')
+    return page("runs", "".join(out))
+
+
+def entities_page(types: Any, entity_type: str | None = None, lineages: Any = None) -> str:
+    """Entity types with their counts; with a type, its lineages, each linking to its page."""
+    out = [_link_table(types.columns, types.rows, {"entity_type": "/entities?type={}"})]
+    if entity_type is not None and lineages is not None:
+        shown = f"{len(lineages.rows):,} of {lineages.total:,}" if lineages.total > len(lineages.rows) else f"{lineages.total:,}"
+        out.append(f"<h2>lineages of {_e(render.short_type(entity_type))} <small>{shown}, latest change first</small></h2>")
+        out.append(_link_table(lineages.columns, lineages.rows, {"lineage_id": "/lineage/{}"}))
+    return page("entities", "".join(out))
+
+
+def tables_html(listing: Sequence[tuple[str, Sequence[tuple[str, str]]]]) -> str:
+    """The analytics tables and their columns (what a query can read), each a click away from its first rows."""
+    items = []
+    for table, columns in listing:
+        cols = ", ".join(f'<span class="col">{_e(c)}</span> <small>{_e(t.lower())}</small>' for c, t in columns)
+        href = "/sql?" + urlencode({"q": f"SELECT * FROM {table} LIMIT 50"})
+        items.append(f'<li><a href="{_e(href)}"><strong>{_e(table)}</strong></a>: {cols}</li>')
+    return f'<section class="tables"><h2>tables <small>{len(listing)}</small></h2><ul>{"".join(items)}</ul></section>'
