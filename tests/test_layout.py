@@ -260,3 +260,31 @@ def test_200_versions_at_every_depth(tmp_path: Path) -> None:
             check_chain(layout, 200)
     finally:
         site.close()
+
+
+# ---------------------------------------------------------------- ways in
+def test_functions_runs_entities_and_tables(demo: Site) -> None:
+    """``/functions`` counts what ``executions`` holds; ``/executions`` filters and pages;
+    ``/entities`` leads to lineages; ``/sql`` with no query lists every table with its columns."""
+    functions = demo.client.get("/functions").text
+    for name, runs, failures in demo.sql("select function_name, count(*), count(*) filter (where not succeeded) from executions group by 1"):
+        assert f'<a href="/executions?function={name}">{name}</a></td><td>{runs}</td><td>{failures}</td>' in functions
+    failed = demo.client.get("/executions", params={"status": "failed"}).text
+    (expected,) = demo.sql("select count(*) from executions where not succeeded")[0]
+    assert failed.count('<tr class="failed">') == expected >= 1
+    total = demo.sql("select count(*) from executions")[0][0]
+    first = demo.client.get("/executions").text
+    assert f"of {total:,}, newest first" in first
+    assert demo.client.get("/executions", params={"actor": "nobody"}).status_code == 200
+    assert demo.client.get("/executions", params={"status": "maybe"}).status_code == 400
+    entities = demo.client.get("/entities").text
+    types = demo.sql("select entity_type, count(distinct lineage_id) from entity_versions group by 1")
+    assert all(f"<td>{n}</td>" in entities for _, n in types)
+    kind, lineages = types[0]
+    listed = demo.client.get("/entities", params={"type": kind}).text
+    assert len(set(re.findall(r'href="/lineage/([0-9a-f-]{36})"', listed))) == lineages
+    assert demo.client.get("/entities", params={"type": "no.such:Type"}).status_code == 404
+    sql = demo.client.get("/sql").text
+    for table in ("executions", "entity_versions", "lineage_edges"):
+        assert f"<strong>{table}</strong>" in sql
+    assert '<span class="col">function_name</span>' in sql
