@@ -37,7 +37,7 @@ from typing import Any
 
 from ledger.errors import LedgerError
 from projections.audit import Erasure, HistoryRow
-from projections.lineage import entity_label
+from projections.lineage import entity_label, lineage_graph
 
 __all__ = [
     "COLLAPSE_MIN",
@@ -305,7 +305,12 @@ def lineage_layout(
                                     "what it means": "personal fields of every version read as ERASED"})
         edges[(items[-1].node_id, tomb, "erased")] = Edge(items[-1].node_id, tomb, "erased")
     if depth > 0 and shown_rows:
-        graph = reader.lineage_graph(lineage_id, direction="both", depth=depth, position=position).to_json()
+        # walked from the versions drawn one by one, not from all the lineage's: a collapsed
+        # run's neighbourhood is not drawn, and walking it cost most of a long lineage's page
+        shown = [str(item.rows[0].version.ecs_id) for item in items if item.run_id is None]
+        graph = reader.analytics.read(
+            lambda con: lineage_graph(con, shown, direction="both", depth=depth, position=position)
+        ).to_json()
         _neighbourhood(reader, graph, owner, nodes, edges)
     chain_ids = [item.node_id for item in items] + [n for n in nodes if nodes[n].kind == "erasure"]
     ordered = _order(nodes, edges, chain_ids)
