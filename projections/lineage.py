@@ -291,13 +291,14 @@ def _describe(con: duckdb.DuckDBPyConnection, graph: LineageGraph, kinds: dict[s
 
 def lineage_graph(
     con: duckdb.DuckDBPyConnection,
-    ref: str | UUID,
+    ref: str | UUID | list[str],
     *,
     direction: str = "both",
     depth: int | None = None,
     position: int | None = None,
 ) -> LineageGraph:
-    """The graph around ``ref`` (ecs_id, execution_id or lineage_id: all its versions)."""
+    """The graph around ``ref`` (ecs_id, execution_id or lineage_id: all its versions; or a list
+    of ecs_ids, walked from together)."""
     walk = _DIRECTIONS.get(direction)
     if walk is None:
         raise LineageQueryError(f"direction: expected upstream, downstream or both, got {direction!r}")
@@ -306,9 +307,12 @@ def lineage_graph(
     if position is not None and position < 0:
         raise LineageQueryError(f"position: must be 0 or more, got {position}")
     pos = _EVERYTHING if position is None else position
-    canonical = _canonical(ref)
     _index(con)
-    start, start_kind = _start_nodes(con, canonical, pos)
+    if isinstance(ref, (list, tuple)):  # several versions at once (the web page's shown versions)
+        start, start_kind = [_canonical(r) for r in ref], "entity"
+        ref = ",".join(start)
+    else:
+        start, start_kind = _start_nodes(con, _canonical(ref), pos)
     kinds = {s: start_kind for s in start}
     edges: dict[tuple[str, str, str, str | None], Edge] = {}
     if walk in ("upstream", "both"):

@@ -32,7 +32,8 @@ from ledger.cli.commands import open_reader
 from ledger.cli.demo import build_demo
 from ledger.cli.ui import create_app
 from ledger.cli.ui.pages import tree_html
-from ledger.cli.ui.svg import NODE_H, NODE_W, layout, to_svg
+from ledger.cli.ui.layout import Edge, Layout, Node
+from ledger.cli.ui.svg import to_svg
 from tests.conftest import fresh_pg_url
 from tests.models import Grade, Patient
 from tools.ui_server import running_ui
@@ -152,7 +153,8 @@ class TestLineagePage:
         executions = {n["id"] for n in graph["nodes"] if n["kind"] == "execution"}
         versions = {n["id"] for n in graph["nodes"] if n["kind"] == "entity"}
         assert set(ids(svg, "execution")) == executions and set(ids(svg, "entity")) == versions
-        assert svg.count("marker-end=") == len(graph["edges"])
+        drawn = demo.client.get(f"/lineage/{demo.featured}/layout.json").json()
+        assert svg.count("marker-end=") == len(drawn["edges"]) >= len({(e["source"], e["target"], e["kind"]) for e in graph["edges"]})
         history = demo.sql(f"select ecs_id from entity_versions where lineage_id = '{demo.featured}' order by position")
         table = page.text[page.text.index("<h2>versions") :]
         assert re.findall(r'<td><a href="/id/([0-9a-f-]{36})"', table) == [str(r[0]) for r in history]
@@ -403,104 +405,8 @@ class TestHostileText:
     @settings(max_examples=200, deadline=None)
     @given(st.text(), st.text())
     def test_any_label_or_id_in_the_graph_is_text(self, label: str, kind: str) -> None:
-        """Hostile labels, kinds and ids in a graph's JSON leave the SVG with only its own tags."""
-        graph = {
-            "start": ["a"],
-            "nodes": [{"id": "a", "kind": "entity", "label": label}, {"id": label or "b", "kind": "execution", "label": kind}],
-            "edges": [{"source": "a", "target": label or "b", "kind": kind, "execution_id": None}],
-        }
-        svg, _ = to_svg(graph)
-        assert set(re.findall(r"</?([a-zA-Z]+)", svg)) <= {"svg", "defs", "marker", "path", "g", "text", "a", "title", "rect", "polygon"}
-
-
-class TestLongLivedServer:
-    def test_what_is_appended_while_it_serves_is_shown(self, tmp_path: Path) -> None:
-        """One reader serves for as long as the command runs: a version, an execution and an
-        erasure appended by another writer meanwhile appear on the next request."""
-        url = f"sqlite:///{tmp_path / 'live.db'}"
-        with Ledger(url) as led:
-            p = Patient(name="Xavier", ward="west")
-            led.registry.register_entity(p)
-        reader = open_reader(url, analytics="memory", with_analytics=True)
-        client = TestClient(create_app(reader))
-        try:
-            before = client.get(f"/lineage/{p.lineage_id}").text
-            assert "tombstone" not in before and "&quot;Xavier&quot;" in client.get(f"/entity/{p.ecs_id}").text
-            with Ledger(url) as led:
-                p.ward = "south"
-                led.registry.version_entity(p)
-                led.erase(p.lineage_id, reason="asked")
-            after = client.get(f"/lineage/{p.lineage_id}").text
-            assert '<div class="tombstone"><strong>erased</strong>' in after
-            assert "ward: &#x27;west&#x27; -&gt; &#x27;south&#x27;" in after
-            assert "Xavier" not in client.get(f"/entity/{p.lineage_id}").text
-            assert "<td>entity.erased</td>" in client.get("/").text
-        finally:
-            client.close()
-            reader.close()
-
-
-# ------------------------------------------------------------------ the layout
-dags = st.integers(min_value=1, max_value=25).flatmap(
-    lambda n: st.tuples(
-        st.just(n),
-        st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)).filter(lambda e: e[0] < e[1]), max_size=3 * n),
-    )
-)
-
-
-class TestLayout:
-    @settings(max_examples=150, deadline=None)
-    @given(dags)
-    def test_every_node_placed_no_overlap_edges_left_to_right(self, dag: tuple[int, list[tuple[int, int]]]) -> None:
-        """Any DAG: each node gets a box inside the drawing, no two boxes overlap, every edge goes to a later column."""
-        n, pairs = dag
-        nodes = [f"n{i}" for i in range(n)]
-        edges = [(f"n{a}", f"n{b}") for a, b in pairs]
-        place = layout(nodes, edges)
-        assert set(place.places) == set(nodes)
-        boxes = list(place.places.values())
-        for i, (x1, y1) in enumerate(boxes):
-            assert 0 <= x1 and x1 + NODE_W <= place.width and 0 <= y1 and y1 + NODE_H <= place.height
-            for x2, y2 in boxes[i + 1 :]:
-                assert abs(x1 - x2) >= NODE_W or abs(y1 - y2) >= NODE_H
-        for s, t in edges:
-            assert place.places[s][0] < place.places[t][0]
-
-    def test_a_cycle_in_damaged_rows_is_still_drawn(self) -> None:
-        """Rows that form a cycle (the log cannot, damaged rows might) still give every node a place."""
-        place = layout(["a", "b", "c"], [("a", "b"), ("b", "c"), ("c", "b")])
-        assert set(place.places) == {"a", "b", "c"}
-
-    def test_a_big_neighbourhood_is_cut_and_says_so(self) -> None:
-        """More nodes than ``max_nodes``: the start nodes are kept, the count left out is returned."""
-        nodes = [{"id": f"n{i}", "kind": "entity", "label": str(i), "position": i} for i in range(30)]
-        graph = {"start": ["n29"], "nodes": nodes, "edges": [{"source": f"n{i}", "target": f"n{i + 1}", "kind": "version"} for i in range(29)]}
-        svg, dropped = to_svg(graph, max_nodes=10)
-        assert dropped == 20 and 'data-id="n29"' in svg and svg.count("<a ") == 10
-
-
-class TestCommand:
-    @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-    def test_the_served_store_is_left_as_it_was(self, tmp_path: Path, stop: int) -> None:
-        """``ledger ui`` serving pages of a WAL-mode SQLite store, then stopped by Ctrl-C or SIGTERM,
-        leaves the store's bytes as they were and no ``-wal``, ``-shm`` or journal beside it."""
-        url = f"sqlite:///{tmp_path / 'demo.db'}"
-        build_demo_store(url).ledger.close()
-        before = fingerprint(url)
-        with running_ui(url, analytics="memory", stop=stop) as base, httpx2.Client(base_url=base) as client:
-            for path in ["/", "/lineage/12f034c1", "/entity/12f034c1", "/sql?q=select+count(*)+from+events"]:
-                assert client.get(path).status_code == 200, path
-            assert (tmp_path / "demo.db-wal").exists()  # while it serves, SQLite reads a WAL store this way
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.db"]
-        assert fingerprint(url) == before
-
-    def test_ui_on_a_missing_store_is_one_line_and_creates_nothing(self, tmp_path: Path) -> None:
-        """``ledger ui`` on a store that does not exist exits 1 with one line and writes no file."""
-        script = Path(sys.executable).parent / "ledger"
-        done = subprocess.run(
-            [str(script), "ui", "--db", f"sqlite:///{tmp_path / 'missing.db'}", "--port", "0"],
-            capture_output=True, text=True, timeout=60,
-        )
-        assert done.returncode == 1 and done.stderr.startswith("error:") and len(done.stderr.strip().splitlines()) == 1
-        assert list(tmp_path.iterdir()) == []
+        """Hostile labels, kinds and ids in a layout leave the SVG with only its own tags."""
+        nodes = [Node("a", "entity", label, kind), Node(label or "b", "execution", kind, label), Node("r", "run", label, kind, collapsed=3)]
+        edges = [Edge("a", label or "b", kind, [(0.0, 0.0), (1.0, 1.0)], note=label)]
+        svg = to_svg(Layout(label, 2, None, (label,), nodes, edges, 10.0, 10.0, label))
+        assert set(re.findall(r"</?([a-zA-Z]+)", svg)) <= {"svg", "defs", "marker", "path", "g", "text", "a", "title", "rect", "polygon", "polyline"}

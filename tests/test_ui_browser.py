@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.test_ui import build_demo_store
+from tools.long_lineage import build_long_lineage
 from tools.ui_server import (
     CHROMIUM,
     CHROMIUM_FLAGS,
@@ -60,20 +61,112 @@ def test_lineage_page_dom_holds_the_graph_as_svg(site: tuple[str, str]) -> None:
     assert svg.count("<polygon") == len(executions) and svg.count('marker-end="url(#arrow)"') >= len(executions)
 
 
-def test_clicking_a_function_node_opens_its_execution(site: tuple[str, str], browser: Any) -> None:
-    """A click on an execution node in the drawn graph leads to that execution's page."""
+def test_clicking_a_function_node_fills_the_side_panel_which_opens_its_execution(site: tuple[str, str], browser: Any) -> None:
+    """A click on an execution node selects it: the side panel shows its function and status,
+    and the panel's link leads to that execution's page."""
     base, lineage = site
-    page = browser.new_page()
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(f"{base}/lineage/{lineage}")
     node = page.locator("svg.lineage a.node.execution").first
     target = node.get_attribute("href")
     label = node.locator("text.label").text_content() or ""
     node.click()
+    panel = page.locator("aside.panel")
+    assert panel.locator("h3").inner_text().startswith(label)
+    assert panel.locator("th", has_text="function").count() == 1 and panel.locator("th", has_text="status").count() == 1
+    assert panel.locator("th", has_text="actor").count() == 1  # "unknown" until the run record holds one
+    assert page.url.startswith(f"{base}/lineage/")
+    panel.locator("a.open").click()
     page.wait_for_url(f"**{target}")
-    assert page.url == f"{base}{target}"
     heading = page.locator("h1").inner_text()
-    assert heading.startswith(label.rstrip("…").removesuffix("()")) and heading.endswith(("succeeded", "failed"))
-    assert page.locator("table.detail td", has_text="function").count() == 1
+    assert heading.startswith(label.removesuffix("()")) and heading.endswith(("succeeded", "failed"))
+    page.close()
+
+
+def test_a_version_node_shows_what_changed(site: tuple[str, str], browser: Any) -> None:
+    """A click on one of the lineage's versions shows its version number and what changed."""
+    base, lineage = site
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{base}/lineage/{lineage}")
+    page.locator("svg.lineage a.node.entity.own").nth(1).click()
+    panel = page.locator("aside.panel")
+    assert panel.locator("th", has_text="what changed").count() == 1
+    assert "gpa" in panel.inner_text()
+    page.close()
+
+
+def test_labels_are_readable_on_the_first_screen(site: tuple[str, str], browser: Any) -> None:
+    """At 1400x1000 every label visible in the graph's viewport is drawn at 10 px or more."""
+    base, lineage = site
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{base}/lineage/{lineage}")
+    view = page.locator(".graph-view").bounding_box()
+    assert view is not None
+    heights = []
+    for text in page.locator("svg.lineage a.node text.label").all():
+        box = text.bounding_box()
+        if box and box["x"] >= view["x"] and box["x"] + box["width"] <= view["x"] + view["width"] and view["y"] <= box["y"] <= view["y"] + view["height"]:
+            heights.append(box["height"])
+    assert len(heights) >= 4 and min(heights) >= 10
+    page.close()
+
+
+def test_a_wheel_over_the_graph_zooms_it(site: tuple[str, str], browser: Any) -> None:
+    """A wheel turn over the graph zooms in (the viewBox's scale), the fit button shows it all, "-" zooms out."""
+    base, lineage = site
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{base}/lineage/{lineage}")
+    svg = page.locator("svg.lineage")
+    before = float(svg.get_attribute("data-scale") or "0")
+    box = page.locator(".graph-view").bounding_box()
+    assert box is not None and before > 0
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, -400)
+    page.wait_for_function("(b) => parseFloat(document.querySelector('svg.lineage').getAttribute('data-scale')) > b", arg=before)
+    zoomed = float(svg.get_attribute("data-scale") or "0")
+    assert zoomed > before
+    page.locator("[data-zoom=fit]").click()
+    fitted = float(svg.get_attribute("data-scale") or "0")
+    assert fitted < zoomed
+    page.locator(".graph-view").focus()
+    page.keyboard.press("-")
+    assert float(svg.get_attribute("data-scale") or "0") == pytest.approx(fitted * 0.8, rel=1e-3)
+    page.close()
+
+
+def test_a_click_on_a_collapsed_run_expands_it(tmp_path_factory: pytest.TempPathFactory, browser: Any) -> None:
+    """On a 200-version lineage the page opens on the latest version; a click on a collapsed run
+    draws the page again with that run's versions in its place."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('long') / 'long.db'}"
+    lineage = build_long_lineage(url, 200)
+    with running_ui(url, analytics="memory") as base:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{base}/lineage/{lineage}")
+        latest = page.locator("svg.lineage a.node.start")
+        assert (latest.locator("text.label").text_content() or "") == "Account v200"
+        box, view = latest.bounding_box(), page.locator(".graph-view").bounding_box()
+        assert box and view and view["x"] <= box["x"] and box["x"] + box["width"] <= view["x"] + view["width"]
+        run = page.locator('svg.lineage a.node.run[data-collapsed]').last
+        run_id = run.get_attribute("data-id") or ""
+        count = int(run.get_attribute("data-collapsed") or "0")
+        run.scroll_into_view_if_needed()
+        page.locator("[data-zoom=fit]").click()
+        run.dispatch_event("click")
+        page.wait_for_url(re.compile(rf".*expand={run_id}.*"))
+        first, last = (int(v) for v in run_id.split("-")[1:])
+        labels = set(page.locator("svg.lineage a.node.entity text.label").all_text_contents())
+        assert {f"Account v{v}" for v in range(first, last + 1)} <= labels and last - first + 1 == count
+        page.close()
+
+
+def test_the_history_table_scrolls_at_800_px(site: tuple[str, str], browser: Any) -> None:
+    """At 800 px wide the page does not overflow: the versions table scrolls inside its box."""
+    base, lineage = site
+    page = browser.new_page(viewport={"width": 800, "height": 900})
+    page.goto(f"{base}/lineage/{lineage}")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 800
+    scroller = page.locator("section .hscroll").first
+    assert scroller.evaluate("el => el.scrollWidth > el.clientWidth")
     page.close()
 
 

@@ -1,10 +1,13 @@
-"""Regenerate ``tools/ui_lineage.png``: the demo's lineage page, as headless chromium draws it.
+"""Regenerate the web page's pictures, as headless chromium draws them (its script run first).
 
-Builds the demo in a temporary directory (its ids are seeded, so the picture shows the ids
+Builds the demo in a temporary directory (its ids are seeded, so the pictures show the ids
 README.md prints), serves it with ``ledger ui`` and has the same ``/usr/bin/chromium`` the
-browser tests use take a screenshot of Alice's lineage page.
+browser tests use take screenshots: Alice's lineage page (``tools/ui_lineage.png``, the
+README's picture), the page of the lineage ``school.class_mean`` wrote
+(``docs/images/ui_class_mean.png``) and, from a second store, a 300-version lineage
+(``tools/long_lineage.py``; ``docs/images/ui_long_lineage.png``).
 
-    .venv/bin/python tools/ui_screenshot.py [--out tools/ui_lineage.png] [--width 1400 --height 950]
+    .venv/bin/python tools/ui_screenshot.py [--width 1400 --height 1000]
 """
 
 from __future__ import annotations
@@ -16,35 +19,57 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ledger import Ledger  # noqa: E402
 from ledger.cli.demo import build_demo  # noqa: E402
+from tools.long_lineage import build_long_lineage  # noqa: E402
 from tools.ui_server import chromium, missing_chromium, running_ui  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+IMAGES = HERE.parent / "docs" / "images"
+
+
+def shoot(url: str, out: Path, width: int, height: int) -> None:
+    chromium(
+        "--hide-scrollbars",
+        f"--window-size={width},{height}",
+        "--virtual-time-budget=4000",
+        f"--screenshot={out.resolve()}",
+        url,
+    )
+    print(f"wrote {out}")
+
+
+def class_mean_lineage(url: str) -> str:
+    with Ledger(url, create=False) as led:
+        rows = led.sql(
+            "select o.lineage_id from executions x join execution_outputs o using (execution_id) "
+            "where x.function_name = 'school.class_mean'"
+        ).fetchall()
+    return str(rows[0][0])
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=HERE / "ui_lineage.png")
     parser.add_argument("--width", type=int, default=1400)
-    parser.add_argument("--height", type=int, default=950)
+    parser.add_argument("--height", type=int, default=1000)
     args = parser.parse_args()
     reason = missing_chromium()
     if reason is not None:
-        print(f"cannot take the screenshot: {reason}", file=sys.stderr)
+        print(f"cannot take the screenshots: {reason}", file=sys.stderr)
         return 1
+    IMAGES.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'demo.db'}"
         result = build_demo(url)
         result.ledger.close()
+        mean = class_mean_lineage(url)
         with running_ui(url, analytics="memory") as base:
-            chromium(
-                "--hide-scrollbars",
-                f"--window-size={args.width},{args.height}",
-                "--virtual-time-budget=3000",
-                f"--screenshot={args.out.resolve()}",
-                f"{base}/lineage/{result.featured_lineage}",
-            )
-    print(f"wrote {args.out}")
+            shoot(f"{base}/lineage/{result.featured_lineage}", HERE / "ui_lineage.png", args.width, args.height)
+            shoot(f"{base}/lineage/{mean}", IMAGES / "ui_class_mean.png", args.width, args.height)
+        long_url = f"sqlite:///{Path(tmp) / 'long.db'}"
+        lineage = build_long_lineage(long_url, 300)
+        with running_ui(long_url, analytics="memory") as base:
+            shoot(f"{base}/lineage/{lineage}", IMAGES / "ui_long_lineage.png", args.width, args.height)
     return 0
 
 

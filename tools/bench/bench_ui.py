@@ -60,6 +60,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--cache", default="/tmp/entity-ledger-bench")
     ap.add_argument("--db", help="an existing SQLite store of the workload mix to use as it is (no --events build)")
+    ap.add_argument("--layout-only", action="store_true", help="only the 300-version lineage's layout time")
     args = ap.parse_args()
     if args.db:
         path = args.db
@@ -67,6 +68,9 @@ def main() -> None:
         os.makedirs(args.cache, exist_ok=True)
         path = os.path.join(args.cache, f"ui_{args.events}.db")
         build_log(path, args.events)
+    layout_report(path, args.repeat)
+    if args.layout_only:
+        return
     raw = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     head = raw.execute("SELECT max(rowid) FROM stored_events").fetchone()[0]
     url = f"sqlite:///{path}"
@@ -123,6 +127,51 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
+
+
+LONG = 300
+
+
+def layout_report(path: str, repeat: int) -> None:
+    """The lineage picture's server time for a 300-version lineage in this log.
+
+    The lineage (``tools/long_lineage.py``) is appended to the store once (kept with it). The
+    layout is measured in-process, uncached each time: the graph walk (DuckDB), the collapse,
+    ``dot`` and the conversion; then the whole page over HTTP, first request (the layout made)
+    and later ones (the layout cached, as a reader panning and expanding sees).
+    """
+    from ledger import Ledger
+    from ledger.cli.commands import open_reader
+    from ledger.cli.ui.layout import lineage_layout
+    from projections import audit
+    from tools.long_lineage import build_long_lineage
+
+    url = f"sqlite:///{path}"
+    with Ledger(url, create=False) as led:
+        found = led.sql(f"select lineage_id from entity_versions where entity_type like '%Account' "
+                        f"group by 1 having count(*) = {LONG} limit 1").fetchall()
+        lineage = str(found[0][0]) if found else None
+        if lineage is None:
+            note(f"appending a {LONG}-version lineage…")
+            lineage = str(build_long_lineage(url, LONG, led=led))
+        events = led.sql("select max(position) from events").fetchall()[0][0]
+    reader = open_reader(url, with_analytics=True)
+    try:
+        rows = audit.history(reader, lineage)
+        for depth in (0, 2):
+            made = lineage_layout(reader, lineage, rows, depth=depth, position=None)
+            took = times(lambda: lineage_layout(reader, lineage, rows, depth=depth, position=None), repeat)
+            history = times(lambda: audit.history(reader, lineage), repeat)
+            print(f"layout of a {LONG}-version lineage at {events:,} events, depth {depth}: {ms(took)} "
+                  f"({len(made.nodes)} nodes, {len(made.edges)} edges); audit.history {ms(history)}")
+    finally:
+        reader.close()
+    with running_ui(url, timeout=3600) as base, httpx2.Client(base_url=base, timeout=600) as client:
+        t = time.perf_counter()
+        client.get(f"/lineage/{lineage}").raise_for_status()
+        first = (time.perf_counter() - t) * 1000
+        again = times(lambda: client.get(f"/lineage/{lineage}").raise_for_status(), repeat)
+        print(f"page /lineage/<300 versions> over HTTP: first {first:.1f} ms, cached layout {ms(again)}")
 
 
 if __name__ == "__main__":

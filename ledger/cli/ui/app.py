@@ -34,7 +34,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import ledger.cli.render as render
 from ledger.cli.parsing import log_bound
-from ledger.cli.ui import pages
+from ledger.cli.ui import browse, pages
+from ledger.cli.ui.layout import LayoutCache, LayoutUnavailable, lineage_layout, parse_expand
 from ledger.errors import AddressError, EntityNotFoundError, LedgerError
 from projections import audit
 from projections.readonly import one_line
@@ -148,20 +149,42 @@ def create_app(reader: Any, *, allowed_hosts: list[str] | None = None) -> Starle
         )
         return HTMLResponse(pages.log_page(entries, filters, limit))
 
-    def lineage(request: Request) -> Response:
+    layouts = LayoutCache()
+
+    def lineage_view(request: Request) -> tuple[Any, ...]:
+        """What a lineage page and its ``layout.json`` share: the versions, the erasure, and the
+        layout (or why there is none: not recorded yet, or no ``dot`` to lay it out)."""
         lineage_id = audit.lineage_of(reader, request.path_params["ref"], "lineage_id")
         head = audit.head(reader)
         position = _int(request, "position", None)
-        depth = _int(request, "depth", DEFAULT_DEPTH, high=50)
+        depth = _int(request, "depth", DEFAULT_DEPTH, high=50) or 0
         rows = audit.history(reader, lineage_id)
+        expand = parse_expand(request.query_params.getlist("expand"), len(rows))
         erased = audit.erasure(reader, lineage_id)
-        graph, missing = None, None
         if position is not None and position < rows[0].version.position:
             missing = f"lineage {lineage_id} did not exist yet at position {position} (first recorded at {rows[0].version.position})"
-        else:
-            graph = reader.lineage_graph(str(lineage_id), direction="both", depth=depth, position=position).to_json()
-        html = pages.lineage_page(rows, erased, graph, position=position, head=head, depth=depth or 0, missing=missing)
+            return lineage_id, head, position, depth, rows, erased, None, missing
+        key = (str(lineage_id), depth, position, expand, head)
+        try:
+            made = layouts.get(key, lambda: lineage_layout(
+                reader, str(lineage_id), rows, depth=depth, position=position, expand=expand, erasure=erased))
+        except LayoutUnavailable as exc:
+            return lineage_id, head, position, depth, rows, erased, None, one_line(exc)
+        return lineage_id, head, position, depth, rows, erased, made, None
+
+    def lineage(request: Request) -> Response:
+        _, head, position, depth, rows, erased, made, missing = lineage_view(request)
+        html = pages.lineage_page(rows, erased, made, position=position, head=head, depth=depth, missing=missing)
         return HTMLResponse(html)
+
+    def lineage_json(request: Request) -> Response:
+        try:
+            _, _, _, _, _, _, made, missing = lineage_view(request)
+        except (LedgerError, ValueError) as exc:
+            return _json({"error": one_line(exc)}, _status(exc))
+        if made is None:
+            return _json({"error": missing}, 503 if "graphviz" in (missing or "") else 404)
+        return _json(made.to_json(), 200)
 
     def execution(request: Request) -> Response:
         detail = audit.execution(reader, request.path_params["ref"])
@@ -202,7 +225,7 @@ def create_app(reader: Any, *, allowed_hosts: list[str] | None = None) -> Starle
         if not query:
             if as_json:
                 return _json({"error": "q: give a query"}, 400)
-            return HTMLResponse(pages.sql_page("SHOW TABLES", limit))
+            return HTMLResponse(pages.sql_page("SHOW TABLES", limit).replace("</main>", pages.tables_html(browse.tables(reader)) + "</main>"))
         try:
             result = reader.analytics.page(query, None, limit)
         except (LedgerError, duckdb.Error) as exc:  # ReadOnlyError included: shown, nothing changed
@@ -213,17 +236,41 @@ def create_app(reader: Any, *, allowed_hosts: list[str] | None = None) -> Starle
             return Response(render.rows_as_json(result.columns, result.rows), media_type="application/json")
         return HTMLResponse(pages.sql_page(query, limit, result.columns, result.rows, result.total))
 
+    def functions(request: Request) -> Response:
+        return HTMLResponse(pages.functions_page(browse.functions(reader)))
+
+    def executions(request: Request) -> Response:
+        q = request.query_params
+        filters = {name: q.get(name, "").strip() for name in ("function", "status", "actor")}
+        page_no = _int(request, "page", 1, low=1, high=1_000_000) or 1
+        found = browse.executions(reader, page=page_no, **filters)
+        return HTMLResponse(pages.executions_page(found, filters, page_no, browse.EXECUTION_PAGE))
+
+    def entities(request: Request) -> Response:
+        entity_type = request.query_params.get("type", "").strip() or None
+        types = browse.entity_types(reader)
+        lineages = None
+        if entity_type is not None:
+            if entity_type not in {str(r[0]) for r in types.rows}:
+                raise EntityNotFoundError(f"type: {entity_type!r:.80} is no entity type in this log")
+            lineages = browse.lineages_of_type(reader, entity_type)
+        return HTMLResponse(pages.entities_page(types, entity_type, lineages))
+
     async def not_found(request: Request, exc: Exception) -> Response:
         return HTMLResponse(pages.error_page(404, f"no page at {request.url.path}"), status_code=404)
 
     routes = [
         Route("/", view(log), methods=["GET"]),
+        Route("/lineage/{ref}/layout.json", view(lineage_json), methods=["GET"]),
         Route("/lineage/{ref}", view(lineage), methods=["GET"]),
         Route("/execution/{ref}", view(execution), methods=["GET"]),
         Route("/entity/{ref}", view(entity), methods=["GET"]),
         Route("/id", view(by_id), methods=["GET"]),
         Route("/id/{ref}", view(by_id), methods=["GET"]),
         Route("/sql", view(sql), methods=["GET"]),
+        Route("/functions", view(functions), methods=["GET"]),
+        Route("/executions", view(executions), methods=["GET"]),
+        Route("/entities", view(entities), methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     middleware = [Middleware(OnlyGet)]

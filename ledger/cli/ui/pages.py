@@ -16,10 +16,11 @@ import re
 from collections.abc import Sequence
 from html import escape
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import ledger.cli.render as render
-from ledger.cli.ui.svg import to_svg
+from ledger.cli.ui.layout import Layout
+from ledger.cli.ui.svg import node_href, to_svg
 from projections.audit import (
     Erasure,
     ExecutionDetail,
@@ -31,14 +32,18 @@ from projections.audit import (
 )
 
 __all__ = [
+    "entities_page",
     "entity_page",
     "error_page",
+    "executions_page",
+    "functions_page",
     "execution_page",
     "lineage_page",
     "log_page",
     "page",
     "rows_html",
     "sql_page",
+    "tables_html",
     "tree_html",
 ]
 
@@ -65,7 +70,8 @@ def page(title: str, body: str, *, heading: str | None = None) -> str:
         '<link rel="stylesheet" href="/static/ui.css">'
         '<script src="/static/ui.js" defer></script></head><body>'
         '<header><a class="brand" href="/">entity-ledger</a>'
-        '<nav><a href="/">log</a><a href="/sql">sql</a></nav>'
+        '<nav><a href="/">log</a><a href="/functions">functions</a><a href="/executions">runs</a>'
+        '<a href="/entities">entities</a><a href="/sql">sql</a></nav>'
         '<form class="jump" action="/id" method="get"><input name="ref" placeholder="id or 8+ hex digits" '
         'aria-label="go to id"><button>go</button></form></header>'
         f"<main><h1>{_e(heading if heading is not None else title)}</h1>{body}</main></body></html>\n"
@@ -101,7 +107,7 @@ def rows_html(
 
 
 def error_page(status: int, message: str) -> str:
-    reason = {400: "bad request", 404: "not found", 405: "method not allowed"}.get(status, "error")
+    reason = {400: "bad request", 404: "not found", 405: "method not allowed", 503: "unavailable"}.get(status, "error")
     return page(f"{status} {reason}", f'<p class="error">{_e(message)}</p>')
 
 
@@ -168,7 +174,7 @@ def _slider(lineage_id: Any, position: int | None, first: int, head: int, depth:
 def lineage_page(
     rows: list[HistoryRow],
     erasure: Erasure | None,
-    graph: dict[str, Any] | None,
+    layout: Layout | None,
     *,
     position: int | None,
     head: int,
@@ -189,21 +195,54 @@ def lineage_page(
             f'<div class="tombstone"><strong>erased</strong> at position {erasure.position} ({_e(when)})'
             f"{': ' + _e(erasure.reason) if erasure.reason else ''}. Personal fields read as ERASED.</div>"
         )
-    if graph is None:
-        body.append(f'<p class="empty">{_e(missing or "no graph")}</p>')
+    if layout is None:
+        body.append(f'<p class="empty error-line">{_e(missing or "no graph")}</p>')
     else:
-        svg, dropped = to_svg(graph)
-        note = f'<p class="note">{dropped} more nodes not drawn; lower the depth to see fewer.</p>' if dropped else ""
-        counts = f"{len(graph['nodes'])} nodes, {len(graph['edges'])} edges, depth {depth}"
-        body.append(f'<section class="graph"><h2>lineage graph <small>{_e(counts)}</small></h2>{note}'
-                    f'<div class="scroll">{svg}</div></section>')
+        body.append(graph_section(layout))
     table = render.history_table(rows, erasure)
     classes = ["later" if position is not None and r.version.position > position else "" for r in rows]
     if erasure is not None:
         classes.append("tombstone")
-    body.append('<section><h2>versions</h2>' + rows_html(table, css="history", row_classes=classes) + "</section>")
+    body.append('<section><h2>versions</h2><div class="hscroll">' + rows_html(table, css="history", row_classes=classes) + "</div></section>")
     title = f"{render.short_type(first.entity_type)} lineage {lineage_id}"
     return page(title, "".join(body))
+
+
+def graph_section(layout: Layout) -> str:
+    """The drawn graph in a pan-and-zoom viewport, its tools and legend, and the side panel.
+
+    The panel's content comes from the nodes' ``details`` (the same ``Layout``), given to the
+    script as JSON in a non-executing ``<script type="application/json">`` (allowed by the
+    page's content security policy; ``<`` is escaped so no value can close the element).
+    """
+    runs = sum(1 for n in layout.nodes if n.collapsed)
+    counts = f"{len(layout.nodes)} nodes, {len(layout.edges)} edges, depth {layout.depth}"
+    if runs:
+        counts += f", {runs} collapsed run{'s' if runs > 1 else ''} (click one to open it)"
+    details = {
+        n.id: {"kind": n.kind, "label": n.label, "sublabel": n.sublabel, "href": node_href(n, layout),
+               "details": n.details, "collapsed": n.collapsed}
+        for n in layout.nodes
+    }
+    data = render.to_json(details, indent=False).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    tools = (
+        '<div class="graph-tools" role="toolbar" aria-label="graph view">'
+        '<button type="button" data-zoom="fit" title="fit the whole graph (0)">fit</button>'
+        '<button type="button" data-zoom="in" title="zoom in (+)">+</button>'
+        '<button type="button" data-zoom="out" title="zoom out (−)">−</button>'
+        '<button type="button" data-zoom="latest" title="back to the latest versions">latest</button>'
+        '<span class="hint">wheel or +/− zoom, drag or arrows pan</span>'
+        '<span class="legend"><span class="sw entity"></span>version <span class="sw run"></span>collapsed run '
+        '<span class="sw execution"></span>execution <span class="sw failed"></span>failed '
+        '<span class="sw version"></span>version chain</span></div>'
+    )
+    panel = '<aside class="panel" aria-live="polite"><p class="hint">Click a node to see its details here.</p></aside>'
+    return (
+        f'<section class="graph"><h2>lineage graph <small>{_e(counts)}</small></h2>{tools}'
+        f'<div class="graph-body"><div class="graph-view" tabindex="0" aria-label="lineage graph, pan and zoom">'
+        f'{to_svg(layout)}</div>{panel}</div>'
+        f'<script type="application/json" id="graph-details">{data}</script></section>'
+    )
 
 
 # ---------------------------------------------------------------- executions
@@ -297,3 +336,78 @@ def sql_page(
         if total is not None and total > len(rows):
             out.append(f'<p class="note">{len(rows):,} of {total:,} rows shown</p>')
     return page("sql", "".join(out))
+
+
+# ---------------------------------------------------------------- ways in
+def _link_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], links: dict[str, str], css: str = "browse") -> str:
+    """Rows as a table whose cells in ``links``'s columns link to ``links[column].format(value)``;
+    every other cell as ``rows_html`` shows it (ids linked, times in a span)."""
+    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    body = []
+    for row in rows:
+        cells = []
+        for column, value in zip(columns, row):
+            if column in links and value is not None:
+                href = links[column].format(quote(str(value), safe=""))
+                cells.append(f'<td><a href="{_e(href)}">{_e(render.cell(value))}</a></td>')
+            else:
+                cells.append(f"<td>{_cell(value)}</td>")
+        cls = ' class="failed"' if "failed" in row else ""
+        body.append(f"<tr{cls}>{''.join(cells)}</tr>")
+    return (f'<div class="hscroll"><table class="{_e(css)}"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+def functions_page(found: Any) -> str:
+    """Every function in the log, each linking to its runs."""
+    note = f'<p class="note">{_e(found.note)}</p>' if found.note else ""
+    table = _link_table(found.columns, found.rows, {"function": "/executions?function={}"}) if found.rows else '<p class="empty">no executions in this log</p>'
+    return page("functions", note + table)
+
+
+def executions_page(found: Any, filters: dict[str, str], page_no: int, per_page: int) -> str:
+    """One page of runs, newest first, with the filters and links to the pages before and after."""
+    fields = "".join(
+        f'<label>{name} <input name="{name}" value="{_e(filters.get(name, ""))}" placeholder="{_e(hint)}"></label>'
+        for name, hint in (("function", "glob, e.g. school.*"), ("status", "succeeded or failed"), ("actor", "who ran it"))
+    )
+    form = f'<form class="filters" action="/executions" method="get">{fields}<button>filter</button> <a href="/executions">clear</a></form>'
+    out = [form]
+    if found.note:
+        out.append(f'<p class="note">{_e(found.note)}</p>')
+    if not found.rows:
+        out.append('<p class="empty">no executions match</p>')
+    else:
+        first = (page_no - 1) * per_page + 1
+        out.append(f'<p class="meta">runs {first:,}–{first + len(found.rows) - 1:,} of {found.total:,}, newest first</p>')
+        out.append(_link_table(found.columns, found.rows, {"function_name": "/executions?function={}", "execution_id": "/execution/{}"},
+                               css="runs"))
+    keep = {k: v for k, v in filters.items() if v}
+    pager = []
+    if page_no > 1:
+        pager.append(f'<a rel="prev" href="/executions?{_e(urlencode(keep | {"page": page_no - 1}))}">← newer</a>')
+    if page_no * per_page < found.total:
+        pager.append(f'<a rel="next" href="/executions?{_e(urlencode(keep | {"page": page_no + 1}))}">older →</a>')
+    if pager:
+        out.append(f'<p class="pager">{" · ".join(pager)}</p>')
+    return page("runs", "".join(out))
+
+
+def entities_page(types: Any, entity_type: str | None = None, lineages: Any = None) -> str:
+    """Entity types with their counts; with a type, its lineages, each linking to its page."""
+    out = [_link_table(types.columns, types.rows, {"entity_type": "/entities?type={}"})]
+    if entity_type is not None and lineages is not None:
+        shown = f"{len(lineages.rows):,} of {lineages.total:,}" if lineages.total > len(lineages.rows) else f"{lineages.total:,}"
+        out.append(f"<h2>lineages of {_e(render.short_type(entity_type))} <small>{shown}, latest change first</small></h2>")
+        out.append(_link_table(lineages.columns, lineages.rows, {"lineage_id": "/lineage/{}"}))
+    return page("entities", "".join(out))
+
+
+def tables_html(listing: Sequence[tuple[str, Sequence[tuple[str, str]]]]) -> str:
+    """The analytics tables and their columns (what a query can read), each a click away from its first rows."""
+    items = []
+    for table, columns in listing:
+        cols = ", ".join(f'<span class="col">{_e(c)}</span> <small>{_e(t.lower())}</small>' for c, t in columns)
+        href = "/sql?" + urlencode({"q": f"SELECT * FROM {table} LIMIT 50"})
+        items.append(f'<li><a href="{_e(href)}"><strong>{_e(table)}</strong></a>: {cols}</li>')
+    return f'<section class="tables"><h2>tables <small>{len(listing)}</small></h2><ul>{"".join(items)}</ul></section>'
