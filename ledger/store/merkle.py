@@ -228,12 +228,14 @@ class MerkleTree:
         Never fails the append that called it (it is committed): a failure is logged, and the
         next writer, head or proof extends the tree instead. A writer busy extending is not waited for.
         """
-        if self._position >= 0 and last - self._position < EXTEND_EVERY:
-            return
         if not self._lock.acquire(blocking=False):
             return
         try:
-            self._extend(write=True)
+            if self._position < 0:  # first commit of this process: where the stored tree ends
+                state = self.table.tree_state()
+                self._position = state[2] if state is not None else last
+            if last - self._position >= EXTEND_EVERY:
+                self._extend(write=True)
         except Exception as exc:  # noqa: BLE001 - the batch is committed; the tree is derived state
             log.warning("%s: the Merkle tree stays behind the log: %s", self.store.url, exc)
             self._position = max(self._position, last)  # do not retry on every commit

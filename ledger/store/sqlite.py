@@ -503,7 +503,7 @@ class SQLiteBackend(SingleWriterLog):
         with self._own_connection() as conn:
             raw = conn._sqlite_conn
             for level, index in keys:
-                row = raw.execute(f"SELECT hashes, first_position FROM {_TREE_TILES} WHERE level = ? AND idx = ?", (level, index)).fetchone()
+                row = raw.execute(f"SELECT CAST(hashes AS BLOB), first_position FROM {_TREE_TILES} WHERE level = ? AND idx = ?", (level, index)).fetchone()
                 if row is not None:
                     found[(level, index)] = (bytes(row[0]), int(row[1]))
         return found
@@ -542,7 +542,7 @@ class SQLiteBackend(SingleWriterLog):
     def tree_dump(self) -> Iterator[tuple[int, int, int, bytes]]:
         with self._datastore.get_connection(commit=False) as conn:
             for level, index, first, hashes in conn._sqlite_conn.execute(
-                f"SELECT level, idx, first_position, hashes FROM {_TREE_TILES} ORDER BY level, idx"
+                f"SELECT level, idx, first_position, CAST(hashes AS BLOB) FROM {_TREE_TILES} ORDER BY level, idx"
             ):
                 yield int(level), int(index), int(first), bytes(hashes)
 
