@@ -32,6 +32,7 @@ __all__ = [
     "NotARootError",
     "ReactionError",
     "NotReexecutableError",
+    "ProofError",
     "ReadOnlyError",
     "ReturnTypeError",
     "SchemaMismatchError",
@@ -210,3 +211,12 @@ class ReactionError(LedgerError, ValueError):
     """A subscription or follower that cannot be set up (``ledger.reactions``, ``Ledger.follow``):
     ``on()`` with nothing to match, a follower name already following on this ledger, an event
     that cannot be recorded."""
+
+
+class ProofError(LedgerError, ValueError):
+    """A Merkle proof, tree head or signed note that does not check out (``ledger.proofs``).
+
+    Raised for a bad signature, a malformed note, key or proof, a proof that does not lead to
+    the head's root, a log that does not extend a head kept earlier, and a position or size the
+    log cannot prove; the message names the argument or the check that failed.
+    """

@@ -22,6 +22,7 @@ from ledger.events.bodies import EXECUTION_FAILED
 from ledger.events.digest import Digest
 from ledger.events.sealed_failure import is_sealed, open_failure
 from ledger.model.address import Address, parse_address
+from ledger.proofs import ConsistencyProof, InclusionProof, TreeHead
 from ledger.reactions.facts import facts_of_batch
 from ledger.reactions.follow import Follower
 from ledger.registry import EntityRegistry
@@ -502,14 +503,36 @@ class Ledger:
         self._check_open()
         return digest_store(self.store)
 
-    def verify(self, digest: Digest | None = None) -> VerifyReport:
+    def verify(self, digest: Digest | None = None, *, head: TreeHead | None = None) -> VerifyReport:
         """Check every record's seal and the chain through the log (``ledger.store.integrity``).
 
         With a ``digest`` saved earlier, also check that the log still reaches
-        its position with the same chained hash.
+        its position with the same chained hash. With a ``head`` (a tree head kept
+        outside the store, e.g. ``TreeHead.from_note``), also check that the log
+        extends it: its first ``head.size`` records have the head's root.
         """
         self._check_open()
-        return verify_store(self.store, digest)
+        return verify_store(self.store, digest, head)
+
+    # ------------------------------------------------------------ signed tree heads and proofs
+    def tree_head(self) -> TreeHead:
+        """The log as a Merkle tree now (``ledger.proofs``): size, root, origin, last position; sign it to keep it."""
+        self._check_open()
+        return self.store.tree.head()
+
+    def prove_inclusion(self, position: int, size: int | None = None) -> InclusionProof:
+        """That the record at ``position`` is in the tree of ``size`` leaves (default: the whole log).
+
+        Checked against the head it is built for before it is returned; a position with no
+        record or a size larger than the log raise ``errors.ProofError`` naming the argument.
+        """
+        self._check_open()
+        return self.store.tree.prove_inclusion(position, size)
+
+    def prove_consistency(self, old_size: int, new_size: int | None = None) -> ConsistencyProof:
+        """That the tree of ``old_size`` leaves is a prefix of the one of ``new_size`` (default: the whole log)."""
+        self._check_open()
+        return self.store.tree.prove_consistency(old_size, new_size)[0]
 
 
 _process.install_ledger_factory(Ledger)

@@ -49,6 +49,7 @@ import pyarrow.parquet as pq
 from ledger.errors import CorruptLogError, KeyIntegrityError, LedgerError, ReadOnlyError
 from ledger.events.bodies import ENTITY_ERASED, EXECUTION_FAILED
 from ledger.events.decode import check_page
+from ledger.events.seal import link_hash
 from ledger.events.sealed_failure import open_failure
 from ledger.model.personal import ERASED
 from projections import cache_file
@@ -353,6 +354,8 @@ class Analytics:
                 "stream_version": pa.array(batch.versions, pa.int64()),
                 "event_type": pa.array(batch.topics, pa.string()),
                 "payload": _payload_column(batch),
+                # the seal hash, the leaf of the proofs' Merkle tree: a root can be recomputed from an export
+                "hash": pa.array([link_hash(state) for state in batch.states], pa.string()),
                 "opened": self._opened_failures(batch),
             }
         )

@@ -53,12 +53,12 @@ __all__ = [
 ]
 
 INTERNAL_SCHEMA = "_ledger"
-LAYOUT = 4  # 1: tracking table in main, no layout column; 2: graph edges without their field path; 3: no memo columns, no reexecutions
+LAYOUT = 5  # 1: tracking table in main, no layout column; 2: graph edges without their field path; 3: no memo columns, no reexecutions; 4: events without hash
 
 TABLES: dict[str, str] = {
     "events": """
         position BIGINT, stream_id VARCHAR, stream_version BIGINT, event_type VARCHAR,
-        recorded_at TIMESTAMPTZ, payload VARCHAR""",
+        recorded_at TIMESTAMPTZ, payload VARCHAR, hash VARCHAR""",
     "entity_versions": """
         ecs_id VARCHAR, lineage_id VARCHAR, root_ecs_id VARCHAR, previous_ecs_id VARCHAR,
         entity_type VARCHAR, position BIGINT, recorded_at TIMESTAMPTZ, data JSON,
@@ -230,7 +230,7 @@ PAGE_STATEMENTS: list[str] = [
         SELECT s.position, s.stream_id::UUID::VARCHAR, s.stream_version, s.event_type,
                CASE WHEN p.position = s.position THEN p.recorded_at
                     ELSE error('analytics: staged and parsed rows out of step at position ' || s.position) END,
-               s.payload
+               s.payload, s.hash
         FROM stage s POSITIONAL JOIN (
             SELECT position, e.recorded_at FROM _v UNION ALL SELECT position, e.recorded_at FROM _x
             UNION ALL SELECT position, e.recorded_at FROM _r UNION ALL SELECT position, e.recorded_at FROM _q

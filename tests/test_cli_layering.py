@@ -46,7 +46,7 @@ def problem(module: str, names: list[str]) -> str | None:
     if module == "ledger":
         hidden = [n for n in names if n not in ledger.__all__]
         return f"names not in ledger.__all__: {hidden}" if hidden else None
-    if module == "ledger.errors" or module.startswith("ledger.cli"):
+    if module in ("ledger.errors", "ledger.proofs") or module.startswith("ledger.cli"):  # ledger.proofs: public (API.md, "Proofs")
         return None
     if module == "projections" or module.startswith("projections."):
         private = [n for n in names if n.startswith("_")]

@@ -30,7 +30,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("ledger.errors",),
     ("ledger._process",),
     ("ledger.model",),
-    ("ledger.events",),
+    ("ledger.events", "ledger.proofs"),  # ledger.proofs: standalone (hashlib + cryptography), the store builds on it
     ("ledger.store",),
     ("projections",),
     ("ledger.write",),

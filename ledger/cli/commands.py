@@ -8,6 +8,7 @@ or an I/O error becomes a one-line message and exit status 1, never a traceback.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import sys
@@ -23,13 +24,14 @@ import typer
 
 import ledger.cli.render as render  # not `from ledger.cli import`: the package's __init__ imports us
 from ledger.cli.parsing import CLIError, iso_time, log_bound
-from ledger.errors import CorruptLogError, DigestError, LedgerError
+from ledger.errors import CorruptLogError, DigestError, LedgerError, ProofError
 from projections import audit
 from projections.stored_reads import StoredReader
 from projections.tables import COLUMNS
 
 if TYPE_CHECKING:
     from ledger import Digest, Ledger, VerifyReport
+    from ledger.proofs import SigningKey
 
 # Start-up: a reading command (log, show, history) imports neither DuckDB, pyarrow, the
 # web stack nor the write side (``from ledger import Ledger`` loads the whole library, see
@@ -485,10 +487,15 @@ def verify(
     fmt: TextFormat = text_format_option(
         '{"ok", "events_checked", "first_bad_position", "problems": [...], "digest_position"}; exit 1 unless ok'
     ),
+    head: Path | None = typer.Option(
+        None, "--head", help="A signed tree head saved earlier by `ledger head`: fail unless the log extends it (needs --verifier)."
+    ),
+    verifier: Path | None = typer.Option(None, "--verifier", help="The log's verifier key file (`ledger keygen` wrote it as PATH.pub)."),
 ) -> None:
     """Check every record's hash, its chain link and stream order; exit 1 on any problem.
 
     Example: ledger verify --db sqlite:///audit.db --digest head.json
+    Example: ledger verify --head head.note --verifier audit.pub
     """
     from ledger import Digest
 
@@ -498,10 +505,20 @@ def verify(
             saved = Digest.from_json(digest.read_text())
         except OSError as exc:
             raise DigestError(f"digest: cannot read {str(digest)!r}: {exc.strerror}") from None
+    kept = None
+    if head is not None or verifier is not None:
+        if head is None or verifier is None:
+            raise ProofError("--head and --verifier go together: the head's signature is checked with the verifier key")
+        from ledger.proofs import TreeHead, VerifierKey  # cryptography: only where a head is checked
+
+        kept = TreeHead.from_note(read_text(head, "head"), VerifierKey.load(verifier))
     try:
         with open_ledger(db) as led:
-            report = led.verify(saved)
+            report = led.verify(saved, head=kept)
     except CorruptLogError as exc:
+        if kept is not None:
+            raise
+
         report = verify_unopenable(store_url(db), saved, exc)
     if fmt is TextFormat.json:
         print_json(render.verify_json(report, None if saved is None else saved.position))
@@ -510,6 +527,7 @@ def verify(
         return
     if report.ok:
         against = f" against the digest of position {saved.position}" if saved is not None else ""
+        against += f" and extending the signed head of {kept.size} records" if kept is not None else ""
         console.print(f"ok: {report.events_checked} events verified{against}")
         if report.checkpointed_to is not None:
             console.print(
@@ -562,6 +580,151 @@ def digest_command(
     else:
         out.write_text(digest.to_json() + "\n")
         console.print(f"digest of position {digest.position} written to {out}")
+
+
+# ------------------------------------------------------------ signed tree heads and proofs
+#: The environment variable ``ledger head`` and ``ledger cosign`` read a signing key from (its text).
+SIGNING_KEY_ENV = "LEDGER_SIGNING_KEY"
+
+
+def read_text(path: Path, argument: str) -> str:
+    """A small file's text; an unreadable one is a ``ProofError`` naming the argument."""
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProofError(f"{argument}: cannot read {str(path)!r} ({type(exc).__name__})") from None
+
+
+def signing_key(path: Path | None) -> SigningKey:
+    """The key of ``--key FILE``, else of ``$LEDGER_SIGNING_KEY`` (the key's text)."""
+    from ledger.proofs import SigningKey  # cryptography: only the commands that sign
+
+    if path is not None:
+        return SigningKey.load(path)
+    text = os.environ.get(SIGNING_KEY_ENV)
+    if not text:
+        raise ProofError(f"key: give --key FILE or set {SIGNING_KEY_ENV} to the key's text (`ledger keygen` writes one)")
+    return SigningKey.from_text(text)
+
+
+@app.command()
+@one_line_errors
+def keygen(
+    name: str = typer.Argument(..., help="The key's name, e.g. the log's host name: no spaces, no '+'."),
+    out: Path = typer.Option(..., "--out", help="Writes PATH.key (signing, mode 0600) and PATH.pub (verifier)."),
+) -> None:
+    """Make an Ed25519 signing key for tree heads (C2SP signed-note format).
+
+    Keep PATH.key away from the store's writers (or in a KMS); hand PATH.pub to whoever verifies.
+
+    Example: ledger keygen audit.example --out audit
+    """
+    from ledger.proofs import SigningKey
+
+    key = SigningKey.generate(name)
+    key_path, pub_path = Path(f"{out}.key"), Path(f"{out}.pub")
+    if pub_path.exists():
+        raise ProofError(f"out: {str(pub_path)!r} exists; a key is never overwritten")
+    key.save(key_path)
+    key.verifier.save(pub_path)
+    console.print(render.keygen_text(str(key.verifier), str(key_path), str(pub_path)), highlight=False, soft_wrap=True)
+
+
+@app.command()
+@one_line_errors
+def head(
+    db: str | None = DbOption,
+    key: Path | None = typer.Option(None, "--key", help=f"Signing key file (default: the key text in ${SIGNING_KEY_ENV})."),
+    out: Path | None = typer.Option(None, "--out", help="Write the signed note to this file instead of stdout."),
+) -> None:
+    """Print the log's current tree head as a signed note (C2SP checkpoint).
+
+    Keep it outside the store; `ledger verify --head FILE --verifier PUB` later fails if the log
+    no longer extends it.
+
+    Example: ledger head --db sqlite:///audit.db --key audit.key --out head.note
+    """
+    signer = signing_key(key)
+    with open_ledger(db) as led:
+        note = led.tree_head().sign(signer)
+    if out is None:
+        typer.echo(note, nl=False)
+    else:
+        out.write_text(note)
+        console.print(f"signed head written to {out}")
+
+
+@app.command()
+@one_line_errors
+def prove(
+    position: int | None = typer.Argument(None, help="The record's log position (an inclusion proof)."),
+    db: str | None = DbOption,
+    size: int | None = typer.Option(None, "--size", help="The tree size to prove against (default: the whole log)."),
+    from_size: int | None = typer.Option(None, "--from-size", help="Instead: a consistency proof from this tree size to --size."),
+    fmt: TextFormat = text_format_option('{"leaf_index", "leaf_hash", "path", "size", "position"} (hex); with --from-size {"old_size", "size", "path"}'),
+) -> None:
+    """Print a Merkle proof: a record's inclusion in the tree, or one tree's consistency with a later one.
+
+    Example: ledger prove 42 --format json > record42.proof
+    Example: ledger prove --from-size 1000 --format json > since1000.proof
+    """
+    if (position is None) == (from_size is None):
+        raise ProofError("position: give a POSITION (inclusion proof) or --from-size N (consistency proof), not both")
+    with open_ledger(db) as led:
+        if position is not None:
+            inclusion = led.prove_inclusion(position, size)
+            text, lines = inclusion.to_json(), render.inclusion_lines(inclusion)
+        else:
+            assert from_size is not None
+            consistency = led.prove_consistency(from_size, size)
+            text, lines = consistency.to_json(), render.consistency_lines(consistency)
+    if fmt is TextFormat.json:
+        typer.echo(text)
+    else:
+        for line in lines:
+            console.print(line, highlight=False, soft_wrap=True)
+
+
+@app.command()
+@one_line_errors
+def cosign(
+    note: Path = typer.Argument(..., help="The log's signed note to cosign (`ledger head --out`)."),
+    key: Path | None = typer.Option(None, "--key", help=f"The witness's signing key file (default: ${SIGNING_KEY_ENV})."),
+    state: Path = typer.Option(..., "--state", help="The witness's directory: the last head it cosigned, per origin."),
+    verifier: Path = typer.Option(..., "--verifier", help="The log's verifier key: only heads the log signed are cosigned."),
+    proof: Path | None = typer.Option(None, "--proof", help="The consistency proof from the last cosigned head (`ledger prove --from-size`); default: asked of --db."),
+    db: str | None = DbOption,
+) -> None:
+    """Witness a head: cosign it only if it extends the last head this witness cosigned for its log.
+
+    The first head of a log is cosigned as it is (trust on first use); every later one needs a
+    consistency proof, from --proof FILE or, without it, from the ledger at --db / $LEDGER_URL.
+    A fork (or a head older than the last one) is refused with exit 1. Prints the cosigned note.
+
+    Example: ledger cosign head.note --key witness.key --verifier audit.pub --state witness/
+    """
+    from ledger.proofs import ConsistencyProof, TreeHead, VerifierKey, cosign_note, verify_consistency
+
+    text = read_text(note, "note")
+    new = TreeHead.from_note(text, VerifierKey.load(verifier))
+    witness = signing_key(key)
+    state.mkdir(parents=True, exist_ok=True)
+    kept = state / f"{hashlib.sha256(new.origin.encode()).hexdigest()[:32]}.note"
+    if kept.exists():
+        old = TreeHead.from_note(read_text(kept, "state"), VerifierKey.load(verifier))
+        if old.size > new.size:
+            raise ProofError(f"note: the head has {new.size} records, fewer than the {old.size} this witness cosigned: refused")
+        if proof is not None:
+            found = ConsistencyProof.from_json(read_text(proof, "proof"))
+        else:
+            with open_ledger(db) as led:
+                found = led.prove_consistency(old.size, new.size)
+        verify_consistency(found, old, new)
+    cosigned = cosign_note(text, witness)
+    temporary = kept.with_suffix(".tmp")
+    temporary.write_text(cosigned)
+    os.replace(temporary, kept)
+    typer.echo(cosigned, nl=False)
 
 
 # ------------------------------------------------------------ re-execution

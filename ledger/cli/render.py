@@ -534,3 +534,26 @@ def verify_json(report: Any, digest_position: int | None) -> dict[str, Any]:
         "checkpointed_to": report.checkpointed_to,
         "unchecked_tail": report.unchecked_tail,
     }
+
+
+def keygen_text(verifier: str, key_path: str, pub_path: str) -> str:
+    """What ``keygen`` made: the verifier key text (safe to publish) and where both files are."""
+    return f"verifier: {verifier}\nsigning key: {key_path} (keep it away from the store's writers)\nverifier key: {pub_path}"
+
+
+def inclusion_lines(proof: Any) -> list[str]:
+    """An inclusion proof for a terminal: the leaf, its tree and the path, one hash a line."""
+    where = f"position {proof.position}, " if proof.position is not None else ""
+    return [
+        f"record at {where}leaf {proof.leaf_index} of a tree of {proof.size}",
+        f"leaf hash: {proof.leaf_hash.hex()}",
+        *(f"path[{i}]: {p.hex()}" for i, p in enumerate(proof.path)),
+    ]
+
+
+def consistency_lines(proof: Any) -> list[str]:
+    """A consistency proof for a terminal: the two sizes and the path, one hash a line."""
+    return [
+        f"tree of {proof.old_size} records extended by the tree of {proof.size}",
+        *(f"path[{i}]: {p.hex()}" for i, p in enumerate(proof.path)),
+    ]

@@ -41,6 +41,7 @@ from ledger.events.bodies import ENTITY_VERSION
 from ledger.events.seal import NewEvent, link_hash
 from ledger.store.keys import KeyStore, KeyTable
 from ledger.store.memory import MemoryBackend
+from ledger.store.merkle import MerkleTree, TileTable
 from ledger.store.sqlite import SQLiteBackend
 from ledger.store.version_index import (
     IndexRows,
@@ -140,7 +141,7 @@ def parse_store_url(url: str) -> StoreURL:
     )
 
 
-class StoreBackend(Protocol):
+class StoreBackend(TileTable, Protocol):
     """What one kind of database does for ``EventStore``: open, append sealed, read raw, close.
 
     A backend is opened with ``(spec, create)`` and, like ``EventStore``,
@@ -267,6 +268,8 @@ class StoreBackend(Protocol):
         """Release connections; a second call does nothing."""
         ...
 
+    # The Merkle tree's tiles: ``merkle.TileTable`` (tree_state, tree_tiles, tree_tile_at, tree_write, tree_dump).
+
 
 def _postgres(spec: StoreURL, create: bool) -> StoreBackend:
     # Imported on first use: psycopg takes ~80 ms to import, a third of a CLI command's
@@ -351,6 +354,8 @@ class EventStore:
         self._failures = (PersistenceError, *self._backend.failures)
         #: Per-lineage data keys for personal fields, outside the event table.
         self.keys = KeyStore(self._backend.key_table)
+        #: The log as a Merkle tree (signed heads, proofs), its tiles beside the log (``merkle.py``).
+        self.tree = MerkleTree(self, self._backend)
         # A writable open finishes shredding the keys an earlier erase could not
         # (a reader held their bytes). A read-only open must skip this: it writes.
         if create:
@@ -400,6 +405,7 @@ class EventStore:
             raise StoreError(f"store {self.url!r} refused the batch: {exc}".strip().splitlines()[0]) from exc
         if len(positions) != len(events):  # pragma: no cover
             raise StoreError(f"store {self.url!r} did not report positions for the batch")
+        self.tree.after_append(positions[-1])
         return positions
 
     def head(self) -> int:

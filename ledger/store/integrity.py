@@ -13,12 +13,14 @@ from uuid import UUID
 
 import orjson
 
-from ledger.errors import DigestError
+from ledger.errors import DigestError, ProofError
 from ledger.events.checkpoint import CheckpointHash
 from ledger.events.decode import check_page
 from ledger.events.digest import Digest, LogChain
 from ledger.events.seal import GENESIS, check_seal, link_hash
+from ledger.proofs import TreeHead
 from ledger.store.key_audit import key_problems, note_key_facts
+from ledger.store.merkle import TileRebuild
 
 if TYPE_CHECKING:
     from ledger.store.base import EventStore
@@ -84,15 +86,22 @@ def digest_store(store: EventStore) -> Digest:
     return chain.digest()
 
 
-def verify_store(store: EventStore, digest: Digest | None = None) -> VerifyReport:
+def verify_store(store: EventStore, digest: Digest | None = None, head: TreeHead | None = None) -> VerifyReport:
     """Check every record's seal, its stream chain and its link to the record before it.
 
     Problems are reported at their position, never raised: this runs exactly
     when the log may be damaged. With a ``digest``, also check that the log
     still reaches its position with the same chained hash (a truncated tail).
+    The stored Merkle tree's tiles are rebuilt from the seals and compared
+    (``merkle.TileRebuild``); with a ``head`` (a signed tree head kept outside the
+    store), also check that the log's first ``head.size`` records have its root.
     """
     if digest is not None and not isinstance(digest, Digest):
         raise DigestError(f"digest: expected a ledger.Digest, got {type(digest).__name__}")
+    if head is not None and not isinstance(head, TreeHead):
+        raise ProofError(f"head: expected a ledger.proofs.TreeHead, got {type(head).__name__}")
+    tree = TileRebuild(store.tree.table, head)
+    tree_upto = store.head()  # the tree's leaves: records up to the head (PostgreSQL: the high-water mark)
     report = VerifyReport(ok=True)
     chain = LogChain()
     chain_at_digest: str | None = None
@@ -116,6 +125,8 @@ def verify_store(store: EventStore, digest: Digest | None = None) -> VerifyRepor
             state = state.encode("utf-8", "surrogateescape")
         if isinstance(position, int):
             checkpoints.add(position, state, problem)
+            if position <= tree_upto:
+                tree.add(position, state)
         if digest is not None and position <= digest.position:
             chain.add(position, state)
             if position == digest.position:
@@ -186,6 +197,7 @@ def verify_store(store: EventStore, digest: Digest | None = None) -> VerifyRepor
             )
         streams[stream_id] = (version, seal.stated)
     checkpoints.finish(problem)
+    tree.finish(problem)
     if previous_position > store.head():  # the high-water mark after the walk: every writer's position is below it
         problem(
             previous_position,

@@ -8,9 +8,9 @@ list was changed behind its back (tests do that to play an attacker).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from eventsourcing.persistence import ApplicationRecorder, StoredEvent
 
@@ -48,6 +48,9 @@ class MemoryBackend(SingleWriterLog):
         self._lock = threading.Lock()
         self._head: tuple[int, str] = (0, GENESIS)  # (last position, its hash)
         self._followers: dict[str, int] = {}  # follower name -> acknowledged position
+        #: The Merkle tree's tiles (``merkle.py``): (origin, size, position) and (level, index) -> (hashes, first position).
+        self._tree_state = (f"entity-ledger/{uuid4().hex}", 0, 0)
+        self._tree_tiles: dict[tuple[int, int], tuple[bytes, int]] = {}
 
     def append(self, events: Sequence[NewEvent], tracking: tuple[str, int] | None = None) -> list[int]:
         """Seal the batch after the head and insert it, under this store's lock (``tracking``: a
@@ -117,6 +120,31 @@ class MemoryBackend(SingleWriterLog):
 
     def is_damaged(self, cause: BaseException | None) -> bool:
         return False  # no file to damage
+
+    # ------------------------------------------------------------ Merkle tree tiles
+    def tree_state(self) -> tuple[str, int, int]:
+        return self._tree_state
+
+    def tree_tiles(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], tuple[bytes, int]]:
+        return {k: self._tree_tiles[k] for k in keys if k in self._tree_tiles}
+
+    def tree_tile_at(self, position: int) -> tuple[int, int] | None:
+        """A scan of the level-0 tiles: a memory store is small."""
+        found = [(first, index) for (level, index), (_, first) in self._tree_tiles.items() if level == 0 and first <= position]
+        return None if not found else (max(found)[1], max(found)[0])
+
+    def tree_write(self, expect: int, size: int, position: int, tiles: list[tuple[int, int, int, bytes]]) -> bool:
+        with self._lock:
+            if self._tree_state[1] != expect:
+                return False
+            for level, index, first, hashes in tiles:
+                self._tree_tiles[(level, index)] = (hashes, first)
+            self._tree_state = (self._tree_state[0], size, position)
+        return True
+
+    def tree_dump(self) -> Iterator[tuple[int, int, int, bytes]]:
+        for (level, index), (hashes, first) in sorted(self._tree_tiles.items()):
+            yield level, index, first, hashes
 
     def close(self) -> None:
         pass

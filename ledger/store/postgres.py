@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -69,6 +69,8 @@ _TRACKING = "ledger_index_tracking"
 #: Durable followers (``Ledger.follow``): the last position each named follower acknowledged.
 _FOLLOWERS = "ledger_followers"
 _MEMOS = "ledger_memo_index"
+_TREE_STATE = "ledger_tree_state"
+_TREE_TILES = "ledger_tree_tiles"
 
 
 def create_index_tables(conn: Any, schema: str) -> None:
@@ -84,6 +86,13 @@ def create_index_tables(conn: Any, schema: str) -> None:
         "CREATE TABLE IF NOT EXISTS {s}.{t} (name text PRIMARY KEY, position bigint NOT NULL, head_hash text NOT NULL)",
         "CREATE TABLE IF NOT EXISTS {s}.{f} (name text PRIMARY KEY, position bigint NOT NULL)",
         "CREATE TABLE IF NOT EXISTS {s}.{m} (cache_key bytea PRIMARY KEY, execution_id uuid NOT NULL, position bigint NOT NULL)",
+        # The Merkle tree (``merkle.py``): the state row names the log (its signed heads' origin).
+        "CREATE TABLE IF NOT EXISTS {s}.{ts} (name text PRIMARY KEY, origin text NOT NULL, size bigint NOT NULL, position bigint NOT NULL)",
+        "INSERT INTO {s}.{ts} (name, origin, size, position) "
+        "VALUES ('tree', 'entity-ledger/' || replace(gen_random_uuid()::text, '-', ''), 0, 0) ON CONFLICT DO NOTHING",
+        "CREATE TABLE IF NOT EXISTS {s}.{tt} (level int NOT NULL, idx bigint NOT NULL, first_position bigint NOT NULL, "
+        "hashes bytea NOT NULL, PRIMARY KEY (level, idx))",
+        "CREATE INDEX IF NOT EXISTS ledger_tree_tiles_first ON {s}.{tt} (level, first_position)",
     ):
         conn.execute(
             sql.SQL(statement).format(
@@ -93,6 +102,8 @@ def create_index_tables(conn: Any, schema: str) -> None:
                 t=sql.Identifier(_TRACKING),
                 f=sql.Identifier(_FOLLOWERS),
                 m=sql.Identifier(_MEMOS),
+                ts=sql.Identifier(_TREE_STATE),
+                tt=sql.Identifier(_TREE_TILES),
             )
         )
     conn.execute(
@@ -841,6 +852,80 @@ class PostgresBackend:
         """Move follower ``name`` forward to ``position`` (never back), in its own transaction."""
         with self._datastore.transaction(commit=True) as curs:
             curs.execute(self._acknowledge, (name, position))
+
+    # ------------------------------------------------------------ Merkle tree tiles
+    def _tree_sql(self, text: str) -> Any:
+        from psycopg import sql
+
+        schema = sql.Identifier(self._datastore.schema)
+        return sql.SQL(text).format(
+            state=sql.SQL("{}.{}").format(schema, sql.Identifier(_TREE_STATE)),
+            tiles=sql.SQL("{}.{}").format(schema, sql.Identifier(_TREE_TILES)),
+        )
+
+    def tree_state(self) -> tuple[str, int, int] | None:
+        """(origin, size, position) of the stored tree; None in a schema written before the tree."""
+        with self._datastore.transaction(commit=False) as curs:
+            curs.execute("SELECT to_regclass(%s) IS NOT NULL AS present", (f'"{self._datastore.schema}".{_TREE_STATE}',))
+            if not curs.fetchone()["present"]:
+                return None
+            curs.execute(self._tree_sql("SELECT origin, size, position FROM {state} WHERE name = 'tree'"))
+            row = curs.fetchone()
+        return None if row is None else (str(row["origin"]), int(row["size"]), int(row["position"]))
+
+    def tree_tiles(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], tuple[bytes, int]]:
+        if not keys:
+            return {}
+        levels, indexes = zip(*keys)
+        with self._datastore.transaction(commit=False) as curs:
+            curs.execute(
+                self._tree_sql(
+                    "SELECT t.level, t.idx, t.hashes, t.first_position FROM {tiles} t "
+                    "JOIN unnest(%s::int[], %s::bigint[]) AS k(level, idx) ON t.level = k.level AND t.idx = k.idx"
+                ),
+                (list(levels), list(indexes)),
+            )
+            return {(r["level"], r["idx"]): (bytes(r["hashes"]), int(r["first_position"])) for r in curs.fetchall()}
+
+    def tree_tile_at(self, position: int) -> tuple[int, int] | None:
+        with self._datastore.transaction(commit=False) as curs:
+            curs.execute(
+                self._tree_sql(
+                    "SELECT idx, first_position FROM {tiles} WHERE level = 0 AND first_position <= %s "
+                    "ORDER BY first_position DESC LIMIT 1"
+                ),
+                (position,),
+            )
+            row = curs.fetchone()
+        return None if row is None else (int(row["idx"]), int(row["first_position"]))
+
+    def tree_write(self, expect: int, size: int, position: int, tiles: list[tuple[int, int, int, bytes]]) -> bool:
+        """Move the state row from ``expect`` (a concurrent extender waits on the row, then finds it moved) and store the tiles."""
+        with self._datastore.transaction(commit=True) as curs:
+            curs.execute(
+                self._tree_sql("UPDATE {state} SET size = %s, position = %s WHERE name = 'tree' AND size = %s"),
+                (size, position, expect),
+            )
+            if curs.rowcount != 1:
+                return False
+            if tiles:
+                levels, indexes, firsts, hashes = map(list, zip(*tiles))
+                curs.execute(
+                    self._tree_sql(
+                        "INSERT INTO {tiles} (level, idx, first_position, hashes) "
+                        "SELECT * FROM unnest(%s::int[], %s::bigint[], %s::bigint[], %s::bytea[]) "
+                        "ON CONFLICT (level, idx) DO UPDATE SET first_position = EXCLUDED.first_position, hashes = EXCLUDED.hashes"
+                    ),
+                    (levels, indexes, firsts, hashes),
+                )
+        return True
+
+    def tree_dump(self) -> Iterator[tuple[int, int, int, bytes]]:
+        with self._datastore.transaction(commit=False) as curs:
+            curs.execute(self._tree_sql("SELECT level, idx, first_position, hashes FROM {tiles} ORDER BY level, idx"))
+            rows = curs.fetchall()
+        for r in rows:
+            yield int(r["level"]), int(r["idx"]), int(r["first_position"]), bytes(r["hashes"])
 
     def listen(self) -> PostgresListener:
         """A connection LISTENing on the channel every append NOTIFYs (``PostgresListener``)."""

@@ -57,6 +57,8 @@ _ACKNOWLEDGE = (
     "ON CONFLICT (name) DO UPDATE SET position = max(position, excluded.position)"
 )
 _MEMOS = "ledger_memo_index"
+_TREE_STATE = "ledger_tree_state"
+_TREE_TILES = "ledger_tree_tiles"
 _INDEX_DDL = (
     f"CREATE TABLE IF NOT EXISTS {_VERSIONS} "
     "(ecs_id BLOB PRIMARY KEY, position INTEGER NOT NULL, root_ecs_id BLOB) WITHOUT ROWID",
@@ -67,6 +69,15 @@ _INDEX_DDL = (
     f"CREATE TABLE IF NOT EXISTS {_TRACKING} (name TEXT PRIMARY KEY, position INTEGER NOT NULL, head_hash TEXT NOT NULL)",
     f"INSERT OR IGNORE INTO {_TRACKING} (name, position, head_hash) VALUES ('{INDEX_NAME}', 0, '{GENESIS}')",
     f"CREATE TABLE IF NOT EXISTS {_FOLLOWERS} (name TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID",
+    # The Merkle tree (``merkle.py``): its state row names the log (the origin of its signed heads,
+    # made once, at random, with the store) and the leaves the tiles cover.
+    f"CREATE TABLE IF NOT EXISTS {_TREE_STATE} (name TEXT PRIMARY KEY, origin TEXT NOT NULL, "
+    "size INTEGER NOT NULL, position INTEGER NOT NULL)",
+    f"INSERT OR IGNORE INTO {_TREE_STATE} (name, origin, size, position) "
+    "VALUES ('tree', 'entity-ledger/' || lower(hex(randomblob(16))), 0, 0)",
+    f"CREATE TABLE IF NOT EXISTS {_TREE_TILES} (level INTEGER NOT NULL, idx INTEGER NOT NULL, "
+    "first_position INTEGER NOT NULL, hashes BLOB NOT NULL, PRIMARY KEY (level, idx)) WITHOUT ROWID",
+    f"CREATE INDEX IF NOT EXISTS {_TREE_TILES}_first ON {_TREE_TILES} (level, first_position)",
 )
 
 
@@ -474,6 +485,66 @@ class SQLiteBackend(SingleWriterLog):
                 "WHERE rowid>=? ORDER BY rowid LIMIT ?",
                 (start, limit),
             ).fetchall()
+
+    # ------------------------------------------------------------ Merkle tree tiles
+    def tree_state(self) -> tuple[str, int, int] | None:
+        """(origin, size, position) of the stored tree; None in a file written before the tree."""
+        try:
+            with self._own_connection() as conn:
+                row = conn._sqlite_conn.execute(f"SELECT origin, size, position FROM {_TREE_STATE} WHERE name = 'tree'").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return None
+            raise
+        return None if row is None else (str(row[0]), int(row[1]), int(row[2]))
+
+    def tree_tiles(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], tuple[bytes, int]]:
+        found: dict[tuple[int, int], tuple[bytes, int]] = {}
+        with self._own_connection() as conn:
+            raw = conn._sqlite_conn
+            for level, index in keys:
+                row = raw.execute(f"SELECT CAST(hashes AS BLOB), first_position FROM {_TREE_TILES} WHERE level = ? AND idx = ?", (level, index)).fetchone()
+                if row is not None:
+                    found[(level, index)] = (bytes(row[0]), int(row[1]))
+        return found
+
+    def tree_tile_at(self, position: int) -> tuple[int, int] | None:
+        with self._own_connection() as conn:
+            row = conn._sqlite_conn.execute(
+                f"SELECT idx, first_position FROM {_TREE_TILES} WHERE level = 0 AND first_position <= ? "
+                "ORDER BY first_position DESC LIMIT 1",
+                (position,),
+            ).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]))
+
+    def tree_write(self, expect: int, size: int, position: int, tiles: list[tuple[int, int, int, bytes]]) -> bool:
+        """Move the state row from ``expect`` and store the tiles, in one IMMEDIATE transaction."""
+        with self._own_connection() as conn:
+            raw = conn._sqlite_conn
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                moved = raw.execute(
+                    f"UPDATE {_TREE_STATE} SET size = ?, position = ? WHERE name = 'tree' AND size = ?", (size, position, expect)
+                ).rowcount
+                if moved == 1:
+                    raw.executemany(
+                        f"INSERT INTO {_TREE_TILES} (level, idx, first_position, hashes) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (level, idx) DO UPDATE SET first_position = excluded.first_position, hashes = excluded.hashes",
+                        tiles,
+                    )
+                raw.execute("COMMIT")
+            except BaseException:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                raise
+        return moved == 1
+
+    def tree_dump(self) -> Iterator[tuple[int, int, int, bytes]]:
+        with self._datastore.get_connection(commit=False) as conn:
+            for level, index, first, hashes in conn._sqlite_conn.execute(
+                f"SELECT level, idx, first_position, CAST(hashes AS BLOB) FROM {_TREE_TILES} ORDER BY level, idx"
+            ):
+                yield int(level), int(index), int(first), bytes(hashes)
 
     # ------------------------------------------------------------ followers
     def follower_position(self, name: str) -> int:
