@@ -28,10 +28,12 @@ def execute_on(ledger: WriteHost, name: str, /, **kwargs: Any) -> Any:
     meta = lookup(name)
     call = prepare(ledger, meta, kwargs)
     if call.cache_key is not None:
+        call.start()
         start = perf_counter()
         reused = find_reusable(call)
         if reused is not None:
             return record_hit(call, reused, (perf_counter() - start) * 1000.0)
+    call.start()
     start = perf_counter()
     try:
         result = run(call)
@@ -64,11 +66,13 @@ async def aexecute_on(ledger: WriteHost, name: str, /, **kwargs: Any) -> Any:
     meta = lookup(name)
     call = prepare(ledger, meta, kwargs)
     if call.cache_key is not None:
+        call.start()
         start = perf_counter()
         reused = find_reusable(call)
         if reused is not None:
             return record_hit(call, reused, (perf_counter() - start) * 1000.0)
     fn = call.bound()
+    call.start()
     start = perf_counter()
     try:
         if meta.isolation == "process":
