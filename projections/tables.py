@@ -71,7 +71,7 @@ TABLES: dict[str, str] = {
         cache_hit BOOLEAN, reused_execution_id VARCHAR, function_version VARCHAR, actor VARCHAR,
         host VARCHAR, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, pid INTEGER, module VARCHAR,
         qualname VARCHAR, git_commit VARCHAR, git_dirty BOOLEAN, python_version VARCHAR,
-        ledger_version VARCHAR""",
+        ledger_version VARCHAR, source_file VARCHAR""",
     "execution_arguments": """
         execution_id VARCHAR, name VARCHAR, value JSON, address VARCHAR, position BIGINT""",
     "execution_inputs": """
@@ -177,7 +177,7 @@ _EXECUTION_FIELDS = [
     "isolation", "return_pattern", "execution_ecs_id", "inputs", "outputs", "config_ids",
     "sibling_group", "sealed_with", "cache_hit", "reused_execution_id", "arguments",
     "function_version", "actor", "host", "started_at", "finished_at", "pid", "module", "qualname",
-    "git_commit", "git_dirty", "python_version", "ledger_version",
+    "git_commit", "git_dirty", "python_version", "ledger_version", "source_file",
 ]
 _ERASURE_FIELDS = ["recorded_at", "lineage_id", "reason"]
 VERSION_STRUCT = duckdb_struct(_VERSION_FIELDS)
@@ -265,7 +265,7 @@ PAGE_STATEMENTS: list[str] = [
                e.error_type, coalesce(opened, e.error_message), e.isolation, e.return_pattern,
                e.execution_ecs_id, e.sealed_with, coalesce(e.cache_hit, false), e.reused_execution_id,
                e.function_version, e.actor, e.host, e.started_at, e.finished_at, e.pid, e.module,
-               e.qualname, e.git_commit, e.git_dirty, e.python_version, e.ledger_version
+               e.qualname, e.git_commit, e.git_dirty, e.python_version, e.ledger_version, e.source_file
         FROM _x""",
     # One row per recorded argument, in the order called; ``address`` is the pinned reference
     # (a ``"@…"`` string) or the entity version (``{"$e": id}`` → ``"@<id>"``) it stands for.

@@ -580,6 +580,42 @@ def import_functions(names: list[str]) -> None:
             raise CLIError(f"--import {name}: {type(exc).__name__}: {exc}") from None
 
 
+def register_recorded(payload: dict[str, Any]) -> None:
+    """Register the function an execution ran from where its run record says it lives.
+
+    A function not registered in this process is looked up under the recorded ``module``
+    and ``qualname``: importing the module may register it (then nothing more is done);
+    otherwise the function found there is registered under the recorded name and isolation,
+    with the ``unpack`` whose function version matches the recorded one (a function whose
+    source changed since keeps ``unpack=True``: the re-run then shows what the change does).
+    Nothing happens for a ``__main__`` function or a record without a location.
+    """
+    import importlib
+
+    from ledger import CallableRegistry
+    from ledger.write.arguments import function_version
+
+    name, module, qualname = payload.get("function_name"), payload.get("module"), payload.get("qualname")
+    if not name or name in CallableRegistry.list_functions() or not module or not qualname or module == "__main__":
+        return
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        obj: Any = importlib.import_module(module)
+        if name in CallableRegistry.list_functions():
+            return
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except Exception:  # not importable here: reexecute says the function is not registered
+        return
+    if not callable(obj):
+        return
+    recorded = payload.get("function_version")
+    unpack = next((u for u in (True, False) if function_version(name, obj, u) == recorded), True)
+    isolation = payload.get("isolation") if payload.get("isolation") in ("inline", "process") else "inline"
+    CallableRegistry.register(name, isolation=isolation, unpack=unpack)(obj)
+
+
 @app.command()
 @one_line_errors
 def reexecute(
@@ -592,8 +628,9 @@ def reexecute(
 ) -> None:
     """Run a recorded execution again on exactly its recorded inputs and compare its outputs.
 
-    The function must be registered in this process: name the module that registers it
-    with --import. Outputs are compared by domain value (floats exactly); one
+    The function is found where the run record says it lives (its module and qualname),
+    or registered by the modules given with --import. A failed execution matches when it
+    raises the same error again. Outputs are compared by domain value (floats exactly); one
     execution.reexecuted event records the verdict, no entity version is written.
     Exit status 0 when the outputs match, 1 with the differences.
 
@@ -602,6 +639,9 @@ def reexecute(
     import_functions(imports)
     with open_ledger(db) as led:
         uuid = audit.resolve_id(led, execution_id, "execution_id")
+        found = audit.execution_record(led, uuid)
+        if found is not None:
+            register_recorded(found[2])
         result = led.reexecute(uuid)
     if fmt is TextFormat.json:
         print_json(

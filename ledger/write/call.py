@@ -57,14 +57,20 @@ class Call:
     actor: str = ""
     #: When the function started (or the memo lookup, for a cache hit); UTC.
     started_at: datetime | None = None
+    #: When the function returned or raised (before its outputs were recorded); UTC.
+    finished_at: datetime | None = None
 
     def start(self) -> None:
         """Mark the moment the run starts (the run record's ``started_at``)."""
         self.started_at = datetime.now(timezone.utc)
 
+    def stop(self) -> None:
+        """Mark the moment the function returned or raised (the run record's ``finished_at``)."""
+        self.finished_at = datetime.now(timezone.utc)
+
     def run_record(self) -> dict[str, Any]:
-        """The run record of this call, finished now (``run_record.run_fields``)."""
-        return run_fields(self.meta, self.actor, self.started_at, datetime.now(timezone.utc))
+        """The run record of this call (``run_record.run_fields``); finished now unless ``stop`` said when."""
+        return run_fields(self.meta, self.actor, self.started_at, self.finished_at or datetime.now(timezone.utc))
 
     def bound(self) -> Callable[..., Any]:
         """The function with its ConfigEntity parameters bound (``functools.partial``)."""

@@ -92,6 +92,7 @@ async def aexecute_on(ledger: WriteHost, name: str, /, **kwargs: Any) -> Any:
 
 def _finish(call: Call, result: Any, start: float) -> Any:
     duration_ms = (perf_counter() - start) * 1000.0
+    call.stop()
     try:
         return finish(call, result, duration_ms, by_ids=call.meta.isolation == "process")
     except (ReturnTypeError, UnstorableValueError) as exc:
@@ -102,6 +103,7 @@ def _finish(call: Call, result: Any, start: float) -> Any:
 
 def _fail(call: Call, exc: BaseException, start: float) -> None:
     duration_ms = (perf_counter() - start) * 1000.0
+    call.stop()
     if isinstance(exc, ChildFailure):
         record_failure(call, exc.error_type, exc.message, exc.tb, duration_ms)
         return

@@ -118,6 +118,7 @@ def reexecute_on(ledger: WriteHost, execution_id: UUID | str) -> Reexecution:
     except Exception as exc:  # the verdict is the record; the caller gets it, not the exception
         error_type, message = type(exc).__name__, str(exc)
     duration_ms = (perf_counter() - start) * 1000.0
+    call.stop()
     if error_type is None:
         try:
             shape = shape_return(result, meta.signature.return_annotation, meta.unpack, meta.name)
