@@ -247,7 +247,7 @@ def _events(
     for (execution_id, function, position, recorded_at, duration_ms, succeeded, error_type, message,
          started_at, finished_at, ledger_version, source_file, git_commit) in rows["executions"]:
         job_facets: dict[str, Any] = {"jobType": job_type}
-        if source_file:
+        if source_file and os.path.isabs(source_file):
             job_facets["sourceCodeLocation"] = {
                 "_producer": made_by, "_schemaURL": _LOCATION_SCHEMA,
                 "type": "git" if git_commit else "file", "url": Path(source_file).as_uri(), "path": source_file,

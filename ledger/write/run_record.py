@@ -91,6 +91,8 @@ def code_facts(meta: FunctionMetadata) -> dict[str, Any]:
         source_file: str | None = inspect.getsourcefile(target)
     except TypeError:  # a builtin or a callable object without a file
         source_file = None
+    if source_file is not None:  # "<string>" (python -c), "<stdin>": no file to point at
+        source_file = os.path.abspath(source_file) if os.path.isfile(source_file) else None
     facts: dict[str, Any] = {
         "function_version": meta.version or function_version(meta.name, meta.func, meta.unpack),
         "module": getattr(target, "__module__", None),
@@ -99,7 +101,7 @@ def code_facts(meta: FunctionMetadata) -> dict[str, Any]:
         "git_commit": None,
         "git_dirty": None,
     }
-    if source_file is not None and os.path.isfile(source_file):
+    if source_file is not None:
         facts.update(git_facts(source_file))
     with _lock:
         _process.run_code_facts[key] = (meta.func, facts)
