@@ -78,7 +78,8 @@ class OpenLineageQueryError(LedgerError, ValueError):
 
 @dataclass(frozen=True)
 class OpenLineageExport:
-    """What an export wrote: the file, how many RunEvents, for how many executions, up to which position."""
+    """What an export wrote: the file, how many RunEvents, for how many runs (executions and their
+    re-executions: two events each), up to which position."""
 
     path: Path
     events: int
@@ -354,4 +355,6 @@ def export_openlineage(
             f.write(b"\n")
     os.replace(partial, out)
     executions = rows["executions"]
-    return OpenLineageExport(out, len(lines), len(executions), executions[-1][2] if executions else None)
+    # a re-execution is a run of its own (START + end): counted with the executions it re-ran
+    runs = len(executions) + len(rows["reexecutions"])
+    return OpenLineageExport(out, len(lines), runs, executions[-1][2] if executions else None)
