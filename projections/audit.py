@@ -696,10 +696,12 @@ def as_of(
 
 
 def diff(source: AuditSource, ecs_id_a: UUID | str, ecs_id_b: UUID | str) -> VersionDiff:
-    """Changed values between two stored versions, children included (``EntityRegistry.diff``'s answer)."""
+    """Changed values between two stored versions, children included (``EntityRegistry.diff``'s answer).
+
+    Either side may be a lineage id, naming its latest version (as ``show`` and ``history`` take one)."""
     index = source.index
-    a = index.get(resolve_id(source, ecs_id_a, "ecs_id_a"), "ecs_id_a")
-    b = index.get(resolve_id(source, ecs_id_b, "ecs_id_b"), "ecs_id_b")
+    a = index.get(version_for(index, resolve_id(source, ecs_id_a, "ecs_id_a"), argument="ecs_id_a").ecs_id, "ecs_id_a")
+    b = index.get(version_for(index, resolve_id(source, ecs_id_b, "ecs_id_b"), argument="ecs_id_b").ecs_id, "ecs_id_b")
     return VersionDiff(_info(a), _info(b), diff_versions(index, a, b))
 
 

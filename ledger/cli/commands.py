@@ -353,8 +353,8 @@ def as_of(
 @app.command()
 @one_line_errors
 def diff(
-    ecs_id_a: str = typer.Argument(..., help="The older version's ecs_id (or 8+ leading hex digits of it)."),
-    ecs_id_b: str = typer.Argument(..., help="The newer version's ecs_id (or 8+ leading hex digits of it)."),
+    ecs_id_a: str = typer.Argument(..., help="The older version's ecs_id, or a lineage id for its latest version (or 8+ leading hex digits)."),
+    ecs_id_b: str = typer.Argument(..., help="The newer version's ecs_id, or a lineage id for its latest version (or 8+ leading hex digits)."),
     fmt: RowFormat = row_format_option('{"old": {version}, "new": {version}, "changes": [{"path", "old", "new"}]}'),
     db: str | None = DbOption,
 ) -> None:
@@ -546,6 +546,43 @@ def digest_command(
     else:
         out.write_text(digest.to_json() + "\n")
         console.print(f"digest of position {digest.position} written to {out}")
+
+
+@app.command()
+@one_line_errors
+def erase(
+    lineage_id: str = typer.Argument(..., help="The lineage whose personal data to erase (an id, any ecs_id of it, or 8+ hex digits)."),
+    reason: str = typer.Option(..., "--reason", help="Why (kept in the entity.erased record: a request number, a policy)."),
+    fmt: TextFormat = text_format_option('{"lineage_id", "position", "versions", "key_destroyed", "already_erased", "reason"}'),
+    db: str | None = DbOption,
+) -> None:
+    """Erase a lineage's personal data for good: append entity.erased and destroy its key.
+
+    Fields marked Personal read <erased> everywhere afterwards; the other fields stay.
+    key_destroyed says whether no copy of the key is left in the store's files.
+
+    Example: ledger erase 3f0c2a9e --reason "request 1234"
+    """
+    if not reason.strip():
+        raise CLIError("--reason: say why the data is erased (it is kept in the log)")
+    with open_ledger(db) as led:
+        lineage = audit.lineage_of(led, lineage_id, "lineage_id")
+        done = led.erase(lineage, reason=reason)
+    if fmt is TextFormat.json:
+        print_json(
+            {
+                "lineage_id": done.lineage_id,
+                "position": done.position,
+                "versions": done.versions,
+                "key_destroyed": done.key_destroyed,
+                "already_erased": done.already_erased,
+                "reason": reason,
+            }
+        )
+        return
+    state = "already erased" if done.already_erased else f"erased at position {done.position}"
+    key = "key destroyed" if done.key_destroyed else "key row gone, a copy may remain until the next writable open"
+    console.print(f"lineage {done.lineage_id}: {state} ({done.versions} versions; {key})", highlight=False, soft_wrap=True)
 
 
 # ------------------------------------------------------------ re-execution

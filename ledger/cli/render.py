@@ -333,6 +333,8 @@ def _subject(topic: str, payload: dict[str, Any]) -> str:
         return str(payload["execution_id"])
     if topic == "reaction.emitted":
         return str(payload["event_id"])
+    if topic == "entity.erased":
+        return str(payload["lineage_id"])
     return ""
 
 
@@ -350,7 +352,8 @@ def event_row(position: int, topic: str, payload: dict[str, Any]) -> tuple[Any, 
                 summary += f" (cache hit: reused {payload.get('reused_execution_id')})"
         elif topic == "execution.reexecuted":
             summary = f"{payload['function_name']} re-executed {duration(payload.get('duration_ms'))}: " + (
-                "outputs match" if payload.get("matches") else reexecution_verdict(payload)
+                ("failure reproduced" if payload.get("recorded_error_type") else "outputs match")
+                if payload.get("matches") else reexecution_verdict(payload)
             )
         else:
             summary += f" FAILED {payload.get('error_type')}: {payload.get('error_message')}"
@@ -359,6 +362,8 @@ def event_row(position: int, topic: str, payload: dict[str, Any]) -> tuple[Any, 
         if payload.get("subject_id"):
             about = f"{about} {payload['subject_id']}".strip()
         summary = f"{payload.get('event_type')} {about}".rstrip()
+    elif topic == "entity.erased":
+        summary = f"lineage {payload.get('lineage_id')}: {payload.get('versions', '?')} version(s) erased ({payload.get('reason')})"
     else:
         summary = ""
     return position, when, topic, _subject(topic, payload), summary
