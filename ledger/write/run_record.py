@@ -85,7 +85,7 @@ def code_facts(meta: FunctionMetadata) -> dict[str, Any]:
     key = (meta.name, id(meta.func), meta.unpack)
     found = _process.run_code_facts.get(key)
     if found is not None and found[0] is meta.func:
-        return found[1]  # type: ignore[no-any-return]
+        return found[1]
     target = inspect.unwrap(meta.func)
     try:
         source_file: str | None = inspect.getsourcefile(target)
@@ -117,7 +117,7 @@ def git_facts(path: str) -> dict[str, Any]:
     key = str(root)
     found = _process.run_git_facts.get(key)
     if found is not None:
-        return found  # type: ignore[no-any-return]
+        return found
     facts = {"git_commit": _head_commit(root), "git_dirty": _dirty(root)}
     with _lock:
         _process.run_git_facts[key] = facts
