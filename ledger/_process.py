@@ -47,6 +47,9 @@ __all__ = [
     "new_ledger",
     "output_models",
     "reset",
+    "run_code_facts",
+    "run_git_facts",
+    "run_process_facts",
     "set_default_ledger",
     "sql_verdicts",
     "topics",
@@ -155,6 +158,14 @@ def mint_mark() -> int:
     return next(_mint_counter)
 
 
+#: The run record's facts that do not change within a process (``ledger/write/run_record.py``):
+#: per function (name, id, unpack) -> (function, its code facts); per git checkout -> commit and
+#: dirtiness; this process's host, user, pid and versions (recomputed when the pid changes).
+run_code_facts: dict[tuple[str, int, bool], tuple[Any, dict[str, Any]]] = {}
+run_git_facts: dict[str, dict[str, Any]] = {}
+run_process_facts: dict[str, Any] = {}
+
+
 #: The reactions event bus (``ledger.reactions.bus.EventBus``), made on first use by
 #: ``get_event_bus``. None until then: a commit then publishes nothing, at the cost of one read.
 event_bus: Any = None
@@ -237,3 +248,6 @@ def reset() -> None:
     sql_verdicts.clear()
     side_effect_functions.clear()
     minted.clear()
+    run_code_facts.clear()
+    run_git_facts.clear()
+    run_process_facts.clear()

@@ -7,6 +7,7 @@ writes to the default ledger current at call time.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
@@ -109,6 +110,43 @@ class CallableRegistry:
         execution or one recorded before executions kept their arguments.
         """
         return get_ledger().reexecute(execution_id)
+
+    @classmethod
+    def register_from_record(cls, record: Mapping[str, Any]) -> bool:
+        """Register the function a run record names, from where the record says it lives.
+
+        ``record`` is an execution's payload (``function_name``, ``module``, ``qualname``,
+        ``function_version``, ``isolation``). A function already registered is left alone.
+        Otherwise its module is imported, which may register it; if not, the function found
+        at ``qualname`` is registered under the recorded name and isolation, with the
+        ``unpack`` whose function version matches the recorded one (a function whose source
+        changed since keeps ``unpack=True``: re-running it then shows what the change does).
+        Returns whether the function is registered now. Nothing is tried for a ``__main__``
+        function or a record without a location: such a function cannot be found again.
+        Why here and not in ``reexecute``: importing user code is the caller's decision.
+        """
+        name, module, qualname = record.get("function_name"), record.get("module"), record.get("qualname")
+        if not isinstance(name, str) or not name:
+            return False
+        if name in cls.list_functions():
+            return True
+        if not isinstance(module, str) or not isinstance(qualname, str) or module == "__main__":
+            return False
+        try:
+            found: Any = importlib.import_module(module)
+            if name in cls.list_functions():
+                return True
+            for part in qualname.split("."):
+                found = getattr(found, part)
+        except Exception:  # not importable here: reexecute then says the function is not registered
+            return False
+        if not callable(found):
+            return False
+        recorded = record.get("function_version")
+        unpack = next((u for u in (True, False) if function_version(name, found, u) == recorded), True)
+        isolation = record.get("isolation") if record.get("isolation") in ("inline", "process") else "inline"
+        cls.register(name, isolation=isolation, unpack=unpack)(found)
+        return True
 
     @classmethod
     def execute(cls, name: str, /, **kwargs: Any) -> Any:

@@ -10,6 +10,7 @@ Messages always name the offending argument, entity or address.
 from __future__ import annotations
 
 __all__ = [
+    "ActorError",
     "AddressError",
     "AttachError",
     "BadPathError",
@@ -173,6 +174,10 @@ class UnknownFunctionError(LedgerError, KeyError):
 
 class FunctionRegistrationError(LedgerError, TypeError):
     """A function cannot be registered (missing type hints, bad options)."""
+
+
+class ActorError(LedgerError, ValueError):
+    """``actor``: who runs executions must be a non-empty string."""
 
 
 class InputValidationError(LedgerError, ValueError):

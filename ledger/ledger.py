@@ -9,6 +9,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from os import PathLike
 from types import TracebackType
@@ -16,7 +17,7 @@ from typing import Any
 from uuid import UUID
 
 from ledger import _process
-from ledger.errors import ConcurrencyError, LedgerClosedError, ReactionError
+from ledger.errors import ActorError, ConcurrencyError, LedgerClosedError, ReactionError
 from ledger.events import decode
 from ledger.events.bodies import EXECUTION_FAILED
 from ledger.events.digest import Digest
@@ -31,6 +32,7 @@ from ledger.store.integrity import VerifyReport, digest_store, verify_store
 from ledger.write.batch import Batch
 from ledger.write.erasure import Erasure, erase_lineage
 from ledger.write.reexecute import Reexecution, reexecute_on
+from ledger.write.run_record import default_actor
 from projections.addresses import Resolved, resolve_address
 from projections.inline import DEFAULT_VALUES_CACHE_BYTES, InlineIndex
 from projections.stored_inline import DEFAULT_RECORDS_CACHE, StoredInlineIndex
@@ -63,6 +65,7 @@ class Ledger:
         replay: bool = False,
         cache_versions: int = DEFAULT_RECORDS_CACHE,
         cache_values_bytes: int = DEFAULT_VALUES_CACHE_BYTES,
+        actor: str | None = None,
     ) -> None:
         """Open the store at ``url`` and the inline index the write side reads.
 
@@ -89,7 +92,14 @@ class Ledger:
         (another process holds it, it cannot be written, it is a symbolic link)
         raises ``CacheUnavailableError``, or with ``analytics_fallback`` the
         tables are kept in memory with a warning (what the CLI's default file does).
+
+        ``actor`` names who runs the executions recorded through this ledger (the run
+        record's ``actor``; default ``"<OS user>@<host>"``); ``acting_as`` overrides it
+        for a block.
         """
+        self._actor = _checked_actor(actor) if actor is not None else None
+        #: ``acting_as``: per thread and per asyncio task (a context variable of this ledger).
+        self._acting: ContextVar[str | None] = ContextVar(f"ledger_actor_{id(self)}", default=None)
         self.url = url
         self.analytics_path = analytics_path
         self.analytics_fallback = analytics_fallback
@@ -123,6 +133,27 @@ class Ledger:
         except BaseException:
             self.close()
             raise
+
+    # ------------------------------------------------------------- the actor
+    @property
+    def actor(self) -> str:
+        """Who the executions recorded now run as: ``acting_as``'s name inside such a block,
+        else the ``actor`` this ledger was opened with, else ``"<OS user>@<host>"``."""
+        return self._acting.get() or self._actor or default_actor()
+
+    @contextmanager
+    def acting_as(self, actor: str) -> Iterator[None]:
+        """Record the executions run inside the block as run by ``actor``.
+
+        Thread- and task-local (a context variable): two threads or ``asyncio`` tasks acting
+        as different people record each their own name. Blocks nest; leaving one restores the
+        actor before it. An empty or non-string name is an ``ActorError``.
+        """
+        token = self._acting.set(_checked_actor(actor))
+        try:
+            yield
+        finally:
+            self._acting.reset(token)
 
     # ------------------------------------------------------------- lifecycle
     def close(self) -> None:
@@ -538,13 +569,22 @@ class Ledger:
 _process.install_ledger_factory(Ledger)
 
 
-def connect(url: str = "memory://", *, create: bool = True, analytics_path: str | None = None) -> Ledger:
+def _checked_actor(actor: Any) -> str:
+    if not isinstance(actor, str) or not actor.strip():
+        raise ActorError(f"actor: expected a non-empty name, got {actor!r:.80}")
+    return actor
+
+
+def connect(
+    url: str = "memory://", *, create: bool = True, analytics_path: str | None = None, actor: str | None = None
+) -> Ledger:
     """Open a store and make it the process's default ledger (replaying its log).
 
     ``create=False`` opens only an existing ledger (``Ledger``); on any error
-    the previous default stays in place.
+    the previous default stays in place. ``actor``: who runs the executions
+    recorded through it (``Ledger``).
     """
-    ledger = Ledger(url, create=create, analytics_path=analytics_path)
+    ledger = Ledger(url, create=create, analytics_path=analytics_path, actor=actor)
     _process.set_default_ledger(ledger)
     return ledger
 

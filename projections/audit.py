@@ -22,7 +22,8 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from ledger.errors import EntityNotFoundError
-from ledger.events.bodies import ENTITY_ERASED, ENTITY_VERSION, EXECUTION_REEXECUTED
+from ledger.errors import LedgerError
+from ledger.events.bodies import ENTITY_ERASED, ENTITY_VERSION, EXECUTION_REEXECUTED, RUN_FIELDS
 from ledger.events.decode import check_page, record_payload
 from ledger.events.digest import Digest
 from ledger.model.address import Address, as_uuid, parse_address
@@ -38,6 +39,7 @@ __all__ = [
     "AsOf",
     "AuditSource",
     "Erasure",
+    "ExecutionArgument",
     "ExecutionDetail",
     "ExecutionInput",
     "ExecutionOutput",
@@ -45,6 +47,7 @@ __all__ = [
     "IndexCheck",
     "LogEntry",
     "Neighbours",
+    "Reexecution",
     "Shown",
     "VersionDiff",
     "VersionInfo",
@@ -54,6 +57,7 @@ __all__ = [
     "erasure",
     "execution",
     "execution_record",
+    "reexecutions_of",
     "head",
     "history",
     "lineage_of",
@@ -163,6 +167,34 @@ class ExecutionOutput:
 
 
 @dataclass(frozen=True, slots=True)
+class ExecutionArgument:
+    """One argument as called (the run record's ``arguments``).
+
+    ``value`` is the recorded JSON (an entity as ``{"$e": id}``, a value JSON cannot hold as
+    ``{"$r": {"type", "repr"}}``); ``address`` the pinned reference where the argument was
+    an entity or an ``@`` reference; ``read`` what that reference reads (stored data, personal
+    fields ``ERASED`` once erased), for references to a value or entity below the one named.
+    """
+
+    name: str
+    value: Any
+    address: str | None
+    read: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reexecution:
+    """One re-run of an execution (an ``execution.reexecuted`` record)."""
+
+    reexecution_id: UUID
+    matches: bool
+    position: int
+    recorded_at: datetime | None
+    actor: str | None
+    error_type: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class ExecutionDetail:
     """One function execution as recorded: what it read, what it wrote, or how it failed.
 
@@ -190,6 +222,12 @@ class ExecutionDetail:
     differences: list[dict[str, Any]] | None = None
     config_ids: list[UUID] = field(default_factory=list)  # the ConfigEntity versions it was given
     sibling_group: list[UUID] = field(default_factory=list)  # the outputs written together
+    #: Every argument as called; None when the record holds none (recorded before arguments were kept).
+    arguments: list[ExecutionArgument] | None = None
+    #: The run record (``bodies.RUN_FIELDS``): each None when unknown (an older record).
+    run: dict[str, Any] = field(default_factory=dict)
+    #: The re-runs of this execution, oldest first.
+    reexecutions: list[Reexecution] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -516,8 +554,10 @@ def execution(source: AuditSource, execution_id: UUID | str, *, argument: str = 
         ExecutionOutput(UUID(str(o["ecs_id"])), UUID(str(o["lineage_id"])), o["semantic"], o.get("output_index"), where(o["ecs_id"]))
         for o in payload.get("outputs", ())
     ]
+    run = {name: payload.get(name) for name in RUN_FIELDS}
     if topic == EXECUTION_REEXECUTED:
         return ExecutionDetail(
+            run=run,
             execution_id=uuid,
             function=payload["function_name"],
             succeeded=bool(payload["matches"]),
@@ -549,7 +589,65 @@ def execution(source: AuditSource, execution_id: UUID | str, *, argument: str = 
         reused_execution_id=UUID(str(reused)) if reused else None,
         config_ids=[UUID(str(c)) for c in payload.get("config_ids", ())],
         sibling_group=[UUID(str(s)) for s in payload.get("sibling_group", ())],
+        arguments=_arguments(source, payload.get("arguments")),
+        run=run,
+        reexecutions=reexecutions_of(source, uuid, position),
     )
+
+
+def _arguments(source: AuditSource, arguments: dict[str, Any] | None) -> list[ExecutionArgument] | None:
+    """The recorded arguments with their pinned addresses and, for references, what they read."""
+    if arguments is None:
+        return None
+    out = []
+    for name, value in arguments.items():
+        address: str | None = None
+        read: Any = None
+        if isinstance(value, str) and value.startswith("@") and not value.startswith("@@"):
+            address = value
+            try:
+                read = show(source, value, argument=name).value
+            except LedgerError as exc:  # a version no longer readable: say why rather than fail the page
+                read = f"<unreadable: {exc}>"
+        elif isinstance(value, dict) and list(value) == ["$e"]:
+            address = f"@{value['$e']}"
+        out.append(ExecutionArgument(name, value, address, read))
+    return out
+
+
+def reexecutions_of(source: AuditSource, execution_id: UUID, after: int) -> list[Reexecution]:
+    """Every ``execution.reexecuted`` record of ``execution_id`` (they follow it in the log).
+
+    A scan of the log after the execution (records that cannot name it are skipped without
+    being decoded): what ``show`` of one execution can afford, not a hot path."""
+    store = source.store
+    needle = str(execution_id).encode()
+    found: list[Reexecution] = []
+    start = after + 1
+    head = store.head()
+    while start <= head:
+        page = store.read_columns(start, 20_000)
+        if not page.positions:
+            break
+        for position, topic, state in zip(page.positions, page.topics, page.states):
+            raw = state if isinstance(state, bytes) else str(state).encode()
+            if topic != EXECUTION_REEXECUTED or needle not in raw:
+                continue
+            _, _, _, payload = read_checked(store, position)
+            if payload.get("execution_id") != str(execution_id):
+                continue
+            found.append(
+                Reexecution(
+                    UUID(str(payload["reexecution_id"])),
+                    bool(payload["matches"]),
+                    position,
+                    _recorded(payload),
+                    payload.get("actor"),
+                    payload.get("error_type"),
+                )
+            )
+        start = page.positions[-1] + 1
+    return found
 
 
 def execution_record(source: AuditSource, execution_id: UUID) -> tuple[int, str, dict[str, Any]] | None:
@@ -598,10 +696,12 @@ def as_of(
 
 
 def diff(source: AuditSource, ecs_id_a: UUID | str, ecs_id_b: UUID | str) -> VersionDiff:
-    """Changed values between two stored versions, children included (``EntityRegistry.diff``'s answer)."""
+    """Changed values between two stored versions, children included (``EntityRegistry.diff``'s answer).
+
+    Either side may be a lineage id, naming its latest version (as ``show`` and ``history`` take one)."""
     index = source.index
-    a = index.get(resolve_id(source, ecs_id_a, "ecs_id_a"), "ecs_id_a")
-    b = index.get(resolve_id(source, ecs_id_b, "ecs_id_b"), "ecs_id_b")
+    a = index.get(version_for(index, resolve_id(source, ecs_id_a, "ecs_id_a"), argument="ecs_id_a").ecs_id, "ecs_id_a")
+    b = index.get(version_for(index, resolve_id(source, ecs_id_b, "ecs_id_b"), argument="ecs_id_b").ecs_id, "ecs_id_b")
     return VersionDiff(_info(a), _info(b), diff_versions(index, a, b))
 
 

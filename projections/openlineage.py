@@ -6,7 +6,14 @@ already knows what each function read and wrote, so it can tell them. Per execut
 - a ``START`` at the time it started (recorded time minus its duration) and a
   ``COMPLETE`` (or ``FAIL``, with an ``errorMessage`` run facet) at the time it was
   recorded, both with ``run.runId`` = the execution_id;
-- ``job``: namespace ``"entity-ledger"``, name the function name, a ``jobType`` facet;
+- ``job``: namespace ``job_namespace(url)`` (``"entity-ledger:"`` + the store's namespace, so
+  the jobs of a test ledger and a production ledger never merge in Marquez), name the
+  function name, a ``jobType`` facet and, where the run record knows it, a
+  ``sourceCodeLocation`` facet (the source file, its git commit);
+- ``run`` facets: ``processing_engine`` (entity-ledger and its version) and, for a
+  re-execution (exported as its own run, ``runId`` = the re-execution id), ``parent``
+  naming the execution it re-ran;
+- every input and output dataset carries a ``version`` facet: the ecs_id read or written;
 - ``inputs``: the entity versions it read and the entities named by its reference
   arguments; ``outputs``: the entities it wrote. A dataset is one entity lineage:
   namespace = the store (``store_namespace``: its URL without user, password or any
@@ -47,6 +54,7 @@ __all__ = [
     "OpenLineageQueryError",
     "dataset_name",
     "export_openlineage",
+    "job_namespace",
     "producer",
     "query_rows",
     "store_namespace",
@@ -58,6 +66,10 @@ RUN_EVENT_SCHEMA = f"{_SPEC}/2-0-2/OpenLineage.json#/$defs/RunEvent"
 _ERROR_FACET_SCHEMA = f"{_SPEC}/facets/1-0-1/ErrorMessageRunFacet.json#/$defs/ErrorMessageRunFacet"
 _COLUMN_FACET_SCHEMA = f"{_SPEC}/facets/1-2-0/ColumnLineageDatasetFacet.json#/$defs/ColumnLineageDatasetFacet"
 _JOB_TYPE_SCHEMA = f"{_SPEC}/facets/2-0-4/JobTypeJobFacet.json#/$defs/JobTypeJobFacet"
+_VERSION_SCHEMA = f"{_SPEC}/facets/1-0-1/DatasetVersionDatasetFacet.json#/$defs/DatasetVersionDatasetFacet"
+_ENGINE_SCHEMA = f"{_SPEC}/facets/1-1-1/ProcessingEngineRunFacet.json#/$defs/ProcessingEngineRunFacet"
+_LOCATION_SCHEMA = f"{_SPEC}/facets/1-1-0/SourceCodeLocationJobFacet.json#/$defs/SourceCodeLocationJobFacet"
+_PARENT_SCHEMA = f"{_SPEC}/facets/1-2-0/ParentRunFacet.json#/$defs/ParentRunFacet"
 
 
 class OpenLineageQueryError(LedgerError, ValueError):
@@ -66,7 +78,8 @@ class OpenLineageQueryError(LedgerError, ValueError):
 
 @dataclass(frozen=True)
 class OpenLineageExport:
-    """What an export wrote: the file, how many RunEvents, for how many executions, up to which position."""
+    """What an export wrote: the file, how many RunEvents, for how many runs (executions and their
+    re-executions: two events each), up to which position."""
 
     path: Path
     events: int
@@ -101,6 +114,12 @@ def store_namespace(url: str) -> str:
     return "memory://"
 
 
+def job_namespace(url: str) -> str:
+    """The jobs' namespace: ``"entity-ledger:"`` + the store's (``store_namespace``), so the
+    same function run against two ledgers is two jobs, never merged into one history."""
+    return f"{JOB_NAMESPACE}:{store_namespace(url)}"
+
+
 def dataset_name(entity_type: str, lineage_id: str) -> str:
     """A dataset's name: the entity's type (its stored topic) and lineage id."""
     return f"{entity_type}/{lineage_id}"
@@ -130,11 +149,19 @@ def query_rows(con: duckdb.DuckDBPyConnection, where: str, params: list[Any]) ->
     chosen = f"(SELECT execution_id FROM executions x {where})"
     executions = con.execute(
         "SELECT execution_id, function_name, position, recorded_at, duration_ms, succeeded, "
-        f"error_type, error_message FROM executions x {where} ORDER BY position",
+        "error_type, error_message, started_at, finished_at, ledger_version, source_file, git_commit "
+        f"FROM executions x {where} ORDER BY position",
+        params,
+    ).fetchall()
+    # re-executions of the chosen executions, exported as runs whose parent is the execution
+    reexecutions = con.execute(
+        "SELECT r.reexecution_id, r.execution_id, r.function_name, r.position, r.recorded_at, r.duration_ms, "
+        "r.error_type IS NULL OR r.error_type = r.recorded_error_type, r.error_type, r.started_at, r.finished_at "
+        f"FROM reexecutions r WHERE r.execution_id IN {chosen} ORDER BY r.position",
         params,
     ).fetchall()
     inputs = con.execute(
-        "SELECT i.execution_id, v.lineage_id, v.entity_type FROM execution_inputs i "
+        "SELECT i.execution_id, v.lineage_id, v.entity_type, i.ecs_id FROM execution_inputs i "
         "JOIN entity_versions v ON v.ecs_id = i.ecs_id "
         f"WHERE i.execution_id IN {chosen} ORDER BY i.position, i.execution_id, i.param_name, v.entity_type, v.lineage_id",
         params,
@@ -157,7 +184,7 @@ def query_rows(con: duckdb.DuckDBPyConnection, where: str, params: list[Any]) ->
         f"WHERE f.execution_id IN {chosen} ORDER BY f.position, f.execution_id, f.output_ecs_id, f.param_name, 5, 4",
         params,
     ).fetchall()
-    return {"executions": executions, "inputs": inputs, "outputs": outputs, "fields": fields}
+    return {"executions": executions, "inputs": inputs, "outputs": outputs, "fields": fields, "reexecutions": reexecutions}
 
 
 def _failure_traces(con: duckdb.DuckDBPyConnection, positions: list[int]) -> dict[int, dict[str, Any]]:
@@ -175,11 +202,14 @@ def _events(
     namespace: str,
     traces: dict[int, dict[str, Any]],
     open_payload: Callable[[str, dict[str, Any]], dict[str, Any]],
+    job_ns: str = JOB_NAMESPACE,
 ) -> list[bytes]:
     made_by = producer()
-    inputs: dict[str, dict[tuple[str, str], None]] = defaultdict(dict)
-    for execution_id, lineage_id, entity_type in rows["inputs"]:
-        inputs[execution_id][(entity_type, lineage_id)] = None
+    inputs_of: dict[str, list[dict[str, Any]]] = {}
+    # per execution: (entity type, lineage) -> the version read (None: named by an address only)
+    inputs: dict[str, dict[tuple[str, str], str | None]] = defaultdict(dict)
+    for execution_id, lineage_id, entity_type, ecs_id in rows["inputs"]:
+        inputs[execution_id][(entity_type, lineage_id)] = ecs_id
     read: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for execution_id, output_ecs_id, param, path, lineage_id, entity_type in rows["fields"]:
         if entity_type is None:
@@ -195,7 +225,11 @@ def _events(
         )
     outputs: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for execution_id, ecs_id, lineage_id, entity_type, keys in rows["outputs"]:
-        dataset: dict[str, Any] = {"namespace": namespace, "name": dataset_name(entity_type, lineage_id), "facets": {}}
+        dataset: dict[str, Any] = {
+            "namespace": namespace,
+            "name": dataset_name(entity_type, lineage_id),
+            "facets": {"version": _version(made_by, ecs_id)},
+        }
         fields = read.get((execution_id, ecs_id))
         if fields:
             dataset["facets"]["columnLineage"] = {
@@ -210,16 +244,31 @@ def _events(
     }
     lines: list[bytes] = []
     dumps = orjson.dumps
-    for execution_id, function, position, recorded_at, duration_ms, succeeded, error_type, message in rows["executions"]:
-        job = {"namespace": JOB_NAMESPACE, "name": function, "facets": {"jobType": job_type}}
-        ins = [{"namespace": namespace, "name": dataset_name(t, lid), "facets": {}} for t, lid in inputs.get(execution_id, ())]
-        started = recorded_at - timedelta(milliseconds=duration_ms or 0.0)
+    jobs: dict[str, dict[str, Any]] = {}
+    for (execution_id, function, position, recorded_at, duration_ms, succeeded, error_type, message,
+         started_at, finished_at, ledger_version, source_file, git_commit) in rows["executions"]:
+        job_facets: dict[str, Any] = {"jobType": job_type}
+        if source_file and os.path.isabs(source_file):
+            job_facets["sourceCodeLocation"] = {
+                "_producer": made_by, "_schemaURL": _LOCATION_SCHEMA,
+                "type": "git" if git_commit else "file", "url": Path(source_file).as_uri(), "path": source_file,
+                **({"version": git_commit} if git_commit else {}),
+            }
+        job = {"namespace": job_ns, "name": function, "facets": job_facets}
+        jobs[execution_id] = job
+        ins = [
+            {"namespace": namespace, "name": dataset_name(t, lid), "facets": {"version": _version(made_by, v)} if v else {}}
+            for (t, lid), v in inputs.get(execution_id, {}).items()
+        ]
+        inputs_of[execution_id] = ins
+        engine = _engine(made_by, ledger_version)
+        started = started_at or recorded_at - timedelta(milliseconds=duration_ms or 0.0)
         base = {"producer": made_by, "schemaURL": RUN_EVENT_SCHEMA, "job": job, "inputs": ins}
         lines.append(dumps({
-            "eventType": "START", "eventTime": _iso(started), "run": {"runId": execution_id, "facets": {}}, **base,
-            "outputs": [],
+            "eventType": "START", "eventTime": _iso(started),
+            "run": {"runId": execution_id, "facets": {"processing_engine": engine}}, **base, "outputs": [],
         }))
-        run_facets: dict[str, Any] = {}
+        run_facets: dict[str, Any] = {"processing_engine": engine}
         if not succeeded:
             payload = traces.get(position)
             trace = open_payload(EXECUTION_FAILED, payload).get("traceback") if payload is not None else None
@@ -231,11 +280,46 @@ def _events(
                 **({"stackTrace": str(trace)} if trace else {}),
             }
         lines.append(dumps({
-            "eventType": "COMPLETE" if succeeded else "FAIL", "eventTime": _iso(recorded_at),
+            "eventType": "COMPLETE" if succeeded else "FAIL", "eventTime": _iso(finished_at or recorded_at),
             "run": {"runId": execution_id, "facets": run_facets}, **base,
             "outputs": outputs.get(execution_id, []),
         }))
+    for (reexecution_id, execution_id, function, _, recorded_at, duration_ms, completed, error_type,
+         started_at, finished_at) in rows["reexecutions"]:
+        job = jobs.get(execution_id) or {"namespace": job_ns, "name": function, "facets": {"jobType": job_type}}
+        parent = {
+            "_producer": made_by, "_schemaURL": _PARENT_SCHEMA,
+            "run": {"runId": execution_id}, "job": {"namespace": job["namespace"], "name": job["name"]},
+        }
+        facets = {"processing_engine": _engine(made_by, None), "parent": parent}
+        base = {"producer": made_by, "schemaURL": RUN_EVENT_SCHEMA, "job": job, "inputs": inputs_of.get(execution_id, [])}
+        started = started_at or recorded_at - timedelta(milliseconds=duration_ms or 0.0)
+        lines.append(dumps({"eventType": "START", "eventTime": _iso(started), "run": {"runId": reexecution_id, "facets": facets}, **base, "outputs": []}))
+        end_facets = dict(facets)
+        if not completed:
+            end_facets["errorMessage"] = {
+                "_producer": made_by, "_schemaURL": _ERROR_FACET_SCHEMA,
+                "message": f"re-execution raised {error_type}", "programmingLanguage": "PYTHON",
+            }
+        lines.append(dumps({
+            "eventType": "COMPLETE" if completed else "FAIL", "eventTime": _iso(finished_at or recorded_at),
+            "run": {"runId": reexecution_id, "facets": end_facets}, **base, "outputs": [],
+        }))
     return lines
+
+
+def _version(made_by: str, ecs_id: str) -> dict[str, Any]:
+    """The ``version`` dataset facet: the entity version (ecs_id) read or written."""
+    return {"_producer": made_by, "_schemaURL": _VERSION_SCHEMA, "datasetVersion": str(ecs_id)}
+
+
+def _engine(made_by: str, ledger_version: str | None) -> dict[str, Any]:
+    """The ``processing_engine`` run facet: entity-ledger and the version that ran the function."""
+    try:
+        version = ledger_version or metadata.version("entity-ledger")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return {"_producer": made_by, "_schemaURL": _ENGINE_SCHEMA, "name": "entity-ledger", "version": version}
 
 
 def export_openlineage(
@@ -262,7 +346,7 @@ def export_openlineage(
         return rows, _failure_traces(con, failed)
 
     rows, traces = analytics.read(read)
-    lines = _events(rows, namespace, traces, open_payload)
+    lines = _events(rows, namespace, traces, open_payload, job_namespace(url))
     out = Path(path)
     partial = out.with_name(out.name + ".partial")
     with open(partial, "wb") as f:
@@ -271,4 +355,6 @@ def export_openlineage(
             f.write(b"\n")
     os.replace(partial, out)
     executions = rows["executions"]
-    return OpenLineageExport(out, len(lines), len(executions), executions[-1][2] if executions else None)
+    # a re-execution is a run of its own (START + end): counted with the executions it re-ran
+    runs = len(executions) + len(rows["reexecutions"])
+    return OpenLineageExport(out, len(lines), runs, executions[-1][2] if executions else None)

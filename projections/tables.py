@@ -53,7 +53,7 @@ __all__ = [
 ]
 
 INTERNAL_SCHEMA = "_ledger"
-LAYOUT = 5  # 1: tracking table in main, no layout column; 2: graph edges without their field path; 3: no memo columns, no reexecutions; 4: events without hash
+LAYOUT = 6  # 1: tracking table in main, no layout column; 2: graph edges without their field path; 3: no memo columns, no reexecutions; 4: events without hash; 5: no run record
 
 TABLES: dict[str, str] = {
     "events": """
@@ -68,7 +68,12 @@ TABLES: dict[str, str] = {
         execution_id VARCHAR, function_name VARCHAR, position BIGINT, recorded_at TIMESTAMPTZ,
         duration_ms DOUBLE, succeeded BOOLEAN, error_type VARCHAR, error_message VARCHAR,
         isolation VARCHAR, return_pattern VARCHAR, execution_ecs_id VARCHAR, sealed_with VARCHAR[],
-        cache_hit BOOLEAN, reused_execution_id VARCHAR""",
+        cache_hit BOOLEAN, reused_execution_id VARCHAR, function_version VARCHAR, actor VARCHAR,
+        host VARCHAR, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, pid INTEGER, module VARCHAR,
+        qualname VARCHAR, git_commit VARCHAR, git_dirty BOOLEAN, python_version VARCHAR,
+        ledger_version VARCHAR, source_file VARCHAR""",
+    "execution_arguments": """
+        execution_id VARCHAR, name VARCHAR, value JSON, address VARCHAR, position BIGINT""",
     "execution_inputs": """
         execution_id VARCHAR, param_name VARCHAR, ecs_id VARCHAR, address VARCHAR, position BIGINT""",
     "execution_outputs": """
@@ -88,7 +93,8 @@ TABLES: dict[str, str] = {
     "reexecutions": """
         execution_id VARCHAR, matches BOOLEAN, position BIGINT, recorded_at TIMESTAMPTZ,
         reexecution_id VARCHAR, function_name VARCHAR, duration_ms DOUBLE, error_type VARCHAR,
-        differences JSON""",
+        differences JSON, recorded_error_type VARCHAR, function_version VARCHAR, actor VARCHAR,
+        started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ""",
 }
 
 
@@ -169,13 +175,18 @@ _VERSION_FIELDS = [
 _EXECUTION_FIELDS = [
     "recorded_at", "execution_id", "function_name", "duration_ms", "error_type", "error_message",
     "isolation", "return_pattern", "execution_ecs_id", "inputs", "outputs", "config_ids",
-    "sibling_group", "sealed_with", "cache_hit", "reused_execution_id",
+    "sibling_group", "sealed_with", "cache_hit", "reused_execution_id", "arguments",
+    "function_version", "actor", "host", "started_at", "finished_at", "pid", "module", "qualname",
+    "git_commit", "git_dirty", "python_version", "ledger_version", "source_file",
 ]
 _ERASURE_FIELDS = ["recorded_at", "lineage_id", "reason"]
 VERSION_STRUCT = duckdb_struct(_VERSION_FIELDS)
 EXECUTION_STRUCT = duckdb_struct(_EXECUTION_FIELDS)
 ERASURE_STRUCT = duckdb_struct(_ERASURE_FIELDS)
-_REEXECUTION_FIELDS = ["recorded_at", "execution_id", "reexecution_id", "function_name", "matches", "duration_ms", "error_type"]
+_REEXECUTION_FIELDS = [
+    "recorded_at", "execution_id", "reexecution_id", "function_name", "matches", "duration_ms", "error_type",
+    "recorded_error_type", "function_version", "actor", "started_at", "finished_at",
+]
 REEXECUTION_STRUCT = duckdb_struct(_REEXECUTION_FIELDS)
 OTHER_STRUCT = duckdb_struct(["recorded_at"])
 #: All of them in one struct: what DuckDB's own ingest of the payloads is measured
@@ -239,7 +250,8 @@ PAGE_STATEMENTS: list[str] = [
     """INSERT INTO erasures SELECT e.lineage_id, e.reason, position, e.recorded_at FROM _r ORDER BY position""",
     """INSERT INTO reexecutions
         SELECT e.execution_id, e.matches, position, e.recorded_at, e.reexecution_id, e.function_name,
-               e.duration_ms, e.error_type, json_extract(payload, '$.differences')
+               e.duration_ms, e.error_type, json_extract(payload, '$.differences'), e.recorded_error_type,
+               e.function_version, e.actor, e.started_at, e.finished_at
         FROM _q ORDER BY position""",
     # a version of a lineage erased so far (this page included) goes in with its tombstone
     f"""INSERT INTO entity_versions
@@ -251,8 +263,23 @@ PAGE_STATEMENTS: list[str] = [
     """INSERT INTO executions
         SELECT e.execution_id, e.function_name, position, e.recorded_at, e.duration_ms, succeeded,
                e.error_type, coalesce(opened, e.error_message), e.isolation, e.return_pattern,
-               e.execution_ecs_id, e.sealed_with, coalesce(e.cache_hit, false), e.reused_execution_id
+               e.execution_ecs_id, e.sealed_with, coalesce(e.cache_hit, false), e.reused_execution_id,
+               e.function_version, e.actor, e.host, e.started_at, e.finished_at, e.pid, e.module,
+               e.qualname, e.git_commit, e.git_dirty, e.python_version, e.ledger_version, e.source_file
         FROM _x""",
+    # One row per recorded argument, in the order called; ``address`` is the pinned reference
+    # (a ``"@…"`` string) or the entity version (``{"$e": id}`` → ``"@<id>"``) it stands for.
+    """INSERT INTO execution_arguments
+        SELECT execution_id, name, value,
+               CASE WHEN json_type(value) = 'VARCHAR' AND starts_with(value->>'$', '@')
+                         AND NOT starts_with(value->>'$', '@@') THEN value->>'$'
+                    WHEN json_type(value) = 'OBJECT' AND json_keys(value) = ['$e'] THEN '@' || (value->>'$."$e"')
+               END, position
+        FROM (SELECT position, execution_id, keys[i] AS name, json_extract(args, '$."' || keys[i] || '"') AS value, i
+              FROM (SELECT position, e.execution_id AS execution_id, e.arguments AS args,
+                           json_keys(e.arguments) AS keys, generate_subscripts(json_keys(e.arguments), 1) AS i
+                    FROM _x WHERE e.arguments IS NOT NULL))
+        ORDER BY position, i""",
     """INSERT INTO execution_inputs
         SELECT execution_id, i.param_name, i.ecs_id, i.address, position
         FROM (SELECT position, e.execution_id AS execution_id, unnest(e.inputs) AS i FROM _x)

@@ -24,10 +24,13 @@ BUILDERS = {
     bodies.entity_erased_body: (bodies.ENTITY_ERASED, {}),
     bodies.execution_completed_body: (
         bodies.EXECUTION_COMPLETED,
-        {"reused_execution_id": {"reused_execution_id", "cache_hit"}},
+        {"reused_execution_id": {"reused_execution_id", "cache_hit"}, "run": set(bodies.RUN_FIELDS)},
     ),
-    bodies.execution_reexecuted_body: (bodies.EXECUTION_REEXECUTED, {}),
-    bodies.execution_failed_body: (bodies.EXECUTION_FAILED, {"sealed": {"sealed_with", "key_shares"}}),
+    bodies.execution_reexecuted_body: (bodies.EXECUTION_REEXECUTED, {"run": set(bodies.RUN_FIELDS)}),
+    bodies.execution_failed_body: (
+        bodies.EXECUTION_FAILED,
+        {"sealed": {"sealed_with", "key_shares"}, "run": set(bodies.RUN_FIELDS)},
+    ),
     bodies.reaction_emitted_body: (bodies.REACTION_EMITTED, {}),
 }
 #: Fields the batch (recorded_at, batch id and size) and the store (the seal) fill in.

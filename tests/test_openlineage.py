@@ -18,14 +18,22 @@ from typing import Any
 
 import pytest
 from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
-from openlineage.client.facet_v2 import column_lineage_dataset, error_message_run, job_type_job
+from openlineage.client.facet_v2 import (
+    column_lineage_dataset,
+    dataset_version_dataset,
+    error_message_run,
+    job_type_job,
+    parent_run,
+    processing_engine_run,
+    source_code_location_job,
+)
 from openlineage.client.serde import Serde
 from typer.testing import CliRunner
 
 import ledger
 from ledger import CallableRegistry, Ledger, errors
 from ledger.cli import app
-from projections.openlineage import OpenLineageQueryError, dataset_name, store_namespace
+from projections.openlineage import OpenLineageQueryError, dataset_name, job_namespace, store_namespace
 from tests.conftest import PG_BASE, fresh_pg_url
 from tests.models import Patient, Student, student
 
@@ -76,9 +84,28 @@ def _column_lineage(data: dict[str, Any]) -> Any:
     return _facet(cl.ColumnLineageDatasetFacet, {k: v for k, v in data.items() if k != "fields"}, fields=fields)
 
 
-_DATASET_FACETS = {"columnLineage": _column_lineage}
-_RUN_FACETS = {"errorMessage": lambda d: _facet(error_message_run.ErrorMessageRunFacet, d)}
-_JOB_FACETS = {"jobType": lambda d: _facet(job_type_job.JobTypeJobFacet, d)}
+def _parent(data: dict[str, Any]) -> Any:
+    return _facet(
+        parent_run.ParentRunFacet,
+        {k: v for k, v in data.items() if k not in ("run", "job")},
+        run=parent_run.Run(**data["run"]),
+        job=parent_run.Job(**data["job"]),
+    )
+
+
+_DATASET_FACETS = {
+    "columnLineage": _column_lineage,
+    "version": lambda d: _facet(dataset_version_dataset.DatasetVersionDatasetFacet, d),
+}
+_RUN_FACETS = {
+    "errorMessage": lambda d: _facet(error_message_run.ErrorMessageRunFacet, d),
+    "processing_engine": lambda d: _facet(processing_engine_run.ProcessingEngineRunFacet, d),
+    "parent": _parent,
+}
+_JOB_FACETS = {
+    "jobType": lambda d: _facet(job_type_job.JobTypeJobFacet, d),
+    "sourceCodeLocation": lambda d: _facet(source_code_location_job.SourceCodeLocationJobFacet, d),
+}
 
 
 def _facets(table: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
@@ -165,11 +192,34 @@ class TestExport:
         ):
             assert start["run"]["runId"] == end["run"]["runId"] == execution_id
             assert start["eventType"] == "START" and end["eventType"] == ("COMPLETE" if succeeded else "FAIL")
-            assert start["job"] == end["job"] and start["job"]["namespace"] == "entity-ledger"
+            assert start["job"] == end["job"] and start["job"]["namespace"] == job_namespace(lg.url)
+            assert start["job"]["namespace"] == "entity-ledger:" + store_namespace(lg.url)
             assert start["job"]["name"] == function
             began = datetime.fromisoformat(start["eventTime"])
             ended = datetime.fromisoformat(end["eventTime"])
-            assert ended == recorded_at and ended - began == timedelta(milliseconds=duration_ms)
+            # the run record's own times: started before the function ran, finished before the record
+            assert began <= ended <= recorded_at
+            engine = end["run"]["facets"]["processing_engine"]
+            assert engine["name"] == "entity-ledger" and engine["version"] == ledger.__version__
+            location = end["job"]["facets"]["sourceCodeLocation"]
+            assert location["path"] == __file__ and location["url"] == Path(__file__).as_uri()
+
+    def test_every_dataset_names_the_version_read_or_written_and_a_rerun_names_its_parent(
+        self, lg: Ledger, tmp_path: Path
+    ) -> None:
+        """``version`` facets carry ecs_ids; a re-execution is its own run with a ``parent`` facet."""
+        made = _pipeline()
+        again = lg.reexecute(made["curved"].derived_from_execution_id)
+        lg.export_openlineage(tmp_path / "runs.ndjson")
+        lines = read_lines(tmp_path / "runs.ndjson")
+        curve_end = lines[1]
+        assert curve_end["inputs"][0]["facets"]["version"]["datasetVersion"] == str(made["student"].ecs_id)
+        assert curve_end["outputs"][0]["facets"]["version"]["datasetVersion"] == str(made["curved"].ecs_id)
+        rerun = [line for line in lines if line["run"]["runId"] == str(again.reexecution_id)]
+        assert [line["eventType"] for line in rerun] == ["START", "COMPLETE"]
+        parent = rerun[1]["run"]["facets"]["parent"]
+        assert parent["run"]["runId"] == str(made["curved"].derived_from_execution_id)
+        assert parent["job"] == {"namespace": job_namespace(lg.url), "name": "ol_curve"}
 
     def test_datasets_are_the_entities_read_and_written(self, lg: Ledger, tmp_path: Path) -> None:
         """Inputs: the versions read and the entities addresses named; outputs: the entities written."""

@@ -365,8 +365,8 @@ def as_of(
 @app.command()
 @one_line_errors
 def diff(
-    ecs_id_a: str = typer.Argument(..., help="The older version's ecs_id (or 8+ leading hex digits of it)."),
-    ecs_id_b: str = typer.Argument(..., help="The newer version's ecs_id (or 8+ leading hex digits of it)."),
+    ecs_id_a: str = typer.Argument(..., help="The older version's ecs_id, or a lineage id for its latest version (or 8+ leading hex digits)."),
+    ecs_id_b: str = typer.Argument(..., help="The newer version's ecs_id, or a lineage id for its latest version (or 8+ leading hex digits)."),
     fmt: RowFormat = row_format_option('{"old": {version}, "new": {version}, "changes": [{"path", "old", "new"}]}'),
     db: str | None = DbOption,
 ) -> None:
@@ -727,6 +727,43 @@ def cosign(
     typer.echo(cosigned, nl=False)
 
 
+@app.command()
+@one_line_errors
+def erase(
+    lineage_id: str = typer.Argument(..., help="The lineage whose personal data to erase (an id, any ecs_id of it, or 8+ hex digits)."),
+    reason: str = typer.Option(..., "--reason", help="Why (kept in the entity.erased record: a request number, a policy)."),
+    fmt: TextFormat = text_format_option('{"lineage_id", "position", "versions", "key_destroyed", "already_erased", "reason"}'),
+    db: str | None = DbOption,
+) -> None:
+    """Erase a lineage's personal data for good: append entity.erased and destroy its key.
+
+    Fields marked Personal read <erased> everywhere afterwards; the other fields stay.
+    key_destroyed says whether no copy of the key is left in the store's files.
+
+    Example: ledger erase 3f0c2a9e --reason "request 1234"
+    """
+    if not reason.strip():
+        raise CLIError("--reason: say why the data is erased (it is kept in the log)")
+    with open_ledger(db) as led:
+        lineage = audit.lineage_of(led, lineage_id, "lineage_id")
+        done = led.erase(lineage, reason=reason)
+    if fmt is TextFormat.json:
+        print_json(
+            {
+                "lineage_id": done.lineage_id,
+                "position": done.position,
+                "versions": done.versions,
+                "key_destroyed": done.key_destroyed,
+                "already_erased": done.already_erased,
+                "reason": reason,
+            }
+        )
+        return
+    state = "already erased" if done.already_erased else f"erased at position {done.position}"
+    key = "key destroyed" if done.key_destroyed else "key row gone, a copy may remain until the next writable open"
+    console.print(f"lineage {done.lineage_id}: {state} ({done.versions} versions; {key})", highlight=False, soft_wrap=True)
+
+
 # ------------------------------------------------------------ re-execution
 def import_functions(names: list[str]) -> None:
     """Import the modules (``pkg.module``, or a ``path/to/file.py``) that register the functions to run.
@@ -771,8 +808,9 @@ def reexecute(
 ) -> None:
     """Run a recorded execution again on exactly its recorded inputs and compare its outputs.
 
-    The function must be registered in this process: name the module that registers it
-    with --import. Outputs are compared by domain value (floats exactly); one
+    The function is found where the run record says it lives (its module and qualname),
+    or registered by the modules given with --import. A failed execution matches when it
+    raises the same error again. Outputs are compared by domain value (floats exactly); one
     execution.reexecuted event records the verdict, no entity version is written.
     Exit status 0 when the outputs match, 1 with the differences.
 
@@ -781,6 +819,13 @@ def reexecute(
     import_functions(imports)
     with open_ledger(db) as led:
         uuid = audit.resolve_id(led, execution_id, "execution_id")
+        found = audit.execution_record(led, uuid)
+        if found is not None:
+            from ledger import CallableRegistry
+
+            if "" not in sys.path and os.getcwd() not in sys.path:  # as `python -c` would: modules beside the caller
+                sys.path.insert(0, os.getcwd())
+            CallableRegistry.register_from_record(found[2])
         result = led.reexecute(uuid)
     if fmt is TextFormat.json:
         print_json(

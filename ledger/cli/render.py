@@ -22,7 +22,7 @@ import dataclasses
 import io
 import math
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -172,8 +172,20 @@ def _plain(value: Any) -> str:
 
 
 def _when(iso: str) -> str:
-    """A stored UTC timestamp to the millisecond, as ``2026-01-31 12:00:00.123``."""
-    return iso[:23].replace("T", " ")
+    """A stored UTC timestamp with all its microseconds, as ``2026-01-31 12:00:00.123456``.
+
+    Nothing is cut: a time pasted from ``history`` into ``as-of --at`` must name the same
+    instant (cut to milliseconds it fell before the version and returned the previous one)."""
+    try:
+        when = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    return when.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def when_text(value: datetime | None) -> str:
+    """A time as ``_when`` prints it, ``-`` when unknown (a record from before it was kept)."""
+    return "-" if value is None else _when(value.isoformat())
 
 
 # ---------------------------------------------------------------- tables
@@ -321,6 +333,8 @@ def _subject(topic: str, payload: dict[str, Any]) -> str:
         return str(payload["execution_id"])
     if topic == "reaction.emitted":
         return str(payload["event_id"])
+    if topic == "entity.erased":
+        return str(payload["lineage_id"])
     return ""
 
 
@@ -338,7 +352,8 @@ def event_row(position: int, topic: str, payload: dict[str, Any]) -> tuple[Any, 
                 summary += f" (cache hit: reused {payload.get('reused_execution_id')})"
         elif topic == "execution.reexecuted":
             summary = f"{payload['function_name']} re-executed {duration(payload.get('duration_ms'))}: " + (
-                "outputs match" if payload.get("matches") else reexecution_verdict(payload)
+                ("failure reproduced" if payload.get("recorded_error_type") else "outputs match")
+                if payload.get("matches") else reexecution_verdict(payload)
             )
         else:
             summary += f" FAILED {payload.get('error_type')}: {payload.get('error_message')}"
@@ -347,6 +362,8 @@ def event_row(position: int, topic: str, payload: dict[str, Any]) -> tuple[Any, 
         if payload.get("subject_id"):
             about = f"{about} {payload['subject_id']}".strip()
         summary = f"{payload.get('event_type')} {about}".rstrip()
+    elif topic == "entity.erased":
+        summary = f"lineage {payload.get('lineage_id')}: {payload.get('versions', '?')} version(s) erased ({payload.get('reason')})"
     else:
         summary = ""
     return position, when, topic, _subject(topic, payload), summary
@@ -458,8 +475,44 @@ def execution_detail(detail: ExecutionDetail) -> Rows:
     if not detail.succeeded:
         add(("error type", str(detail.error_type)))
         add(("error message", str(detail.error_message)))
+    # the run record after what went in and out (or wrong): the rows readers scan first stay first
+    if detail.arguments is None:
+        add(("arguments", "(not recorded)"))
+    for arg in detail.arguments or ():
+        text = cell(arg.value)
+        if arg.address is not None and arg.address != arg.value:
+            text += f"  ({arg.address})"
+        if arg.read is not None:
+            text += f"  reads {cell(arg.read)}"
+        add((f"argument {arg.name}", text))
+    _add_run(add, detail.run)
+    if not detail.succeeded:
         add(("traceback", Lines(str(detail.traceback).rstrip().splitlines())))
+    for r in detail.reexecutions:
+        verdict = "matches" if r.matches else f"DIFFERS{f' (raised {r.error_type})' if r.error_type else ''}"
+        add(("re-executed", f"{verdict}: {r.reexecution_id} at position {r.position}, {when_text(r.recorded_at)}"
+             f"{f' by {r.actor}' if r.actor else ''}"))
     return table
+
+
+def _add_run(add: Callable[[tuple[str, Any]], None], run: dict[str, Any]) -> None:
+    """The run record's rows: which code, who, where, when (``unknown`` for an older record)."""
+
+    def known(name: str) -> Any:
+        value = run.get(name)
+        return "unknown" if value is None else value
+
+    add(("function_version", known("function_version")))
+    where = f"{run['module']}:{run['qualname']}" if run.get("module") and run.get("qualname") else "unknown"
+    add(("code", where + (f"  ({run['source_file']})" if run.get("source_file") else "")))
+    if run.get("git_commit"):
+        add(("git commit", f"{run['git_commit']}{' (uncommitted changes)' if run.get('git_dirty') else ''}"))
+    add(("actor", known("actor")))
+    add(("host", f"{known('host')} pid {known('pid')}"))
+    add(("versions", f"Python {known('python_version')}, entity-ledger {known('ledger_version')}"))
+    for name in ("started_at", "finished_at"):
+        value = run.get(name)
+        add((name, when_text(value if isinstance(value, datetime) or value is None else datetime.fromisoformat(str(value)))))
 
 
 def _reexecution_detail(detail: ExecutionDetail) -> Rows:
@@ -472,6 +525,7 @@ def _reexecution_detail(detail: ExecutionDetail) -> Rows:
     add(("position", detail.position))
     add(("recorded_at", _when(detail.recorded_at.isoformat()) if detail.recorded_at is not None else "-"))
     add(("duration", duration(detail.duration_ms)))
+    _add_run(add, detail.run)
     if detail.error_type:
         add(("raised", detail.error_type))
     for d in detail.differences or ():
@@ -502,8 +556,14 @@ def history_json(rows: Sequence[HistoryRow], erasure: Erasure | None = None) -> 
 
 
 def execution_json(detail: ExecutionDetail) -> dict[str, Any]:
-    """The execution record as ``show <execution_id>`` reads it: every field of ``ExecutionDetail``."""
-    return dataclasses.asdict(detail)
+    """The execution record as ``show <execution_id>`` reads it: every field of ``ExecutionDetail``,
+    the run record's fields at the top level (``function_version``, ``actor``, ``host``,
+    ``started_at``, ``finished_at``, …: null when unknown), ``arguments`` as
+    ``[{"name", "value", "address", "read"}]`` (null when not recorded) and ``reexecutions``."""
+    out = dataclasses.asdict(detail)
+    run = out.pop("run")
+    out.update(run)
+    return out
 
 
 def diff_table(diff: dict[str, tuple[Any, Any]]) -> Rows:

@@ -37,6 +37,7 @@ __all__ = [
     "InputRecord",
     "OutputRecord",
     "REACTION_EMITTED",
+    "RUN_FIELDS",
     "ReactionEmitted",
     "duckdb_struct",
     "entity_erased_body",
@@ -134,7 +135,38 @@ class InputRecord(BaseModel):
     address: str | None = None
 
 
-class ExecutionCompleted(_Event):
+class _RunRecorded(_Event):
+    """The run record every execution event carries (``ledger/write/run_record.py``).
+
+    Which code ran (``function_version``: the hex SHA-256 of name and source, the importable
+    ``module``/``qualname``, the source file's git commit and whether its tree was dirty), who
+    ran it (``actor``), where (``host``, ``pid``, Python and entity-ledger versions) and when
+    (``started_at``/``finished_at``, UTC, microseconds). Events recorded before the run record
+    existed have none of these: they read as None (unknown), never as a guess.
+    """
+
+    function_version: str | None = None
+    module: str | None = None
+    qualname: str | None = None
+    source_file: str | None = None
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    actor: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    python_version: str | None = None
+    ledger_version: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+#: The run record's fields, in the order ``run_record.run_fields`` fills them.
+RUN_FIELDS: tuple[str, ...] = tuple(
+    name for name in _RunRecorded.model_fields if name not in _Event.model_fields
+)
+
+
+class ExecutionCompleted(_RunRecorded):
     """A function returned and its outputs were recorded (or, ``cache_hit``, reused).
 
     ``arguments`` are the call's arguments as the function's input model accepted them
@@ -161,8 +193,11 @@ class ExecutionCompleted(_Event):
     reused_execution_id: UUID | None = None
 
 
-class ExecutionFailed(_Event):
+class ExecutionFailed(_RunRecorded):
     """A function raised (or returned what cannot be recorded).
+
+    ``arguments`` are recorded as for ``execution.completed`` (what the failure can be
+    re-executed on); failures recorded before they were kept have none.
 
     When an input belonged to a lineage with personal fields, ``error_message``
     and ``traceback`` hold ciphertext that opens only while every lineage in
@@ -181,6 +216,7 @@ class ExecutionFailed(_Event):
     isolation: str
     sealed_with: list[UUID] = []
     key_shares: list[str] = []
+    arguments: dict[str, Any] | None = None
 
 
 class ReactionEmitted(_Event):
@@ -202,7 +238,7 @@ class ReactionEmitted(_Event):
     event: dict[str, Any]
 
 
-class ExecutionReexecuted(_Event):
+class ExecutionReexecuted(_RunRecorded):
     """A recorded execution was run again on its recorded inputs and its outputs compared.
 
     Its own stream (``reexecution_id``): the execution's stream stays as it was. ``matches``
@@ -220,6 +256,7 @@ class ExecutionReexecuted(_Event):
     duration_ms: float
     isolation: str
     error_type: str | None = None
+    recorded_error_type: str | None = None
 
 
 EVENT_MODELS: dict[str, type[_Event]] = {
@@ -310,8 +347,10 @@ def execution_completed_body(
     arguments: dict[str, Any] | None = None,
     cache_key: str | None = None,
     reused_execution_id: UUID | None = None,
+    run: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """An ``execution.completed`` body; the memo fields only where they apply (older readers skip them)."""
+    """An ``execution.completed`` body; the memo fields only where they apply (older readers skip them).
+    ``run`` is the run record (``run_record.run_fields``; its None values are left out)."""
     body: dict[str, Any] = {
         "execution_id": execution_id,
         "function_name": function_name,
@@ -331,7 +370,17 @@ def execution_completed_body(
     if reused_execution_id is not None:
         body["cache_hit"] = True
         body["reused_execution_id"] = reused_execution_id
+    _add_run(body, run)
     return body
+
+
+def _add_run(body: dict[str, Any], run: dict[str, Any] | None) -> None:
+    """The run record's known fields into ``body`` (an unknown one is absent, as on old events)."""
+    if run:
+        for name in RUN_FIELDS:
+            value = run.get(name)
+            if value is not None:
+                body[name] = value
 
 
 def execution_failed_body(
@@ -346,6 +395,8 @@ def execution_failed_body(
     duration_ms: float,
     isolation: str,
     sealed: dict[str, Any] | None = None,
+    arguments: dict[str, Any] | None = None,
+    run: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An ``execution.failed`` body; ``sealed`` is what ``sealed_failure.seal_failure`` returned
     (ciphertext replacing ``error_message``/``traceback``, plus ``sealed_with``/``key_shares``)."""
@@ -362,6 +413,9 @@ def execution_failed_body(
     }
     if sealed:
         body.update(sealed)
+    if arguments is not None:
+        body["arguments"] = arguments
+    _add_run(body, run)
     return body
 
 
@@ -394,8 +448,10 @@ def execution_reexecuted_body(
     duration_ms: float,
     isolation: str,
     error_type: str | None,
+    recorded_error_type: str | None = None,
+    run: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
+    body: dict[str, Any] = {
         "execution_id": execution_id,
         "reexecution_id": reexecution_id,
         "function_name": function_name,
@@ -405,6 +461,10 @@ def execution_reexecuted_body(
         "isolation": isolation,
         "error_type": error_type,
     }
+    if recorded_error_type is not None:
+        body["recorded_error_type"] = recorded_error_type
+    _add_run(body, run)
+    return body
 
 
 # ------------------------------------------------------------------ DuckDB reading

@@ -36,7 +36,15 @@ from ledger.model.entity import ConfigEntity, Entity
 from ledger.model.tree import Ref
 from ledger.model.walk import map_leaves
 
-__all__ = ["arguments_to_kwargs", "cache_key", "domain_data", "function_version", "record_arguments"]
+__all__ = [
+    "arguments_to_kwargs",
+    "cache_key",
+    "domain_data",
+    "function_version",
+    "has_unstorable",
+    "record_arguments",
+    "unstorable",
+]
 
 
 def function_version(name: str, func: Any, unpack: bool) -> str:
@@ -66,9 +74,9 @@ def _encode(value: Any, pinned: dict[str, str]) -> Any:
     """One argument value as JSON-ready data, in the markers of ``ledger/events/shape.py``."""
     t = type(value)
     if t is str:
-        return pinned[value] if value[:1] == "@" and value[:2] != "@@" else value
+        return pinned.get(value, value) if value[:1] == "@" and value[:2] != "@@" else value
     if t is float and not math.isfinite(value):
-        raise ValueError(f"{value!r} has no JSON form")  # orjson would write null: another argument
+        return unstorable(value)  # orjson would write null: another argument
     if t in _PLAIN:
         return value
     if isinstance(value, Entity):
@@ -84,7 +92,38 @@ def _encode(value: Any, pinned: dict[str, str]) -> Any:
         if len(encoded) == 1 and next(iter(encoded)).startswith("$"):
             return {"$d": encoded}  # a user dict that would read as a marker
         return encoded
-    return to_jsonable_python(value)  # datetimes, UUIDs, models, sets: their JSON form
+    try:
+        return to_jsonable_python(value)  # datetimes, UUIDs, models, sets: their JSON form
+    except (TypeError, ValueError):
+        return unstorable(value)
+
+
+def unstorable(value: Any) -> dict[str, Any]:
+    """A value JSON cannot hold, as the run record keeps it: ``{"$r": {"type", "repr"}}``.
+
+    The record then still says what the function was called with; such a call cannot be
+    re-executed or memoized (``has_unstorable``), since a repr is not the value."""
+    t = type(value)
+    try:
+        text = repr(value)
+    except Exception as exc:  # a broken __repr__ must not lose the record of the call
+        text = f"<repr failed: {type(exc).__name__}>"
+    return {"$r": {"type": f"{t.__module__}.{t.__qualname__}", "repr": text}}
+
+
+def has_unstorable(arguments: Any) -> str | None:
+    """The name of the first argument recorded as ``{"$r": ...}`` (no JSON form), or None."""
+    def found(value: Any) -> bool:
+        if isinstance(value, dict):
+            return "$r" in value and len(value) == 1 or any(found(v) for v in value.values())
+        if isinstance(value, list):
+            return any(found(v) for v in value)
+        return False
+
+    for name, value in arguments.items():
+        if found(value):
+            return name
+    return None
 
 
 def record_arguments(
@@ -96,7 +135,7 @@ def record_arguments(
     personal field's value is never copied into the log in clear. ConfigEntity parameters
     are recorded as the config entity each call used (keywords that built one are dropped
     with it); one left at its default ``None`` is not recorded. A value with no JSON form
-    raises ``ValueError`` (pydantic's serialization error)."""
+    is recorded as its type and repr (``unstorable``)."""
     out = {
         name: _encode(value, pinned)
         for name, value in kwargs.items()

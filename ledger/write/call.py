@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Callable
 from uuid import UUID
 
@@ -16,6 +17,7 @@ from ledger.model.entity import Entity
 from ledger.model.tree import EntityTree
 from ledger.write.functions import FunctionMetadata
 from ledger.write.host import WriteHost
+from ledger.write.run_record import run_fields
 
 __all__ = ["Call", "CallInput"]
 
@@ -51,6 +53,24 @@ class Call:
     configs: dict[str, Any] = field(default_factory=dict)
     #: The memo key (functions registered with ``cache=True`` whose arguments could be recorded).
     cache_key: str | None = None
+    #: Who runs it (the ledger's actor when the call was prepared, in the caller's context).
+    actor: str = ""
+    #: When the function started (or the memo lookup, for a cache hit); UTC.
+    started_at: datetime | None = None
+    #: When the function returned or raised (before its outputs were recorded); UTC.
+    finished_at: datetime | None = None
+
+    def start(self) -> None:
+        """Mark the moment the run starts (the run record's ``started_at``)."""
+        self.started_at = datetime.now(timezone.utc)
+
+    def stop(self) -> None:
+        """Mark the moment the function returned or raised (the run record's ``finished_at``)."""
+        self.finished_at = datetime.now(timezone.utc)
+
+    def run_record(self) -> dict[str, Any]:
+        """The run record of this call (``run_record.run_fields``); finished now unless ``stop`` said when."""
+        return run_fields(self.meta, self.actor, self.started_at, self.finished_at or datetime.now(timezone.utc))
 
     def bound(self) -> Callable[..., Any]:
         """The function with its ConfigEntity parameters bound (``functools.partial``)."""

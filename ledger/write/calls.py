@@ -28,10 +28,12 @@ def execute_on(ledger: WriteHost, name: str, /, **kwargs: Any) -> Any:
     meta = lookup(name)
     call = prepare(ledger, meta, kwargs)
     if call.cache_key is not None:
+        call.start()
         start = perf_counter()
         reused = find_reusable(call)
         if reused is not None:
             return record_hit(call, reused, (perf_counter() - start) * 1000.0)
+    call.start()
     start = perf_counter()
     try:
         result = run(call)
@@ -64,11 +66,13 @@ async def aexecute_on(ledger: WriteHost, name: str, /, **kwargs: Any) -> Any:
     meta = lookup(name)
     call = prepare(ledger, meta, kwargs)
     if call.cache_key is not None:
+        call.start()
         start = perf_counter()
         reused = find_reusable(call)
         if reused is not None:
             return record_hit(call, reused, (perf_counter() - start) * 1000.0)
     fn = call.bound()
+    call.start()
     start = perf_counter()
     try:
         if meta.isolation == "process":
@@ -88,6 +92,7 @@ async def aexecute_on(ledger: WriteHost, name: str, /, **kwargs: Any) -> Any:
 
 def _finish(call: Call, result: Any, start: float) -> Any:
     duration_ms = (perf_counter() - start) * 1000.0
+    call.stop()
     try:
         return finish(call, result, duration_ms, by_ids=call.meta.isolation == "process")
     except (ReturnTypeError, UnstorableValueError) as exc:
@@ -98,6 +103,7 @@ def _finish(call: Call, result: Any, start: float) -> Any:
 
 def _fail(call: Call, exc: BaseException, start: float) -> None:
     duration_ms = (perf_counter() - start) * 1000.0
+    call.stop()
     if isinstance(exc, ChildFailure):
         record_failure(call, exc.error_type, exc.message, exc.tb, duration_ms)
         return

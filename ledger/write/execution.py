@@ -30,7 +30,7 @@ from ledger.errors import KeyIntegrityError
 from ledger.events.bodies import EXECUTION_FAILED, execution_failed_body
 from ledger.events.sealed_failure import personal_lineages, seal_failure
 from ledger.model.entity import Entity
-from ledger.write.arguments import cache_key, record_arguments
+from ledger.write.arguments import cache_key, has_unstorable, record_arguments
 from ledger.write.batch import Batch
 from ledger.write.call import Call
 from ledger.write.functions import FunctionMetadata
@@ -51,7 +51,7 @@ __all__ = ["Call", "failure_text", "finish", "prepare", "record_failure"]
 # =================================================================== prepare
 def prepare(ledger: WriteHost, meta: FunctionMetadata, kwargs: dict[str, Any]) -> Call:
     """resolve → trace → isolate → bind; raises before anything is recorded if invalid."""
-    call = Call(ledger, meta, _process.mint(), read_at=ledger.index.position)
+    call = Call(ledger, meta, _process.mint(), read_at=ledger.index.position, actor=ledger.actor)
     values, configs, resolved_ids = resolve_arguments(call, kwargs)
     entities = input_entities(call, values, configs, resolved_ids)
     if entities:
@@ -59,11 +59,8 @@ def prepare(ledger: WriteHost, meta: FunctionMetadata, kwargs: dict[str, Any]) -
     copy_of = isolate(call, entities, resolved_ids)
     bind(call, values, configs, entities, copy_of)
     call.configs = configs
-    try:
-        call.arguments = record_arguments(kwargs, meta.signature.params, configs, call.pinned)
-    except (TypeError, ValueError, KeyError):  # a value JSON cannot hold: the call runs, it cannot be re-run or memoized
-        call.arguments = None
-    if meta.cache and call.arguments is not None:
+    call.arguments = record_arguments(kwargs, meta.signature.params, configs, call.pinned)
+    if meta.cache and has_unstorable(call.arguments) is None:  # a repr is not the value: not memoized
         assert meta.version is not None
         call.cache_key = cache_key(meta.version, call.arguments, configs, call.input_records())
     return call
@@ -125,6 +122,8 @@ def record_failure(
         duration_ms=duration_ms,
         isolation=call.meta.isolation,
         sealed=sealed,
+        arguments=call.arguments,
+        run=call.run_record(),
     )
     batch = Batch(ledger.index)
     batch.add(call.execution_id, EXECUTION_FAILED, body)

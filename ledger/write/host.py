@@ -23,6 +23,11 @@ class WriteHost(Protocol):
     store: EventStore
     url: str
 
+    @property
+    def actor(self) -> str:
+        """Who the execution being recorded runs as (the run record's ``actor``)."""
+        ...
+
     def writing(self) -> AbstractContextManager[None]:
         """The ledger's write lock: plans read the index and commit under it."""
         ...

@@ -91,6 +91,7 @@ def record_hit(call: Call, reused: dict[str, Any], duration_ms: float) -> Any:
                 return_pattern=reused.get("return_pattern") or "",
                 arguments=call.arguments,
                 reused_execution_id=UUID(reused["execution_id"]),
+                run=call.run_record(),
             ),
         )
         ledger.commit(batch)

@@ -212,6 +212,7 @@ def record(
                 return_pattern=shape.pattern,
                 arguments=call.arguments,
                 cache_key=call.cache_key,
+                run=call.run_record(),
             ),
         )
         ledger.commit(batch)

@@ -207,7 +207,8 @@ def create_app(reader: Any, *, allowed_hosts: list[str] | None = None) -> Starle
             return RedirectResponse(f"/entity/{found.version.ecs_id}", status_code=303)
         shown = audit.show(reader, "@" + ref.lstrip("@"), argument="ecs_id")
         around = audit.neighbours(reader, shown.version.ecs_id)
-        return HTMLResponse(pages.entity_page(shown, around, audit.head(reader)))
+        erased = audit.erasure(reader, shown.version.lineage_id)
+        return HTMLResponse(pages.entity_page(shown, around, audit.head(reader), erased))
 
     def by_id(request: Request) -> Response:
         """Any id (or prefix) to the page for its kind: an execution, a lineage, or one version."""

@@ -289,8 +289,9 @@ def _branch(item: Any) -> str:
     return tree_html(item)
 
 
-def entity_page(shown: Shown, around: Neighbours, head: int) -> str:
-    """One stored version as a tree, with the versions before and after it and an as-of box."""
+def entity_page(shown: Shown, around: Neighbours, head: int, erasure: Erasure | None = None) -> str:
+    """One stored version as a tree, with the versions before and after it and an as-of box;
+    a banner when its lineage was erased, so ``<erased>`` is never read as stored text."""
     v = shown.version
     nav = []
     if around.previous is not None:
@@ -303,8 +304,16 @@ def entity_page(shown: Shown, around: Neighbours, head: int) -> str:
         f'<form class="asof" action="/entity/{v.lineage_id}" method="get"><label>as of position '
         f'<input type="number" name="position" min="0" max="{head}" value="{v.position}"></label><button>go</button></form>'
     )
+    banner = ""
+    if erasure is not None:
+        when = render.when_text(erasure.recorded_at)
+        banner = (
+            f'<p class="erased banner" role="alert">The personal data of this lineage was erased at position '
+            f"{erasure.position} ({_e(when)}; reason: {_e(erasure.reason or 'not recorded')}): "
+            "fields shown as &lt;erased&gt; are gone for good, not stored text.</p>"
+        )
     body = (
-        f'<p class="meta">{_version_line(v)} · lineage {linked(str(v.lineage_id))}</p>'
+        banner + f'<p class="meta">{_version_line(v)} · lineage {linked(str(v.lineage_id))}</p>'
         f'<nav class="versions">{"".join(nav)}</nav>{as_of}'
         f'<section class="entity">{tree_html(shown.value)}</section>'
     )
