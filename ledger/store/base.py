@@ -62,6 +62,12 @@ _SYNCHRONOUS = {"OFF", "NORMAL", "FULL", "EXTRA"}
 _PLAIN_SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
+#: The largest position either database can hold (a signed 64-bit rowid or bigint). A record
+#: moved there (SQLite: ``UPDATE ... SET rowid = 9223372036854775807``) is reported by ``verify``;
+#: the page after it is empty, never an ``OverflowError`` from the driver.
+MAX_POSITION = (1 << 63) - 1
+
+
 @dataclass(frozen=True)
 class StoreURL:
     kind: str  # "memory" | "sqlite" | "postgresql"
@@ -176,6 +182,10 @@ class StoreBackend(Protocol):
 
     def follower_position(self, name: str) -> int:
         """The position follower ``name`` last acknowledged; 0 when it never did."""
+        ...
+
+    def secret(self, name: str) -> bytes | None:
+        """The store's secret ``name`` (made by a writable open); None where the store has none."""
         ...
 
     def acknowledge(self, name: str, position: int) -> None:
@@ -433,6 +443,8 @@ class EventStore:
 
     def read(self, start: int = 1, limit: int = 10_000, stop: int | None = None) -> Sequence[Notification]:
         """Events with position >= start (and <= stop), oldest first, up to ``head()`` (see ``read_columns``)."""
+        if start > MAX_POSITION:
+            return []  # the page after a record at the largest position: nothing can be there
         if self.kind == "postgresql":  # the recorder knows nothing of the high-water mark
             head = self.head()
             stop = head if stop is None else min(stop, head)
@@ -458,6 +470,8 @@ class EventStore:
         the high-water mark may still get a neighbour below it. ``past_head`` reads whatever is
         committed (``verify``: a record no writer was given a position for is evidence too).
         """
+        if start > MAX_POSITION:  # after a record moved to the largest position: nothing can be there
+            return LogPage([], [], [], [], [])
         return self._page(lambda: self._backend.read_rows(start, limit, text_ids=text_ids, past_head=past_head), start)
 
     def read_positions(self, positions: Sequence[int]) -> LogPage:
@@ -518,6 +532,11 @@ class EventStore:
         for event, ecs_id, is_root in facts:
             if event.members is None:
                 event.members = tuple(walker.members(ecs_id)) if is_root else ()
+
+    def secret(self, name: str) -> bytes | None:
+        """A secret the store keeps for what it vouches for outside itself (``ANALYTICS_SECRET``
+        keys the analytics cache's MAC), or None for a store a writable open has not given one."""
+        return self._index_read(self._backend.secret, name)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ followers
     def follower_position(self, name: str) -> int:

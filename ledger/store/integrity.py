@@ -197,7 +197,10 @@ def verify_store(store: EventStore, digest: Digest | None = None) -> VerifyRepor
         report.checkpointed_to = checkpoints.covered
         report.unchecked_tail = checkpoints.tail
     for position, text in key_problems(store, key_commitments, erased):
-        problem(position, text)
+        if position:
+            problem(position, text)
+        else:  # a key row that belongs to no position (its lineage id is not even a UUID)
+            report.problems.append(f"key row: {text}")
     for position, text in _derived_problems(store):
         problem(position, text)
     if digest is not None:

@@ -7,6 +7,7 @@ list was changed behind its back (tests do that to play an attacker).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,7 @@ class MemoryBackend(SingleWriterLog):
         self._lock = threading.Lock()
         self._head: tuple[int, str] = (0, GENESIS)  # (last position, its hash)
         self._followers: dict[str, int] = {}  # follower name -> acknowledged position
+        self._secrets: dict[str, bytes] = {}
 
     def append(self, events: Sequence[NewEvent], tracking: tuple[str, int] | None = None) -> list[int]:
         """Seal the batch after the head and insert it, under this store's lock (``tracking``: a
@@ -74,6 +76,11 @@ class MemoryBackend(SingleWriterLog):
 
     def follower_position(self, name: str) -> int:
         return self._followers.get(name, 0)
+
+    def secret(self, name: str) -> bytes | None:
+        """A secret of this store, made on first use: it lives and dies with the store, as the log does."""
+        with self._lock:
+            return self._secrets.setdefault(name, os.urandom(32))
 
     def acknowledge(self, name: str, position: int) -> None:
         with self._lock:

@@ -9,6 +9,7 @@ and the SQL of the append and the bulk read.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ from ledger.store.pg_append import (
 from ledger.store.pg_params import bytea_array, int_array, text_array, uuid_array
 from ledger.store.probe import check_postgres_schema
 from ledger.store.version_index import (
+    ANALYTICS_SECRET,
     INDEX_NAME,
     IndexRows,
     lineage_versions,
@@ -69,6 +71,7 @@ _TRACKING = "ledger_index_tracking"
 #: Durable followers (``Ledger.follow``): the last position each named follower acknowledged.
 _FOLLOWERS = "ledger_followers"
 _MEMOS = "ledger_memo_index"
+_SECRETS = "ledger_secrets"
 
 
 def create_index_tables(conn: Any, schema: str) -> None:
@@ -84,6 +87,8 @@ def create_index_tables(conn: Any, schema: str) -> None:
         "CREATE TABLE IF NOT EXISTS {s}.{t} (name text PRIMARY KEY, position bigint NOT NULL, head_hash text NOT NULL)",
         "CREATE TABLE IF NOT EXISTS {s}.{f} (name text PRIMARY KEY, position bigint NOT NULL)",
         "CREATE TABLE IF NOT EXISTS {s}.{m} (cache_key bytea PRIMARY KEY, execution_id uuid NOT NULL, position bigint NOT NULL)",
+        # keys for what the store vouches for outside itself (the analytics cache's MAC)
+        "CREATE TABLE IF NOT EXISTS {s}.{k} (name text PRIMARY KEY, value bytea NOT NULL)",
     ):
         conn.execute(
             sql.SQL(statement).format(
@@ -93,8 +98,13 @@ def create_index_tables(conn: Any, schema: str) -> None:
                 t=sql.Identifier(_TRACKING),
                 f=sql.Identifier(_FOLLOWERS),
                 m=sql.Identifier(_MEMOS),
+                k=sql.Identifier(_SECRETS),
             )
         )
+    conn.execute(
+        sql.SQL("INSERT INTO {}.{} (name, value) VALUES (%s, %s) ON CONFLICT DO NOTHING").format(s, sql.Identifier(_SECRETS)),
+        (ANALYTICS_SECRET, os.urandom(32)),
+    )
     conn.execute(
         sql.SQL("INSERT INTO {}.{} (name, position, head_hash) VALUES (%s, 0, %s) ON CONFLICT DO NOTHING").format(
             s, sql.Identifier(_TRACKING)
@@ -825,6 +835,21 @@ class PostgresBackend:
             return curs.fetchall()
 
     # ------------------------------------------------------------ followers
+    def secret(self, name: str) -> bytes | None:
+        """The store's secret ``name`` (made by a writable open), or None (a schema written before it)."""
+        query = psycopg.sql.SQL("SELECT value FROM {}.{} WHERE name = %s").format(
+            psycopg.sql.Identifier(self._datastore.schema), psycopg.sql.Identifier(_SECRETS)
+        )
+        try:
+            with self._datastore.transaction(commit=False) as curs:
+                curs.execute(query, (name,))
+                row = curs.fetchone()
+        except Exception as exc:  # the datastore wraps psycopg's errors; the SQLSTATE is on the cause
+            if (getattr(exc, "sqlstate", None) or getattr(exc.__cause__, "sqlstate", None)) == "42P01":
+                return None
+            raise
+        return None if row is None else bytes(row["value"])
+
     def follower_position(self, name: str) -> int:
         """The position follower ``name`` last acknowledged (0: none, or a schema without the table)."""
         try:

@@ -31,6 +31,7 @@ from ledger.store.keys import SHRED_WAIT_MS, SHREDS, TABLE, raw_key
 from ledger.store.probe import check_sqlite_file
 from ledger.store.single_writer import SingleWriterLog
 from ledger.store.version_index import (
+    ANALYTICS_SECRET,
     INDEX_NAME,
     IndexRows,
     lineage_versions,
@@ -57,6 +58,7 @@ _ACKNOWLEDGE = (
     "ON CONFLICT (name) DO UPDATE SET position = max(position, excluded.position)"
 )
 _MEMOS = "ledger_memo_index"
+_SECRETS = "ledger_secrets"
 _INDEX_DDL = (
     f"CREATE TABLE IF NOT EXISTS {_VERSIONS} "
     "(ecs_id BLOB PRIMARY KEY, position INTEGER NOT NULL, root_ecs_id BLOB) WITHOUT ROWID",
@@ -67,6 +69,9 @@ _INDEX_DDL = (
     f"CREATE TABLE IF NOT EXISTS {_TRACKING} (name TEXT PRIMARY KEY, position INTEGER NOT NULL, head_hash TEXT NOT NULL)",
     f"INSERT OR IGNORE INTO {_TRACKING} (name, position, head_hash) VALUES ('{INDEX_NAME}', 0, '{GENESIS}')",
     f"CREATE TABLE IF NOT EXISTS {_FOLLOWERS} (name TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID",
+    # keys for what the store vouches for outside itself (the analytics cache's MAC): never in the cache file
+    f"CREATE TABLE IF NOT EXISTS {_SECRETS} (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
+    f"INSERT OR IGNORE INTO {_SECRETS} (name, value) VALUES ('{ANALYTICS_SECRET}', randomblob(32))",
 )
 
 
@@ -125,6 +130,14 @@ def _open_recorder(spec: StoreURL, create: bool = True) -> tuple[ApplicationReco
         # connection: a write, which opening for reading must not make.
         datastore.pool.is_journal_mode_wal = True
     return recorder, datastore
+
+
+def _lineage_or_raw(value: Any) -> Any:
+    """A key row's lineage id as a UUID, or the stored value itself when it is not one."""
+    try:
+        return UUID(value) if type(value) is str else value
+    except ValueError:
+        return value
 
 
 class SQLiteBackend(SingleWriterLog):
@@ -475,6 +488,17 @@ class SQLiteBackend(SingleWriterLog):
                 (start, limit),
             ).fetchall()
 
+    def secret(self, name: str) -> bytes | None:
+        """The store's secret ``name`` (made by a writable open), or None (a file written before it)."""
+        try:
+            with self._own_connection() as conn:
+                row = conn._sqlite_conn.execute(f"SELECT value FROM {_SECRETS} WHERE name = ?", (name,)).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return None
+            raise
+        return None if row is None else bytes(row[0])
+
     # ------------------------------------------------------------ followers
     def follower_position(self, name: str) -> int:
         """The position follower ``name`` last acknowledged (0: none, or a file without the table)."""
@@ -599,7 +623,9 @@ class SQLiteKeyTable:
             raw.execute(f"PRAGMA busy_timeout = {int(timeout)}")
         return busy == 0 and logged == copied
 
-    def fetch_all(self) -> dict[UUID, Any]:
+    def fetch_all(self) -> dict[Any, Any]:
+        """Every row, by lineage; a ``lineage_id`` that is not a UUID (an edited or inserted row:
+        SQLite keeps any value in a TEXT column) stays the value it is, for the audit to name."""
         with self._datastore.transaction(commit=False) as cur:
             cur.execute(f"SELECT lineage_id, key FROM {TABLE}")
-            return {UUID(r[0]): raw_key(r[1]) for r in cur.fetchall()}
+            return {_lineage_or_raw(r[0]): raw_key(r[1]) for r in cur.fetchall()}
