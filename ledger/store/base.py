@@ -373,6 +373,32 @@ class EventStore:
                 self.catch_up_index(progress=_IndexProgress(url))
             except (StoreError, PersistenceError, *self._backend.failures) as exc:  # readers then replay
                 log.warning("%s: the stored version index stays behind: %s", url, exc)
+            # ... and finishes an erase killed between its event and the key's deletion.
+            try:
+                self._finish_erasures()
+            except (StoreError, PersistenceError, *self._backend.failures) as exc:  # the next open retries
+                log.warning("%s: cannot finish an earlier erasure: %s", url, exc)
+
+    def _finish_erasures(self) -> None:
+        """Destroy the data key of every erased lineage that still has one.
+
+        ``erase`` appends ``entity.erased`` and then deletes the key; a process killed between
+        the two leaves the key in the store, where any copy of the file could still decrypt
+        the lineage's personal values. The log says the lineage is erased, so the next writable
+        open finishes the job. One read of the erasure index, and of the key table only when
+        there are erasures.
+        """
+        if self.spec.kind == "memory":
+            return  # a memory store dies with the process that was erasing
+        erased = self.erasure_entries()
+        if not erased:
+            return
+        for lineage in erased.keys() & self.keys.all_keys().keys():
+            destroyed = self.keys.destroy(lineage)
+            log.warning(
+                "%s: lineage %s was erased at position %d but its data key was still stored; key deleted%s",
+                self.url, lineage, erased[lineage], "" if destroyed else " (its bytes are shredded on a later open)",
+            )
 
     @property
     def kind(self) -> str:
