@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, suppress
@@ -69,7 +70,14 @@ from projections.tables import (
 if TYPE_CHECKING:
     from ledger.store.base import EventStore, LogPage
 
-__all__ = ["Analytics", "CacheUnavailableError", "ProjectionMismatchError", "ReadOnlySQLError", "RowsPage"]
+__all__ = [
+    "Analytics",
+    "CacheUnavailableError",
+    "ProjectionMismatchError",
+    "QueryTimeLimitError",
+    "ReadOnlySQLError",
+    "RowsPage",
+]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +94,10 @@ _COMMIT_EVERY = 500_000  # events per transaction of a file far behind (see _fol
 
 ReadOnlySQLError = ReadOnlyError
 """The name this error had before ``ledger.errors.ReadOnlyError``; the same class."""
+
+
+class QueryTimeLimitError(LedgerError):
+    """A query ran past its time limit and was interrupted (``Analytics.start_page``); nothing changed."""
 
 
 class ProjectionMismatchError(LedgerError):
@@ -546,19 +558,47 @@ class Analytics:
         if limit is not None and limit < 0:
             raise ValueError(f"limit: expected a number of rows >= 0 or None, got {limit}")
 
-        def fetch() -> RowsPage:
-            relation = self.sql(query, params)
-            columns = list(relation.columns)
-            if limit is None:
-                rows = relation.fetchall()
-                return RowsPage(columns, rows, len(rows))
-            rows = relation.limit(limit + 1).fetchall()
-            if len(rows) <= limit:
-                return RowsPage(columns, rows, len(rows))
-            counted = relation.aggregate("count(*)").fetchall()
-            return RowsPage(columns, rows[:limit], counted[0][0] if counted else len(rows))
+        return self._guarded(lambda: _rows_page(self.sql(query, params), limit))
 
-        return self._guarded(fetch)
+    def start_page(
+        self, query: str, params: list[Any] | None = None, limit: int | None = None, *, time_limit: float
+    ) -> Callable[[], RowsPage]:
+        """``page`` in two steps, for a server: check, catch up and bind now; fetch later, with a time limit.
+
+        This call uses the writer's connection (the caller serialises it with its other reads);
+        the function it returns runs the query on a cursor of its own, so it may run beside
+        them, and interrupts it after ``time_limit`` seconds (``QueryTimeLimitError``): one
+        heavy query must not hold the tables, or a thread, for hours. The cursor is closed
+        either way.
+        """
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit: expected a number of rows >= 0 or None, got {limit}")
+        if not time_limit > 0:
+            raise ValueError(f"time_limit: expected a number of seconds > 0, got {time_limit}")
+        statement = check_query(self.con, _documented_only(query))
+        self.catch_up()
+        cursor = self.con.cursor()
+        try:
+            relation = run_read_only(self.con, statement, params, cursor)
+        except BaseException:
+            cursor.close()
+            raise
+
+        def fetch() -> RowsPage:
+            timer = threading.Timer(time_limit, cursor.interrupt)
+            timer.daemon = True
+            timer.start()
+            try:
+                return _rows_page(relation, limit)
+            except duckdb.InterruptException:
+                raise QueryTimeLimitError(
+                    f"query: stopped after {time_limit:g} s, the time limit of a query on this page"
+                ) from None
+            finally:
+                timer.cancel()
+                cursor.close()
+
+        return fetch
 
     def read(self, reader: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """Catch up, then ``reader(con)`` on the writer's connection; recovers from a damaged file like ``rows``.
@@ -600,6 +640,19 @@ class Analytics:
 
     def close(self) -> None:
         self.con.close()
+
+
+def _rows_page(relation: duckdb.DuckDBPyRelation, limit: int | None) -> RowsPage:
+    """The first ``limit`` rows of ``relation`` (all with None) and its row count (see ``Analytics.page``)."""
+    columns = list(relation.columns)
+    if limit is None:
+        rows = relation.fetchall()
+        return RowsPage(columns, rows, len(rows))
+    rows = relation.limit(limit + 1).fetchall()
+    if len(rows) <= limit:
+        return RowsPage(columns, rows, len(rows))
+    counted = relation.aggregate("count(*)").fetchall()
+    return RowsPage(columns, rows[:limit], counted[0][0] if counted else len(rows))
 
 
 def _hash_of(state: Any) -> str | None:
