@@ -210,3 +210,8 @@ class ReactionError(LedgerError, ValueError):
     """A subscription or follower that cannot be set up (``ledger.reactions``, ``Ledger.follow``):
     ``on()`` with nothing to match, a follower name already following on this ledger, an event
     that cannot be recorded."""
+
+
+class FollowerHeldError(ReactionError):
+    """Another follower (in this or another process) holds the name: a name is followed by one at a
+    time, so no event is delivered twice. The hold ends with its holder (stopped, closed or dead)."""

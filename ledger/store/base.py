@@ -36,7 +36,7 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 
-from ledger.errors import ConcurrencyError, CorruptLogError, StoreError, StoreURLError
+from ledger.errors import ConcurrencyError, CorruptLogError, FollowerHeldError, StoreError, StoreURLError
 from ledger.events.bodies import ENTITY_VERSION
 from ledger.events.seal import NewEvent, link_hash
 from ledger.store.keys import KeyStore, KeyTable
@@ -186,6 +186,11 @@ class StoreBackend(Protocol):
 
     def secret(self, name: str) -> bytes | None:
         """The store's secret ``name`` (made by a writable open); None where the store has none."""
+        ...
+
+    def hold_follower(self, name: str) -> Callable[[], None] | None:
+        """Take follower ``name`` for this process until the returned release is called (or the
+        holder dies); None when someone else holds it."""
         ...
 
     def acknowledge(self, name: str, position: int) -> None:
@@ -568,6 +573,24 @@ class EventStore:
     def follower_position(self, name: str) -> int:
         """The last position durable follower ``name`` acknowledged (0: it never did)."""
         return int(self._index_read(self._backend.follower_position, name))
+
+    def hold_follower(self, name: str) -> Callable[[], None]:
+        """Hold follower ``name``: one follower at a time per name, across processes; returns the release.
+
+        A lock that dies with its holder (PostgreSQL: a session advisory lock; SQLite: an
+        ``flock`` on a file beside the store; memory: a set in this process), so a crashed
+        holder never keeps the name. A name held elsewhere is ``FollowerHeldError`` at once.
+        """
+        try:
+            release = self._backend.hold_follower(name)
+        except (PersistenceError, OSError, *self._backend.failures) as exc:
+            raise StoreError(f"store {self.url!r}: cannot take follower {name!r}: {exc}") from exc
+        if release is None:
+            raise FollowerHeldError(
+                f"name: follower {name!r} of {self.url!r} is held by another follower (in this or another "
+                "process); it is free again when that one stops"
+            )
+        return release
 
     def acknowledge(self, name: str, position: int) -> None:
         """Record that follower ``name`` has handled everything up to ``position`` (never moves back)."""

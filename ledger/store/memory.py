@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -50,6 +50,7 @@ class MemoryBackend(SingleWriterLog):
         self._head: tuple[int, str] = (0, GENESIS)  # (last position, its hash)
         self._followers: dict[str, int] = {}  # follower name -> acknowledged position
         self._secrets: dict[str, bytes] = {}
+        self._held: set[str] = set()  # follower names held (``hold_follower``)
 
     def append(self, events: Sequence[NewEvent], tracking: tuple[str, int] | None = None) -> list[int]:
         """Seal the batch after the head and insert it, under this store's lock (``tracking``: a
@@ -76,6 +77,19 @@ class MemoryBackend(SingleWriterLog):
 
     def follower_position(self, name: str) -> int:
         return self._followers.get(name, 0)
+
+    def hold_follower(self, name: str) -> Callable[[], None] | None:
+        """Follower ``name`` for one caller at a time: a memory store has one process."""
+        with self._lock:
+            if name in self._held:
+                return None
+            self._held.add(name)
+
+        def release() -> None:
+            with self._lock:
+                self._held.discard(name)
+
+        return release
 
     def secret(self, name: str) -> bytes | None:
         """A secret of this store, made on first use: it lives and dies with the store, as the log does."""

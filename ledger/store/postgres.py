@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -835,6 +835,25 @@ class PostgresBackend:
             return curs.fetchall()
 
     # ------------------------------------------------------------ followers
+    def hold_follower(self, name: str) -> Callable[[], None] | None:
+        """A session advisory lock on (schema, name), on a connection of its own kept open while
+        held: the server releases it when that session ends, a crashed holder's too."""
+        spec = self._spec
+        conn = psycopg.connect(
+            host=spec.host, port=spec.port, user=spec.user, dbname=spec.dbname, password=spec.password,
+            connect_timeout=5, autocommit=True,
+        )
+        try:
+            key = f"ledger follower {self._datastore.schema}/{name}"
+            row = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()
+        except BaseException:
+            conn.close()
+            raise
+        if not (row and row[0]):
+            conn.close()
+            return None
+        return conn.close  # ending the session releases its advisory locks
+
     def secret(self, name: str) -> bytes | None:
         """The store's secret ``name`` (made by a writable open), or None (a schema written before it)."""
         query = psycopg.sql.SQL("SELECT value FROM {}.{} WHERE name = %s").format(

@@ -8,11 +8,13 @@ events table's name, and the SQL of the append and the bulk read.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import count
 from operator import attrgetter
@@ -151,6 +153,7 @@ class SQLiteBackend(SingleWriterLog):
     def __init__(self, spec: StoreURL, create: bool = True) -> None:
         """Check the file first (``ledger.store.probe``), then open it; ``create=False`` writes nothing."""
         self.recorder, self._datastore = _open_recorder(spec, create)
+        self._path = spec.path
         self._own_lock = threading.Lock()
         self._own: Any = None
         self.key_table = SQLiteKeyTable(self._datastore, create=create)
@@ -487,6 +490,21 @@ class SQLiteBackend(SingleWriterLog):
                 "WHERE rowid>=? ORDER BY rowid LIMIT ?",
                 (start, limit),
             ).fetchall()
+
+    def hold_follower(self, name: str) -> Callable[[], None] | None:
+        """An ``flock`` on ``<store>.follow-<hash of name>.lock``: held by one open file at a time
+        (in this process or another), and released by the kernel when its holder dies."""
+        digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:32]
+        fd = os.open(f"{os.path.abspath(self._path)}.follow-{digest}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        return lambda: os.close(fd)  # closing the last descriptor releases the flock
 
     def secret(self, name: str) -> bytes | None:
         """The store's secret ``name`` (made by a writable open), or None (a file written before it)."""
