@@ -48,7 +48,7 @@ def compare_index(store: EventStore) -> IndexCheck | None:
     upto = min(store.index_covered() or 0, head)
     stored = store.stored_index()
     later = store.head()  # rows of appends committed while the index was read: neither missing nor extra
-    have = (
+    have: set[tuple[Any, ...]] = (
         {("version", *r) for r in stored.versions}
         | {("erasure", *r) for r in stored.erasures}
         | {("memo", k.hex(), *r) for k, *r in stored.memos}
@@ -56,7 +56,7 @@ def compare_index(store: EventStore) -> IndexCheck | None:
     # every row up to the tracked position must be there; past it (appends while the index
     # lagged) rows may be missing, but none may differ from what the log implies
     rebuilt = store.rebuilt_index(head)
-    implied = (
+    implied: set[tuple[Any, ...]] = (
         {("version", *r) for r in rebuilt.versions}
         | {("erasure", *r) for r in rebuilt.erasures}
         | {("memo", k.hex(), *r) for k, *r in rebuilt.memos}
@@ -66,9 +66,9 @@ def compare_index(store: EventStore) -> IndexCheck | None:
     extra = sorted((r for r in have - implied if not head < r[-1] <= later), key=lambda r: r[-1])
     # tree rows name no position (a later root moves a version's row): compared whole once
     # the index covers the log
-    tree_have = {("tree", *r) for r in stored.roots}
+    tree_have: set[tuple[Any, ...]] = {("tree", *r) for r in stored.roots}
     if upto == head:
-        tree_implied = {("tree", *r) for r in rebuilt.roots}
+        tree_implied: set[tuple[Any, ...]] = {("tree", *r) for r in rebuilt.roots}
         missing += sorted(tree_implied - tree_have, key=str)
         extra += sorted(tree_have - tree_implied, key=str)
     return IndexCheck(tracked=upto, head=head, rows=len(have) + len(tree_have), missing=missing, extra=extra)
