@@ -225,3 +225,8 @@ class ProofError(LedgerError, ValueError):
     the head's root, a log that does not extend a head kept earlier, and a position or size the
     log cannot prove; the message names the argument or the check that failed.
     """
+
+
+class FollowerHeldError(ReactionError):
+    """Another follower (in this or another process) holds the name: a name is followed by one at a
+    time, so no event is delivered twice. The hold ends with its holder (stopped, closed or dead)."""

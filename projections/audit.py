@@ -28,6 +28,7 @@ from ledger.events.decode import check_page, record_payload
 from ledger.events.digest import Digest
 from ledger.model.address import Address, as_uuid, parse_address
 from ledger.store import EventStore
+from ledger.store.index_check import IndexCheck, compare_index
 from ledger.store.integrity import VerifyReport, verify_store
 from projections.diffing import diff_versions
 from projections.inline import InlineIndex, VersionRecord
@@ -720,53 +721,7 @@ def verify_url(url: str, digest: Digest | None = None) -> VerifyReport:
         store.close()
 
 
-@dataclass(frozen=True, slots=True)
-class IndexCheck:
-    """The store's version index against a rebuild of it from the log (``ledger replay``)."""
-
-    tracked: int  # every record up to here is indexed
-    head: int
-    rows: int
-    missing: list[tuple[Any, ...]]  # rows the log implies that the index lacks
-    extra: list[tuple[Any, ...]]  # rows the index holds that the log does not imply
-
-    @property
-    def ok(self) -> bool:
-        return not self.missing and not self.extra
-
-
 def check_index(source: AuditSource) -> IndexCheck | None:
-    """Compare the stored version index with the rows computed from the log alone, up to its
-    tracked position; None for a store without one (``memory://``, or written before it)."""
-    store = source.store
-    state = store.index_state()
-    if state is None:
-        return None
-    head = store.head()
-    upto = min(store.index_covered() or 0, head)
-    stored = store.stored_index()
-    later = store.head()  # rows of appends committed while the index was read: neither missing nor extra
-    have = (
-        {("version", *r) for r in stored.versions}
-        | {("erasure", *r) for r in stored.erasures}
-        | {("memo", k.hex(), *r) for k, *r in stored.memos}
-    )
-    # every row up to the tracked position must be there; past it (appends while the index
-    # lagged) rows may be missing, but none may differ from what the log implies
-    rebuilt = store.rebuilt_index(head)
-    implied = (
-        {("version", *r) for r in rebuilt.versions}
-        | {("erasure", *r) for r in rebuilt.erasures}
-        | {("memo", k.hex(), *r) for k, *r in rebuilt.memos}
-    )
-    required = {r for r in implied if r[-1] <= upto}
-    missing = sorted(required - have, key=lambda r: r[-1])
-    extra = sorted((r for r in have - implied if not head < r[-1] <= later), key=lambda r: r[-1])
-    # tree rows name no position (a later root moves a version's row): compared whole once
-    # the index covers the log
-    tree_have = {("tree", *r) for r in stored.roots}
-    if upto == head:
-        tree_implied = {("tree", *r) for r in rebuilt.roots}
-        missing += sorted(tree_implied - tree_have, key=str)
-        extra += sorted(tree_have - tree_implied, key=str)
-    return IndexCheck(tracked=upto, head=head, rows=len(have) + len(tree_have), missing=missing, extra=extra)
+    """Compare the stored version index with the rows computed from the log alone
+    (``ledger.store.index_check``); None for a store without one."""
+    return compare_index(source.store)

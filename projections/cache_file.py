@@ -23,6 +23,14 @@ touched, is a file that cannot be used *now*:
 The caller decides what that means: an error for a path the user named, the
 tables in memory for the default file beside a SQLite store (``beside_store``).
 
+The file is also authenticated against the store (``seal`` / ``unsealed``): after each write
+the ledger checkpoints it and keeps, beside it in ``<path>.mac``, an HMAC-SHA256 of its bytes
+under a key that lives in the store (``ledger_secrets``), never in the cache. A file edited
+with DuckDB (or any other tool) no longer matches and is rebuilt with one warning, so rows
+changed behind the ledger's back are never served. Checking costs one ``stat`` when the file
+is the one sealed (its inode, size, mtime and ctime are in the MAC too; ctime cannot be set
+back by a user), else one HMAC pass over the file (about 850 MB/s here).
+
 Opening, checking and replacing happen while an exclusive ``flock`` is held on
 the file's directory. DuckDB takes its own lock only once a file is open, and
 replacing goes by name, so without it two processes opening a bad cache at once
@@ -33,6 +41,8 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
+import hmac
 import logging
 import os
 import re
@@ -43,6 +53,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
+import orjson
 
 from ledger.errors import LedgerError
 from ledger.store import parse_store_url
@@ -56,7 +67,9 @@ __all__ = [
     "is_damage",
     "open_cache",
     "replace",
+    "seal",
     "set_aside",
+    "unsealed",
 ]
 
 log = logging.getLogger("projections.analytics")
@@ -95,6 +108,69 @@ def is_damage(exc: BaseException) -> bool:
 def _companions(path: Path) -> list[Path]:
     """The database file and the write-ahead log DuckDB keeps next to it."""
     return [path, path.with_name(path.name + ".wal")]
+
+
+_MAC_READ = 1 << 20
+
+
+def _mac_path(path: Path) -> Path:
+    return path.with_name(path.name + ".mac")
+
+
+def _content_mac(path: Path, key: bytes) -> str:
+    """HMAC-SHA256 of the file's bytes under the store's key (hashlib releases the GIL)."""
+    mac = hmac.new(key, b"ledger analytics cache\0", hashlib.sha256)
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(_MAC_READ):
+            mac.update(chunk)
+    return mac.hexdigest()
+
+
+def _fingerprint(path: Path) -> list[int]:
+    """What changes whenever the file's bytes do: its inode, size, mtime and ctime (nanoseconds)."""
+    st = os.stat(path)
+    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _stat_mac(key: bytes, fingerprint: list[int], content: str) -> str:
+    return hmac.new(key, orjson.dumps([fingerprint, content]), hashlib.sha256).hexdigest()
+
+
+def seal(path: Path, key: bytes, content: str | None = None) -> None:
+    """Write ``<path>.mac`` for the file as it is now (checkpointed: its WAL empty).
+
+    Written to a temporary name and renamed, so a reader sees the old MAC or the new one.
+    """
+    content = _content_mac(path, key) if content is None else content
+    fingerprint = _fingerprint(path)
+    text = orjson.dumps({"content": content, "stat": fingerprint, "stat_mac": _stat_mac(key, fingerprint, content)})
+    target = _mac_path(path)
+    temporary = target.with_name(target.name + ".tmp")
+    temporary.write_bytes(text)
+    os.replace(temporary, target)
+
+
+def unsealed(path: Path, key: bytes) -> str | None:
+    """Why the file's bytes are not those the ledger sealed with ``key``, or None.
+
+    One ``stat`` when the file is untouched since it was sealed; one HMAC pass over it
+    otherwise (a copy, a restore, DuckDB rewriting its header): a match re-seals it.
+    """
+    wal = path.with_name(path.name + ".wal")
+    if wal.exists() and wal.stat().st_size:
+        return "holds changes written after its MAC (its WAL is not empty)"
+    try:
+        sealed = orjson.loads(_mac_path(path).read_bytes())
+        content, fingerprint, stat_mac = str(sealed["content"]), list(sealed["stat"]), str(sealed["stat_mac"])
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+        return "carries no MAC from this store (it was not written by this ledger, or before caches were sealed)"
+    now = _fingerprint(path)
+    if now == fingerprint and hmac.compare_digest(stat_mac, _stat_mac(key, fingerprint, content)):
+        return None
+    if not hmac.compare_digest(content, _content_mac(path, key)):
+        return "was changed since this ledger wrote it (its MAC does not match)"
+    seal(path, key, content)
+    return None
 
 
 def _held(exc: duckdb.Error) -> bool:
@@ -290,7 +366,7 @@ def set_aside(path: Path, reason: str) -> None:
 
 def discard(path: Path, reason: str) -> None:
     """Delete a cache built from something else than this log (it holds nothing the log does not)."""
-    for source in _companions(path):
+    for source in (*_companions(path), _mac_path(path)):
         try:
             source.unlink()
         except FileNotFoundError:

@@ -271,16 +271,19 @@ def _tree_refusal(con: duckdb.DuckDBPyConnection, text: str) -> str | None:
 
 
 def run_read_only(
-    con: duckdb.DuckDBPyConnection, statement: duckdb.Statement, params: list[Any] | None = None
+    con: duckdb.DuckDBPyConnection,
+    statement: duckdb.Statement,
+    params: list[Any] | None = None,
+    cursor: duckdb.DuckDBPyConnection | None = None,
 ) -> duckdb.DuckDBPyRelation:
     """Layers 2 and 3: bind ``statement`` on a fresh cursor of ``con`` inside a READ ONLY transaction.
 
     The relation stays lazy (``.fetchall()``, ``.df()``, ``.arrow()`` run it; see ``_ReadRelation``)
     and reads the tables as they were when this returned: its transaction is a
     snapshot, open until the relation is dropped. ``con`` must come from
-    ``connect_locked``.
+    ``connect_locked``. ``cursor``: a fresh cursor of ``con`` the caller keeps (to interrupt it).
     """
-    cursor = con.cursor()
+    cursor = con.cursor() if cursor is None else cursor
     try:
         cursor.execute("BEGIN TRANSACTION READ ONLY")
         relation = cursor.sql(statement, params=params)

@@ -180,7 +180,7 @@ class TestWhereTheTablesLive:
         assert store.answered(store.sql())
         assert store.cache.is_file() and tracked(store.cache) == store.head and sum(applied) == store.head
         assert store.fingerprint()[0] == before  # the store keeps every byte
-        assert sorted(os.listdir(store.dir)) == ["ledger.db", "ledger.db.analytics.duckdb"]  # no .wal left behind
+        assert sorted(os.listdir(store.dir)) == ["ledger.db", "ledger.db.analytics.duckdb", "ledger.db.analytics.duckdb.mac"]  # no .wal left behind
         old_head = store.head
         store.grow()
         applied.clear()
@@ -201,7 +201,7 @@ class TestWhereTheTablesLive:
             some = led.sql("select ecs_id from entity_versions limit 1").fetchall()[0][0]
         result = runner.invoke(app, ["lineage", some, "--format", "json", "--db", store.url])
         assert result.exit_code == 0, result.output
-        assert sorted(os.listdir(store.dir)) == ["ledger.db", "ledger.db.analytics.duckdb"]
+        assert sorted(os.listdir(store.dir)) == ["ledger.db", "ledger.db.analytics.duckdb", "ledger.db.analytics.duckdb.mac"]
 
     def test_memory_or_a_named_file_instead(self, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """--analytics memory (or $LEDGER_ANALYTICS=memory) writes no file; --analytics PATH writes only PATH."""
@@ -371,7 +371,8 @@ class TestHostileFiles:
         with Ledger(store.url) as led:
             expected = led.sql("select count(*), sum(length(payload)) from events").fetchall()[0]
         assert tuple(json.loads(result.stdout)[0].values()) == expected
-        assert (store.dir / "ledger.db.analytics.duckdb.bad").is_file() and "is damaged" in caplog.text
+        # found by the file's MAC (checked on open) before DuckDB reads the damaged block
+        assert (store.dir / "ledger.db.analytics.duckdb.bad").is_file() and "its MAC does not match" in caplog.text
         assert file_tables(store.url, store.cache) == in_memory_tables(store.url)
 
 

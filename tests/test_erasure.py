@@ -336,3 +336,28 @@ class TestCli:
         assert shown.exit_code == 0, shown.output
         assert SECRET not in shown.output and "erased" in shown.output
 
+
+
+class TestAnEraseKilledBeforeTheKeyWent:
+    """``erase`` appends its event, then deletes the key: a kill between the two must not keep the key."""
+
+    def test_the_next_writable_open_destroys_the_key(self, durable_url: str, caplog: pytest.LogCaptureFixture) -> None:
+        """The state a kill leaves (event appended, key row still there) is found by verify and finished on open."""
+        from tests.tamper import behind
+
+        with Ledger(durable_url) as led:
+            p = Patient(name="Ann")
+            led.registry.register_entity(p)
+            (row,) = behind(durable_url, "SELECT lineage_id, key FROM ledger_keys")
+            position = led.erase(p.lineage_id, reason="request").position
+        behind(durable_url, "INSERT INTO ledger_keys (lineage_id, key) VALUES (?, ?)", row)  # as if killed before the delete
+        with Ledger(durable_url, create=False) as led:  # a reader writes nothing, and says what is wrong
+            report = led.verify()
+            assert not report.ok and report.first_bad_position == position
+            assert f"lineage {p.lineage_id} was erased but its data key is still in 'ledger_keys'" in report.problems[0]
+        assert len(behind(durable_url, "SELECT key FROM ledger_keys")) == 1
+        with caplog.at_level("WARNING", logger="ledger"):
+            with Ledger(durable_url) as led:
+                assert led.verify().ok
+        assert behind(durable_url, "SELECT key FROM ledger_keys") == []
+        assert any(f"lineage {p.lineage_id} was erased at position {position}" in r.getMessage() for r in caplog.records)

@@ -209,7 +209,7 @@ def test_processes_opening_a_new_store_at_once_all_get_in(tmp_path: Path) -> Non
 
 def test_an_edited_tree_row_is_refused_not_followed(tmp_path: Path) -> None:
     """A hostile edit of a version's tree root (to another stored root) is a CorruptLogError
-    naming it when read, and ``ledger replay``'s index check lists it; the log is untouched."""
+    naming it when read, and ``ledger replay``'s index check and ``verify`` list it; the log is untouched."""
     from ledger.errors import CorruptLogError
     from projections import audit
 
@@ -230,7 +230,8 @@ def test_an_edited_tree_row_is_refused_not_followed(tmp_path: Path) -> None:
         check = audit.check_index(led)
         assert check is not None and not check.ok
         assert ("tree", grade, b.ecs_id) in check.extra and ("tree", grade, a.ecs_id) in check.missing
-        assert led.verify().ok  # the log itself is intact
+        report = led.verify()  # the log itself is intact, the derived tree row is named
+        assert not report.ok and any("tree index holds a row" in p and str(grade) in p for p in report.problems)
 
 
 def _register_in_another_process(url: str, entity: Student) -> int:

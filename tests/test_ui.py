@@ -283,6 +283,33 @@ class TestSqlPage:
         assert fingerprint(demo.url) == before
 
 
+class TestHeavyQuery:
+    def test_a_heavy_query_is_stopped_and_pages_answer_meanwhile(self, demo: Demo) -> None:
+        """A query that would run for minutes gets a one-line time-limit error; the log page answers while it runs."""
+        import threading
+        import time
+
+        client = TestClient(create_app(demo.reader, sql_time_limit=8.0))
+        heavy: dict[str, Any] = {}
+
+        def run_heavy() -> None:
+            heavy["answer"] = client.get("/sql", params={"q": "select count(*) from range(1000000000000)", "format": "json"})
+
+        started = time.monotonic()
+        worker = threading.Thread(target=run_heavy)
+        worker.start()
+        time.sleep(1.0)  # let the query start (not an assertion: the page must answer whenever it asks)
+        page = client.get("/")
+        assert page.status_code == 200 and "<table" in page.text
+        assert worker.is_alive()  # the log page answered while the query was still running
+        worker.join(120)
+        answer = heavy["answer"]
+        assert answer.status_code == 400
+        assert answer.json() == {"error": "query: stopped after 8 s, the time limit of a query on this page"}
+        assert time.monotonic() - started < 60  # the query alone would take about 80 s
+        assert client.get("/sql", params={"q": "select 42 as n", "format": "json"}).json() == [{"n": 42}]
+
+
 class TestOnlyReads:
     @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
     def test_every_other_method_is_405_and_writes_nothing(self, demo: Demo, method: str) -> None:

@@ -537,7 +537,10 @@ def verify(
         return
     for p in report.problems:
         err.print(p, highlight=False)
-    err.print(f"FAILED: first bad position {report.first_bad_position}", highlight=False)
+    if report.first_bad_position is None:  # only rows that name no position (the key table)
+        err.print(f"FAILED: {len(report.problems)} problems", highlight=False)
+    else:
+        err.print(f"FAILED: first bad position {report.first_bad_position}", highlight=False)
     raise typer.Exit(1)
 
 

@@ -6,7 +6,14 @@ everything the log holds (``follow`` returns when that is done), then whatever a
 appends, until the ledger is closed. It wakes on this ledger's own commits at once, on other
 processes' appends through PostgreSQL LISTEN/NOTIFY or, on SQLite, by polling.
 
-Delivery guarantees, per follower name (one process at a time follows a given name):
+One follower at a time holds a name (``EventStore.hold_follower``: an advisory lock of the
+PostgreSQL session, an ``flock`` beside a SQLite file, a set for ``memory://``); a second
+``follow`` of a held name, in any process, raises ``FollowerHeldError`` at once rather than
+wait (a waiting follower would hide a deployment mistake: two workers meant to share the
+work). The lock dies with its holder, so a crashed follower never keeps the name; its
+successor starts after the last position acknowledged, read once the name is held.
+
+Delivery guarantees, per follower name:
 
 - **exactly once** for an event whose handler writes to the same ``Ledger`` object (for
   instance executes a function on the default ledger the follower belongs to): each batch
@@ -78,6 +85,9 @@ class Follower:
             raise ReactionError(
                 f"follow({name!r}): ledger {ledger.url!r} was opened with create=False; a follower records its position"
             )
+        #: Held until the thread ends: a second follower of the name, anywhere, is refused, so
+        #: no record is delivered twice; the position is read only once the name is held.
+        self._release: Callable[[], None] | None = ledger.store.hold_follower(name)
         self.ledger = ledger
         self.name = name
         self.handler = handler
@@ -117,6 +127,8 @@ class Follower:
         self._wake.set()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join()
+        if not self._thread.is_alive() and self._thread.ident is None:
+            self._let_go()  # never started
 
     @property
     def running(self) -> bool:
@@ -153,6 +165,13 @@ class Follower:
                 listener.close()
             if self._loop is not None:
                 self._loop.close()
+            self._let_go()
+
+    def _let_go(self) -> None:
+        """Release the name (after the last acknowledgement); idempotent."""
+        release, self._release = self._release, None
+        if release is not None:
+            release()
 
     def _catch_up(self) -> int:
         """Deliver every record after ``position``; returns how many records were read."""

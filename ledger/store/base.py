@@ -36,7 +36,7 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 
-from ledger.errors import ConcurrencyError, CorruptLogError, StoreError, StoreURLError
+from ledger.errors import ConcurrencyError, CorruptLogError, FollowerHeldError, StoreError, StoreURLError
 from ledger.events.bodies import ENTITY_VERSION
 from ledger.events.seal import NewEvent, link_hash
 from ledger.store.keys import KeyStore, KeyTable
@@ -61,6 +61,12 @@ _SYNCHRONOUS = {"OFF", "NORMAL", "FULL", "EXTRA"}
 # (its type lookup), where PostgreSQL folds it to lower case: only names that
 # need no quoting at all are safe everywhere.
 _PLAIN_SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+#: The largest position either database can hold (a signed 64-bit rowid or bigint). A record
+#: moved there (SQLite: ``UPDATE ... SET rowid = 9223372036854775807``) is reported by ``verify``;
+#: the page after it is empty, never an ``OverflowError`` from the driver.
+MAX_POSITION = (1 << 63) - 1
 
 
 @dataclass(frozen=True)
@@ -177,6 +183,15 @@ class StoreBackend(TileTable, Protocol):
 
     def follower_position(self, name: str) -> int:
         """The position follower ``name`` last acknowledged; 0 when it never did."""
+        ...
+
+    def secret(self, name: str) -> bytes | None:
+        """The store's secret ``name`` (made by a writable open); None where the store has none."""
+        ...
+
+    def hold_follower(self, name: str) -> Callable[[], None] | None:
+        """Take follower ``name`` for this process until the returned release is called (or the
+        holder dies); None when someone else holds it."""
         ...
 
     def acknowledge(self, name: str, position: int) -> None:
@@ -368,6 +383,32 @@ class EventStore:
                 self.catch_up_index(progress=_IndexProgress(url))
             except (StoreError, PersistenceError, *self._backend.failures) as exc:  # readers then replay
                 log.warning("%s: the stored version index stays behind: %s", url, exc)
+            # ... and finishes an erase killed between its event and the key's deletion.
+            try:
+                self._finish_erasures()
+            except (StoreError, PersistenceError, *self._backend.failures) as exc:  # the next open retries
+                log.warning("%s: cannot finish an earlier erasure: %s", url, exc)
+
+    def _finish_erasures(self) -> None:
+        """Destroy the data key of every erased lineage that still has one.
+
+        ``erase`` appends ``entity.erased`` and then deletes the key; a process killed between
+        the two leaves the key in the store, where any copy of the file could still decrypt
+        the lineage's personal values. The log says the lineage is erased, so the next writable
+        open finishes the job. One read of the erasure index, and of the key table only when
+        there are erasures.
+        """
+        if self.spec.kind == "memory":
+            return  # a memory store dies with the process that was erasing
+        erased = self.erasure_entries()
+        if not erased:
+            return
+        for lineage in erased.keys() & self.keys.all_keys().keys():
+            destroyed = self.keys.destroy(lineage)
+            log.warning(
+                "%s: lineage %s was erased at position %d but its data key was still stored; key deleted%s",
+                self.url, lineage, erased[lineage], "" if destroyed else " (its bytes are shredded on a later open)",
+            )
 
     @property
     def kind(self) -> str:
@@ -439,6 +480,8 @@ class EventStore:
 
     def read(self, start: int = 1, limit: int = 10_000, stop: int | None = None) -> Sequence[Notification]:
         """Events with position >= start (and <= stop), oldest first, up to ``head()`` (see ``read_columns``)."""
+        if start > MAX_POSITION:
+            return []  # the page after a record at the largest position: nothing can be there
         if self.kind == "postgresql":  # the recorder knows nothing of the high-water mark
             head = self.head()
             stop = head if stop is None else min(stop, head)
@@ -464,6 +507,8 @@ class EventStore:
         the high-water mark may still get a neighbour below it. ``past_head`` reads whatever is
         committed (``verify``: a record no writer was given a position for is evidence too).
         """
+        if start > MAX_POSITION:  # after a record moved to the largest position: nothing can be there
+            return LogPage([], [], [], [], [])
         return self._page(lambda: self._backend.read_rows(start, limit, text_ids=text_ids, past_head=past_head), start)
 
     def read_positions(self, positions: Sequence[int]) -> LogPage:
@@ -525,10 +570,33 @@ class EventStore:
             if event.members is None:
                 event.members = tuple(walker.members(ecs_id)) if is_root else ()
 
+    def secret(self, name: str) -> bytes | None:
+        """A secret the store keeps for what it vouches for outside itself (``ANALYTICS_SECRET``
+        keys the analytics cache's MAC), or None for a store a writable open has not given one."""
+        return self._index_read(self._backend.secret, name)  # type: ignore[no-any-return]
+
     # ------------------------------------------------------------ followers
     def follower_position(self, name: str) -> int:
         """The last position durable follower ``name`` acknowledged (0: it never did)."""
         return int(self._index_read(self._backend.follower_position, name))
+
+    def hold_follower(self, name: str) -> Callable[[], None]:
+        """Hold follower ``name``: one follower at a time per name, across processes; returns the release.
+
+        A lock that dies with its holder (PostgreSQL: a session advisory lock; SQLite: an
+        ``flock`` on a file beside the store; memory: a set in this process), so a crashed
+        holder never keeps the name. A name held elsewhere is ``FollowerHeldError`` at once.
+        """
+        try:
+            release = self._backend.hold_follower(name)
+        except (PersistenceError, OSError, *self._backend.failures) as exc:
+            raise StoreError(f"store {self.url!r}: cannot take follower {name!r}: {exc}") from exc
+        if release is None:
+            raise FollowerHeldError(
+                f"name: follower {name!r} of {self.url!r} is held by another follower (in this or another "
+                "process); it is free again when that one stops"
+            )
+        return release
 
     def acknowledge(self, name: str, position: int) -> None:
         """Record that follower ``name`` has handled everything up to ``position`` (never moves back)."""

@@ -58,6 +58,12 @@ def key_problems(
     """
     rows = store.keys.all_keys()
     problems: list[tuple[int, str]] = []
+    for lineage in rows:
+        if not isinstance(lineage, UUID):
+            problems.append(
+                (0, f"{TABLE!r} holds a row whose lineage_id {str(lineage)[:60]!r} ({type(lineage).__name__}) "
+                    "is not a UUID: the key table was edited or a row inserted")
+            )
     for lineage, position in erased.items():
         if lineage in rows:
             problems.append(

@@ -163,8 +163,9 @@ class KeyStore:
         with self._lock:
             self._cache.pop(lineage_id, None)
 
-    def all_keys(self) -> dict[UUID, Any]:
-        """Every key the table still holds, as stored (for audits: what could still be decrypted)."""
+    def all_keys(self) -> dict[Any, Any]:
+        """Every key the table still holds, as stored (for audits: what could still be decrypted);
+        by lineage UUID, or by the stored value where a row's ``lineage_id`` is not a UUID."""
         return self._call(self._table.fetch_all)
 
     @staticmethod

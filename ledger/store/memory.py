@@ -7,8 +7,9 @@ list was changed behind its back (tests do that to play an attacker).
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
@@ -51,6 +52,8 @@ class MemoryBackend(SingleWriterLog):
         #: The Merkle tree's tiles (``merkle.py``): (origin, size, position) and (level, index) -> (hashes, first position).
         self._tree_state = (f"entity-ledger/{uuid4().hex}", 0, 0)
         self._tree_tiles: dict[tuple[int, int], tuple[bytes, int]] = {}
+        self._secrets: dict[str, bytes] = {}
+        self._held: set[str] = set()  # follower names held (``hold_follower``)
 
     def append(self, events: Sequence[NewEvent], tracking: tuple[str, int] | None = None) -> list[int]:
         """Seal the batch after the head and insert it, under this store's lock (``tracking``: a
@@ -77,6 +80,24 @@ class MemoryBackend(SingleWriterLog):
 
     def follower_position(self, name: str) -> int:
         return self._followers.get(name, 0)
+
+    def hold_follower(self, name: str) -> Callable[[], None] | None:
+        """Follower ``name`` for one caller at a time: a memory store has one process."""
+        with self._lock:
+            if name in self._held:
+                return None
+            self._held.add(name)
+
+        def release() -> None:
+            with self._lock:
+                self._held.discard(name)
+
+        return release
+
+    def secret(self, name: str) -> bytes | None:
+        """A secret of this store, made on first use: it lives and dies with the store, as the log does."""
+        with self._lock:
+            return self._secrets.setdefault(name, os.urandom(32))
 
     def acknowledge(self, name: str, position: int) -> None:
         with self._lock:

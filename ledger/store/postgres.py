@@ -9,8 +9,9 @@ and the SQL of the append and the bulk read.
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -38,6 +39,7 @@ from ledger.store.pg_append import (
 from ledger.store.pg_params import bytea_array, int_array, text_array, uuid_array
 from ledger.store.probe import check_postgres_schema
 from ledger.store.version_index import (
+    ANALYTICS_SECRET,
     INDEX_NAME,
     IndexRows,
     lineage_versions,
@@ -71,6 +73,7 @@ _FOLLOWERS = "ledger_followers"
 _MEMOS = "ledger_memo_index"
 _TREE_STATE = "ledger_tree_state"
 _TREE_TILES = "ledger_tree_tiles"
+_SECRETS = "ledger_secrets"
 
 
 def create_index_tables(conn: Any, schema: str) -> None:
@@ -93,6 +96,8 @@ def create_index_tables(conn: Any, schema: str) -> None:
         "CREATE TABLE IF NOT EXISTS {s}.{tt} (level int NOT NULL, idx bigint NOT NULL, first_position bigint NOT NULL, "
         "hashes bytea NOT NULL, PRIMARY KEY (level, idx))",
         "CREATE INDEX IF NOT EXISTS ledger_tree_tiles_first ON {s}.{tt} (level, first_position)",
+        # keys for what the store vouches for outside itself (the analytics cache's MAC)
+        "CREATE TABLE IF NOT EXISTS {s}.{k} (name text PRIMARY KEY, value bytea NOT NULL)",
     ):
         conn.execute(
             sql.SQL(statement).format(
@@ -104,8 +109,13 @@ def create_index_tables(conn: Any, schema: str) -> None:
                 m=sql.Identifier(_MEMOS),
                 ts=sql.Identifier(_TREE_STATE),
                 tt=sql.Identifier(_TREE_TILES),
+                k=sql.Identifier(_SECRETS),
             )
         )
+    conn.execute(
+        sql.SQL("INSERT INTO {}.{} (name, value) VALUES (%s, %s) ON CONFLICT DO NOTHING").format(s, sql.Identifier(_SECRETS)),
+        (ANALYTICS_SECRET, os.urandom(32)),
+    )
     conn.execute(
         sql.SQL("INSERT INTO {}.{} (name, position, head_hash) VALUES (%s, 0, %s) ON CONFLICT DO NOTHING").format(
             s, sql.Identifier(_TRACKING)
@@ -836,6 +846,40 @@ class PostgresBackend:
             return curs.fetchall()
 
     # ------------------------------------------------------------ followers
+    def hold_follower(self, name: str) -> Callable[[], None] | None:
+        """A session advisory lock on (schema, name), on a connection of its own kept open while
+        held: the server releases it when that session ends, a crashed holder's too."""
+        spec = self._spec
+        conn = psycopg.connect(
+            host=spec.host, port=spec.port, user=spec.user, dbname=spec.dbname, password=spec.password,
+            connect_timeout=5, autocommit=True,
+        )
+        try:
+            key = f"ledger follower {self._datastore.schema}/{name}"
+            row = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()
+        except BaseException:
+            conn.close()
+            raise
+        if not (row and row[0]):
+            conn.close()
+            return None
+        return conn.close  # ending the session releases its advisory locks
+
+    def secret(self, name: str) -> bytes | None:
+        """The store's secret ``name`` (made by a writable open), or None (a schema written before it)."""
+        query = psycopg.sql.SQL("SELECT value FROM {}.{} WHERE name = %s").format(
+            psycopg.sql.Identifier(self._datastore.schema), psycopg.sql.Identifier(_SECRETS)
+        )
+        try:
+            with self._datastore.transaction(commit=False) as curs:
+                curs.execute(query, (name,))
+                row = curs.fetchone()
+        except Exception as exc:  # the datastore wraps psycopg's errors; the SQLSTATE is on the cause
+            if (getattr(exc, "sqlstate", None) or getattr(exc.__cause__, "sqlstate", None)) == "42P01":
+                return None
+            raise
+        return None if row is None else bytes(row["value"])
+
     def follower_position(self, name: str) -> int:
         """The position follower ``name`` last acknowledged (0: none, or a schema without the table)."""
         try:

@@ -8,11 +8,13 @@ events table's name, and the SQL of the append and the bulk read.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import count
 from operator import attrgetter
@@ -31,6 +33,7 @@ from ledger.store.keys import SHRED_WAIT_MS, SHREDS, TABLE, raw_key
 from ledger.store.probe import check_sqlite_file
 from ledger.store.single_writer import SingleWriterLog
 from ledger.store.version_index import (
+    ANALYTICS_SECRET,
     INDEX_NAME,
     IndexRows,
     lineage_versions,
@@ -59,6 +62,7 @@ _ACKNOWLEDGE = (
 _MEMOS = "ledger_memo_index"
 _TREE_STATE = "ledger_tree_state"
 _TREE_TILES = "ledger_tree_tiles"
+_SECRETS = "ledger_secrets"
 _INDEX_DDL = (
     f"CREATE TABLE IF NOT EXISTS {_VERSIONS} "
     "(ecs_id BLOB PRIMARY KEY, position INTEGER NOT NULL, root_ecs_id BLOB) WITHOUT ROWID",
@@ -78,6 +82,9 @@ _INDEX_DDL = (
     f"CREATE TABLE IF NOT EXISTS {_TREE_TILES} (level INTEGER NOT NULL, idx INTEGER NOT NULL, "
     "first_position INTEGER NOT NULL, hashes BLOB NOT NULL, PRIMARY KEY (level, idx)) WITHOUT ROWID",
     f"CREATE INDEX IF NOT EXISTS {_TREE_TILES}_first ON {_TREE_TILES} (level, first_position)",
+    # keys for what the store vouches for outside itself (the analytics cache's MAC): never in the cache file
+    f"CREATE TABLE IF NOT EXISTS {_SECRETS} (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
+    f"INSERT OR IGNORE INTO {_SECRETS} (name, value) VALUES ('{ANALYTICS_SECRET}', randomblob(32))",
 )
 
 
@@ -138,6 +145,14 @@ def _open_recorder(spec: StoreURL, create: bool = True) -> tuple[ApplicationReco
     return recorder, datastore
 
 
+def _lineage_or_raw(value: Any) -> Any:
+    """A key row's lineage id as a UUID, or the stored value itself when it is not one."""
+    try:
+        return UUID(value) if type(value) is str else value
+    except ValueError:
+        return value
+
+
 class SQLiteBackend(SingleWriterLog):
     """One SQLite file: the events table and, beside it, the key table."""
 
@@ -149,6 +164,7 @@ class SQLiteBackend(SingleWriterLog):
     def __init__(self, spec: StoreURL, create: bool = True) -> None:
         """Check the file first (``ledger.store.probe``), then open it; ``create=False`` writes nothing."""
         self.recorder, self._datastore = _open_recorder(spec, create)
+        self._path = spec.path
         self._own_lock = threading.Lock()
         self._own: Any = None
         self.key_table = SQLiteKeyTable(self._datastore, create=create)
@@ -486,6 +502,32 @@ class SQLiteBackend(SingleWriterLog):
                 (start, limit),
             ).fetchall()
 
+    def hold_follower(self, name: str) -> Callable[[], None] | None:
+        """An ``flock`` on ``<store>.follow-<hash of name>.lock``: held by one open file at a time
+        (in this process or another), and released by the kernel when its holder dies."""
+        digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:32]
+        fd = os.open(f"{os.path.abspath(self._path)}.follow-{digest}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        return lambda: os.close(fd)  # closing the last descriptor releases the flock
+
+    def secret(self, name: str) -> bytes | None:
+        """The store's secret ``name`` (made by a writable open), or None (a file written before it)."""
+        try:
+            with self._own_connection() as conn:
+                row = conn._sqlite_conn.execute(f"SELECT value FROM {_SECRETS} WHERE name = ?", (name,)).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return None
+            raise
+        return None if row is None else bytes(row[0])
+
     # ------------------------------------------------------------ Merkle tree tiles
     def tree_state(self) -> tuple[str, int, int] | None:
         """(origin, size, position) of the stored tree; None in a file written before the tree."""
@@ -670,7 +712,9 @@ class SQLiteKeyTable:
             raw.execute(f"PRAGMA busy_timeout = {int(timeout)}")
         return busy == 0 and logged == copied
 
-    def fetch_all(self) -> dict[UUID, Any]:
+    def fetch_all(self) -> dict[Any, Any]:
+        """Every row, by lineage; a ``lineage_id`` that is not a UUID (an edited or inserted row:
+        SQLite keeps any value in a TEXT column) stays the value it is, for the audit to name."""
         with self._datastore.transaction(commit=False) as cur:
             cur.execute(f"SELECT lineage_id, key FROM {TABLE}")
-            return {UUID(r[0]): raw_key(r[1]) for r in cur.fetchall()}
+            return {_lineage_or_raw(r[0]): raw_key(r[1]) for r in cur.fetchall()}

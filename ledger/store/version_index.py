@@ -53,6 +53,7 @@ from ledger.events.shape import shape_from_json
 from ledger.model.tree import refs_in, tree_members
 
 __all__ = [
+    "ANALYTICS_SECRET",
     "INDEX_NAME",
     "IndexRows",
     "TreeWalker",
@@ -70,6 +71,10 @@ __all__ = [
 #: writable open indexes it again from the first record (version and erasure rows are
 #: inserted only where missing, so the rows it already has stay as they are).
 INDEX_NAME = "versions.3"
+
+#: The name of the store's secret that keys the analytics cache's MAC (``projections.cache_file``):
+#: made with the index tables by a writable open, kept in the store, never in the cache file.
+ANALYTICS_SECRET = "analytics.mac"
 
 # An entity.version body starts with its ecs_id (``bodies.entity_version_body`` puts it
 # first and orjson keeps the order): read it without parsing the whole payload.

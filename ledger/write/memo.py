@@ -13,10 +13,19 @@ A hit runs nothing and writes no entity version: it appends one ``execution.comp
 return pattern) and returns fresh copies of those stored outputs (same ecs_ids), shaped as
 the first call returned them. A reused execution one of whose outputs was erased since is
 not reused (its outputs could only come back as tombstones): the call runs again.
+
+The memo index is derived state that anyone who can write the store can edit: a row pointed
+at another execution would serve that execution's outputs as a sealed hit. So a hit is held
+to the reused execution's own sealed record: it must be a successful first run (not itself a
+hit) of this function that carries this call's memo key (the key hashes the function's
+version, arguments and input versions). A record that does not is a miss: the call runs
+again, with one warning (``ledger verify`` names the row). A miss rather than an error,
+because the caller asked for a result, and running the function gives the right one.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from uuid import UUID
 
@@ -28,6 +37,8 @@ from projections.live import materialize_in_context
 from projections.stored_reads import read_checked
 
 __all__ = ["find_reusable", "record_hit"]
+
+log = logging.getLogger("ledger.memo")
 
 
 #: Reused executions' payloads kept per ledger (``InlineIndex.memo_payloads``).
@@ -57,6 +68,13 @@ def find_reusable(call: Call) -> dict[str, Any] | None:
             _, _, topic, payload = read_checked(ledger.store, position)
         if topic != EXECUTION_COMPLETED or payload.get("execution_id") != str(execution_id):
             raise corrupt(position, f"the memo index names execution {execution_id} here, the record holds something else")
+        if not _sealed_for(payload, key, call.meta.name):
+            log.warning(
+                "memo index row for %s names execution %s (position %d), whose sealed record does not carry "
+                "this call's memo key: running the function instead; run ledger verify",
+                call.meta.name, execution_id, position,
+            )
+            return None
         index.memo_payloads[key] = payload
         if len(index.memo_payloads) > _PAYLOADS_KEPT:
             index.memo_payloads.popitem(last=False)
@@ -64,6 +82,15 @@ def find_reusable(call: Call) -> dict[str, Any] | None:
     if any(UUID(o["lineage_id"]) in erased for o in payload["outputs"]):
         return None
     return payload
+
+
+def _sealed_for(payload: dict[str, Any], key: str, function_name: str) -> bool:
+    """Whether a sealed ``execution.completed`` is a first run of ``function_name`` filed under ``key``."""
+    return (
+        payload.get("cache_key") == key
+        and payload.get("function_name") == function_name
+        and not payload.get("cache_hit")
+    )
 
 
 def record_hit(call: Call, reused: dict[str, Any], duration_ms: float) -> Any:

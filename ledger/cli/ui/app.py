@@ -11,7 +11,10 @@ writing.
 
 One reader serves every request, one request at a time (a lock): the reader's
 caches and DuckDB connection are not shared across threads, and a local page for
-one auditor gains nothing from running two reads at once.
+one auditor gains nothing from running two reads at once. The SQL page's query is
+the exception: it is bound under the lock but runs outside it, on a DuckDB cursor of
+its own, and is interrupted after ``sql_time_limit`` seconds, so a heavy query
+neither blocks the other pages nor runs for hours.
 """
 
 from __future__ import annotations
@@ -40,12 +43,14 @@ from ledger.errors import AddressError, EntityNotFoundError, LedgerError
 from projections import audit
 from projections.readonly import one_line
 
-__all__ = ["DEFAULT_SQL_LIMIT", "LOCAL_HOSTS", "OnlyGet", "create_app"]
+__all__ = ["DEFAULT_SQL_LIMIT", "LOCAL_HOSTS", "SQL_TIME_LIMIT_S", "OnlyGet", "create_app"]
 
 STATIC = Path(__file__).resolve().parent / "static"
 #: Rows the SQL page shows unless asked for fewer (at most ``MAX_SQL_LIMIT``).
 DEFAULT_SQL_LIMIT = 200
 MAX_SQL_LIMIT = 10_000
+#: Seconds a query of the SQL page may run before it is interrupted (a cross join would run for hours).
+SQL_TIME_LIMIT_S = 30.0
 DEFAULT_LOG_LIMIT = 50
 DEFAULT_DEPTH = 2
 #: Host headers accepted when serving on the loopback address: a page of another site
@@ -109,11 +114,14 @@ def _int(request: Request, name: str, default: int | None, *, low: int = 0, high
     return value
 
 
-def create_app(reader: Any, *, allowed_hosts: list[str] | None = None) -> Starlette:
+def create_app(
+    reader: Any, *, allowed_hosts: list[str] | None = None, sql_time_limit: float = SQL_TIME_LIMIT_S
+) -> Starlette:
     """The app over ``reader`` (``StoredReader`` or ``Ledger``, opened read-only by the caller, who closes it).
 
     ``allowed_hosts`` are the Host headers served (default: any; ``serve`` passes
-    ``LOCAL_HOSTS`` when it listens on the loopback address).
+    ``LOCAL_HOSTS`` when it listens on the loopback address). A query of the SQL page is
+    interrupted after ``sql_time_limit`` seconds.
     """
     lock = threading.Lock()
     # a StoredReader caches "not erased" answers; a server lives long enough for them to go stale
@@ -220,15 +228,25 @@ def create_app(reader: Any, *, allowed_hosts: list[str] | None = None) -> Starle
         return RedirectResponse(f"/lineage/{uuid}" if lineage_id == uuid else f"/entity/{uuid}", status_code=303)
 
     def sql(request: Request) -> Response:
+        """Not one of the ``view`` routes: the query runs outside the lock, so pages keep answering."""
         query = request.query_params.get("q", "").strip()
-        limit = _int(request, "limit", DEFAULT_SQL_LIMIT, low=1, high=MAX_SQL_LIMIT) or DEFAULT_SQL_LIMIT
+        try:
+            limit = _int(request, "limit", DEFAULT_SQL_LIMIT, low=1, high=MAX_SQL_LIMIT) or DEFAULT_SQL_LIMIT
+        except PageError as exc:
+            return HTMLResponse(pages.error_page(400, one_line(exc)), status_code=400)
         as_json = request.query_params.get("format", "html") == "json"
         if not query:
             if as_json:
                 return _json({"error": "q: give a query"}, 400)
-            return HTMLResponse(pages.sql_page("SHOW TABLES", limit).replace("</main>", pages.tables_html(browse.tables(reader)) + "</main>"))
+            with lock:  # the listing reads the analytics tables: with the other reads
+                forget()
+                listing = pages.tables_html(browse.tables(reader))
+            return HTMLResponse(pages.sql_page("SHOW TABLES", limit).replace("</main>", listing + "</main>"))
         try:
-            result = reader.analytics.page(query, None, limit)
+            with lock:  # checked, caught up and bound with the other reads ...
+                forget()
+                fetch = reader.analytics.start_page(query, None, limit, time_limit=sql_time_limit)
+            result = fetch()  # ... and run beside them, on its own cursor, interrupted at the time limit
         except (LedgerError, duckdb.Error) as exc:  # ReadOnlyError included: shown, nothing changed
             if as_json:
                 return _json({"error": one_line(exc)}, 400)
@@ -268,7 +286,7 @@ def create_app(reader: Any, *, allowed_hosts: list[str] | None = None) -> Starle
         Route("/entity/{ref}", view(entity), methods=["GET"]),
         Route("/id", view(by_id), methods=["GET"]),
         Route("/id/{ref}", view(by_id), methods=["GET"]),
-        Route("/sql", view(sql), methods=["GET"]),
+        Route("/sql", sql, methods=["GET"]),
         Route("/functions", view(functions), methods=["GET"]),
         Route("/executions", view(executions), methods=["GET"]),
         Route("/entities", view(entities), methods=["GET"]),
