@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
+from ledger import _process
 from ledger.events.bodies import (
     EXECUTION_COMPLETED,
     execution_completed_body,
@@ -22,7 +23,7 @@ from ledger.model.tree import EntityTree, build_entity_tree
 from ledger.model.walk import replace_at
 from ledger.write.batch import Batch
 from ledger.write.call import Call
-from ledger.write.planning import TreePlan, add_plan, meta_of, plan_tree
+from ledger.write.planning import TreePlan, add_plan, brand_new, meta_of, plan_tree
 from ledger.write.returns import ReturnShape
 
 __all__ = ["CREATION", "DETACHMENT", "MUTATION", "Output", "attribute_creations", "classify", "group_trees", "record", "returned"]
@@ -136,11 +137,15 @@ def record(
     meta = call.meta
     input_ids = call.input_entity_ids
     outputs = list(by_obj.values())
+    # Ids minted from the call's start on (its execution id is the first): outputs made of
+    # nothing older are planned without lookups or diffs (``brand_new``).
+    since = _process.minted.get(call.execution_id.int)
     with ledger.writing():
         plans: dict[int, TreePlan] = {}
         for rid, root in roots.items():
             tree = trees.get(rid) or build_entity_tree(root)
-            plans[rid] = plan_tree(ledger.index, tree, written_by=(call.execution_id, meta.name))
+            fresh = since is not None and brand_new(tree, since)
+            plans[rid] = plan_tree(ledger.index, tree, written_by=(call.execution_id, meta.name), fresh=fresh)
         for out in outputs:
             out.plan = plans[id(out.record_root)]
 
@@ -188,9 +193,8 @@ def record(
             duration_ms=duration_ms,
             isolation=meta.isolation,
         )
-        fe_plan = plan_tree(ledger.index, build_entity_tree(fe), fresh=True)  # built just above
-        for rec in fe_plan.records:
-            rec._values = None  # never diffed again: keep only the JSON (decoded on demand)
+        # built just above; never diffed again: its record keeps only the JSON (decoded on demand)
+        fe_plan = plan_tree(ledger.index, build_entity_tree(fe), fresh=True, keep_values=False)
         batch = Batch(ledger.index)
         for plan in plans.values():
             if plan:

@@ -30,7 +30,7 @@ from ledger.write.batch import Batch
 from projections.inline import InlineIndex, VersionRecord
 from projections.live import MetaFields
 
-__all__ = ["EXECUTION_META", "TreePlan", "add_plan", "apply_plan", "meta_of", "plan_tree"]
+__all__ = ["EXECUTION_META", "TreePlan", "add_plan", "apply_plan", "brand_new", "meta_of", "plan_tree"]
 
 _META_DEFAULTS: dict[str, Any] = MetaFields().model_dump()
 
@@ -159,6 +159,7 @@ def plan_tree(
     force: frozenset[UUID] = frozenset(),
     written_by: tuple[UUID, str] | None = None,
     fresh: bool = False,
+    keep_values: bool = True,
 ) -> TreePlan:
     """Decide which nodes of ``tree`` need new versions and build their records.
 
@@ -166,7 +167,10 @@ def plan_tree(
     writes the plan: each new version names it. Without it the versions are
     written outside any execution and carry no execution metadata. ``fresh``
     says the caller built every entity of the tree just now (the ledger's own
-    ``FunctionExecution``): none can be stored, so nothing is looked up.
+    ``FunctionExecution``, or an output every node of which the call minted:
+    ``brand_new``): none can be stored, so nothing is looked up or compared.
+    ``keep_values=False``: the records keep only their JSON (decoded on demand), so
+    the live values are not copied for them (the ledger's own records, never diffed).
     """
     records: Any
     if fresh:
@@ -209,11 +213,14 @@ def plan_tree(
             _attribute(node, *written_by)
         schema = type(node).ledger_schema()
         d = node.__dict__
-        values = {
-            n: v if type(v) in IMMUTABLE_TYPES else copy_value(v)
-            for n in schema.plain_fields
-            for v in (d[n],)
-        }
+        if keep_values:
+            values = {
+                n: v if type(v) in IMMUTABLE_TYPES else copy_value(v)
+                for n in schema.plain_fields
+                for v in (d[n],)
+            }
+        else:  # only serialized below, never kept: no copy to isolate
+            values = {n: d[n] for n in schema.plain_fields}
         forked = ecs_id in new_ids
         previous = ecs_id if forked else node.previous_ecs_id
         if previous is not None and previous not in records:
@@ -252,7 +259,7 @@ def plan_tree(
                 created_at=node.created_at,
                 forked_at=now if forked else node.forked_at,
                 recorded_at=now,
-                values=values,
+                values=values if keep_values else None,
                 values_json=_exact(values_json),
                 personal=schema.personal_fields,
                 index=index,
@@ -261,6 +268,25 @@ def plan_tree(
         )
     plan.root_ecs_id = new_ids.get(root.ecs_id, root.ecs_id)
     return plan
+
+
+def brand_new(tree: EntityTree, since: int) -> bool:
+    """Is every node of ``tree`` an entity minted at or after mint sequence ``since`` and
+    still unwritten, with no previous version?
+
+    Why: such a tree has nothing stored to compare with, so ``plan_tree(fresh=True)`` gives
+    exactly the plan the full diff would (every node new, no previous-version link to keep)
+    without a lookup per node. ``_process.minted`` forgets an id once any batch of this
+    process stores it, so an entity the function itself stored during the call, or a copy
+    of a stored one (same ecs_id, never minted here), takes the full path.
+    """
+    minted = _process.minted
+    for node in tree.nodes.values():
+        d = node.__dict__
+        seq = minted.get(d["ecs_id"].int)
+        if seq is None or seq < since or d["previous_ecs_id"] is not None:
+            return False
+    return True
 
 
 def _key_for_writing(index: InlineIndex, lineage_id: UUID, type_name: str) -> bytes:
