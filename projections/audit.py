@@ -701,8 +701,13 @@ def diff(source: AuditSource, ecs_id_a: UUID | str, ecs_id_b: UUID | str) -> Ver
 
     Either side may be a lineage id, naming its latest version (as ``show`` and ``history`` take one)."""
     index = source.index
-    a = index.get(version_for(index, resolve_id(source, ecs_id_a, "ecs_id_a"), argument="ecs_id_a").ecs_id, "ecs_id_a")
-    b = index.get(version_for(index, resolve_id(source, ecs_id_b, "ecs_id_b"), argument="ecs_id_b").ecs_id, "ecs_id_b")
+
+    def version(ref: UUID | str, argument: str) -> VersionRecord:
+        uuid = resolve_id(source, ref, argument)
+        versions = None if uuid in index.records else index.lineages.get(uuid)
+        return index.get(versions[-1].ecs_id if versions else uuid, argument)  # EntityNotFoundError names the argument
+
+    a, b = version(ecs_id_a, "ecs_id_a"), version(ecs_id_b, "ecs_id_b")
     return VersionDiff(_info(a), _info(b), diff_versions(index, a, b))
 
 
