@@ -144,7 +144,7 @@ class CallableRegistry:
             return False
         recorded = record.get("function_version")
         unpack = next((u for u in (True, False) if function_version(name, found, u) == recorded), True)
-        isolation = record.get("isolation") if record.get("isolation") in ("inline", "process") else "inline"
+        isolation: Isolation = "process" if record.get("isolation") == "process" else "inline"
         cls.register(name, isolation=isolation, unpack=unpack)(found)
         return True
 

@@ -45,7 +45,7 @@ def put(address: str, value: Any, *, ledger: Ledger | None = None) -> Entity:
         if field is None:
             raise BadPathError(f"address: {address!r}: {type(owner).__name__} has no field {name!r}")
         try:
-            value = TypeAdapter(field.annotation).validate_python(value)
+            value = TypeAdapter(Any if field.annotation is None else field.annotation).validate_python(value)
         except ValidationError as exc:
             raise InputValidationError(
                 f"value: {value!r} does not fit {type(owner).__name__}.{name}: {exc.errors()[0]['msg']}"

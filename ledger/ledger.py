@@ -371,7 +371,7 @@ class Ledger:
                     for position, raw_id, raw_version, raw_topic, state in zip(
                         page.positions, page.stream_ids, page.versions, page.topics, page.states
                     ):
-                        stream_id = raw_id if type(raw_id) is UUID else uuids.get(raw_id)  # type: ignore[arg-type]
+                        stream_id = raw_id if isinstance(raw_id, UUID) else uuids.get(raw_id)
                         if stream_id is None:
                             stream_id = decode.record_stream(position, raw_id, uuids)
                         version = raw_version if type(raw_version) is int and raw_version > 0 else (

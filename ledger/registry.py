@@ -12,7 +12,7 @@ import functools
 import types
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
 from uuid import UUID
 
 from ledger import _process
@@ -26,24 +26,29 @@ if TYPE_CHECKING:
 
 __all__ = ["EntityRegistry"]
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-class _default_or_bound:
-    """A method that, looked up on the class, binds to the default ledger's registry."""
+class _default_or_bound(Generic[P, R]):
+    """A method that, looked up on the class, binds to the default ledger's registry.
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
+    Typed as a descriptor whose lookup gives the method without ``self``, on the class and on an
+    instance alike, so ``EntityRegistry.register_entity(root)`` type-checks as users write it.
+    """
+
+    def __init__(self, fn: Callable[Concatenate[Any, P], R]) -> None:
         self.fn = fn
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]  # typeshed wants a callable; the descriptor wraps one
 
-    def __get__(self, obj: Any, cls: type | None = None) -> Callable[..., Any]:
+    def __get__(self, obj: Any, cls: type | None = None) -> Callable[P, R]:
         if obj is None:
             obj = _process.default_ledger().registry
         return types.MethodType(self.fn, obj)
 
 
-def ledger_method(fn: F) -> F:
-    return _default_or_bound(fn)  # type: ignore[return-value]
+def ledger_method(fn: Callable[Concatenate[Any, P], R]) -> _default_or_bound[P, R]:
+    return _default_or_bound(fn)
 
 
 class EntityRegistry:

@@ -27,7 +27,8 @@ would on cycles, which immutable versions cannot form).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -78,7 +79,7 @@ class Provenance:
     execution_id: UUID | None = None
     function: str | None = None
     param: str | None = None
-    sources: list[Provenance] = field(default_factory=list)
+    sources: list[Provenance] = dataclasses.field(default_factory=list)  # not `field`: a field here is named so
     truncated: bool = False
     repeated: bool = False
 

@@ -178,7 +178,7 @@ class _Lineages(Mapping[UUID, Sequence[VersionRecord]]):
     def entries(self, lineage_id: object) -> list[tuple[UUID, int, int]]:
         return self._owner.store.lineage_entries(lineage_id) if type(lineage_id) is UUID else []
 
-    def get(self, lineage_id: UUID, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, lineage_id: UUID, default: Any = None) -> Any:
         entries = self.entries(lineage_id)
         if not entries:
             return default

@@ -81,7 +81,7 @@ class StoredErasures(Mapping[UUID, int]):
         self._store = store
         self._cache = LRU(limit)
 
-    def get(self, lineage_id: UUID, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, lineage_id: UUID, default: Any = None) -> Any:
         if type(lineage_id) is not UUID:
             return default
         position = self._cache.hit(lineage_id.int)  # int keys: nothing for the GC to walk
@@ -267,7 +267,8 @@ class LazyVersions(Sequence[VersionRecord]):
     def __getitem__(self, i: int | slice) -> VersionRecord | list[VersionRecord]:
         if isinstance(i, slice):
             return [self._records[ecs_id] for ecs_id in self._ids[i]]
-        return self._records[self._ids[i]]
+        record: VersionRecord = self._records[self._ids[i]]
+        return record
 
 
 class StoredIndex:

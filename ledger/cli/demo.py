@@ -139,6 +139,7 @@ def _fill(led: Ledger) -> DemoResult:
     alice = run("compute_gpa", "A2 B1", student=alice)
     alice = run("apply_curve", "A4 B1", student=f"@{alice.lineage_id}", curve=0.25)
     run("describe", "A1 B7", name=f"@{alice.lineage_id}.name", gpa=f"@{alice.lineage_id}.gpa")
+    assert chen.transcript is not None  # every demo student has one (_student)
     run("grade_points", "A3 B7", grade=chen.transcript.grades[0])
     run("grade_points", "A5 B7", grade=f"@{chen.lineage_id}.transcript.grades.1")
     dana, _honors = run("award_honors", "A6 B2", student=dana, threshold=3.0)

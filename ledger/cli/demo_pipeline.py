@@ -9,7 +9,8 @@ should not change process-wide state.
 
 from __future__ import annotations
 
-from typing import Optional
+from collections.abc import Callable
+from typing import Any, Literal, Optional
 
 from ledger import CallableRegistry, ConfigEntity, Entity
 
@@ -164,7 +165,7 @@ def enroll(student: Student, course: Course) -> Student:
     return student
 
 
-FUNCTIONS = {
+FUNCTIONS: dict[str, Callable[..., Any]] = {
     "compute_gpa": compute_gpa,
     "apply_curve": apply_curve,
     "describe": describe,
@@ -187,6 +188,6 @@ PREFIX = "school."
 def register_functions() -> list[str]:
     """Register every demo function as ``school.<name>``; returns the registered names."""
     for name, fn in FUNCTIONS.items():
-        isolation = "process" if name in _PROCESS else "inline"
+        isolation: Literal["inline", "process"] = "process" if name in _PROCESS else "inline"
         CallableRegistry.register(PREFIX + name, isolation=isolation)(fn)
     return [PREFIX + name for name in FUNCTIONS]

@@ -166,7 +166,7 @@ class Entity(BaseModel):
                 f"target_field {target_field!r}: {type(self).__name__} has no such field"
             )
         try:
-            value = TypeAdapter(field.annotation).validate_python(copy.deepcopy(value))
+            value = TypeAdapter(Any if field.annotation is None else field.annotation).validate_python(copy.deepcopy(value))
         except ValidationError as exc:
             raise InputValidationError(
                 f"target_field {target_field!r}: borrowed value {value!r} does not fit "

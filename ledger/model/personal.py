@@ -110,8 +110,9 @@ def widen_for_erasure(info: FieldInfo) -> tuple[Any, FieldInfo]:
     inner = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
     widened = copy.copy(info)
     widened.metadata = []
-    widened.annotation = Union[ErasedValue, inner]  # noqa: UP007 - a runtime union object
-    return widened.annotation, widened
+    union: Any = Union[ErasedValue, inner]  # noqa: UP007 - a runtime union object
+    widened.annotation = union
+    return union, widened
 
 
 def new_key() -> bytes:

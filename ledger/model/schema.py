@@ -106,7 +106,7 @@ class EntitySchema:
     version: int
     plain_fields: tuple[str, ...]
     tree_fields: tuple[str, ...]
-    plain_include: frozenset[str]
+    plain_include: set[str]  # never changed; a set because pydantic-core's include= is typed so
     serializer: SchemaSerializer
     plain_model: type[BaseModel] | None
     #: Plain fields marked ``Personal[...]``: stored encrypted with the lineage's key.
@@ -146,7 +146,7 @@ class TopicRegistry:
     """
 
     def __init__(self) -> None:
-        self._by_topic: weakref.WeakValueDictionary[str, type[Entity]] = _process.topics  # type: ignore[assignment]
+        self._by_topic: weakref.WeakValueDictionary[str, type[Entity]] = _process.topics
 
     def add(self, topic: str, cls: type[Entity]) -> None:
         self._by_topic[topic] = cls
@@ -167,8 +167,9 @@ class TopicRegistry:
                 f"no entity class is known for stored type {topic!r}; import the "
                 "module that defines it (or set __ledger_topic__ on the renamed class)"
             ) from None
-        self._by_topic[topic] = obj
-        return obj
+        found: type[Entity] = obj
+        self._by_topic[topic] = found
+        return found
 
 
 topics = TopicRegistry()
@@ -207,7 +208,7 @@ def build_schema(cls: type[Entity], entity_base: type) -> EntitySchema:
                 fields[name] = (info.annotation, info)
     plain_model: type[BaseModel] | None = None
     if plain:
-        plain_model = create_model(  # type: ignore[call-overload]
+        plain_model = create_model(
             f"{cls.__name__}PlainFields",
             __config__=ConfigDict(arbitrary_types_allowed=True),
             **fields,
@@ -218,7 +219,7 @@ def build_schema(cls: type[Entity], entity_base: type) -> EntitySchema:
         version=int(getattr(cls, "__ledger_version__", 1)),
         plain_fields=tuple(plain),
         tree_fields=tuple(tree),
-        plain_include=frozenset(plain),
+        plain_include=set(plain),
         serializer=cls.__pydantic_serializer__,
         plain_model=plain_model,
         personal_fields=tuple(personal),

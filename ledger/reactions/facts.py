@@ -108,7 +108,7 @@ def resolve_type(topic: str | None, cache: dict[str, Any] | None = None) -> type
         found = cache.get(topic)
         if found is None:
             found = cache[topic] = resolve_type(topic)
-        return found  # type: ignore[no-any-return]
+        return found
     module_name, _, qualname = topic.partition(":")
     if not qualname:
         return topic

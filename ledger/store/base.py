@@ -312,10 +312,10 @@ _BACKENDS: dict[str, Callable[[StoreURL, bool], StoreBackend]] = {
 
 @dataclass(slots=True)
 class LogPage:
-    """Consecutive log entries as parallel columns (stream ids as text)."""
+    """Consecutive log entries as parallel columns (stream ids as text, or UUIDs where the driver gives them)."""
 
     positions: list[int]
-    stream_ids: list[str]
+    stream_ids: list[str | UUID]
     versions: list[int]
     topics: list[str]
     states: list[bytes]

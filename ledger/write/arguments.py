@@ -122,7 +122,7 @@ def has_unstorable(arguments: Any) -> str | None:
 
     for name, value in arguments.items():
         if found(value):
-            return name
+            return str(name)
     return None
 
 

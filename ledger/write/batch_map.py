@@ -21,6 +21,7 @@ input order, is re-raised (each failure was recorded as ``execution.failed``).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -62,7 +63,7 @@ def map_calls(
     with _progress_bar(progress, len(calls), name) as advance:
         if executor is None:
             for i, kw in enumerate(calls):
-                outcomes[i] = _outcome(lambda kw=kw: execute_on(ledger, name, **kw))
+                outcomes[i] = _outcome(functools.partial(execute_on, ledger, name, **kw))
                 advance()
         else:
             futures = _submit(ledger, name, meta.func.__module__, calls, executor)

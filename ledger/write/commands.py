@@ -169,7 +169,7 @@ def live_root_for(index: InlineIndex, entity: Entity, argument: str) -> Entity:
     rec = index.records.get(entity.ecs_id)
     if rec is None or rec.is_root:
         if rec is None and entity.root_live_id not in (None, entity.live_id):
-            root = index.live.get(entity.root_live_id)  # type: ignore[arg-type]
+            root = index.live.get(entity.root_live_id)
             if root is not None:
                 return root
         return entity
@@ -196,7 +196,7 @@ def _remove_child(tree: EntityTree, child_id: UUID, batch: Batch) -> None:
     if not edge.path:
         annotation = type(parent).model_fields[field].annotation
         try:
-            TypeAdapter(annotation).validate_python(None)
+            TypeAdapter(Any if annotation is None else annotation).validate_python(None)
         except ValidationError:
             raise DetachError(
                 f"entity: it is {type(parent).__name__}.{field}, a required field; replace it "

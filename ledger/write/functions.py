@@ -73,7 +73,7 @@ def names() -> list[str]:
 def lookup(name: str) -> FunctionMetadata:
     if not isinstance(name, str):
         raise UnknownFunctionError(f"name: a function name is a str, got {type(name).__name__} {name!r:.80}")
-    meta = _functions.get(name)
+    meta: FunctionMetadata | None = _functions.get(name)
     if meta is None:
         known = ", ".join(sorted(_functions)) or "none"
         raise UnknownFunctionError(f"name: no function registered as {name!r} (registered: {known})")

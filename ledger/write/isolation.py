@@ -133,8 +133,9 @@ def _child(
         result = fn(**kwargs)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent (KeyboardInterrupt and SystemExit too)
         try:
-            pickled: bytes | None = pickle.dumps(exc)
-            pickle.loads(pickled)
+            data = pickle.dumps(exc)
+            pickle.loads(data)  # an exception that pickles but cannot be rebuilt is sent as text
+            pickled: bytes | None = data
         except Exception:  # noqa: BLE001
             pickled = None
         msg = pickle.dumps((type(exc).__name__, str(exc), traceback.format_exc(), pickled))

@@ -137,7 +137,7 @@ def shape_return(result: Any, annotation: Any, unpack: bool, function_name: str)
         return ReturnShape("B1", [result], False)
     if isinstance(result, _CONTAINERS):
         kind = tuple if isinstance(result, tuple) else list if isinstance(result, list) else dict
-        items = list(result.values()) if kind is dict else list(result)
+        items = list(result.values()) if isinstance(result, dict) else list(result)
         if not items:
             if _mentions_entity(annotation, Entity) and annotation is not Any and annotation is not object:
                 return ReturnShape(_PATTERN[kind], [], True, [] if kind is dict else None)
@@ -146,7 +146,7 @@ def shape_return(result: Any, annotation: Any, unpack: bool, function_name: str)
         if all(top):
             pattern = _PATTERN[kind]
             if unpack:
-                keys = list(result.keys()) if kind is dict else None
+                keys = list(result.keys()) if isinstance(result, dict) else None
                 return ReturnShape(pattern, items, True, keys)
             return _wrap_container(result, annotation, pattern, function_name)
         nested = any(not t and entities_in(v) for t, v in zip(top, items))

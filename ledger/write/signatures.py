@@ -209,7 +209,7 @@ def input_model_for(function_name: str, sig: Signature) -> type[Entity]:
     model = _input_cache.get(key)
     if model is None:
         try:
-            model = create_model(  # type: ignore[call-overload]
+            model = create_model(
                 f"{_ident(function_name)}Input",
                 __base__=Entity,
                 __module__=__name__,
@@ -243,7 +243,7 @@ def output_model_for(kind: str, annotation: Any) -> type[Entity]:
     else:
         fields = {"result": (annotation, ...)}
         name = "ResultOutput"
-    model = create_model(  # type: ignore[call-overload]
+    model = create_model(
         name,
         __base__=Entity,
         __module__=__name__,
