@@ -106,6 +106,32 @@ class TestStoredTiles:
             assert reader.store.tree.table.tree_state() == stored  # nothing written
             verify_inclusion(reader.prove_inclusion(WRITE_EVERY + 125), reader.tree_head())
 
+    def test_a_proof_reads_its_tiles_in_one_query(self, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Inclusion (now or at an older size) and consistency proofs ask the store for their tiles once each."""
+        with Ledger(store_url) as led:
+            append(led, 70_000 if store_url == "memory://" else 600, batch=5000)
+            head = led.tree_head()
+            asked: list[list[tuple[int, int]]] = []
+            real = led.store.tree.table.tree_tiles
+
+            def counting(keys: list[tuple[int, int]]) -> dict[tuple[int, int], tuple[bytes, int]]:
+                asked.append(list(keys))
+                return real(keys)
+
+            monkeypatch.setattr(led.store.tree.table, "tree_tiles", counting)
+            for position, size in ((2, None), (head.size - 3, None), (300, 555)):
+                asked.clear()
+                proof = led.prove_inclusion(position, size)
+                assert len(asked) == 1 and proof.size == (size or head.size)
+                assert (0, (position - 1) >> 8) in asked[0]  # the leaf's tile
+            asked.clear()
+            proof_c = led.prove_consistency(257)
+            assert len(asked) == 1 and proof_c.size == head.size
+            if store_url == "memory://":  # three levels: the leaf's full tiles are checked against their parents
+                asked.clear()
+                led.prove_inclusion(5)
+                assert {(0, 0), (1, 0), (2, 0)} <= set(asked[0]) and len(asked) == 1
+
     def test_two_writers_racing_to_extend_agree(self, durable_url: str) -> None:
         """Two stores on one log extend the tree concurrently; the loser takes the winner's state."""
         with Ledger(durable_url) as a, Ledger(durable_url) as b:

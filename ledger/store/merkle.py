@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ledger.errors import ProofError
@@ -205,12 +205,32 @@ class _Tiles:
         self.overlay = overlay
         self.size = size
         self.cache: dict[Key, tuple[bytes, int]] = {}
+        self.fetched: dict[Key, tuple[bytes, int]] = {}  # read by ``prefetch``, not yet checked
         self.nodes: dict[Key, bytes] = {}
+
+    def prefetch(self, nodes: Iterable[Key]) -> None:
+        """Read, in one query, the tiles that the nodes ``(height, index)`` and the checks of those tiles need.
+
+        A proof's nodes are known from its shape alone (``_shape``): reading its tiles one at a
+        time cost a query each, which made proofs grow with the log far beyond their O(log n) hashes.
+        """
+        keys: set[Key] = set()
+        for height, index in nodes:
+            level, rest = divmod(height, _BITS)
+            key = (level, (index << rest) >> _BITS)
+            while key not in keys:
+                keys.add(key)
+                if (self.size >> (_BITS * (key[0] + 1))) <= key[1]:  # no parent entry: the tree's right edge
+                    break
+                key = (key[0] + 1, key[1] >> _BITS)  # a full tile is checked against its parent's entry
+        wanted = sorted(k for k in keys if k not in self.overlay and k not in self.cache)
+        if wanted:
+            self.fetched.update(self.table.tree_tiles(wanted))
 
     def tile(self, key: Key) -> tuple[bytes, int]:
         found = self.overlay.get(key) or self.cache.get(key)
         if found is None:
-            found = self.table.tree_tiles([key]).get(key)
+            found = self.fetched.pop(key, None) or self.table.tree_tiles([key]).get(key)
             if found is None:
                 raise ProofError(f"the stored Merkle tree lacks tile level {key[0]} index {key[1]}; run ledger verify")
             self.cache[key] = found
@@ -237,6 +257,23 @@ class _Tiles:
                 raise ProofError(f"the stored Merkle tree's tile level {level} index {entry >> _BITS} is short; run ledger verify")
             value = self.nodes[(height, index)] = _fold(part)
         return value
+
+
+_DUMMY = bytes(32)
+
+
+def _shape(*walks: Callable[[Callable[[int, int], bytes]], object]) -> list[Key]:
+    """The nodes ``(height, index)`` that the given walks of the tree ask for, found by walking it with
+    no hashes at all (which nodes a root, path or proof needs depends on the sizes and index only)."""
+    asked: list[Key] = []
+
+    def node(height: int, index: int) -> bytes:
+        asked.append((height, index))
+        return _DUMMY
+
+    for walk in walks:
+        walk(node)
+    return asked
 
 
 class MerkleTree:
@@ -404,7 +441,13 @@ class MerkleTree:
         """The head of the whole log, its root from the tiles, the tiles' tail checked against the records."""
         origin, size, position = self.catch_up()
         tiles = self._tiles(size)
-        if size % TILE:  # the last, partial level-0 tile: its leaves against the records (< 256 of them)
+        tiles.prefetch(_shape(lambda node: subtree_root(0, size, node)))
+        return self._checked_head(origin, size, position, tiles)
+
+    def _checked_head(self, origin: str, size: int, position: int, tiles: _Tiles) -> TreeHead:
+        """The head of the ``size`` leaves up to ``position``, once the last partial level-0 tile is found
+        to hold the leaves of the records (< 256 of them) and the full tiles under the root their parents' entries."""
+        if size % TILE:
             hashes, first = tiles.tile((0, size >> _BITS))
             page = self.store.read_columns(first, TILE, past_head=True)
             leaves = [leaf_hash(seal_of(s)) for p, s in zip(page.positions, page.states) if p <= position]
@@ -414,16 +457,15 @@ class MerkleTree:
                 )
         return TreeHead(size, subtree_root(0, size, tiles.node), origin, position if size else None)
 
-    def _sized(self, size: int | None, argument: str) -> tuple[TreeHead, _Tiles]:
-        current = self.head()
+    @staticmethod
+    def _size(size: int | None, current: int, argument: str) -> int:
         if size is None:
-            return current, self._tiles(current.size)
+            return current
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise ProofError(f"{argument}: expected a tree size >= 0, got {size!r}")
-        if size > current.size:
-            raise ProofError(f"{argument} {size} is larger than the log's tree ({current.size} leaves)")
-        tiles = self._tiles(current.size)
-        return TreeHead(size, subtree_root(0, size, tiles.node), current.origin), tiles
+        if size > current:
+            raise ProofError(f"{argument} {size} is larger than the log's tree ({current} leaves)")
+        return size
 
     def leaf(self, position: int) -> tuple[int, bytes]:
         """(leaf index, leaf hash) of the record at ``position``, the hash computed from the record itself."""
@@ -446,14 +488,31 @@ class MerkleTree:
         raise ProofError(f"position {position}: no record there (a rolled-back position, or past the log's tree)")
 
     def prove_inclusion(self, position: int, size: int | None = None) -> InclusionProof:
-        """The inclusion proof of the record at ``position`` in the tree of ``size`` leaves (default: the whole log)."""
-        head, tiles = self._sized(size, "size")
+        """The inclusion proof of the record at ``position`` in the tree of ``size`` leaves (default: the whole log).
+
+        Reads: the tree's state and the log's head, the record's tile and its records, every tile
+        the proof and both roots need (one query), and the records of the last partial tile.
+        """
+        origin, current, last = self.catch_up()
+        size = self._size(size, current, "size")
         index, leaf = self.leaf(position)
-        if index >= head.size:
-            raise ProofError(f"position {position} is leaf {index}, not in a tree of {head.size} leaves (size)")
+        if index >= size:
+            raise ProofError(f"position {position} is leaf {index}, not in a tree of {size} leaves (size)")
+        tiles = self._tiles(current)
+        tiles.prefetch(
+            _shape(
+                lambda node: subtree_root(0, current, node),
+                lambda node: subtree_root(0, size, node),
+                lambda node: inclusion_path(index, size, node),
+                lambda node: node(0, index),
+            )
+        )
+        head = self._checked_head(origin, current, last, tiles)
+        if size != current:
+            head = TreeHead(size, subtree_root(0, size, tiles.node), origin)
         if tiles.node(0, index) != leaf:
             raise ProofError(f"the stored Merkle tree's leaf for position {position} is not its record's: run ledger verify")
-        proof = InclusionProof(index, leaf, tuple(inclusion_path(index, head.size, tiles.node)), head.size, position)
+        proof = InclusionProof(index, leaf, tuple(inclusion_path(index, size, tiles.node)), size, position)
         try:
             verify_inclusion(proof, head)
         except ProofError as exc:
@@ -462,13 +521,26 @@ class MerkleTree:
 
     def prove_consistency(self, old_size: int, size: int | None = None) -> tuple[ConsistencyProof, TreeHead, TreeHead]:
         """The consistency proof from the tree of ``old_size`` leaves to that of ``size`` (default: the whole log), with both heads."""
-        new, tiles = self._sized(size, "new_size")
+        origin, current, last = self.catch_up()
+        size = self._size(size, current, "new_size")
         if isinstance(old_size, bool) or not isinstance(old_size, int) or old_size < 0:
             raise ProofError(f"old_size: expected a tree size >= 0, got {old_size!r}")
-        if old_size > new.size:
-            raise ProofError(f"old_size {old_size} is larger than the new size {new.size}")
-        old = TreeHead(old_size, subtree_root(0, old_size, tiles.node), new.origin)
-        proof = ConsistencyProof(old_size, new.size, tuple(consistency_path(old_size, new.size, tiles.node)))
+        if old_size > size:
+            raise ProofError(f"old_size {old_size} is larger than the new size {size}")
+        tiles = self._tiles(current)
+        tiles.prefetch(
+            _shape(
+                lambda node: subtree_root(0, current, node),
+                lambda node: subtree_root(0, size, node),
+                lambda node: subtree_root(0, old_size, node),
+                lambda node: consistency_path(old_size, size, node),
+            )
+        )
+        new = self._checked_head(origin, current, last, tiles)
+        if size != current:
+            new = TreeHead(size, subtree_root(0, size, tiles.node), origin)
+        old = TreeHead(old_size, subtree_root(0, old_size, tiles.node), origin)
+        proof = ConsistencyProof(old_size, size, tuple(consistency_path(old_size, size, tiles.node)))
         try:
             verify_consistency(proof, old, new)
         except ProofError as exc:
