@@ -457,6 +457,18 @@ class MerkleTree:
                 )
         return TreeHead(size, subtree_root(0, size, tiles.node), origin, position if size else None)
 
+    def _head_at(
+        self, origin: str, current: int, last: int, size: int, *walks: Callable[[Callable[[int, int], bytes]], object]
+    ) -> tuple[TreeHead, _Tiles]:
+        """The checked head of the whole tree, or of its first ``size`` leaves, with the tiles that it and
+        ``walks`` (the proof's) need, read in one query."""
+        tiles = self._tiles(current)
+        tiles.prefetch(_shape(lambda node: subtree_root(0, current, node), lambda node: subtree_root(0, size, node), *walks))
+        head = self._checked_head(origin, current, last, tiles)
+        if size != current:
+            head = TreeHead(size, subtree_root(0, size, tiles.node), origin)
+        return head, tiles
+
     @staticmethod
     def _size(size: int | None, current: int, argument: str) -> int:
         if size is None:
@@ -498,18 +510,7 @@ class MerkleTree:
         index, leaf = self.leaf(position)
         if index >= size:
             raise ProofError(f"position {position} is leaf {index}, not in a tree of {size} leaves (size)")
-        tiles = self._tiles(current)
-        tiles.prefetch(
-            _shape(
-                lambda node: subtree_root(0, current, node),
-                lambda node: subtree_root(0, size, node),
-                lambda node: inclusion_path(index, size, node),
-                lambda node: node(0, index),
-            )
-        )
-        head = self._checked_head(origin, current, last, tiles)
-        if size != current:
-            head = TreeHead(size, subtree_root(0, size, tiles.node), origin)
+        head, tiles = self._head_at(origin, current, last, size, lambda node: inclusion_path(index, size, node), lambda node: node(0, index))
         if tiles.node(0, index) != leaf:
             raise ProofError(f"the stored Merkle tree's leaf for position {position} is not its record's: run ledger verify")
         proof = InclusionProof(index, leaf, tuple(inclusion_path(index, size, tiles.node)), size, position)
@@ -527,18 +528,9 @@ class MerkleTree:
             raise ProofError(f"old_size: expected a tree size >= 0, got {old_size!r}")
         if old_size > size:
             raise ProofError(f"old_size {old_size} is larger than the new size {size}")
-        tiles = self._tiles(current)
-        tiles.prefetch(
-            _shape(
-                lambda node: subtree_root(0, current, node),
-                lambda node: subtree_root(0, size, node),
-                lambda node: subtree_root(0, old_size, node),
-                lambda node: consistency_path(old_size, size, node),
-            )
+        new, tiles = self._head_at(
+            origin, current, last, size, lambda node: subtree_root(0, old_size, node), lambda node: consistency_path(old_size, size, node)
         )
-        new = self._checked_head(origin, current, last, tiles)
-        if size != current:
-            new = TreeHead(size, subtree_root(0, size, tiles.node), origin)
         old = TreeHead(old_size, subtree_root(0, old_size, tiles.node), origin)
         proof = ConsistencyProof(old_size, size, tuple(consistency_path(old_size, size, tiles.node)))
         try:
