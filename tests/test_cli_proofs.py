@@ -92,6 +92,24 @@ class TestCommands:
         assert run("verify", "--db", url)[0] == 0
         code, _, err = run("verify", "--db", url, "--head", str(tmp_path / "h.note"), "--verifier", str(tmp_path / "log.pub"))
         assert code == 1 and "differ from the head kept earlier" in err
+        assert err.strip().count("\n") == 0 and err.startswith("FAILED: position "), err
+
+    def test_several_problems_against_a_kept_head_are_still_one_line(self, tmp_path: Path) -> None:
+        """Tail dropped, tree rows left: the head's problem first, the count of the others, in one line."""
+        url = f"sqlite:///{tmp_path / 'l.db'}"
+        fill(url, 30)
+        key = SigningKey.generate("log")
+        key.verifier.save(tmp_path / "log.pub")
+        with Ledger(url) as led:  # a writable open stores the tree it serves the head from
+            (tmp_path / "h.note").write_text(led.tree_head().sign(key))
+        conn = sqlite3.connect(tmp_path / "l.db")
+        conn.execute("DELETE FROM stored_events WHERE rowid > 25")
+        conn.commit()
+        conn.close()
+        code, _, err = run("verify", "--db", url, "--head", str(tmp_path / "h.note"), "--verifier", str(tmp_path / "log.pub"))
+        assert code == 1 and err.strip().count("\n") == 0, err
+        assert err.startswith("FAILED: position 26: the log holds 25 records, fewer than the 30 of the head kept earlier"), err
+        assert err.strip().endswith("(and 1 more: ledger verify without --head lists them)"), err
 
 
 class TestWitness:

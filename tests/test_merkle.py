@@ -12,12 +12,14 @@ from uuid import uuid4
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ledger import Ledger
 from ledger.errors import ConcurrencyError, ProofError
 from ledger.events.seal import NewEvent
 from ledger.proofs import TreeHead, leaf_hash, root_of, verify_consistency, verify_inclusion
-from ledger.store.merkle import seal_of
+from ledger.store.merkle import WRITE_EVERY, TileBuilder, seal_of
 from tests.conftest import PG_BASE
 
 
@@ -92,17 +94,43 @@ class TestHeadsAndProofs:
 
 class TestStoredTiles:
     def test_writers_extend_the_stored_tree_and_a_reading_open_writes_nothing(self, durable_url: str) -> None:
-        """Past EXTEND_EVERY positions a commit stores tiles; a create=False open extends in memory only."""
+        """Past WRITE_EVERY leaves a commit stores tiles; a create=False open extends in memory only."""
         with Ledger(durable_url) as led:
-            append(led, 1100, batch=100)
+            append(led, WRITE_EVERY + 100, batch=100)
             state = led.store.tree.table.tree_state()
-            assert state is not None and state[1] >= 1024  # extended after a commit, no head asked for
+            assert state is not None and state[1] >= WRITE_EVERY  # stored after a commit, no head asked for
             append(led, 30)
             stored = led.store.tree.table.tree_state()
         with Ledger(durable_url, create=False) as reader:
-            assert reader.tree_head().size == 1130
+            assert reader.tree_head().size == WRITE_EVERY + 130
             assert reader.store.tree.table.tree_state() == stored  # nothing written
-            verify_inclusion(reader.prove_inclusion(1125), reader.tree_head())
+            verify_inclusion(reader.prove_inclusion(WRITE_EVERY + 125), reader.tree_head())
+
+    def test_a_proof_reads_its_tiles_in_one_query(self, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Inclusion (now or at an older size) and consistency proofs ask the store for their tiles once each."""
+        with Ledger(store_url) as led:
+            append(led, 70_000 if store_url == "memory://" else 600, batch=5000)
+            head = led.tree_head()
+            asked: list[list[tuple[int, int]]] = []
+            real = led.store.tree.table.tree_tiles
+
+            def counting(keys: list[tuple[int, int]]) -> dict[tuple[int, int], tuple[bytes, int]]:
+                asked.append(list(keys))
+                return real(keys)
+
+            monkeypatch.setattr(led.store.tree.table, "tree_tiles", counting)
+            for position, size in ((2, None), (head.size - 3, None), (300, 555)):
+                asked.clear()
+                proof = led.prove_inclusion(position, size)
+                assert len(asked) == 1 and proof.size == (size or head.size)
+                assert (0, (position - 1) >> 8) in asked[0]  # the leaf's tile
+            asked.clear()
+            proof_c = led.prove_consistency(257)
+            assert len(asked) == 1 and proof_c.size == head.size
+            if store_url == "memory://":  # three levels: the leaf's full tiles are checked against their parents
+                asked.clear()
+                led.prove_inclusion(5)
+                assert {(0, 0), (1, 0), (2, 0)} <= set(asked[0]) and len(asked) == 1
 
     def test_two_writers_racing_to_extend_agree(self, durable_url: str) -> None:
         """Two stores on one log extend the tree concurrently; the loser takes the winner's state."""
@@ -114,6 +142,96 @@ class TestStoredTiles:
             assert hb == ha2 and hb.size == 310
             verify_consistency(a.prove_consistency(ha.size), ha, hb)
             assert a.verify().ok
+
+
+def rebuilt_tiles(led: Ledger) -> list[tuple[int, int, int, bytes]]:
+    """The tiles of the tree over the log's records up to the stored tree's size, built afresh from the log."""
+    state = led.store.tree.table.tree_state()
+    assert state is not None
+    builder = TileBuilder(0, {})
+    for position, leaf in leaves_of(led)[: state[1]]:
+        builder.add(leaf, position)
+    return [(level, index, first, bytes(hashes)) for (level, index), (hashes, first) in sorted(builder.tiles.items())]
+
+
+def stored_tiles(led: Ledger) -> list[tuple[int, int, int, bytes]]:
+    return list(led.store.tree.table.tree_dump())
+
+
+class TestFedFromTheAppend:
+    """The tree takes the seals the append computed when the batch follows on from it, and reads the log otherwise."""
+
+    def test_a_tree_fed_by_appends_equals_the_tree_rebuilt_from_the_log(self, store_url: str) -> None:
+        """Batches of odd sizes across WRITE_EVERY: stored tiles written with no head asked for, equal to a rebuild."""
+        with Ledger(store_url) as led:
+            for size in (1, 255, 300, 7, 1000, 3000, 97):
+                append(led, size, batch=size)
+            state = led.store.tree.table.tree_state()
+            assert state is not None and state[1] >= WRITE_EVERY  # written after a commit, from the fed seals
+            assert stored_tiles(led) == rebuilt_tiles(led)
+            head = led.tree_head()
+            assert head.size == 4660 and head.root == root_of([h for _, h in leaves_of(led)])
+            assert stored_tiles(led) == rebuilt_tiles(led) and led.verify(head=head).ok
+
+    def test_the_fed_tree_reads_no_record(self, durable_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Once the tree follows the log, appends (and the tile writes they make) read no record back."""
+        with Ledger(durable_url) as led:
+            append(led, 10)
+            led.tree_head()  # the tree is stored up to the head: appends now follow on from it
+            reads: list[int] = []
+            real = led.store.read_columns
+
+            def counting(start: int = 1, limit: int = 50_000, **kw: bool) -> object:
+                reads.append(start)
+                return real(start, limit, **kw)
+
+            monkeypatch.setattr(led.store, "read_columns", counting)
+            append(led, WRITE_EVERY + 100, batch=500)
+            assert reads == []
+            state = led.store.tree.table.tree_state()
+            assert state is not None and state[1] >= WRITE_EVERY + 10
+            monkeypatch.undo()
+            assert stored_tiles(led) == rebuilt_tiles(led)
+
+    def test_another_writer_between_appends_sends_the_tree_back_to_the_log(self, durable_url: str) -> None:
+        """Two stores on one log take turns: neither's batch follows its own tree, both trees stay the log's."""
+        with Ledger(durable_url) as a, Ledger(durable_url) as b:
+            for _ in range(6):
+                append(a, 400, batch=400)
+                append(b, 300, batch=300)
+            assert stored_tiles(a) == rebuilt_tiles(a)
+            head = b.tree_head()
+            assert head == a.tree_head() and head.size == 4200
+            assert head.root == root_of([h for _, h in leaves_of(a)])
+            assert stored_tiles(b) == rebuilt_tiles(b) and a.verify(head=head).ok
+
+    def test_a_rolled_back_batch_is_no_leaf_of_the_fed_tree(self, pg_url: str) -> None:
+        """PostgreSQL: a conflicting batch burns positions; the next batch does not follow on, the log is read instead."""
+        with Ledger(pg_url) as led:
+            append(led, 300)
+            led.tree_head()
+            taken = uuid4()
+            led.store.append([NewEvent(taken, 1, "test.note", b'{"n":1}', None)])
+            with pytest.raises(ConcurrencyError):
+                led.store.append([NewEvent(uuid4(), 1, "test.note", b'{"n":2}', None), NewEvent(taken, 1, "test.note", b'{"n":3}', None)])
+            append(led, WRITE_EVERY + 50, batch=500)
+            head = led.tree_head()
+            assert head.size == 300 + 1 + WRITE_EVERY + 50 and head.position == led.store.head() > head.size
+            assert head.root == root_of([h for _, h in leaves_of(led)])
+            assert stored_tiles(led) == rebuilt_tiles(led) and led.verify(head=head).ok
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.lists(st.integers(min_value=1, max_value=700), min_size=1, max_size=12), st.lists(st.booleans(), max_size=12))
+    def test_any_batches_and_heads_give_the_log_s_tree(self, batches: list[int], heads: list[bool]) -> None:
+        """memory://: any batch sizes, heads asked for in between or not: the stored tiles are the rebuild's."""
+        with Ledger("memory://") as led:
+            for i, size in enumerate(batches):
+                append(led, size, batch=size)
+                if i < len(heads) and heads[i]:
+                    assert led.tree_head().root == root_of([h for _, h in leaves_of(led)])
+            assert stored_tiles(led) == rebuilt_tiles(led)
+            assert led.tree_head().root == root_of([h for _, h in leaves_of(led)])
+            assert stored_tiles(led) == rebuilt_tiles(led) and led.verify().ok
 
 
 class TestHoles:

@@ -535,6 +535,12 @@ def verify(
                 f"{report.unchecked_tail} records after it rest on their stream chains (and a digest)"
             )
         return
+    if kept is not None:  # a check against a kept head answers in one line (issue 24): the head's problem first
+        about_head = [p for p in report.problems if "head kept earlier" in p or "the head is of log" in p]
+        line = (about_head or report.problems)[0]
+        more = len(report.problems) - 1
+        err.print(f"FAILED: {line}" + (f" (and {more} more: ledger verify without --head lists them)" if more else ""), highlight=False)
+        raise typer.Exit(1)
     for p in report.problems:
         err.print(p, highlight=False)
     if report.first_bad_position is None:  # only rows that name no position (the key table)

@@ -446,7 +446,7 @@ class EventStore:
             raise StoreError(f"store {self.url!r} refused the batch: {exc}".strip().splitlines()[0]) from exc
         if len(positions) != len(events):  # pragma: no cover
             raise StoreError(f"store {self.url!r} did not report positions for the batch")
-        self.tree.after_append(positions[-1])
+        self.tree.after_append(positions, [e.hash for e in events])  # the seals, as the append computed them
         return positions
 
     def head(self) -> int:

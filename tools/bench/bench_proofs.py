@@ -9,7 +9,8 @@ For each size, a SQLite log of one-record batches' worth of small records is wri
 - ``verify`` per record: the whole ``Ledger.verify`` (seals, chains, and the tiles rebuilt and compared);
 - next to each, a hashlib floor: for a proof, the hashes a verifier does (log2 n), for verify the
   2n hashes of rebuilding the tree from the seals;
-- append cost with and without the tree's maintenance (records/s over 20,000 records, same batches).
+- append cost with and without the tree's maintenance (records/s over 20,000 records, same batches,
+  5 rounds taking turns), and the same through the entity API (``execute`` creation, p50).
 
     .venv/bin/python tools/bench/bench_proofs.py [--sizes 10000,100000,1000000] [--dir /tmp]
 """
@@ -71,17 +72,63 @@ def floor_tree_us_per_record() -> float:
     return (time.perf_counter() - started) / 200_000 * 1e6
 
 
-def append_rates(directory: str) -> tuple[float, float]:
-    """Records/s appending 20,000 records with the tree's maintenance, and with it switched off."""
-    rates = []
+def append_rates(directory: str, rounds: int = 5) -> tuple[float, float]:
+    """Records/s appending 20,000 records with the tree's maintenance, and with it switched off:
+    the median of ``rounds`` rounds, the two taking turns (the machine's load drifts)."""
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    for r in range(rounds):
+        for maintain in (True, False):
+            path = os.path.join(directory, f"append-{maintain}-{r}.db")
+            with Ledger(f"sqlite:///{path}") as led:
+                if not maintain:
+                    led.store.tree.after_append = lambda positions, seals=None: None  # type: ignore[method-assign]
+                fill(led, 2_000)  # warm up
+                rates[maintain].append(20_000 / fill(led, 20_000))
+    return median(rates[True]), median(rates[False])
+
+
+def execute_cost(directory: str, rounds: int = 5, calls: int = 400) -> tuple[float, float, float, float]:
+    """µs per ``CallableRegistry.execute`` creation (bench_execute's ``b_create``, SQLite NORMAL) with the
+    tree's maintenance and with it switched off, as (p50 with, p50 without, mean with, mean without):
+    medians over ``rounds`` rounds taking turns. The mean counts what p50 hides, the call that writes tiles."""
+    import statistics
+
+    import ledger
+    from ledger import CallableRegistry
+    from tools.bench.bench_execute import Item  # registers b_create
+
+    leds = {}
     for maintain in (True, False):
-        path = os.path.join(directory, f"append-{maintain}.db")
-        with Ledger(f"sqlite:///{path}") as led:
-            if not maintain:
-                led.store.tree.after_append = lambda last: None  # type: ignore[method-assign]
-            fill(led, 2_000)  # warm up
-            rates.append(20_000 / fill(led, 20_000))
-    return rates[0], rates[1]
+        led = ledger.connect(f"sqlite:///{directory}/execute-{maintain}.db?synchronous=NORMAL")
+        if not maintain:
+            led.store.tree.after_append = lambda positions, seals=None: None  # type: ignore[method-assign]
+        leds[maintain] = led
+    p50: dict[bool, list[float]] = {True: [], False: []}
+    mean: dict[bool, list[float]] = {True: [], False: []}
+    try:
+        items = {}
+        for maintain, led in leds.items():
+            ledger.set_default_ledger(led)
+            items[maintain] = Item(name="widget", qty=3, price=2.5, sku="W-1", active=True)
+            items[maintain].promote_to_root()
+            for _ in range(100):  # warm up
+                CallableRegistry.execute("b_create", item=items[maintain])
+        for r in range(rounds):
+            for maintain in (True, False) if r % 2 else (False, True):
+                led = leds[maintain]
+                ledger.set_default_ledger(led)
+                samples = []
+                for _ in range(calls):
+                    started = time.perf_counter_ns()
+                    CallableRegistry.execute("b_create", item=items[maintain])
+                    samples.append(time.perf_counter_ns() - started)
+                p50[maintain].append(statistics.median(samples) / 1e3)
+                mean[maintain].append(statistics.fmean(samples) / 1e3)
+    finally:
+        for led in leds.values():
+            led.close()
+        ledger.set_default_ledger(None)
+    return median(p50[True]), median(p50[False]), median(mean[True]), median(mean[False])
 
 
 def main() -> None:
@@ -93,6 +140,11 @@ def main() -> None:
     directory = tempfile.mkdtemp(prefix="bench-proofs-", dir=args.dir)
     with_tree, without = append_rates(directory)
     note(f"append (SQLite, {BATCH} records a batch): {with_tree:,.0f}/s with the tree, {without:,.0f}/s without ({(without / with_tree - 1) * 100:+.1f}% cost)")
+    ours, off, ours_mean, off_mean = execute_cost(directory)
+    note(
+        f"execute creation (SQLite NORMAL): p50 {ours:,.1f} µs with the tree, {off:,.1f} µs without ({(ours / off - 1) * 100:+.1f}%); "
+        f"mean {ours_mean:,.1f} µs with, {off_mean:,.1f} µs without ({(ours_mean / off_mean - 1) * 100:+.1f}%)"
+    )
     tree_floor = floor_tree_us_per_record()
     rows = []
     rng = random.Random(7)
