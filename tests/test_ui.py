@@ -500,7 +500,7 @@ class TestCommand:
         script = Path(sys.executable).parent / "ledger"
         done = subprocess.run(
             [str(script), "ui", "--db", f"sqlite:///{tmp_path / 'missing.db'}", "--port", "0"],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True, text=True, timeout=300,
         )
         assert done.returncode == 1 and done.stderr.startswith("error:") and len(done.stderr.strip().splitlines()) == 1
         assert list(tmp_path.iterdir()) == []
