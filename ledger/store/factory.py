@@ -16,7 +16,7 @@ from ledger.store.urls import StoreURL
 if TYPE_CHECKING:
     from ledger.store.base import StoreBackend
 
-__all__: list[str] = []
+__all__: tuple[str, ...] = ()  # nothing public: EventStore looks its backend up in _BACKENDS
 
 
 def _postgres(spec: StoreURL, create: bool) -> StoreBackend:
