@@ -148,6 +148,33 @@ class StoreBackend(Protocol):
         """(ecs_id, position) of the stored versions with ``low <= ecs_id <= high``, by id, at most ``limit``."""
         ...
 
+    # The version index's upkeep and whole-lineage reads (``EventStore`` calls these too; memory://
+    # keeps no stored index: its reads raise ``StoreError``, ``index_state`` is None).
+    def index_state(self) -> tuple[int, str] | None:
+        """(tracked position, that record's chain link) of the stored version index; None without one."""
+        ...
+
+    def add_index_rows(self, rows: IndexRows, expect: int, upto: int, upto_hash: str) -> bool:
+        """Catch-up: add ``rows`` and move the tracked position from ``expect`` to ``upto`` in one
+        transaction; False (nothing moved) when the position was not ``expect``."""
+        ...
+
+    def reset_index(self) -> None:
+        """Forget every index row and track from position 0 (the log below it was rewritten)."""
+        ...
+
+    def version_position(self, ecs_id: UUID) -> int | None:
+        """The log position of one stored version; None when it is not one."""
+        ...
+
+    def lineage_entries(self, lineage_id: UUID) -> list[tuple[UUID, int, int]]:
+        """(ecs_id, stream version, position) of each version of a lineage, oldest first."""
+        ...
+
+    def index_dump(self) -> IndexRows:
+        """Every row the stored index holds, by position (to compare with a rebuild)."""
+        ...
+
     def head(self) -> int:
         """The last position readers may go to: every position at or below it is final (a
         record, or a hole no record will ever fill)."""
