@@ -32,7 +32,7 @@ from ledger.store.index_check import IndexCheck, compare_index
 from ledger.store.integrity import VerifyReport, verify_store
 from projections.diffing import diff_versions
 from projections.inline import InlineIndex, VersionRecord
-from projections.stored_reads import read_checked
+from projections.stored_reads import prefetch_children, read_checked
 from projections.stored_view import resolve_stored, stored_data, version_for
 
 __all__ = [
@@ -458,7 +458,9 @@ def history(source: AuditSource, ref: UUID | str, *, argument: str = "lineage_id
     record = version_for(index, resolve_id(source, ref, argument), argument=argument)
     rows: list[HistoryRow] = []
     previous: VersionRecord | None = None
-    for rec in index.lineages[record.lineage_id]:
+    versions = list(index.lineages[record.lineage_id])
+    prefetch_children(index.records, versions)  # the diffs below read them: in batches, not one by one
+    for rec in versions:
         parent = rec.previous_ecs_id
         base = previous
         if previous is not None and parent is not None and parent != previous.ecs_id:

@@ -25,6 +25,7 @@ from ledger.model.tree import EntityTree, Ref, build_entity_tree, copy_value
 from ledger.model.walk import map_leaves
 from projections.diffing import diff_versions
 from projections.inline import InlineIndex, VersionRecord
+from projections.stored_reads import prefetch_children
 
 __all__ = [
     "MetaFields",
@@ -238,9 +239,11 @@ def history(index: InlineIndex, lineage_id: UUID) -> list[Entity]:
     read (``OldIds``).
     """
     lineage_id = as_uuid(lineage_id, "lineage_id")
-    versions = index.lineages.get(lineage_id)
-    if versions is None:
+    found = index.lineages.get(lineage_id)
+    if found is None:
         raise EntityNotFoundError(f"lineage_id: no entity lineage {lineage_id}")
+    versions = list(found)
+    prefetch_children(index.records, versions)  # a store-backed index reads them in batches
     return [materialize_in_context(index, rec) for rec in versions]
 
 

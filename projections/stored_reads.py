@@ -34,6 +34,7 @@ __all__ = [
     "load_version",
     "load_versions",
     "checked_versions",
+    "prefetch_children",
     "previous_chain",
     "read_checked",
 ]
@@ -180,6 +181,34 @@ def _version(
     return rec
 
 
+#: At most this many child versions are read ahead for one walk (half the default cache, so
+#: what was read ahead is still cached when the walk gets there).
+PREFETCH_LIMIT = DEFAULT_CACHE // 2
+
+
+def prefetch_children(records: Any, versions: Sequence[VersionRecord]) -> None:
+    """Read the child versions of ``versions``' trees ahead of a walk that would read them one
+    at a time (``history``'s diffs): a level of the trees at a time, a few hundred per query
+    (``load_many``), so a lineage's history costs a few queries per tree level, whatever its
+    number of versions. An index that holds its versions in memory has no ``load_many``: nothing
+    to do. Versions that are not stored are left for the walk to report."""
+    load_many = getattr(records, "load_many", None)
+    if load_many is None:
+        return
+    seen: set[UUID] = {v.ecs_id for v in versions}
+    level = [c for v in versions for c in v.child_ids]
+    while level and len(seen) < PREFETCH_LIMIT:
+        fresh = [c for c in dict.fromkeys(level) if c not in seen][: PREFETCH_LIMIT - len(seen)]
+        seen.update(fresh)
+        level = []
+        for i in range(0, len(fresh), 256):
+            try:
+                loaded = load_many(fresh[i : i + 256])
+            except KeyError:
+                return  # a child that is no stored version: the walk says which
+            level.extend(c for rec in loaded for c in rec.child_ids)
+
+
 def previous_chain(records: Any, record: VersionRecord) -> list[UUID]:
     """The earlier versions of ``record``, oldest first, following its previous versions."""
     chain: list[UUID] = []
@@ -211,6 +240,10 @@ class _Records:
     def __contains__(self, ecs_id: object) -> bool:
         return isinstance(ecs_id, UUID) and self._owner.store.version_position(ecs_id) is not None
 
+    def load_many(self, ecs_ids: Sequence[UUID], at: Sequence[int] | None = None) -> list[VersionRecord]:
+        """Many records at once (``StoredIndex.load_many``): ``LazyVersions`` iterates through it."""
+        return self._owner.load_many(ecs_ids, at)
+
 
 class _Lineages:
     """``index.lineages``: lineage_id -> its versions, oldest first (loaded when asked)."""
@@ -222,7 +255,8 @@ class _Lineages:
         entries = self._owner.store.lineage_entries(lineage_id) if isinstance(lineage_id, UUID) else []
         if not entries:
             return default
-        return LazyVersions(self._owner.records, [ecs_id for ecs_id, _, _ in entries])
+        # the positions come with the entries: iterating reads the records, with no lookup first
+        return LazyVersions(self._owner.records, [ecs_id for ecs_id, _, _ in entries], [p for _, _, p in entries])
 
     def __getitem__(self, lineage_id: UUID) -> Sequence[VersionRecord]:
         found = self.get(lineage_id)
@@ -294,7 +328,35 @@ class StoredIndex:
         rec = load_version(self.store, ecs_id, self)
         if rec is None:
             return None
-        self._cache[ecs_id] = rec
+        self._remember(rec)
+        return rec
+
+    def load_many(self, ecs_ids: Sequence[UUID], at: Sequence[int] | None = None) -> list[VersionRecord]:
+        """The records of ``ecs_ids`` (stored versions), in that order; those not cached are read
+        together (``load_versions``: a query per few hundred), so a lineage of any length costs
+        the same few queries. ``at`` are their positions when the caller knows them (a lineage's
+        entries); otherwise one query looks them up. An id that is no stored version is a ``KeyError``."""
+        found: dict[UUID, VersionRecord] = {}
+        missing: list[UUID] = []
+        for ecs_id in ecs_ids:
+            rec = self._cache.get(ecs_id)
+            if rec is None:
+                missing.append(ecs_id)
+            else:
+                self._cache.move_to_end(ecs_id)
+                found[ecs_id] = rec
+        if missing:
+            positions = dict(zip(ecs_ids, at)) if at is not None else self.store.version_positions(missing)
+            lost = [e for e in missing if e not in positions]
+            if lost:
+                raise KeyError(lost[0])
+            for rec in load_versions(self.store, [(e, positions[e]) for e in missing], self):
+                found[rec.ecs_id] = self._remember(rec)
+        return [found[e] for e in ecs_ids]
+
+    def _remember(self, rec: VersionRecord) -> VersionRecord:
+        """Keep a decoded version in the bounded cache (the least recently used one goes)."""
+        self._cache[rec.ecs_id] = rec
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return rec

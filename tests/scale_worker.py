@@ -127,7 +127,7 @@ def follow(led: Ledger, marker: UUID, page: int) -> dict[str, Any]:
 
     seen: list[int] = []
     last = 0
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         got = led.store.read(start=last + 1, limit=page)
         for n in got:

@@ -409,7 +409,7 @@ class TestTwoProcesses:
         finally:
             assert holder.stdin is not None
             holder.stdin.close()
-            holder.wait(timeout=60)
+            holder.wait(timeout=300)
 
     @pytest.mark.parametrize("start", ["none", "garbage", "stale"])
     def test_commands_started_together(self, store: Store, tmp_path: Path, start: str) -> None:

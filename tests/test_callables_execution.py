@@ -521,11 +521,11 @@ class TestProcessIsolation:
             CallableRegistry.execute("x_proc_crash", x=1)
 
     def test_timeout_kills_the_child(self, led: Ledger) -> None:
-        """A child past its timeout is killed: an ExecutionError, not a hang."""
-        start = time.monotonic()
+        """A child past its timeout is killed: an ExecutionError, not a hang. (Had it not been
+        killed, it would have returned after its 30 s sleep and nothing would be raised: no
+        stopwatch needed, which a busy machine could fool.)"""
         with pytest.raises(errors.ExecutionError, match="timeout"):
             CallableRegistry.execute("x_proc_slow", x=1)
-        assert time.monotonic() - start < 5
 
     def test_child_exception_reraised(self, led: Ledger) -> None:
         """An exception raised in the child reaches the caller with its own type."""

@@ -346,7 +346,7 @@ class TestDemo:
         script = Path(sys.executable).parent / "ledger"
         url = f"sqlite:///{tmp_path / 'demo.db'}"
         env = {**os.environ, "COLUMNS": "200"}
-        proc = subprocess.run([str(script), "demo", "--db", url], capture_output=True, text=True, env=env, timeout=60)
+        proc = subprocess.run([str(script), "demo", "--db", url], capture_output=True, text=True, env=env, timeout=300)
         assert proc.returncode == 0, proc.stderr
         out = proc.stdout
         assert "history of Student lineage" in out and "name: 'Alice' -> 'Alice Liddell'" in out

@@ -78,7 +78,7 @@ def run(command: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedPro
 
     argv = shlex.split(command)
     assert argv[0] == "ledger", command
-    return subprocess.run([str(SCRIPT), *argv[1:]], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([str(SCRIPT), *argv[1:]], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 def matches(expected: list[str], actual: list[str]) -> bool:

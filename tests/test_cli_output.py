@@ -151,7 +151,7 @@ class TestPiped:
             env.pop(name, None)
 
         def script(*args: str) -> str:
-            proc = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=120)
+            proc = subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=300)
             assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
             return proc.stdout
 

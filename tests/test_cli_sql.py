@@ -209,7 +209,7 @@ class TestConsoleScript:
         proc = subprocess.run(
             [str(SCRIPT), "sql", "-", "--param", "3", "--limit", "2", "-f", "json", "--db", url],
             input="select position from events where position > ? order by position",
-            capture_output=True, text=True, env=self.env(), timeout=60,
+            capture_output=True, text=True, env=self.env(), timeout=300,
         )
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout) == [{"position": 4}, {"position": 5}]
@@ -218,24 +218,24 @@ class TestConsoleScript:
     def test_hint_and_version(self, url: str) -> None:
         proc = subprocess.run(
             [str(SCRIPT), "sql", "select * from executionz", "--db", url],
-            capture_output=True, text=True, env=self.env(), timeout=60,
+            capture_output=True, text=True, env=self.env(), timeout=300,
         )
         assert proc.returncode == 1 and proc.stdout == ""
         assert proc.stderr.strip().splitlines() == [
             'error: Catalog Error: Table with name executionz does not exist! — Did you mean "executions"?'
         ]
-        proc = subprocess.run([str(SCRIPT), "--version"], capture_output=True, text=True, env=self.env(), timeout=60)
+        proc = subprocess.run([str(SCRIPT), "--version"], capture_output=True, text=True, env=self.env(), timeout=300)
         assert proc.returncode == 0 and proc.stdout.strip().endswith(metadata.version("entity-ledger"))
 
     def test_completion_completes_and_installs(self, tmp_path: Path) -> None:
         """bash completion answers for the real script; --install-completion writes into $HOME (a temp dir here)."""
         env = self.env(_LEDGER_COMPLETE="complete_bash", COMP_WORDS="ledger sq", COMP_CWORD="1")
-        proc = subprocess.run([str(SCRIPT)], capture_output=True, text=True, env=env, timeout=60)
+        proc = subprocess.run([str(SCRIPT)], capture_output=True, text=True, env=env, timeout=300)
         assert proc.stdout.split() == ["sql"], proc.stderr
         env = self.env(_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION="1", HOME=str(tmp_path))
-        proc = subprocess.run([str(SCRIPT), "--show-completion", "bash"], capture_output=True, text=True, env=env, timeout=60)
+        proc = subprocess.run([str(SCRIPT), "--show-completion", "bash"], capture_output=True, text=True, env=env, timeout=300)
         assert proc.returncode == 0 and "_ledger_completion" in proc.stdout
-        proc = subprocess.run([str(SCRIPT), "--install-completion", "bash"], capture_output=True, text=True, env=env, timeout=60)
+        proc = subprocess.run([str(SCRIPT), "--install-completion", "bash"], capture_output=True, text=True, env=env, timeout=300)
         assert proc.returncode == 0, proc.stderr
         assert "_LEDGER_COMPLETE" in (tmp_path / ".bashrc").read_text() + "".join(
             p.read_text() for p in tmp_path.rglob("*") if p.is_file()

@@ -31,7 +31,7 @@ class TestTheQueue:
         def commit_many(group: list[Request]) -> None:
             groups.append([r.item for r in group])
             if len(groups) == 1:
-                assert release.wait(10)  # the first commit is slow: the others pile up
+                assert release.wait(120)  # the first commit is slow: the others pile up
             for r in group:
                 r.succeed([r.item])
 
@@ -47,7 +47,7 @@ class TestTheQueue:
             time.sleep(0.001)
         release.set()
         for t in threads:
-            t.join(10)
+            t.join(120)
         assert results == {i: [i] for i in range(6)}
         assert groups[0] == [0] and sorted(groups[1]) == [1, 2, 3, 4, 5] and len(groups) == 2
 

@@ -99,7 +99,7 @@ class TestFollowers:
             setup.registry.register_entity(marker)  # after every writer: the readers' stop sign
             logged = [n.id for n in setup.store.iter_all()]
             for r in readers:
-                out, err = r.communicate(timeout=120)
+                out, err = r.communicate(timeout=300)
                 assert r.returncode == 0, err
                 report = __import__("json").loads(out.strip().splitlines()[-1])
                 assert "timeout" not in report

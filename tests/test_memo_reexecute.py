@@ -479,7 +479,7 @@ class TestCommandLine:
 
     def run(self, cwd: Path, *args: str, drift: str = "0") -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "RX_DRIFT": drift, "COLUMNS": "200"}
-        return subprocess.run([_ledger_script(), *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=120)
+        return subprocess.run([_ledger_script(), *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300)
 
     def test_exit_status_says_whether_the_outputs_match(self, recorded: tuple[Path, str, str]) -> None:
         cwd, url, execution = recorded

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
@@ -34,7 +35,7 @@ import ledger
 from ledger import CallableRegistry, Ledger, errors
 from ledger.cli import app
 from projections.openlineage import OpenLineageQueryError, dataset_name, job_namespace, store_namespace
-from tests.conftest import PG_BASE, fresh_pg_url
+from tests.conftest import fresh_pg_url
 from tests.models import Patient, Student, student
 
 runner = CliRunner()
@@ -324,7 +325,9 @@ class TestNamespace:
         """Exported from a PostgreSQL URL with a password (trust auth ignores it): not one byte of it in the file."""
         for base in fresh_pg_url():
             password = "Hunter2-Very-Secret"
-            url = base.replace("postgresql://postgres@", f"postgresql://postgres:{password}@", 1)
+            parts = urlsplit(base)  # whatever database, user and port LEDGER_TEST_PG names
+            server = f"{parts.hostname}:{parts.port or 5432}"
+            url = parts._replace(netloc=f"{parts.username or 'postgres'}:{password}@{server}").geturl()
             assert password in url and url != base
             led = ledger.connect(url)
             try:
@@ -337,8 +340,7 @@ class TestNamespace:
             lines = read_lines(tmp_path / "pg.ndjson")
             assert password not in text and "postgres:" not in text and len(lines) == 6
             schema = base.rpartition("schema=")[2]
-            host = PG_BASE.split("@", 1)[1].split("/", 1)[0]
-            assert lines[1]["inputs"][0]["namespace"] == f"postgresql://{host}/test?schema={schema}"
+            assert lines[1]["inputs"][0]["namespace"] == f"postgresql://{server}{parts.path}?schema={schema}"
 
 
 class TestExportCommand:

@@ -35,7 +35,7 @@ from . import reaction_worker
 from .conftest import requires_pg
 from .models import Grade, Student
 
-WAIT = 60  # seconds a liveness wait may take before the test fails (never a timing assertion)
+WAIT = 300  # seconds a liveness wait may take before the test fails (never a timing assertion)
 
 
 @pytest.fixture(autouse=True)

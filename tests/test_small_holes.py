@@ -662,7 +662,7 @@ class TestSchemaMismatchAcrossProcesses:
             (["history", lineage], "Ada L."),
             (["diff", first, second], "Ada L."),
         ):
-            cli = subprocess.run([script, *args], env={**env, "COLUMNS": "250"}, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+            cli = subprocess.run([script, *args], env={**env, "COLUMNS": "250"}, cwd=tmp_path, capture_output=True, text=True, timeout=300)
             assert cli.returncode == 0, (args, cli.stdout, cli.stderr)
             assert expected in cli.stdout and "Traceback" not in cli.stderr, (args, cli.stdout, cli.stderr)
 

@@ -499,7 +499,7 @@ class TestAnalyticsFile:
         )
         proc = subprocess.run(
             [sys.executable, "-c", script, durable_url, str(duck), str(tmp_path / "pq")],
-            capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=120,
+            capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=300,
         )
         assert proc.returncode == 0, proc.stderr
         forged, executions = (int(x) for x in proc.stdout.split())
@@ -620,7 +620,7 @@ class TestAnalyticsFile:
         finally:
             assert holder.stdin is not None
             holder.stdin.close()
-            holder.wait(timeout=60)
+            holder.wait(timeout=300)
 
     def test_analytics_on_a_store_opens_locked_down(self, mem: Ledger) -> None:
         """A fresh Analytics (the path the benchmarks use) is locked down like the ledger's own."""

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+import ledger
 from ledger import Entity, Ledger, Personal, errors
+from ledger.cli import app
 from ledger.store import EventStore
 from projections import audit
 from projections.stored_reads import StoredIndex, StoredReader
@@ -170,3 +176,77 @@ def test_a_dropped_index_table_is_one_store_error(tmp_path) -> None:
     with StoredReader.open(f"sqlite:///{path}") as reader:
         with pytest.raises(errors.StoreError, match="read failed"):
             audit.show(reader, f"@{item.ecs_id}")
+
+
+# ---------------------------------------------------------------- statements per read
+class Leaf(Entity):
+    n: int = 0
+
+
+class Tree(Entity):
+    label: str = "t"
+    leaves: list[Leaf] = []
+
+
+@pytest.fixture
+def selects(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every SELECT any SQLite connection opened from here on runs, as SQLite itself reports it
+    (``set_trace_callback`` on each real connection the store's pool makes)."""
+    seen: list[str] = []
+    real_connect = sqlite3.connect
+
+    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn = real_connect(*args, **kwargs)
+        conn.set_trace_callback(lambda statement: seen.append(statement) if statement.lstrip().upper().startswith("SELECT") else None)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", traced)
+    return seen
+
+
+def _tree_lineage(url: str, versions: int) -> Any:
+    """A lineage of ``versions`` versions of a two-leaf tree, each changing one leaf (so each
+    version's tree holds a new leaf version)."""
+    with Ledger(url) as led:
+        tree = Tree(leaves=[Leaf(), Leaf()])
+        led.registry.register_entity(tree)
+        for i in range(versions - 1):
+            tree.leaves[i % 2].n = i + 1
+            led.registry.version_entity(tree)
+    ledger.set_default_ledger(None)
+    return tree.lineage_id
+
+
+class TestStatementCounts:
+    """Reading a lineage costs a number of queries that does not grow with its length: versions and
+    their trees' children are read a few hundred per query, never one by one."""
+
+    def test_ledger_history_runs_as_many_selects_for_120_versions_as_for_3(self, tmp_path: Path, selects: list[str]) -> None:
+        """``ledger history`` (the CLI's stored reader) of a 120-version lineage vs a 3-version one."""
+        counts = {}
+        for versions in (3, 120):
+            url = f"sqlite:///{tmp_path / f'h{versions}.db'}"
+            lineage_id = _tree_lineage(url, versions)
+            selects.clear()
+            result = CliRunner().invoke(app, ["history", str(lineage_id), "--db", url, "--format", "json"])
+            assert result.exit_code == 0, result.output
+            shown = json.loads(result.output)["versions"]
+            assert [v["version"]["version"] for v in shown] == list(range(1, versions + 1))
+            assert shown[-1]["changes"] and shown[-1]["changes"][0]["new"] == versions - 1
+            counts[versions] = len(selects)
+        assert 0 < counts[120] == counts[3], counts
+
+    def test_entity_registry_history_runs_as_many_selects_for_120_versions_as_for_3(self, tmp_path: Path, selects: list[str]) -> None:
+        """``EntityRegistry.history`` on a ledger opened on the file (the writer's stored index)."""
+        counts = {}
+        for versions in (3, 120):
+            url = f"sqlite:///{tmp_path / f'r{versions}.db'}"
+            lineage_id = _tree_lineage(url, versions)
+            with Ledger(url) as led:
+                selects.clear()
+                history = led.registry.history(lineage_id)
+                counts[versions] = len(selects)
+            ledger.set_default_ledger(None)
+            assert len(history) == versions
+            assert [leaf.n for leaf in history[-1].leaves] == ([versions - 2, versions - 1] if versions % 2 else [versions - 1, versions - 2])
+        assert 0 < counts[120] == counts[3], counts

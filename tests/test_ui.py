@@ -437,3 +437,56 @@ class TestHostileText:
         edges = [Edge("a", label or "b", kind, [(0.0, 0.0), (1.0, 1.0)], note=label)]
         svg = to_svg(Layout(label, 2, None, (label,), nodes, edges, 10.0, 10.0, label))
         assert set(re.findall(r"</?([a-zA-Z]+)", svg)) <= {"svg", "defs", "marker", "path", "g", "text", "a", "title", "rect", "polygon", "polyline"}
+
+
+class TestLongLivedServer:
+    def test_what_is_appended_while_it_serves_is_shown(self, tmp_path: Path) -> None:
+        """One reader serves for as long as the command runs: a version, an execution and an
+        erasure appended by another writer meanwhile appear on the next request."""
+        url = f"sqlite:///{tmp_path / 'live.db'}"
+        with Ledger(url) as led:
+            p = Patient(name="Xavier", ward="west")
+            led.registry.register_entity(p)
+        reader = open_reader(url, analytics="memory", with_analytics=True)
+        client = TestClient(create_app(reader))
+        try:
+            before = client.get(f"/lineage/{p.lineage_id}").text
+            assert "tombstone" not in before and "&quot;Xavier&quot;" in client.get(f"/entity/{p.ecs_id}").text
+            with Ledger(url) as led:
+                p.ward = "south"
+                led.registry.version_entity(p)
+                led.erase(p.lineage_id, reason="asked")
+            after = client.get(f"/lineage/{p.lineage_id}").text
+            assert '<div class="tombstone"><strong>erased</strong>' in after
+            assert "ward: &#x27;west&#x27; -&gt; &#x27;south&#x27;" in after
+            assert "Xavier" not in client.get(f"/entity/{p.lineage_id}").text
+            assert "<td>entity.erased</td>" in client.get("/").text
+        finally:
+            client.close()
+            reader.close()
+
+
+class TestCommand:
+    @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+    def test_the_served_store_is_left_as_it_was(self, tmp_path: Path, stop: int) -> None:
+        """``ledger ui`` serving pages of a WAL-mode SQLite store, then stopped by Ctrl-C or SIGTERM,
+        leaves the store's bytes as they were and no ``-wal``, ``-shm`` or journal beside it."""
+        url = f"sqlite:///{tmp_path / 'demo.db'}"
+        build_demo_store(url).ledger.close()
+        before = fingerprint(url)
+        with running_ui(url, analytics="memory", stop=stop) as base, httpx2.Client(base_url=base) as client:
+            for path in ["/", "/lineage/12f034c1", "/entity/12f034c1", "/sql?q=select+count(*)+from+events"]:
+                assert client.get(path).status_code == 200, path
+            assert (tmp_path / "demo.db-wal").exists()  # while it serves, SQLite reads a WAL store this way
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.db"]
+        assert fingerprint(url) == before
+
+    def test_ui_on_a_missing_store_is_one_line_and_creates_nothing(self, tmp_path: Path) -> None:
+        """``ledger ui`` on a store that does not exist exits 1 with one line and writes no file."""
+        script = Path(sys.executable).parent / "ledger"
+        done = subprocess.run(
+            [str(script), "ui", "--db", f"sqlite:///{tmp_path / 'missing.db'}", "--port", "0"],
+            capture_output=True, text=True, timeout=300,
+        )
+        assert done.returncode == 1 and done.stderr.startswith("error:") and len(done.stderr.strip().splitlines()) == 1
+        assert list(tmp_path.iterdir()) == []

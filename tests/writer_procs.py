@@ -22,7 +22,7 @@ def spawn(*args: object) -> subprocess.Popen[str]:
     )
 
 
-def run_together(arg_lists: list[list[object]], timeout: float = 60) -> list[dict[str, Any]]:
+def run_together(arg_lists: list[list[object]], timeout: float = 300) -> list[dict[str, Any]]:
     """Start one process per argument list, release them at once, return their JSON reports."""
     procs = [spawn(*args) for args in arg_lists]
     try:

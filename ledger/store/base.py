@@ -10,8 +10,9 @@ URLs: ``memory://``, ``sqlite:///relative.db``, ``sqlite:////absolute.db``
 (``?synchronous=NORMAL|FULL``, default NORMAL), ``postgresql://user[:pw]@host[:port]/db``
 (``?schema=NAME``).
 
-This module holds what every backend shares: the URL, the ``StoreBackend``
-protocol, the error mapping and the reads through the recorder's public API.
+This module holds what every backend shares: the ``StoreBackend`` protocol, the
+error mapping and the reads through the recorder's public API; the URL is parsed in
+``urls.py`` and the backend for it chosen in ``factory.py`` (both names stay importable here).
 What reaches into the library's internals (pools, raw connections, table
 names, locks, SQL) stays in ``memory.py``, ``sqlite.py`` and ``postgres.py``;
 the key tables are in ``keys.py``.
@@ -20,12 +21,10 @@ the key tables are in ``keys.py``.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID
 
 from eventsourcing.persistence import (
@@ -36,13 +35,12 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 
-from ledger.errors import ConcurrencyError, CorruptLogError, FollowerHeldError, StoreError, StoreURLError
+from ledger.errors import ConcurrencyError, CorruptLogError, FollowerHeldError, StoreError
 from ledger.events.bodies import ENTITY_VERSION
 from ledger.events.seal import NewEvent, link_hash
+from ledger.store.factory import _BACKENDS
 from ledger.store.keys import KeyStore, KeyTable
-from ledger.store.memory import MemoryBackend
 from ledger.store.merkle import MerkleTree, TileTable
-from ledger.store.sqlite import SQLiteBackend
 from ledger.store.version_index import (
     IndexRows,
     TreeWalker,
@@ -50,101 +48,17 @@ from ledger.store.version_index import (
     rows_for_page,
     tree_facts,
 )
+from ledger.store.urls import StoreURL, parse_store_url
 
 __all__ = ["EventStore", "LogPage", "StoreBackend", "StoreURL", "parse_store_url"]
 
 log = logging.getLogger(__name__)
 
 
-_SYNCHRONOUS = {"OFF", "NORMAL", "FULL", "EXTRA"}
-# A schema name goes unquoted into SQL the eventsourcing library builds as text
-# (its type lookup), where PostgreSQL folds it to lower case: only names that
-# need no quoting at all are safe everywhere.
-_PLAIN_SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-
-
 #: The largest position either database can hold (a signed 64-bit rowid or bigint). A record
 #: moved there (SQLite: ``UPDATE ... SET rowid = 9223372036854775807``) is reported by ``verify``;
 #: the page after it is empty, never an ``OverflowError`` from the driver.
 MAX_POSITION = (1 << 63) - 1
-
-
-@dataclass(frozen=True)
-class StoreURL:
-    kind: str  # "memory" | "sqlite" | "postgresql"
-    url: str
-    path: str = ""
-    options: dict[str, str] = field(default_factory=dict)
-    host: str = ""
-    port: int = 5432
-    user: str = ""
-    password: str = ""
-    dbname: str = ""
-
-
-def parse_store_url(url: str) -> StoreURL:
-    """Parse and check a store URL; a bad one raises ``StoreURLError`` naming it."""
-    if not isinstance(url, str) or "://" not in url:
-        raise StoreURLError(
-            f"url {url!r} is not a store URL; use memory://, sqlite:///file.db "
-            "or postgresql://user@host:5432/dbname"
-        )
-    scheme, _, rest = url.partition("://")
-    scheme = scheme.lower()
-    if scheme == "memory":
-        if rest not in ("", "/"):
-            raise StoreURLError(f"url {url!r}: memory:// takes no path")
-        return StoreURL("memory", url)
-    if scheme == "sqlite":
-        path, _, query = rest.partition("?")
-        if not path.startswith("/") or len(path) < 2:
-            raise StoreURLError(
-                f"url {url!r}: expected sqlite:///relative.db or sqlite:////absolute/path.db"
-            )
-        path = unquote(path[1:])
-        options = {k.lower(): v[-1] for k, v in parse_qs(query).items()}
-        sync = options.get("synchronous", "NORMAL").upper()
-        if sync not in _SYNCHRONOUS:
-            raise StoreURLError(f"url {url!r}: synchronous must be one of {sorted(_SYNCHRONOUS)}")
-        options["synchronous"] = sync
-        unknown = set(options) - {"synchronous"}
-        if unknown:
-            raise StoreURLError(f"url {url!r}: unknown option(s) {sorted(unknown)}")
-        return StoreURL("sqlite", url, path=path, options=options)
-    if scheme in ("postgresql", "postgres"):
-        parts = urlsplit(url)
-        dbname = parts.path.lstrip("/")
-        if not parts.hostname or not dbname:
-            raise StoreURLError(
-                f"url {url!r}: expected postgresql://user@host:port/dbname"
-            )
-        try:
-            port = parts.port or 5432
-        except ValueError:
-            raise StoreURLError(f"url {url!r}: the port is not a number") from None
-        options = {k.lower(): v[-1] for k, v in parse_qs(parts.query).items()}
-        unknown = set(options) - {"schema"}
-        if unknown:
-            raise StoreURLError(f"url {url!r}: unknown option(s) {sorted(unknown)}")
-        schema = options.get("schema")
-        if schema is not None and not _PLAIN_SCHEMA.fullmatch(schema):
-            raise StoreURLError(
-                f"url {url!r}: schema {schema!r} is not a plain identifier "
-                "(lower-case letters, digits and _, not starting with a digit, at most 63 characters)"
-            )
-        return StoreURL(
-            "postgresql",
-            url,
-            options=options,
-            host=parts.hostname,
-            port=port,
-            user=unquote(parts.username or os.environ.get("PGUSER", "postgres")),
-            password=unquote(parts.password or os.environ.get("PGPASSWORD", "")),
-            dbname=dbname,
-        )
-    raise StoreURLError(
-        f"url {url!r}: unknown scheme {scheme!r}; use memory://, sqlite:/// or postgresql://"
-    )
 
 
 class StoreBackend(TileTable, Protocol):
@@ -250,6 +164,33 @@ class StoreBackend(TileTable, Protocol):
         """(ecs_id, position) of the stored versions with ``low <= ecs_id <= high``, by id, at most ``limit``."""
         ...
 
+    # The version index's upkeep and whole-lineage reads (``EventStore`` calls these too; memory://
+    # keeps no stored index: its reads raise ``StoreError``, ``index_state`` is None).
+    def index_state(self) -> tuple[int, str] | None:
+        """(tracked position, that record's chain link) of the stored version index; None without one."""
+        ...
+
+    def add_index_rows(self, rows: IndexRows, expect: int, upto: int, upto_hash: str) -> bool:
+        """Catch-up: add ``rows`` and move the tracked position from ``expect`` to ``upto`` in one
+        transaction; False (nothing moved) when the position was not ``expect``."""
+        ...
+
+    def reset_index(self) -> None:
+        """Forget every index row and track from position 0 (the log below it was rewritten)."""
+        ...
+
+    def version_position(self, ecs_id: UUID) -> int | None:
+        """The log position of one stored version; None when it is not one."""
+        ...
+
+    def lineage_entries(self, lineage_id: UUID) -> list[tuple[UUID, int, int]]:
+        """(ecs_id, stream version, position) of each version of a lineage, oldest first."""
+        ...
+
+    def index_dump(self) -> IndexRows:
+        """Every row the stored index holds, by position (to compare with a rebuild)."""
+        ...
+
     def head(self) -> int:
         """The last position readers may go to: every position at or below it is final (a
         record, or a hole no record will ever fill)."""
@@ -286,28 +227,12 @@ class StoreBackend(TileTable, Protocol):
     # The Merkle tree's tiles: ``merkle.TileTable`` (tree_state, tree_tiles, tree_tile_at, tree_write, tree_dump).
 
 
-def _postgres(spec: StoreURL, create: bool) -> StoreBackend:
-    # Imported on first use: psycopg takes ~80 ms to import, a third of a CLI command's
-    # start-up, and only PostgreSQL URLs need it.
-    from ledger.store.postgres import PostgresBackend
-
-    return PostgresBackend(spec, create)
-
-
 def prefix_range(prefix: str) -> tuple[UUID, UUID]:
     """The lowest and highest UUID whose hex digits start with ``prefix`` (dashes ignored)."""
     digits = prefix.replace("-", "").lower()
     if len(digits) > 32 or not re.fullmatch(r"[0-9a-f]*", digits):
         raise ValueError(f"{prefix!r} is not a prefix of hex digits")
     return UUID(digits.ljust(32, "0")), UUID(digits.ljust(32, "f"))
-
-
-#: The backend for each ``StoreURL.kind``.
-_BACKENDS: dict[str, Callable[[StoreURL, bool], StoreBackend]] = {
-    "memory": MemoryBackend,
-    "sqlite": SQLiteBackend,
-    "postgresql": _postgres,
-}
 
 
 @dataclass(slots=True)

@@ -3,7 +3,8 @@
 Everything that reaches past the recorder's public API into the library's
 internals for PostgreSQL lives here: the datastore's schema, the events
 table's name, the recorder's table-lock statements and notification channel,
-and the SQL of the append and the bulk read.
+and the SQL of the append and the bulk read. The version index's tables and queries are in
+``pg_index.py`` (a mixin of ``PostgresBackend``), the key table in ``pg_keys.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from ledger.errors import CorruptLogError, StoreError
 from ledger.events.decode import corrupt
 from ledger.events.seal import GENESIS, NewEvent, link_hash, seal_at, seal_batch
 from ledger.store.group_commit import GroupCommit, Request
-from ledger.store.keys import SHRED_WAIT_MS, SHREDS, TABLE, raw_key
 from ledger.store.pg_append import (
     CHECKPOINT_EVERY,
     CHECKPOINT_FUNCTION,
@@ -36,13 +36,25 @@ from ledger.store.pg_append import (
     create_append_function,
     lock_keys,
 )
+from ledger.store.pg_index import (
+    _ERASURES,
+    _FOLLOWERS,
+    _MEMOS,
+    _SECRETS,
+    _TRACKING,
+    _TREE_STATE,
+    _TREE_TILES,
+    _VERSIONS,
+    PostgresIndex,
+    create_index_tables,
+)
+from ledger.store.pg_keys import PostgresKeyTable, create_postgres_key_table
 from ledger.store.pg_params import bytea_array, int_array, text_array, uuid_array
 from ledger.store.probe import check_postgres_schema
 from ledger.store.version_index import (
     ANALYTICS_SECRET,
     INDEX_NAME,
     IndexRows,
-    lineage_versions,
     rows_for_batch,
 )
 
@@ -63,65 +75,6 @@ _CREATE_LOCK = 7245001
 #: then rolls back (a hole) and its commit fails. The library's own transactions never wait on
 #: their process for more than a few milliseconds.
 IDLE_IN_TRANSACTION_S = 10.0
-
-# The stored version index (``version_index.py``).
-_VERSIONS = "ledger_version_positions"
-_ERASURES = "ledger_erasure_index"
-_TRACKING = "ledger_index_tracking"
-#: Durable followers (``Ledger.follow``): the last position each named follower acknowledged.
-_FOLLOWERS = "ledger_followers"
-_MEMOS = "ledger_memo_index"
-_TREE_STATE = "ledger_tree_state"
-_TREE_TILES = "ledger_tree_tiles"
-_SECRETS = "ledger_secrets"
-
-
-def create_index_tables(conn: Any, schema: str) -> None:
-    """The version index's tables and tracking row (idempotent)."""
-    from psycopg import sql
-
-    s = sql.Identifier(schema)
-    for statement in (
-        "CREATE TABLE IF NOT EXISTS {s}.{v} (ecs_id uuid PRIMARY KEY, position bigint NOT NULL, root_ecs_id uuid)",
-        "ALTER TABLE {s}.{v} ADD COLUMN IF NOT EXISTS root_ecs_id uuid",  # the layout before tree rows
-        "CREATE TABLE IF NOT EXISTS {s}.{e} (lineage_id uuid PRIMARY KEY, position bigint NOT NULL)",
-        "CREATE INDEX IF NOT EXISTS ledger_erasure_index_position ON {s}.{e} (position)",
-        "CREATE TABLE IF NOT EXISTS {s}.{t} (name text PRIMARY KEY, position bigint NOT NULL, head_hash text NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS {s}.{f} (name text PRIMARY KEY, position bigint NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS {s}.{m} (cache_key bytea PRIMARY KEY, execution_id uuid NOT NULL, position bigint NOT NULL)",
-        # The Merkle tree (``merkle.py``): the state row names the log (its signed heads' origin).
-        "CREATE TABLE IF NOT EXISTS {s}.{ts} (name text PRIMARY KEY, origin text NOT NULL, size bigint NOT NULL, position bigint NOT NULL)",
-        "INSERT INTO {s}.{ts} (name, origin, size, position) "
-        "VALUES ('tree', 'entity-ledger/' || replace(gen_random_uuid()::text, '-', ''), 0, 0) ON CONFLICT DO NOTHING",
-        "CREATE TABLE IF NOT EXISTS {s}.{tt} (level int NOT NULL, idx bigint NOT NULL, first_position bigint NOT NULL, "
-        "hashes bytea NOT NULL, PRIMARY KEY (level, idx))",
-        "CREATE INDEX IF NOT EXISTS ledger_tree_tiles_first ON {s}.{tt} (level, first_position)",
-        # keys for what the store vouches for outside itself (the analytics cache's MAC)
-        "CREATE TABLE IF NOT EXISTS {s}.{k} (name text PRIMARY KEY, value bytea NOT NULL)",
-    ):
-        conn.execute(
-            sql.SQL(statement).format(
-                s=s,
-                v=sql.Identifier(_VERSIONS),
-                e=sql.Identifier(_ERASURES),
-                t=sql.Identifier(_TRACKING),
-                f=sql.Identifier(_FOLLOWERS),
-                m=sql.Identifier(_MEMOS),
-                ts=sql.Identifier(_TREE_STATE),
-                tt=sql.Identifier(_TREE_TILES),
-                k=sql.Identifier(_SECRETS),
-            )
-        )
-    conn.execute(
-        sql.SQL("INSERT INTO {}.{} (name, value) VALUES (%s, %s) ON CONFLICT DO NOTHING").format(s, sql.Identifier(_SECRETS)),
-        (ANALYTICS_SECRET, os.urandom(32)),
-    )
-    conn.execute(
-        sql.SQL("INSERT INTO {}.{} (name, position, head_hash) VALUES (%s, 0, %s) ON CONFLICT DO NOTHING").format(
-            s, sql.Identifier(_TRACKING)
-        ),
-        (INDEX_NAME, GENESIS),
-    )
 
 
 def _open_recorder(spec: StoreURL, create: bool = True) -> tuple[ApplicationRecorder, Any]:
@@ -174,7 +127,7 @@ def _open_recorder(spec: StoreURL, create: bool = True) -> tuple[ApplicationReco
     return recorder, datastore
 
 
-class PostgresBackend:
+class PostgresBackend(PostgresIndex):
     """One PostgreSQL schema: the events table and, beside it, the key tables."""
 
     #: False: every append under the ledger's lock, one transaction each (``bench_group_commit.py``
@@ -536,254 +489,6 @@ class PostgresBackend:
         recorder: Any = self.recorder
         return f'"{self._datastore.schema}"."{recorder.events_table_name}"'
 
-    # ------------------------------------------------------------ version index
-    def _write_index(self, curs: Any, rows: IndexRows, expect: int | None, upto: int, upto_hash: str) -> bool:
-        """Add rows and move the tracked position from ``expect`` to ``upto``, in the caller's transaction
-        (``expect`` None: leave the tracking row alone, as concurrent appends do)."""
-        from psycopg import sql
-
-        if not self._has_index(curs):
-            return False
-        versions, roots = rows.split_roots()
-        if versions:  # a new version's tree row is a column of its own row
-            curs.executemany(
-                sql.SQL(
-                    "INSERT INTO {} AS v (ecs_id, position, root_ecs_id) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (ecs_id) DO UPDATE SET root_ecs_id = coalesce(EXCLUDED.root_ecs_id, v.root_ecs_id)"
-                ).format(self._versions),
-                versions,
-            )
-        if roots:  # versions stored earlier that a new root's tree holds; never an older root (see pg_append)
-            curs.executemany(
-                sql.SQL(
-                    "UPDATE {v} ix SET root_ecs_id = %s WHERE ix.ecs_id = %s AND NOT EXISTS ("
-                    "SELECT 1 FROM {v} cur, {v} new WHERE cur.ecs_id = ix.root_ecs_id AND new.ecs_id = %s "
-                    "AND cur.position > new.position)"
-                ).format(v=self._versions),
-                [(root, member, root) for member, root in roots.items()],
-            )
-        if rows.erasures:
-            curs.executemany(
-                sql.SQL("INSERT INTO {} (lineage_id, position) VALUES (%s, %s) ON CONFLICT DO NOTHING").format(self._erasures),
-                rows.erasures,
-            )
-        if rows.memos:
-            self._write_memos(curs, rows.memos)
-        if expect is None:
-            return True
-        curs.execute(
-            sql.SQL("UPDATE {} SET position = %s, head_hash = %s WHERE name = %s AND position = %s").format(self._tracking),
-            (upto, upto_hash, INDEX_NAME, expect),
-            prepare=True,
-        )
-        return curs.rowcount == 1
-
-    def _write_memos(self, conn: Any, memos: list[tuple[bytes, UUID, int]]) -> None:
-        """Memo rows (key, execution, position) in the caller's transaction; the first per key stays.
-
-        Rows are sorted by position first: within one statement ``ON CONFLICT DO NOTHING``
-        keeps whichever row of a key it meets first.
-        """
-        memos = sorted(memos, key=lambda m: m[2])
-        conn.execute(self._insert_memos, ([m[0] for m in memos], [m[1] for m in memos], [m[2] for m in memos]))
-
-    def memo_lookup(self, key: bytes) -> tuple[Any, ...] | None:
-        """(execution_id, position, stream id, version, topic, state): the memo row and its record, one query."""
-        from psycopg.rows import tuple_row
-
-        with self._datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
-            curs.execute(self._memo_sql, (key,), prepare=True)
-            return curs.fetchone()
-
-    def _has_index(self, curs: Any) -> bool:
-        """Whether this schema has the index tables (a schema made by an older library has not)."""
-        if getattr(self, "_index_known", False):
-            return True
-        curs.execute("SELECT to_regclass(%s) IS NOT NULL AS present", (f'"{self._datastore.schema}".{_TRACKING}',))
-        row = curs.fetchone()
-        present = bool(row["present"])
-        self._index_known = present
-        return present
-
-    def index_state(self) -> tuple[int, str] | None:
-        from psycopg import sql
-
-        with self._datastore.transaction(commit=False) as curs:
-            if not self._has_index(curs):
-                return None
-            curs.execute(sql.SQL("SELECT position, head_hash FROM {} WHERE name = %s").format(self._tracking), (INDEX_NAME,))
-            row = curs.fetchone()
-        return None if row is None else (row["position"], row["head_hash"])
-
-    def add_index_rows(self, rows: IndexRows, expect: int, upto: int, upto_hash: str) -> bool:
-        with self._datastore.transaction(commit=True) as curs:
-            return self._write_index(curs, rows, expect, upto, upto_hash)
-
-    def reset_index(self) -> None:
-        from psycopg import sql
-
-        with self._datastore.transaction(commit=True) as curs:
-            if self._concurrent:
-                # no append may write rows while they are deleted: the write lock, exclusive, to
-                # commit; catch-up then indexes up to the last record, and appends after it
-                curs.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_keys()[0],))
-                curs.execute(
-                    sql.SQL("UPDATE {} SET position = (SELECT coalesce(max(notification_id), 0) FROM {}) WHERE name = %s").format(
-                        self._tracking, self._events
-                    ),
-                    (LIVE_ROW,),
-                )
-            curs.execute(sql.SQL("DELETE FROM {}").format(self._versions))
-            curs.execute(sql.SQL("DELETE FROM {}").format(self._erasures))
-            curs.execute(sql.SQL("DELETE FROM {}").format(self._memos))
-            curs.execute(
-                sql.SQL("UPDATE {} SET position = 0, head_hash = %s WHERE name = %s").format(self._tracking), (GENESIS, INDEX_NAME)
-            )
-
-    def version_position(self, ecs_id: UUID) -> int | None:
-        from psycopg import sql
-
-        with self._datastore.transaction(commit=False) as curs:
-            curs.execute(sql.SQL("SELECT position FROM {} WHERE ecs_id = %s").format(self._versions), (ecs_id,))
-            row = curs.fetchone()
-        return None if row is None else row["position"]
-
-    def version_positions(self, ecs_ids: Sequence[UUID]) -> dict[UUID, int]:
-        from psycopg import sql
-
-        with self._datastore.transaction(commit=False) as curs:
-            curs.execute(
-                sql.SQL("SELECT ecs_id, position FROM {} WHERE ecs_id = ANY(%s)").format(self._versions), (list(ecs_ids),)
-            )
-            return {r["ecs_id"]: r["position"] for r in curs.fetchall()}
-
-    def stream_heads(self, stream_ids: Sequence[UUID], upto: int) -> dict[UUID, tuple[int, int, bytes]]:
-        from psycopg import sql
-
-        table = self._events
-        with self._datastore.transaction(commit=False) as curs:
-            curs.execute(
-                sql.SQL(
-                    "SELECT DISTINCT ON (originator_id) originator_id, notification_id, originator_version, state "
-                    "FROM {} WHERE originator_id = ANY(%s) AND notification_id <= %s "
-                    "ORDER BY originator_id, originator_version DESC"
-                ).format(table),
-                (list(stream_ids), upto),
-            )
-            return {
-                r["originator_id"]: (r["notification_id"], r["originator_version"], bytes(r["state"] or b""))
-                for r in curs.fetchall()
-            }
-
-    def read_positions(self, positions: Sequence[int]) -> list[tuple[Any, ...]]:
-        return self._select_records("notification_id = ANY(%s) ORDER BY notification_id", (list(positions),))
-
-    def tree_root(self, ecs_id: UUID) -> UUID | None:
-        from psycopg import sql
-
-        with self._datastore.transaction(commit=False) as curs:
-            curs.execute(sql.SQL("SELECT root_ecs_id FROM {} WHERE ecs_id = %s").format(self._versions), (ecs_id,), prepare=True)
-            row = curs.fetchone()
-        return None if row is None else row["root_ecs_id"]
-
-    def stream_head(self, stream_id: UUID, upto: int) -> tuple[int, int, bytes] | None:
-        from psycopg import sql
-
-        table = self._events
-        with self._datastore.transaction(commit=False) as curs:
-            curs.execute(
-                sql.SQL(
-                    "SELECT notification_id, originator_version, state FROM {} "
-                    "WHERE originator_id = %s AND notification_id <= %s ORDER BY originator_version DESC LIMIT 1"
-                ).format(table),
-                (stream_id, upto),
-                prepare=True,
-            )
-            row = curs.fetchone()
-        return None if row is None else (row["notification_id"], row["originator_version"], bytes(row["state"] or b""))
-
-    def streams_between(self, low: UUID, high: UUID, limit: int) -> list[tuple[UUID, int]]:
-        """Streams with ids in [low, high] (uuids compare bytewise), each with its last record's position."""
-        from psycopg import sql
-
-        table = self._events
-        with self._datastore.transaction(commit=False) as curs:
-            curs.execute(
-                sql.SQL(
-                    "SELECT originator_id, max(notification_id) AS position FROM {} "
-                    "WHERE originator_id BETWEEN %s AND %s GROUP BY originator_id ORDER BY originator_id LIMIT %s"
-                ).format(table),
-                (low, high, limit),
-            )
-            return [(r["originator_id"], r["position"]) for r in curs.fetchall()]
-
-    def versions_between(self, low: UUID, high: UUID, limit: int) -> list[tuple[UUID, int]]:
-        from psycopg import sql
-
-        with self._datastore.transaction(commit=False) as curs:
-            curs.execute(
-                sql.SQL("SELECT ecs_id, position FROM {} WHERE ecs_id BETWEEN %s AND %s ORDER BY ecs_id LIMIT %s").format(
-                    self._versions
-                ),
-                (low, high, limit),
-            )
-            return [(r["ecs_id"], r["position"]) for r in curs.fetchall()]
-
-    def lineage_entries(self, lineage_id: UUID) -> list[tuple[UUID, int, int]]:
-        """(ecs_id, version, position) of a lineage's versions, through the events table's
-        (stream, version) index, checked by ``version_index.lineage_versions``."""
-        from psycopg import sql
-
-        table = self._events
-        with self._datastore.transaction(commit=False) as curs:
-            curs.execute(
-                sql.SQL(
-                    "SELECT notification_id, originator_version, topic, substring(state from 1 for 64) AS head "
-                    "FROM {} WHERE originator_id = %s ORDER BY originator_version"
-                ).format(table),
-                (lineage_id,),
-            )
-            rows = [
-                (r["notification_id"], r["originator_version"], r["topic"], None if r["head"] is None else bytes(r["head"]))
-                for r in curs.fetchall()
-            ]
-
-            def whole(position: int) -> Any:
-                curs.execute(sql.SQL("SELECT state FROM {} WHERE notification_id = %s").format(table), (position,))
-                state = curs.fetchone()["state"]
-                return None if state is None else bytes(state)
-
-            return lineage_versions(rows, whole, lineage_id)
-
-    def erasure_entries(self, since: int = 0) -> dict[UUID, int]:
-        from psycopg import sql
-
-        with self._datastore.transaction(commit=False) as curs:
-            curs.execute(sql.SQL("SELECT lineage_id, position FROM {} WHERE position > %s").format(self._erasures), (since,))
-            return {r["lineage_id"]: r["position"] for r in curs.fetchall()}
-
-    def erasure_position(self, lineage_id: UUID) -> int | None:
-        from psycopg import sql
-
-        with self._datastore.transaction(commit=False) as curs:
-            curs.execute(sql.SQL("SELECT position FROM {} WHERE lineage_id = %s").format(self._erasures), (lineage_id,), prepare=True)
-            row = curs.fetchone()
-        return None if row is None else row["position"]
-
-    def index_dump(self) -> IndexRows:
-        from psycopg import sql
-
-        with self._datastore.transaction(commit=False) as curs:
-            curs.execute(sql.SQL("SELECT ecs_id, position FROM {} ORDER BY position").format(self._versions))
-            versions = [(r["ecs_id"], r["position"]) for r in curs.fetchall()]
-            curs.execute(sql.SQL("SELECT lineage_id, position FROM {} ORDER BY position").format(self._erasures))
-            erasures = [(r["lineage_id"], r["position"]) for r in curs.fetchall()]
-            curs.execute(sql.SQL("SELECT ecs_id, root_ecs_id FROM {} WHERE root_ecs_id IS NOT NULL").format(self._versions))
-            roots = sorted((r["ecs_id"], r["root_ecs_id"]) for r in curs.fetchall())
-            curs.execute(sql.SQL("SELECT cache_key, execution_id, position FROM {} ORDER BY position").format(self._memos))
-            memos = [(bytes(r["cache_key"]), r["execution_id"], r["position"]) for r in curs.fetchall()]
-        return IndexRows(versions, erasures, roots, memos)
-
     def read_rows(self, start: int, limit: int, *, text_ids: bool = True, past_head: bool = False) -> list[tuple[Any, ...]]:
         """One plain SELECT into tuples, stream ids cast to text, values otherwise as stored.
 
@@ -1012,138 +717,3 @@ class PostgresListener:
 
     def close(self) -> None:
         self._conn.close()
-
-
-# ---------------------------------------------------------------- key table
-def create_postgres_key_table(conn: Any, schema: str) -> None:
-    """Create ``ledger_keys`` and ``ledger_key_shreds`` in ``schema`` (under the store's creation lock)."""
-    from psycopg import sql
-
-    conn.execute(
-        sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {}.{} (lineage_id uuid PRIMARY KEY, key bytea NOT NULL)"
-        ).format(sql.Identifier(schema), sql.Identifier(TABLE))
-    )
-    conn.execute(
-        sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {}.{} (lineage_id uuid PRIMARY KEY, deleted_by xid8 NOT NULL)"
-        ).format(sql.Identifier(schema), sql.Identifier(SHREDS))
-    )
-
-
-# The oldest transaction id that may still see a row version, per holder, as xid8
-# (backend_xmin is a 32-bit xid: widen it against the current epoch). A row deleted
-# by transaction X is only removable once every holder is newer than X. Following
-# PostgreSQL's own horizon (procarray.c): backends of this database and those that
-# affect every database (no database: WAL senders), the xmin reported by standbys,
-# replication slots, prepared transactions, and vacuum_defer_cleanup_age.
-_HORIZON = """
-WITH now AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS n),
-holders AS (
-    SELECT backend_xmin AS x FROM pg_stat_activity
-        WHERE pid <> pg_backend_pid() AND (datname = current_database() OR datname IS NULL)
-    UNION ALL SELECT backend_xid FROM pg_stat_activity
-        WHERE pid <> pg_backend_pid() AND (datname = current_database() OR datname IS NULL)
-    UNION ALL SELECT backend_xmin FROM pg_stat_replication
-    UNION ALL SELECT xmin FROM pg_replication_slots
-    UNION ALL SELECT transaction FROM pg_prepared_xacts
-)
-SELECT min(n - (((n % 4294967296) - x::text::bigint + 4294967296) % 4294967296)) AS oldest,
-       (SELECT n FROM now) AS next_xid,
-       coalesce((SELECT setting::bigint FROM pg_settings WHERE name = 'vacuum_defer_cleanup_age'), 0)
-           AS defer_age
-FROM holders, now WHERE x IS NOT NULL
-"""
-
-
-class PostgresKeyTable:
-    """``ledger_keys`` in the store's PostgreSQL schema, through the eventsourcing pool."""
-
-    def __init__(self, datastore: Any, schema: str) -> None:
-        from psycopg import sql
-
-        self._datastore = datastore
-        self._table = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(TABLE))
-        self._shreds = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(SHREDS))
-        self._sql = sql
-
-    def _q(self, text: str) -> Any:
-        return self._sql.SQL(text).format(table=self._table, shreds=self._shreds)
-
-    def fetch(self, lineage_id: UUID) -> Any:
-        with self._datastore.transaction(commit=False) as cur:
-            cur.execute(self._q("SELECT key FROM {table} WHERE lineage_id = %s"), (lineage_id,))
-            row = cur.fetchone()
-        return None if row is None else raw_key(row["key"])
-
-    def insert_if_absent(self, lineage_id: UUID, key: bytes) -> Any:
-        with self._datastore.transaction(commit=True) as cur:
-            cur.execute(
-                self._q("INSERT INTO {table} (lineage_id, key) VALUES (%s, %s) ON CONFLICT DO NOTHING"),
-                (lineage_id, key),
-            )
-            cur.execute(self._q("SELECT key FROM {table} WHERE lineage_id = %s"), (lineage_id,))
-            return raw_key(cur.fetchone()["key"])
-
-    def delete(self, lineage_id: UUID) -> bool:
-        with self._datastore.transaction(commit=True) as cur:
-            cur.execute(self._q("DELETE FROM {table} WHERE lineage_id = %s"), (lineage_id,))
-            deleted = cur.rowcount > 0
-            if deleted:  # remember which transaction deleted it: its snapshot horizon decides
-                cur.execute(
-                    self._q(
-                        "INSERT INTO {shreds} (lineage_id, deleted_by) VALUES (%s, pg_current_xact_id()) "
-                        "ON CONFLICT (lineage_id) DO UPDATE SET deleted_by = EXCLUDED.deleted_by"
-                    ),
-                    (lineage_id,),
-                )
-        return deleted
-
-    def shred(self) -> set[UUID]:
-        """Rewrite the key table once no snapshot can still see a deleted key.
-
-        ``VACUUM FULL`` copies only rows some snapshot may still need, into a new
-        file, and drops the old one; a plain VACUUM would leave the dead row's
-        bytes in the page's free space. It runs only when the horizon is past
-        every pending deletion (otherwise it would copy the dead rows along) and
-        gives up after a short lock wait.
-        """
-        import psycopg
-        from psycopg import errors as pg_errors
-
-        with self._datastore.transaction(commit=False) as cur:
-            cur.execute(self._q("SELECT lineage_id, deleted_by::text::bigint AS xid FROM {shreds}"))
-            pending = {r["lineage_id"]: r["xid"] for r in cur.fetchall()}
-        if not pending:
-            return set()
-        try:
-            return self._shred(pending, pg_errors)
-        except psycopg.Error as exc:
-            raise StoreError(f"key table {TABLE!r}: shredding deleted keys failed: {exc}") from exc
-
-    def _shred(self, pending: dict[UUID, int], pg_errors: Any) -> set[UUID]:
-        with self._datastore.get_connection() as conn:  # autocommit: VACUUM cannot run in a transaction
-            row = conn.execute(_HORIZON).fetchone()
-            oldest = row["oldest"] if row["oldest"] is not None else row["next_xid"]
-            horizon = oldest - row["defer_age"]
-            ready = {lineage for lineage, xid in pending.items() if xid < horizon}
-            if not ready:
-                return set(pending)
-            conn.execute(f"SET lock_timeout = {SHRED_WAIT_MS}")
-            try:
-                conn.execute(self._q("VACUUM FULL {table}"))
-            except (pg_errors.LockNotAvailable, pg_errors.QueryCanceled):
-                return set(pending)
-            finally:
-                conn.execute("RESET lock_timeout")
-            with conn.transaction():
-                conn.execute(
-                    self._q("DELETE FROM {shreds} WHERE lineage_id = ANY(%s) AND deleted_by::text::bigint < %s"),
-                    (list(ready), horizon),
-                )
-        return set(pending) - ready
-
-    def fetch_all(self) -> dict[UUID, Any]:
-        with self._datastore.transaction(commit=False) as cur:
-            cur.execute(self._q("SELECT lineage_id, key FROM {table}"))
-            return {r["lineage_id"]: raw_key(r["key"]) for r in cur.fetchall()}
