@@ -385,8 +385,8 @@ def check_seal(topic: str, stream_id: UUID, version: int, state: bytes) -> SealC
         raw = state[: match.start(2) - len(b',"hash":"')] + b"}"
         actual = hashlib.sha256(_seal_header(topic, stream_id, version, _SEAL_TAG_V3) + raw).hexdigest()
         return SealCheck(3, stated, actual, None, int(match.group(1)))
-    stated, actual = open_sealed(state)
-    return SealCheck(0 if stated is None else 1, stated, actual)
+    stated_v1, actual_v1 = open_sealed(state)
+    return SealCheck(0 if stated_v1 is None else 1, stated_v1, actual_v1)
 
 
 def open_sealed(state: bytes) -> tuple[str | None, str | None]:
