@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from typer.testing import CliRunner
 
 from ledger import Ledger
 from ledger.cli import app
+from ledger.events.seal import check_seal
 
+from .conftest import requires_pg
 from .models import Patient, Student
 from .tamper import behind
 
@@ -85,3 +90,141 @@ class TestKeyRowsThatAreNotUUIDs:
         assert not report.ok and report.first_bad_position == 1
         assert any("'edited'" in line for line in report.problems)
         assert any(line.startswith("position 1: the data key of lineage") for line in report.problems)
+
+
+# ---------------------------------------------------------------- PostgreSQL: records removed with checkpoints
+def pgchk_double(s: Student) -> float:
+    return s.gpa * 2
+
+
+@pytest.fixture
+def executions(pg_url: str) -> Iterator[tuple[str, psycopg.Connection, str]]:
+    """A PostgreSQL ledger of 6 executions (one checkpoint after the third), a raw connection, its schema."""
+    import ledger as ledger_module
+    from ledger import CallableRegistry
+
+    CallableRegistry.register("pgchk_double")(pgchk_double)
+    try:
+        led = ledger_module.connect(pg_url)
+        try:
+            for i in range(6):
+                s = Student(name=f"s{i}", gpa=float(i))
+                led.registry.register_entity(s)
+                CallableRegistry.execute("pgchk_double", s=s)
+                if i == 2:
+                    led.store.checkpoint()
+        finally:
+            led.close()  # its close checkpoints the rest
+        with psycopg.connect(pg_url.split("?")[0], autocommit=True) as conn:
+            yield pg_url, conn, f'"{pg_url.split("schema=")[1]}"'
+    finally:
+        CallableRegistry.unregister("pgchk_double")
+
+
+def completed_positions(conn: psycopg.Connection, schema: str) -> list[int]:
+    return [p for (p,) in conn.execute(
+        f"SELECT notification_id FROM {schema}.stored_events WHERE topic = 'execution.completed' ORDER BY notification_id"
+    ).fetchall()]
+
+
+def forget_tree(conn: psycopg.Connection, schema: str) -> None:
+    """The Merkle tree's tiles are derived state too: drop them, so only the records and checkpoints speak."""
+    conn.execute(f"DELETE FROM {schema}.ledger_tree_tiles")
+    conn.execute(f"UPDATE {schema}.ledger_tree_state SET size = 0, position = 0")
+
+
+def pg_verify(url: str, head: Any = None) -> Any:
+    with Ledger(url, create=False) as led:
+        return led.verify(head=head)
+
+
+@requires_pg
+class TestRecordsRemovedWithCheckpoints:
+    def test_all_checkpoints_and_a_mid_log_completion_removed_is_named(self, executions) -> None:
+        url, conn, schema = executions
+        assert pg_verify(url).ok
+        removed = completed_positions(conn, schema)[2]
+        conn.execute(f"DELETE FROM {schema}.ledger_checkpoints")
+        conn.execute(f"DELETE FROM {schema}.stored_events WHERE notification_id = %s", (removed,))
+        forget_tree(conn, schema)
+        report = pg_verify(url)
+        assert not report.ok and report.first_bad_position == removed, report.problems
+        assert any(p.startswith(f"position {removed}: ") for p in report.problems)
+
+    def test_the_last_checkpoint_and_a_record_it_covered_removed_is_named(self, executions, monkeypatch) -> None:
+        """The removed record was its session's last (the closing writer's): the later writer's records
+        name the checkpoint that covered it, and with that row gone its empty position is named."""
+        import ledger.store.postgres as pg_module
+
+        url, conn, schema = executions
+        monkeypatch.setattr(pg_module, "CHECKPOINT_SECONDS", 3600.0)
+        with Ledger(url) as led:  # a later writer: its records follow the last checkpoint, none after them
+            led.registry.register_entity(Student(name="later"))
+            led.store._backend._appended = 0  # no closing checkpoint
+        (last_hi,) = conn.execute(f"SELECT max(hi) FROM {schema}.ledger_checkpoints").fetchone()
+        removed = completed_positions(conn, schema)[-1]  # the last execution's, covered by that checkpoint
+        assert removed <= last_hi
+        conn.execute(f"DELETE FROM {schema}.ledger_checkpoints WHERE hi = %s", (last_hi,))
+        conn.execute(f"DELETE FROM {schema}.stored_events WHERE notification_id = %s", (removed,))
+        forget_tree(conn, schema)
+        report = pg_verify(url)
+        assert not report.ok and report.first_bad_position == removed, report.problems
+
+    def test_a_rolled_back_batch_is_a_hole_not_a_break_in_its_session(self, executions) -> None:
+        """Legitimate holes stay legitimate: a batch that rolled back leaves a hole, and the next
+        batch on the same connection chains to the session's last committed record."""
+        url, conn, schema = executions
+        from ledger.events.seal import NewEvent
+
+        from psycopg.rows import dict_row
+
+        with Ledger(url) as led, psycopg.connect(url.split("?")[0], autocommit=True, row_factory=dict_row) as one:
+            backend = led.store._backend
+
+            def append(events: list[NewEvent]) -> list[int]:  # through the function, on this one connection
+                with one.transaction():
+                    return backend._call_in(one, events, backend._server_call(events), None)[0]
+
+            first = [NewEvent(uuid.uuid4(), 1, "test.event", b'{"n":1}', None)]
+            (at,) = append(first)
+            with pytest.raises(psycopg.errors.UniqueViolation):  # takes a position, then rolls back: a hole
+                append([NewEvent(first[0].stream_id, 1, "test.event", b'{"n":2}', None)])
+            third = [NewEvent(first[0].stream_id, 2, "test.event", b'{"n":3}', first[0].hash)]
+            (after,) = append(third)
+            hole = at + 1
+            assert after == hole + 1
+            links = [check_seal(e.topic, e.stream_id, e.version, e.state).session for e in (first[0], third[0])]
+            assert links[0] is not None and links[1] is not None
+            assert links[1].session == links[0].session and (links[1].after, links[1].prev) == (at, first[0].hash)
+        report = pg_verify(url)
+        assert report.ok, report.problems
+        assert hole not in [p for p, in conn.execute(f"SELECT notification_id FROM {schema}.stored_events").fetchall()]
+
+    def test_a_removed_record_mid_session_is_named_with_every_checkpoint_intact_or_not(self, executions) -> None:
+        """Not the last of its session: the session's next record names it, whatever else was removed."""
+        url, conn, schema = executions
+        first = conn.execute(f"SELECT min(notification_id) FROM {schema}.stored_events").fetchone()[0]
+        conn.execute(f"DELETE FROM {schema}.ledger_checkpoints")
+        conn.execute(f"DELETE FROM {schema}.stored_events WHERE notification_id = %s", (first,))
+        forget_tree(conn, schema)
+        report = pg_verify(url)
+        assert not report.ok and report.first_bad_position == first
+        assert f"position {first}: the record is missing: the record at position" in report.problems[0]
+
+    def test_the_session_last_record_of_a_closed_writer_needs_a_head(self, executions) -> None:
+        """What stays undetectable without something kept outside: the last record of a writer
+        session that nothing later vouches for, removed with the checkpoint rows no record names
+        (and the tree's tiles). A tree head kept outside catches it."""
+        url, conn, schema = executions
+        with Ledger(url, create=False) as led:
+            head = led.tree_head()
+        removed = completed_positions(conn, schema)[-1]
+        last_record = conn.execute(f"SELECT max(notification_id) FROM {schema}.stored_events").fetchone()[0]
+        assert removed == last_record  # the closing writer's last record, the log's newest
+        (last_hi,) = conn.execute(f"SELECT max(hi) FROM {schema}.ledger_checkpoints").fetchone()
+        conn.execute(f"DELETE FROM {schema}.ledger_checkpoints WHERE hi = %s", (last_hi,))
+        conn.execute(f"DELETE FROM {schema}.stored_events WHERE notification_id = %s", (removed,))
+        forget_tree(conn, schema)
+        assert pg_verify(url).ok  # documented: detectable only against a head or a digest
+        report = pg_verify(url, head=head)
+        assert not report.ok

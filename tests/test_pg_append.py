@@ -1,6 +1,6 @@
 """PostgreSQL's append function (``ledger.store.pg_append``): the seal written by the server.
 
-The function seals each event in plpgsql, a second implementation of seal v3 beside
+The function seals each event in plpgsql, a second implementation of seal v4 beside
 ``ledger.events.seal.seal_at``. These tests hold it to the Python one byte for byte, for
 any batch, and check the ways back to the Python path: a schema without the function, and an
 index tracking row that lags (which no longer stops appends: they index themselves).
@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger import Ledger
-from ledger.events.seal import NewEvent, seal_at
+from ledger.events.seal import NewEvent, check_seal, seal_at
 from ledger.store.pg_append import FUNCTION
 from ledger.store.version_index import INDEX_NAME
 
@@ -73,9 +73,13 @@ def test_the_server_seals_every_batch_as_seal_at_does(
         positions = backend._append_in_server(events)
     assert positions is not None, "the server path declined the batch"
     assert not [r for r in caplog.records if FUNCTION in r.getMessage()]
-    # the reference: seal_at on copies, at the positions the server took
-    seal_at(reference, positions)
     stored = {n.id: bytes(n.state) for n in store.read(start=positions[0], limit=len(positions))}
+    # the reference: seal_at on copies, at the positions the server took, after the session's
+    # last record and the checkpoint the server named in the batch's first record (seal v4)
+    first = events[0]
+    link = check_seal(first.topic, first.stream_id, first.version, stored[positions[0]]).session
+    assert link is not None and link.checkpoint < positions[0] and link.after < positions[0]
+    seal_at(reference, positions, link)
     assert [stored[p] for p in positions] == [e.state for e in reference]
     assert [e.hash for e in events] == [e.hash for e in reference]
 
@@ -139,7 +143,7 @@ def test_a_server_that_seals_differently_writes_nothing(pg_url: str) -> None:
         led.registry.register_entity(student(n=1))
         head = led.store.head()
         schema = pg_url.split("schema=")[1]
-        tampered = pg_append._APPEND.replace("seal v3", "seal v9")
+        tampered = pg_append._APPEND.replace("seal v4", "seal v9")
         assert tampered != pg_append._APPEND
         with psycopg.connect(PG_BASE, autocommit=True) as conn:
             pg_append._APPEND, original = tampered, pg_append._APPEND

@@ -66,8 +66,8 @@ class TestHighWaterMark:
         a_may_commit = threading.Event()
         real = pg_module.seal_at
 
-        def slow_for_a(events, positions):  # runs inside A's transaction, after the insert
-            real(events, positions)
+        def slow_for_a(events, positions, *link):  # runs inside A's transaction, after the insert
+            real(events, positions, *link)
             if threading.current_thread().name == "writer-a":
                 a_inside.set()
                 assert a_may_commit.wait(120)
@@ -240,11 +240,12 @@ class TestTamperingWithCheckpointedRecords:
         ).fetchone()
         body = orjson.loads(bytes(state))
         prev = body.pop("prev_hash")
-        for key in ("position", "hash"):
+        link = check_seal(topic, stream, version, bytes(state)).session  # sealed again in its place in its session
+        for key in ("session", "session_after", "session_prev", "checkpoint", "position", "hash"):
             body.pop(key)
         body["forged"] = True
         forged = NewEvent(stream, version, topic, orjson.dumps(body), prev)
-        pg_module.seal_at([forged], [position])
+        pg_module.seal_at([forged], [position], link)
         assert check_seal(topic, stream, version, forged.state).intact
         conn.execute(f"UPDATE {schema}.stored_events SET state = %s WHERE notification_id = %s", (forged.state, position))
         report = led.verify()
@@ -281,10 +282,11 @@ class TestTamperingWithCheckpointedRecords:
 
 
 class TestUncheckpointedTail:
-    def test_the_tail_rests_on_stream_chains_and_a_digest(self, pg_url: str, monkeypatch) -> None:
-        """Documented limit: a stream's last record removed after the last checkpoint passes
-        verify() alone (as a truncated tail does); the report says how many records that is,
-        and a digest finds it."""
+    def test_the_tail_rests_on_session_and_stream_chains_and_a_digest(self, pg_url: str, monkeypatch) -> None:
+        """After the last checkpoint, a removed record is named by the next record of its writer
+        session; documented limit: a session's last record (here the log's newest) removed passes
+        verify() alone (as a truncated tail does); the report says how many records the tail
+        holds, and a digest finds it."""
         monkeypatch.setattr(pg_module, "CHECKPOINT_SECONDS", 3600.0)
         with Ledger(pg_url) as led:
             led.store.append([_event()])
@@ -294,7 +296,15 @@ class TestUncheckpointedTail:
             assert report.ok and report.checkpointed_to == positions[0] - 1 and report.unchecked_tail == 2
             digest = led.digest()
             with _raw(pg_url) as conn:
+                (tiles,) = conn.execute(f'SELECT count(*) FROM "{_schema(pg_url)}".ledger_tree_tiles').fetchone()
                 conn.execute(f'DELETE FROM "{_schema(pg_url)}".stored_events WHERE notification_id = %s', (positions[0],))
+                if tiles:  # the stored Merkle tree would notice: forget it, as one who removes records can
+                    conn.execute(f'DELETE FROM "{_schema(pg_url)}".ledger_tree_tiles')
+                    conn.execute(f'UPDATE "{_schema(pg_url)}".ledger_tree_state SET size = 0, position = 0')
+            report = led.verify()  # the batch's second record is the session's next: it names the first
+            assert not report.ok and report.first_bad_position == positions[0], report.problems
+            with _raw(pg_url) as conn:
+                conn.execute(f'DELETE FROM "{_schema(pg_url)}".stored_events WHERE notification_id = %s', (positions[1],))
             assert led.verify().ok
             assert not led.verify(digest).ok
 
@@ -310,13 +320,22 @@ class TestOlderLibraries:
             )
         assert caught.value.sqlstate == "LDG03"
 
-    def test_new_records_are_sealed_v3(self, led: Ledger) -> None:
+    def test_new_records_are_sealed_v4(self, led: Ledger) -> None:
         led.registry.register_entity(Student(name="x"))
         page = led.store.read_columns(1, 100)
         assert {
             check_seal(t, uuid.UUID(s), v, bytes(b)).version for s, v, t, b in zip(page.stream_ids, page.versions, page.topics, page.states)
-        } == {3}
+        } == {4}
         assert ENTITY_VERSION in page.topics
+
+    def test_the_previous_append_function_refuses(self, led: Ledger, pg_url: str) -> None:
+        """The previous library calls ledger_append_v2 (seal v3, no writer session): refused."""
+        with _raw(pg_url) as conn, pytest.raises(psycopg.Error, match="seal v4") as caught:
+            conn.execute(
+                f'SELECT * FROM "{_schema(pg_url)}".ledger_append_v2(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)',
+                ([uuid.uuid4()], [1], ["t"], [b"{}"], [None], [0], [], [], [], [], [], [], []),
+            )
+        assert caught.value.sqlstate == "LDG03"
 
 
 def test_a_store_error_names_the_url_when_a_checkpoint_fails(pg_url: str) -> None:
@@ -337,7 +356,7 @@ class TestUpgrade:
         with Ledger(pg_url):
             pass
         with _raw(pg_url) as conn:  # what an older library's schema lacks
-            for fn in ("ledger_append_v2", "ledger_hwm_v1", "ledger_checkpoint_v1"):
+            for fn in ("ledger_append_v3", "ledger_append_v2", "ledger_hwm_v1", "ledger_checkpoint_v1"):
                 conn.execute(f'DROP FUNCTION "{schema}".{fn}')
             conn.execute(f'DROP TABLE "{schema}".ledger_checkpoints')
             conn.execute(f'DELETE FROM "{schema}".ledger_index_tracking WHERE name = %s', (LIVE_ROW,))
@@ -351,7 +370,7 @@ class TestUpgrade:
             page = led.store.read_columns(1, 1000)
             seals = [check_seal(t, uuid.UUID(s), v, bytes(b)) for s, v, t, b in zip(page.stream_ids, page.versions, page.topics, page.states)]
             assert [c.version for c, p in zip(seals, page.positions) if p <= old_head] == [2] * old_head
-            assert {c.version for c, p in zip(seals, page.positions) if p > old_head} == {3}
+            assert {c.version for c, p in zip(seals, page.positions) if p > old_head} == {4}
             assert page.positions == list(range(1, len(page.positions) + 1))
             led.store.checkpoint()
             assert led.store.checkpoints()[0][:2] == (0, led.store.head())
@@ -360,6 +379,34 @@ class TestUpgrade:
             assert led.store.stored_index() == led.store.rebuilt_index()
         with Ledger(pg_url, replay=True) as replayed:
             assert replayed.verify().ok
+
+
+    def test_seal_v3_records_of_the_previous_library_are_followed_by_v4_ones(self, pg_url: str) -> None:
+        """A log the previous library wrote (seal v3, no writer session) verifies as before once v4
+        records follow; a v3 record after them is reported (only a rewrite would put it there)."""
+        schema = _schema(pg_url)
+        table = f'"{schema}".stored_events'
+
+        def v3_record() -> NewEvent:  # as ledger_append_v2 wrote it: the next position, no session
+            e = _event()
+            with _raw(pg_url) as conn:
+                (position,) = conn.execute("SELECT nextval(pg_get_serial_sequence(%s, 'notification_id'))", (table,)).fetchone()
+                pg_module.seal_at([e], [position])
+                conn.execute(
+                    f"INSERT INTO {table} (originator_id, originator_version, topic, state, notification_id) VALUES (%s, 1, %s, %s, %s)",
+                    (e.stream_id, e.topic, e.state, position),
+                )
+            return e
+
+        with Ledger(pg_url) as led:
+            v3_record()
+            v3_record()
+            led.store.append([_event()])
+            led.store.checkpoint()
+            assert led.verify().ok
+            v3_record()
+            report = led.verify()
+            assert not report.ok and "v3 seal after records sealed v4" in report.problems[0], report.problems
 
 
 @settings(max_examples=80, deadline=None)
@@ -446,8 +493,8 @@ def test_a_writer_stopped_inside_its_transaction_stalls_readers_only_briefly(pg_
         stuck = threading.Event()
         answered = threading.Event()
 
-        def stopped(events, positions):  # type: ignore[no-untyped-def]
-            real(events, positions)
+        def stopped(events, positions, *link):  # type: ignore[no-untyped-def]
+            real(events, positions, *link)
             if threading.current_thread().name == "stopped-writer":
                 stuck.set()
                 # "stopped": idle inside its transaction until the reader has its answer (which

@@ -271,7 +271,7 @@ class TestOldLedgers:
             assert led.verify().ok
             build_log(led)
             rows = raw_rows(led)
-            new = 3 if led.store.kind == "postgresql" else 2  # PostgreSQL's concurrent writers seal v3
+            new = 4 if led.store.kind == "postgresql" else 2  # PostgreSQL's concurrent writers seal v4
             assert {check_seal(t, uuid.UUID(s), v, b).version for p, (s, v, t, b) in rows.items() if p > old_head} == {new}
             assert led.verify().ok
             assert all(led.registry.get_latest(lineage) is not None for lineage in led.index.lineages)

@@ -13,6 +13,14 @@ take positions concurrently and no writer knows which record will precede its ow
 transactions commit. The whole-log chain of a v3 log is kept by checkpoints instead
 (``ledger.events.checkpoint``): each commits to the positions of a range, holes
 (rolled-back positions) included, and to the previous checkpoint.
+
+Seal v4 (``seal_at`` with a ``SessionLink``) is v3 plus what lets a removed record be found
+whatever checkpoint rows were removed with it: each record names its writer *session* (one
+server connection: a random id), the position and hash of the session's previous record
+(``session_after``, ``session_prev``: a chain per connection, which advances only when a
+transaction commits, so rolled-back batches leave holes but no break), and the last checkpoint
+that existed when its batch began (``checkpoint``: a removed checkpoint row leaves that
+reference dangling). Writers stay lock-free: a session's chain is its own connection's.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ __all__ = [
     "GENESIS",
     "NewEvent",
     "SealCheck",
+    "SessionLink",
     "check_seal",
     "link_hash",
     "open_sealed",
@@ -77,10 +86,20 @@ class NewEvent:
 GENESIS = "0" * 64
 _SEAL_TAG = b"entity-ledger seal v2\n"
 _SEAL_TAG_V3 = b"entity-ledger seal v3\n"
+_SEAL_TAG_V4 = b"entity-ledger seal v4\n"
 _HASH_TAIL = len(b'"}') + 64  # a sealed record ends with "hash":"<64 hex>"}
 _HEX = frozenset(b"0123456789abcdef")
 _V2_TAIL = re.compile(rb',"log_prev":"([0-9a-f]{64})","position":(\d{1,19}),"hash":"([0-9a-f]{64})"\}\Z')
 _V3_TAIL = re.compile(rb',"prev_hash":(?:null|"[0-9a-f]{64}"),"position":([1-9]\d{0,18}),"hash":"([0-9a-f]{64})"\}\Z')
+_V4_TAIL = re.compile(
+    rb',"prev_hash":(?:null|"[0-9a-f]{64}"),"session":"([0-9a-f]{32})","session_after":(0|[1-9]\d{0,18}),'
+    rb'"session_prev":(null|"[0-9a-f]{64}"),"checkpoint":(0|[1-9]\d{0,18}),"position":([1-9]\d{0,18}),"hash":"([0-9a-f]{64})"\}\Z'
+)
+#: v4's session fields, between ``prev_hash`` and ``position`` (the fast path checks them in place)
+_V4_LINKS = re.compile(
+    rb',"session":"[0-9a-f]{32}","session_after":(?:0|[1-9]\d{0,18}),"session_prev":(?:null|"[0-9a-f]{64}"),'
+    rb'"checkpoint":(?:0|[1-9]\d{0,18})'
+)
 _V1_SUFFIX_LEN = len(b',"hash":"') + 64 + len(b'"}')
 _NO_TOPIC = object()  # seal_batch's "no topic yet": unequal to any event's topic
 
@@ -132,7 +151,35 @@ def seal_batch(events: Sequence[NewEvent], first_position: int, log_prev: str) -
     return digest
 
 
-def seal_at(events: Sequence[NewEvent], positions: Sequence[int]) -> None:
+@dataclass(frozen=True, slots=True)
+class SessionLink:
+    """Where a batch joins its writer session's chain (seal v4).
+
+    ``session``: the connection's id (32 hex digits); ``after`` and ``prev``: the position and
+    hash of the session's last committed record (0 and None for its first batch);
+    ``checkpoint``: the last checkpoint row's ``hi`` when the batch began (0: none yet).
+    """
+
+    session: str
+    after: int
+    prev: str | None
+    checkpoint: int
+
+    @classmethod
+    def parse(cls, chain: str | None, checkpoint: int, new_session: str) -> SessionLink:
+        """The link a batch takes from its connection's chain setting (``"<session>:<after>:<prev>"``,
+        empty or None before the connection's first commit; ``new_session`` then names it)."""
+        if not chain:
+            return cls(new_session, 0, None, checkpoint)
+        session, after, prev = chain.split(":")
+        return cls(session, int(after), prev or None, checkpoint)
+
+    def setting(self, position: int, hash_: str) -> str:
+        """The connection's chain setting once a batch ending at ``position`` with ``hash_`` commits."""
+        return f"{self.session}:{position}:{hash_}"
+
+
+def seal_at(events: Sequence[NewEvent], positions: Sequence[int], session: SessionLink | None = None) -> None:
     """Seal a batch at the positions PostgreSQL allocated for it (seal v3: no ``log_prev``).
 
     Each record gains ``prev_hash`` (its stream's previous record), ``position`` and
@@ -140,18 +187,32 @@ def seal_at(events: Sequence[NewEvent], positions: Sequence[int]) -> None:
     Positions need not follow the log's last record: concurrent writers take them from a
     sequence, and a rolled-back batch leaves a hole. The whole-log chain is the
     checkpoints' job (``ledger.events.checkpoint``).
+
+    With a ``session`` (seal v4), each record also names its writer session, the session's
+    previous record (the batch's own previous record after the first) and the checkpoint the
+    batch followed: ``ledger_append_v3`` seals the same bytes.
     """
     sha256 = hashlib.sha256
     stream_last: dict[int, bytes] = {}
+    tag = _SEAL_TAG_V3 if session is None else _SEAL_TAG_V4
+    if session is not None:
+        links = b',"session":"%s","session_after":%%d,"session_prev":%%s,"checkpoint":%d' % (session.session.encode(), session.checkpoint)
+        after = session.after
+        sprev = b"null" if session.prev is None else b'"%s"' % session.prev.encode()
     for e, position in zip(events, positions, strict=True):
         stream = e.stream_id.int
         prev = stream_last.get(stream)
         if prev is None:
             prev = b"null" if e.prev_hash is None else b'"%s"' % e.prev_hash.encode()
-        head = e.body[:-1] + b',"prev_hash":%s,"position":%d' % (prev, position)
-        e.hash = sha256(b"%s%s\n%032x\n%d\n%s}" % (_SEAL_TAG_V3, e.topic.encode(), stream, e.version, head)).hexdigest()
+        if session is None:
+            head = e.body[:-1] + b',"prev_hash":%s,"position":%d' % (prev, position)
+        else:
+            head = e.body[:-1] + b',"prev_hash":%s%s,"position":%d' % (prev, links % (after, sprev), position)
+        e.hash = sha256(b"%s%s\n%032x\n%d\n%s}" % (tag, e.topic.encode(), stream, e.version, head)).hexdigest()
         e.state = head + b',"hash":"' + e.hash.encode() + b'"}'
         stream_last[stream] = b'"%s"' % e.hash.encode()
+        if session is not None:
+            after, sprev = position, b'"%s"' % e.hash.encode()
 
 
 def link_hash(state: bytes | str | None) -> str:
@@ -195,14 +256,18 @@ def unsealed(first: int, positions: Sequence[int], stream_ids: Sequence[Any], ve
     if digits is None:
         return list(range(count))
     suspects = []
-    prefixes: dict[Any, tuple[bytes, bytes]] = {}
+    prefixes: dict[Any, tuple[bytes, bytes, bytes]] = {}
     sha256 = hashlib.sha256
     expected = first
     for i, (position, version, topic, state) in enumerate(zip(positions, versions, topics, states)):
         prefix = prefixes.get(topic)
         if prefix is None and type(topic) is str and topic:
             encoded = topic.encode()
-            prefix = prefixes[topic] = (b"%s%s\n" % (_SEAL_TAG, encoded), b"%s%s\n" % (_SEAL_TAG_V3, encoded))
+            prefix = prefixes[topic] = (
+                b"%s%s\n" % (_SEAL_TAG, encoded),
+                b"%s%s\n" % (_SEAL_TAG_V3, encoded),
+                b"%s%s\n" % (_SEAL_TAG_V4, encoded),
+            )
         if (
             prefix is None
             or type(position) is not int
@@ -220,10 +285,16 @@ def unsealed(first: int, positions: Sequence[int], stream_ids: Sequence[Any], ve
             if position == expected and cut >= 77 and state.startswith(mid, cut) and state.startswith(b',"log_prev":"', cut - 77):
                 tag = prefix[0]  # v2: its position follows the record before it
                 ok = not state[cut - 64 : cut].translate(None, _HEX_DIGITS)
-            else:  # v3: no log_prev; positions only rise (a rolled-back batch leaves a hole)
+            else:  # v3 or v4: no log_prev; positions only rise (a rolled-back batch leaves a hole)
                 tag = prefix[1]
-                cut += 1  # just after prev_hash's value
-                ok = position >= 1 and state.startswith(mid[1:], cut) and (
+                cut += 1  # just after prev_hash's value (v3) or the checkpoint's number (v4)
+                ok = position >= 1 and state.startswith(mid[1:], cut)
+                if ok and 48 <= state[cut - 1] <= 57:  # a digit: v4, the session's links before it
+                    tag = prefix[2]
+                    links = state.rfind(b',"session":"', max(0, cut - 260), cut)
+                    ok = links > 0 and _V4_LINKS.fullmatch(state, links, cut) is not None
+                    cut = links
+                ok = ok and (
                     state.startswith(b',"prev_hash":null', cut - 17)
                     or (
                         state.startswith(b',"prev_hash":"', cut - 79)
@@ -272,7 +343,8 @@ def _plain_hex(stream_ids: Sequence[Any]) -> bytes | None:
 class SealCheck:
     """What a stored record's seal says and whether its bytes agree.
 
-    ``version`` is 3 for records sealed with their position but no link to the record
+    ``version`` is 4 for v3 records that also chain their writer session's records and name the
+    checkpoint their batch followed (``SessionLink``), 3 for records sealed with their position but no link to the record
     before them (PostgreSQL's concurrent writers; checkpoints chain the log), 2 for
     records sealed with their place in the log, 1 for records written before (stream
     chain only), 0 for bytes that carry no seal.
@@ -283,6 +355,8 @@ class SealCheck:
     actual: str | None
     log_prev: str | None = None
     position: int | None = None
+    #: seal v4: the writer session's chain and the checkpoint the record's batch followed
+    session: SessionLink | None = None
 
     @property
     def intact(self) -> bool:
@@ -297,6 +371,14 @@ def check_seal(topic: str, stream_id: UUID, version: int, state: bytes) -> SealC
         raw = state[: match.start(3) - len(b',"hash":"')] + b"}"
         actual = hashlib.sha256(_seal_header(topic, stream_id, version) + raw).hexdigest()
         return SealCheck(2, stated, actual, match.group(1).decode(), int(match.group(2)))
+    match = _V4_TAIL.search(state, max(0, len(state) - 420))
+    if match is not None:
+        stated = match.group(6).decode()
+        raw = state[: match.start(6) - len(b',"hash":"')] + b"}"
+        actual = hashlib.sha256(_seal_header(topic, stream_id, version, _SEAL_TAG_V4) + raw).hexdigest()
+        prev = match.group(3)
+        link = SessionLink(match.group(1).decode(), int(match.group(2)), None if prev == b"null" else prev[1:-1].decode(), int(match.group(4)))
+        return SealCheck(4, stated, actual, None, int(match.group(5)), link)
     match = _V3_TAIL.search(state, max(0, len(state) - 240))
     if match is not None:
         stated = match.group(2).decode()

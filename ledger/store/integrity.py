@@ -17,7 +17,7 @@ from ledger.errors import DigestError, LedgerError, ProofError
 from ledger.events.checkpoint import CheckpointHash
 from ledger.events.decode import check_page
 from ledger.events.digest import Digest, LogChain
-from ledger.events.seal import GENESIS, check_seal, link_hash
+from ledger.events.seal import GENESIS, SealCheck, check_seal, link_hash
 from ledger.proofs import TreeHead
 from ledger.store.index_check import compare_index, index_problems
 from ledger.store.key_audit import key_problems, note_key_facts
@@ -108,8 +108,9 @@ def verify_store(store: EventStore, digest: Digest | None = None, head: TreeHead
     chain_at_digest: str | None = None
     streams: dict[UUID, tuple[int, str | None]] = {}
     previous_link, previous_position, sealed_with_position = GENESIS, 0, False
-    sealed_v3 = False
+    sealed_v3 = sealed_v4 = False
     checkpoints = _Checkpoints(store.checkpoints())
+    sessions = _Sessions()
     key_commitments: dict[UUID, tuple[int, str]] = {}  # key audit: lineage -> (position, key_check)
     erased: dict[UUID, int] = {}  # key audit: lineage -> position of entity.erased
 
@@ -125,6 +126,7 @@ def verify_store(store: EventStore, digest: Digest | None = None, head: TreeHead
         if isinstance(state, str):
             state = state.encode("utf-8", "surrogateescape")
         if isinstance(position, int):
+            sessions.gap(previous_position, position)
             checkpoints.add(position, state, problem)
             if position <= tree_upto:
                 tree.add(position, state)
@@ -153,7 +155,17 @@ def verify_store(store: EventStore, digest: Digest | None = None, head: TreeHead
         if not seal.intact:
             what = "its payload, topic, stream id or stream version" if seal.version == 2 else "its payload"
             problem(position, f"{where} does not match its seal: {what} was edited")
-        if seal.version == 3:
+        if seal.version == 4:
+            sealed_with_position = sealed_v3 = sealed_v4 = True
+            if seal.position != position:
+                problem(position, f"{where} was sealed for position {seal.position}: records were moved")
+            elif store.kind != "postgresql":
+                problem(position, f"{where} carries a v4 seal, which only PostgreSQL's concurrent writers write: its link was removed")
+            else:
+                sessions.add(position, seal, where, problem)
+        elif seal.version == 3 and sealed_v4:
+            problem(position, f"{where} carries a v3 seal after records sealed v4 (with their writer session): inserted or rewritten")
+        elif seal.version == 3:
             sealed_with_position = sealed_v3 = True
             if seal.position != position:
                 problem(position, f"{where} was sealed for position {seal.position}: records were moved")
@@ -198,6 +210,7 @@ def verify_store(store: EventStore, digest: Digest | None = None, head: TreeHead
             )
         streams[stream_id] = (version, seal.stated)
     checkpoints.finish(problem)
+    sessions.finish(checkpoints.rows, store.head(), problem)
     tree.finish(problem)
     if previous_position > store.head():  # the high-water mark after the walk: every writer's position is below it
         problem(
@@ -235,6 +248,80 @@ def _derived_problems(store: EventStore) -> list[tuple[int, str]]:
 
 #: How many missing positions of one gap ``verify`` names one by one before it counts the rest.
 _NAMED_MISSING = 100
+
+
+class _Sessions:
+    """Seal v4's links, which hold whatever checkpoint rows are removed (``seal.SessionLink``).
+
+    Each writer session (a server connection) chains its committed records: a record names its
+    session's previous record by position and hash, so removing any record but a session's last
+    breaks the chain at the removed record's own position. Each record also names the last
+    checkpoint when its batch began: a removed checkpoint row leaves that name dangling, and the
+    positions of its range that hold no record (rolled back, or removed with it: with the row
+    gone nothing tells them apart) are named.
+    """
+
+    def __init__(self) -> None:
+        self.last: dict[str, tuple[int, str | None]] = {}  # session -> (position, hash) of its last record
+        self.named: dict[int, int] = {}  # checkpoint hi -> first position that names it
+        self.gaps: list[tuple[int, int]] = []  # empty positions [a, b] between records, in order
+        self.end = 0  # the last record's position
+
+    def gap(self, before: int, position: int) -> None:
+        self.end = position
+        if position > before + 1:
+            self.gaps.append((before + 1, position - 1))
+
+    def add(self, position: int, seal: SealCheck, where: str, problem: Any) -> None:
+        link = seal.session
+        assert link is not None
+        if link.checkpoint >= position:
+            problem(position, f"{where} names checkpoint ..{link.checkpoint}, which cannot precede it: it was rewritten")
+        elif link.checkpoint:
+            self.named.setdefault(link.checkpoint, position)
+        last = self.last.get(link.session)
+        if (link.after, link.prev) != ((0, None) if last is None else last):
+            if link.after >= position:
+                problem(position, f"{where} names a later record of its writer session ({link.after}): it was rewritten")
+            elif (last is None and link.after) or (last is not None and link.after > last[0]):
+                problem(
+                    link.after,
+                    f"the record is missing: the record at position {position}, of the same writer session, was "
+                    "sealed after it (it was removed)",
+                )
+            else:
+                problem(
+                    position,
+                    f"{where} does not chain to the previous record of its writer session (position "
+                    f"{link.after}): a record was replaced or inserted",
+                )
+        self.last[link.session] = (position, seal.stated)
+
+    def finish(self, rows: list[tuple[int, int, int, str, list[int]]], head: int, problem: Any) -> None:
+        """Report checkpoints that records name and ``ledger_checkpoints`` no longer holds."""
+        present = {hi for _, hi, *_ in rows}
+        missing = sorted(hi for hi in self.named if hi not in present)
+        if not missing:
+            return
+        gaps = self.gaps + ([(self.end + 1, head)] if self.end < head else [])
+        known = sorted(present | set(self.named))
+        for hi in missing:
+            lo = max((k for k in known if k < hi), default=0)
+            problem(
+                self.named[hi],
+                f"the record names checkpoint {lo + 1}..{hi}, which is no longer in the store: checkpoint rows were removed",
+            )
+            named = 0
+            for a, b in gaps:
+                for empty in range(max(a, lo + 1), min(b, hi) + 1):
+                    if named == _NAMED_MISSING:
+                        break
+                    problem(
+                        empty,
+                        f"no record, and the checkpoint that covered it ({lo + 1}..{hi}) was removed: "
+                        "a rolled-back batch, or a record removed with it",
+                    )
+                    named += 1
 
 
 class _Checkpoints:

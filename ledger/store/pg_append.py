@@ -29,6 +29,14 @@ it whatever the server's isolation level.
 
 ``ledger_append_v1`` (seal v2 under the table lock) is replaced by a function that refuses: an
 older library must not write v2 records into a log that has v3 ones.
+
+``ledger_append_v3`` seals v4: each record also names its writer session and that session's
+previous record, and the last checkpoint when its batch began (``seal.SessionLink``). The
+session is the server connection; its chain lives in a setting of that connection
+(``chain_setting``), which ``set_config`` moves at the end of each batch and which a rolled-back
+transaction puts back, so the chain holds committed records only, in commit order, with no
+lock between writers. ``ledger_append_v2`` (seal v3) is then replaced by a function that
+refuses, as v1 was.
 """
 
 from __future__ import annotations
@@ -47,12 +55,13 @@ __all__ = [
     "HWM_FUNCTION",
     "LIVE_ROW",
     "create_append_function",
+    "chain_setting",
     "lock_keys",
 ]
 
 #: The function's name (versioned: a changed body gets a new name, so old and new libraries
 #: writing one schema each call their own).
-FUNCTION = "ledger_append_v2"
+FUNCTION = "ledger_append_v3"
 HWM_FUNCTION = "ledger_hwm_v1"
 CHECKPOINT_FUNCTION = "ledger_checkpoint_v1"
 #: Checkpoint rows: (hi, lo, records, hash, holes, made_at), one per range (lo, hi] of positions;
@@ -86,6 +95,12 @@ def lock_keys(schema: str, events_table: str) -> tuple[int, int, int]:
     return tuple((cls << 32) | low for cls in (_WRITE_CLASS, _ALLOCATE_CLASS, _CHECKPOINT_CLASS))  # type: ignore[return-value]
 
 
+def chain_setting(schema: str, events_table: str) -> str:
+    """The name of the connection setting that holds a writer session's chain for this events table
+    (``"<session>:<last position>:<last hash>"``): one per schema, since a connection may write several."""
+    return f"ledger.chain_{zlib.crc32(f'{schema}.{events_table}'.encode())}"
+
+
 _APPEND = """\
 CREATE OR REPLACE FUNCTION {schema}.{fn}(
     p_streams uuid[],
@@ -101,7 +116,7 @@ CREATE OR REPLACE FUNCTION {schema}.{fn}(
     p_m_root uuid[],
     p_e_lineage uuid[],     -- erasure rows: lineage, offset
     p_e_off int[]
-) RETURNS TABLE (first_position bigint, hashes text[], checkpoint bigint)
+) RETURNS TABLE (first_position bigint, hashes text[], checkpoint bigint, session text, session_after bigint, session_prev text)
 LANGUAGE plpgsql AS $fn$
 DECLARE
     v_n int := coalesce(array_length(p_bodies, 1), 0);
@@ -112,8 +127,27 @@ DECLARE
     v_sealed bytea;
     v_hex text;
     v_root_position bigint;
+    v_chain text := current_setting({chain}, true);
+    v_session text;
+    v_after bigint := 0;
+    v_sprev text;
+    v_s_after bigint;
+    v_s_prev text;
+    v_checkpoint bigint;
 BEGIN
     PERFORM pg_advisory_xact_lock_shared({write_lock});
+    -- the writer session's chain (seal.SessionLink.parse): this connection's last committed record
+    IF v_chain IS NULL OR v_chain = '' THEN
+        v_session := replace(gen_random_uuid()::text, '-', '');
+    ELSE
+        v_session := split_part(v_chain, ':', 1);
+        v_after := split_part(v_chain, ':', 2)::bigint;
+        v_sprev := nullif(split_part(v_chain, ':', 3), '');
+    END IF;
+    v_s_after := v_after;
+    v_s_prev := v_sprev;
+    -- read before positions are taken: every checkpoint that exists ends below them
+    v_checkpoint := coalesce((SELECT c.hi FROM {checkpoints} c ORDER BY c.hi DESC LIMIT 1), 0);
     -- a consecutive block: the allocation lock is a session lock, held for two statements; the
     -- handler gives it back if anything (a cancel, a timeout) interrupts them, or the connection
     -- would keep it and every other writer would wait for it forever
@@ -133,15 +167,24 @@ BEGIN
         v_sealed := substring(p_bodies[i] FROM 1 FOR length(p_bodies[i]) - 1)
             || convert_to(
                 ',"prev_hash":' || CASE WHEN v_prev IS NULL THEN 'null' ELSE '"' || v_prev || '"' END
+                || ',"session":"' || v_session || '","session_after":' || v_s_after::text
+                || ',"session_prev":' || CASE WHEN v_s_prev IS NULL THEN 'null' ELSE '"' || v_s_prev || '"' END
+                || ',"checkpoint":' || v_checkpoint::text
                 || ',"position":' || (v_first + i - 1)::text,
                 'UTF8');
         v_hex := encode(sha256(
-            convert_to(E'entity-ledger seal v3\\n' || p_topics[i] || E'\\n' || replace(p_streams[i]::text, '-', '')
+            convert_to(E'entity-ledger seal v4\\n' || p_topics[i] || E'\\n' || replace(p_streams[i]::text, '-', '')
                        || E'\\n' || p_versions[i]::text || E'\\n', 'UTF8')
             || v_sealed || '\\x7d'::bytea), 'hex');
         v_states[i] := v_sealed || convert_to(',"hash":"' || v_hex || '"}}', 'UTF8');
         v_hashes[i] := v_hex;
+        v_s_after := v_first + i - 1;
+        v_s_prev := v_hex;
     END LOOP;
+    -- the session's chain moves on with this batch; a rollback puts the setting back
+    IF v_n > 0 THEN
+        PERFORM set_config({chain}, v_session || ':' || v_s_after::text || ':' || v_s_prev, false);
+    END IF;
     INSERT INTO {events} (originator_id, originator_version, topic, state, notification_id)
         SELECT s, v, t, st, v_first + o - 1
         FROM unnest(p_streams, p_versions, p_topics, v_states) WITH ORDINALITY AS x(s, v, t, st, o);
@@ -167,7 +210,7 @@ BEGIN
             ON CONFLICT DO NOTHING;
     END IF;
     PERFORM pg_notify({channel}, '');
-    RETURN QUERY SELECT v_first, v_hashes, (SELECT c.hi FROM {checkpoints} c ORDER BY c.hi DESC LIMIT 1);
+    RETURN QUERY SELECT v_first, v_hashes, v_checkpoint, v_session, v_after, v_sprev;
 END
 $fn$;
 """
@@ -260,6 +303,21 @@ $fn$;
 """
 
 
+# What the previous library calls: it would write seal v3 records (no writer session) into a log
+# whose records are sealed v4.
+_REFUSE_V2 = """\
+CREATE OR REPLACE FUNCTION {schema}.ledger_append_v2(
+    uuid[], bigint[], text[], bytea[], text[], int[], uuid[], int[], uuid[], uuid[], uuid[], uuid[], int[]
+) RETURNS TABLE (first_position bigint, hashes text[], checkpoint bigint)
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    RAISE EXCEPTION 'entity-ledger: this schema is written with seal v4 (writer sessions) by a newer entity-ledger; upgrade this one'
+        USING ERRCODE = 'LDG03';
+END
+$fn$;
+"""
+
+
 def create_append_function(conn: Any, schema: str, events_table: str, channel: str, index_name: str) -> bool:
     """Create (or upgrade to) the append, high-water-mark and checkpoint functions in ``schema``.
 
@@ -298,6 +356,7 @@ def create_append_function(conn: Any, schema: str, events_table: str, channel: s
         write_lock=sql.Literal(write_lock),
         allocate_lock=sql.Literal(allocate_lock),
         checkpoint_lock=sql.Literal(checkpoint_lock),
+        chain=sql.Literal(chain_setting(schema, events_table)),
         sequence=sql.SQL(sequence.replace("'", "''")),
         sequence_rel=sql.SQL(sequence),
     )
@@ -308,6 +367,10 @@ def create_append_function(conn: Any, schema: str, events_table: str, channel: s
                 "hash text NOT NULL, holes bigint[] NOT NULL DEFAULT '{{}}', made_at timestamptz NOT NULL DEFAULT now())"
             ).format(checkpoints)
         )
+        # writers of the previous function (seal v3) hold the write lock, shared, to commit: wait for
+        # them (before the table lock, the order they take the two in), so that no v3 record lands
+        # above a v4 one; the old function then refuses
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (write_lock,))
         # an older library's writers hold this lock while they append (seal v2, explicit positions)
         conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(events))
         last = conn.execute(sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(events)).fetchone()[0]
@@ -321,4 +384,5 @@ def create_append_function(conn: Any, schema: str, events_table: str, channel: s
         conn.execute(sql.SQL(_CHECKPOINT).format(fn=sql.Identifier(CHECKPOINT_FUNCTION), **names))
         conn.execute(sql.SQL(_APPEND).format(fn=sql.Identifier(FUNCTION), **names))
         conn.execute(sql.SQL(_REFUSE_V1).format(schema=s))
+        conn.execute(sql.SQL(_REFUSE_V2).format(schema=s))
     return True

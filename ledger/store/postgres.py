@@ -21,7 +21,7 @@ from eventsourcing.persistence import ApplicationRecorder, PersistenceError
 
 from ledger.errors import CorruptLogError, StoreError
 from ledger.events.decode import corrupt
-from ledger.events.seal import GENESIS, NewEvent, link_hash, seal_at, seal_batch
+from ledger.events.seal import GENESIS, NewEvent, SessionLink, link_hash, seal_at, seal_batch
 from ledger.store.group_commit import GroupCommit, Request
 from ledger.store.pg_append import (
     CHECKPOINT_EVERY,
@@ -33,6 +33,7 @@ from ledger.store.pg_append import (
     FUNCTION,
     HWM_FUNCTION,
     LIVE_ROW,
+    chain_setting,
     create_append_function,
     lock_keys,
 )
@@ -178,12 +179,13 @@ class PostgresBackend(PostgresIndex):
         )
         self._rendered: tuple[str, ...] | None = None
         casts = ("uuid[]", "bigint[]", "text[]", "bytea[]", "text[]", "int[]", "uuid[]", "int[]", "uuid[]", "uuid[]", "uuid[]", "uuid[]", "int[]")
-        self._call = sql.SQL("SELECT first_position, hashes, checkpoint FROM {}.{}(" + ", ".join(f"%s::{c}" for c in casts) + ")").format(
+        self._call = sql.SQL("SELECT first_position, hashes, checkpoint, session, session_after, session_prev FROM {}.{}(" + ", ".join(f"%s::{c}" for c in casts) + ")").format(
             schema, sql.Identifier(FUNCTION)
         )
         self._hwm_sql = sql.SQL("SELECT {}.{}() AS hwm").format(schema, sql.Identifier(HWM_FUNCTION))
         self._checkpoint_sql = sql.SQL("SELECT {}.{}(%s, %s, %s) AS hi").format(schema, sql.Identifier(CHECKPOINT_FUNCTION))
         self._checkpoints = sql.SQL("{}.{}").format(schema, sql.Identifier(CHECKPOINTS))
+        self._chain = chain_setting(self._datastore.schema, recorder.events_table_name)
         self._server_append = True  # until the schema shows it has no such function
         #: Whether this schema's writers take positions concurrently (seal v3, read up to the
         #: high-water mark): the schema has the tracking row the upgrade writes (``pg_append``).
@@ -289,7 +291,7 @@ class PostgresBackend(PostgresIndex):
             self._write_memos(conn, [(key, execution, first + off) for key, execution, off in rows.memos])
         # Before the commit: the library's own seal of the batch (which fills each
         # NewEvent's state) must give the server's hashes, or nothing is written.
-        seal_at(events, positions)
+        seal_at(events, positions, SessionLink(row["session"], row["session_after"], row["session_prev"], row["checkpoint"]))
         if [e.hash for e in events] != row["hashes"]:
             raise StoreError(
                 f"{FUNCTION} sealed the batch for position {first} differently from ledger.events.seal; nothing was written"
@@ -425,7 +427,10 @@ class PostgresBackend(PostgresIndex):
             *lock, select_head, insert, notify = self._statements(conn)
             if concurrent:  # no table lock: with the advisory locks it could deadlock against a reader
                 positions = self._allocate(curs, len(events))
-                seal_at(events, positions)
+                link = self._session_link(curs)
+                seal_at(events, positions, link)
+                # the session's chain moves on with the batch, as in ledger_append_v3 (a rollback puts it back)
+                curs.execute("SELECT set_config(%s, %s, false)", (self._chain, link.setting(positions[-1], events[-1].hash)))
             else:
                 # The recorder's EXCLUSIVE table lock: commit order = position order,
                 # and no other writer takes positions while this batch is sealed.
@@ -476,6 +481,22 @@ class PostgresBackend(PostgresIndex):
         if count > 1:
             curs.execute("SELECT setval(%s, %s)", (sequence, first + count - 1))
         return list(range(first, first + count))
+
+    def _session_link(self, curs: Any) -> SessionLink:
+        """This connection's writer session chain and the last checkpoint, as ``ledger_append_v3`` reads them."""
+        from psycopg import sql
+
+        curs.execute(
+            "SELECT current_setting(%s, true) AS chain, replace(gen_random_uuid()::text, '-', '') AS fresh, "
+            "to_regclass(%s) IS NOT NULL AS present",
+            (self._chain, f'"{self._datastore.schema}".{CHECKPOINTS}'),
+        )
+        row = curs.fetchone()
+        checkpoint = 0
+        if row["present"]:  # a schema whose checkpoint table was dropped is still written (the Python path)
+            curs.execute(sql.SQL("SELECT coalesce(max(hi), 0) AS hi FROM {}").format(self._checkpoints))
+            checkpoint = int(curs.fetchone()["hi"])
+        return SessionLink.parse(row["chain"], checkpoint, row["fresh"])
 
     def _lock_keys(self) -> tuple[int, int, int]:
         recorder: Any = self.recorder
