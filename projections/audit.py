@@ -416,7 +416,7 @@ def _touches(source: AuditSource, lineage_id: UUID) -> Any:
     ecs_ids = set(ids.get(lineage_id, ())) if ids is not None else {e for e, _, _ in source.store.lineage_entries(lineage_id)}
     if not ecs_ids and lineage_id not in source.index.erased:
         raise EntityNotFoundError(f"lineage: no entity lineage {lineage_id}")
-    texts = {str(e) for e in ecs_ids}
+    texts = {str(e) for e in _tree_versions(source.index, ecs_ids)}
     lineage_text = str(lineage_id)
 
     def touches(topic: str, payload: dict[str, Any]) -> bool:
@@ -426,12 +426,41 @@ def _touches(source: AuditSource, lineage_id: UUID) -> Any:
             if str(out.get("lineage_id")) == lineage_text:
                 return True
         for arg in payload.get("inputs", ()):
-            address = str(arg.get("address") or "")
-            if str(arg.get("ecs_id")) in texts or address.lstrip("@").partition(".")[0] in texts:
+            named = _address_uuid(arg.get("address"))
+            if str(arg.get("ecs_id")) in texts or named in texts or named == lineage_text:
                 return True
         return False
 
     return touches
+
+
+def _tree_versions(index: InlineIndex, ecs_ids: set[UUID]) -> set[UUID]:
+    """``ecs_ids`` and every version below any of them: what an execution reads when it reads
+    anything in those versions' trees. A version is immutable, so a child already seen brings
+    nothing new (versions of one tree share their unchanged children): the walk costs the
+    distinct versions, not versions times tree size."""
+    seen = set(ecs_ids)
+    frontier = list(ecs_ids)
+    while frontier:
+        index.prefetch(ecs_ids=frontier)
+        below: list[UUID] = []
+        for ecs_id in frontier:
+            record = index.records.get(ecs_id)
+            for child in record.child_ids if record is not None else ():
+                if child not in seen:
+                    seen.add(child)
+                    below.append(child)
+        frontier = below
+    return seen
+
+
+def _address_uuid(address: Any) -> str | None:
+    """The canonical id an ``@<uuid>[.path]`` address names (as an ecs_id or a lineage id)."""
+    head = str(address or "").lstrip("@").partition(".")[0]
+    try:
+        return str(UUID(head))
+    except ValueError:
+        return None
 
 
 def show(source: AuditSource, address: str | Address, *, argument: str = "address") -> Shown:
