@@ -27,6 +27,7 @@ from ledger.events.bodies import ENTITY_ERASED, ENTITY_VERSION, EXECUTION_REEXEC
 from ledger.events.decode import check_page, record_payload
 from ledger.events.digest import Digest
 from ledger.model.address import Address, as_uuid, parse_address
+from ledger.model.personal import ERASED
 from ledger.store import EventStore
 from ledger.store.index_check import IndexCheck, compare_index
 from ledger.store.integrity import VerifyReport, verify_store
@@ -114,6 +115,8 @@ class Shown:
 
     version: VersionInfo
     value: Any
+    #: The version's lineage was erased: its personal fields read ``ERASED`` (None otherwise).
+    erased: Erasure | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +147,8 @@ class Erasure:
     position: int
     recorded_at: datetime | None
     reason: str | None
+    #: Per version (ecs_id text), the personal fields that changed in it (read before the key went).
+    personal_changes: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -472,7 +477,7 @@ def show(source: AuditSource, address: str | Address, *, argument: str = "addres
     if not isinstance(address, Address):
         address = resolve_address(source, address, argument)
     found = resolve_stored(source.index, address, argument=argument)
-    return Shown(_info(found.source), found.value)
+    return Shown(_info(found.source), found.value, erasure(source, found.source.lineage_id))
 
 
 def history(source: AuditSource, ref: UUID | str, *, argument: str = "lineage_id") -> list[HistoryRow]:
@@ -487,12 +492,16 @@ def history(source: AuditSource, ref: UUID | str, *, argument: str = "lineage_id
     record = version_for(index, resolve_id(source, ref, argument), argument=argument)
     rows: list[HistoryRow] = []
     previous: VersionRecord | None = None
+    erased = erasure(source, record.lineage_id)
+    gone = erased.personal_changes if erased is not None else {}
     for rec in index.lineages[record.lineage_id]:
         parent = rec.previous_ecs_id
         base = previous
         if previous is not None and parent is not None and parent != previous.ecs_id:
             base = index.records.get(parent) or previous
         changes = None if base is None else diff_versions(index, base, rec)
+        if changes is not None:  # a personal change, told apart before the key went (both sides ERASED now)
+            changes.update((name, (ERASED, ERASED)) for name in gone.get(str(rec.ecs_id), ()) if name not in changes)
         meta = rec.meta or {}
         execution_id = meta.get("derived_from_execution_id")
         origin = "execution" if execution_id else ("registered" if previous is None else "edited by hand")
@@ -547,7 +556,8 @@ def erasure(source: AuditSource, lineage_id: UUID) -> Erasure | None:
     _, _, topic, payload = read_checked(source.store, position)
     if topic != ENTITY_ERASED:
         return Erasure(lineage_id, position, None, None)
-    return Erasure(lineage_id, position, _recorded(payload), payload.get("reason"))
+    changed = payload.get("personal_changes") or {}
+    return Erasure(lineage_id, position, _recorded(payload), payload.get("reason"), {str(k): list(v) for k, v in changed.items()})
 
 
 def execution(source: AuditSource, execution_id: UUID | str, *, argument: str = "execution_id") -> ExecutionDetail | None:
