@@ -447,7 +447,9 @@ def _tree_versions(index: InlineIndex, ecs_ids: set[UUID]) -> set[UUID]:
     seen = set(ecs_ids)
     frontier = list(ecs_ids)
     while frontier:
-        index.prefetch(ecs_ids=frontier)
+        prefetch = getattr(index, "prefetch", None)  # a stored index reads ahead in one query
+        if prefetch is not None:
+            prefetch(ecs_ids=frontier)
         below: list[UUID] = []
         for ecs_id in frontier:
             record = index.records.get(ecs_id)

@@ -98,11 +98,18 @@ class LineageGraph:
         return "\n".join(lines)
 
 
+#: The field(s) a wrapped output of each kind (``ledger.outputs:<kind>:<hash or size>``) holds.
+_OUTPUT_FIELDS = {"result": "result", "wrapped": "wrapped_value", "fields": "field_*", "anytuple": "field_*"}
+
+
 def entity_label(entity_type: str) -> str:
-    """A stored topic as a short name: ``Student``, or ``output(result)`` for a wrapped result."""
+    """A stored topic as a short name: ``Student``, or for a wrapped output the field it holds
+    (``output(result)``, ``output(wrapped_value)``, ``output(field_*)`` for a tuple (``field_0``, ``field_1``, …)), never
+    the hash that ends its topic."""
     module, _, rest = entity_type.partition(":")
-    if module == "ledger.outputs":  # a wrapped result: "ledger.outputs:<fields>:<shape hash>"
-        return f"output({rest.partition(':')[0]})"
+    if module == "ledger.outputs":  # a wrapped output: "ledger.outputs:<kind>:<shape hash>"
+        kind = rest.partition(":")[0]
+        return f"output({_OUTPUT_FIELDS.get(kind, kind)})"
     return rest.rpartition(".")[2] or entity_type
 
 

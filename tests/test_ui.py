@@ -437,3 +437,13 @@ class TestHostileText:
         edges = [Edge("a", label or "b", kind, [(0.0, 0.0), (1.0, 1.0)], note=label)]
         svg = to_svg(Layout(label, 2, None, (label,), nodes, edges, 10.0, 10.0, label))
         assert set(re.findall(r"</?([a-zA-Z]+)", svg)) <= {"svg", "defs", "marker", "path", "g", "text", "a", "title", "rect", "polygon", "polyline"}
+
+
+def test_a_wrapped_outputs_page_is_titled_by_its_field(demo: Demo) -> None:
+    """The demo's class_mean result: ``output(result) lineage …``, not the topic's type hash."""
+    (lineage_id,) = demo.sql("select lineage_id from entity_versions where entity_type like 'ledger.outputs:result:%' limit 1")[0]
+    page = demo.client.get(f"/lineage/{lineage_id}")
+    assert page.status_code == 200
+    title = page.text[page.text.index("<title>") : page.text.index("</title>")]
+    assert f"output(result) lineage {lineage_id}" in title
+    assert not re.search(r"\b[0-9a-f]{16}\b", title)

@@ -35,6 +35,7 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
+from projections.lineage import entity_label  # imports no DuckDB (annotations only)
 from projections.audit import (
     AsOf,
     Erasure,
@@ -92,8 +93,8 @@ class OutputConsole(Console):
 
 
 def short_type(topic: str) -> str:
-    """``ledger.cli.demo_pipeline:Student`` -> ``Student``."""
-    return topic.rpartition(":")[2]
+    """``ledger.cli.demo_pipeline:Student`` -> ``Student``; a wrapped output -> ``output(result)``."""
+    return entity_label(topic)
 
 
 def to_json(value: Any, *, indent: bool = True) -> str:
