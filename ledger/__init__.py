@@ -100,6 +100,10 @@ _HOMES: dict[str, str] = {
 }
 
 
+#: Public names usable without the facade (no default ledger behind them): loaded alone.
+_STANDALONE = frozenset({"ERASED", "ErasedValue"})
+
+
 def _load_public_names() -> dict[str, Any]:
     """Import the whole public surface (the facade first: it installs the ledger factory)."""
     import importlib
@@ -118,6 +122,12 @@ def __getattr__(name: str) -> Any:
         import ledger.errors as errors
 
         return errors
+    if name in _STANDALONE:  # values that need no ledger (the erasure tombstone): a reading command shows them
+        import importlib
+
+        value = getattr(importlib.import_module(_HOMES[name]), name)
+        globals()[name] = value
+        return value
     names = _load_public_names()
     globals().update(names)
     return names[name]

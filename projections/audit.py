@@ -27,6 +27,7 @@ from ledger.events.bodies import ENTITY_ERASED, ENTITY_VERSION, EXECUTION_REEXEC
 from ledger.events.decode import check_page, record_payload
 from ledger.events.digest import Digest
 from ledger.model.address import Address, as_uuid, parse_address
+from ledger.model.personal import ERASED
 from ledger.store import EventStore
 from ledger.store.index_check import IndexCheck, compare_index
 from ledger.store.integrity import VerifyReport, verify_store
@@ -114,6 +115,8 @@ class Shown:
 
     version: VersionInfo
     value: Any
+    #: The version's lineage was erased: its personal fields read ``ERASED`` (None otherwise).
+    erased: Erasure | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +147,8 @@ class Erasure:
     position: int
     recorded_at: datetime | None
     reason: str | None
+    #: Per version (ecs_id text), the personal fields that changed in it (read before the key went).
+    personal_changes: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,7 +421,7 @@ def _touches(source: AuditSource, lineage_id: UUID) -> Any:
     ecs_ids = set(ids.get(lineage_id, ())) if ids is not None else {e for e, _, _ in source.store.lineage_entries(lineage_id)}
     if not ecs_ids and lineage_id not in source.index.erased:
         raise EntityNotFoundError(f"lineage: no entity lineage {lineage_id}")
-    texts = {str(e) for e in ecs_ids}
+    texts = {str(e) for e in _tree_versions(source.index, ecs_ids)}
     lineage_text = str(lineage_id)
 
     def touches(topic: str, payload: dict[str, Any]) -> bool:
@@ -426,12 +431,43 @@ def _touches(source: AuditSource, lineage_id: UUID) -> Any:
             if str(out.get("lineage_id")) == lineage_text:
                 return True
         for arg in payload.get("inputs", ()):
-            address = str(arg.get("address") or "")
-            if str(arg.get("ecs_id")) in texts or address.lstrip("@").partition(".")[0] in texts:
+            named = _address_uuid(arg.get("address"))
+            if str(arg.get("ecs_id")) in texts or named in texts or named == lineage_text:
                 return True
         return False
 
     return touches
+
+
+def _tree_versions(index: InlineIndex, ecs_ids: set[UUID]) -> set[UUID]:
+    """``ecs_ids`` and every version below any of them: what an execution reads when it reads
+    anything in those versions' trees. A version is immutable, so a child already seen brings
+    nothing new (versions of one tree share their unchanged children): the walk costs the
+    distinct versions, not versions times tree size."""
+    seen = set(ecs_ids)
+    frontier = list(ecs_ids)
+    while frontier:
+        prefetch = getattr(index, "prefetch", None)  # a stored index reads ahead in one query
+        if prefetch is not None:
+            prefetch(ecs_ids=frontier)
+        below: list[UUID] = []
+        for ecs_id in frontier:
+            record = index.records.get(ecs_id)
+            for child in record.child_ids if record is not None else ():
+                if child not in seen:
+                    seen.add(child)
+                    below.append(child)
+        frontier = below
+    return seen
+
+
+def _address_uuid(address: Any) -> str | None:
+    """The canonical id an ``@<uuid>[.path]`` address names (as an ecs_id or a lineage id)."""
+    head = str(address or "").lstrip("@").partition(".")[0]
+    try:
+        return str(UUID(head))
+    except ValueError:
+        return None
 
 
 def show(source: AuditSource, address: str | Address, *, argument: str = "address") -> Shown:
@@ -443,7 +479,7 @@ def show(source: AuditSource, address: str | Address, *, argument: str = "addres
     if not isinstance(address, Address):
         address = resolve_address(source, address, argument)
     found = resolve_stored(source.index, address, argument=argument)
-    return Shown(_info(found.source), found.value)
+    return Shown(_info(found.source), found.value, erasure(source, found.source.lineage_id))
 
 
 def history(source: AuditSource, ref: UUID | str, *, argument: str = "lineage_id") -> list[HistoryRow]:
@@ -460,12 +496,16 @@ def history(source: AuditSource, ref: UUID | str, *, argument: str = "lineage_id
     previous: VersionRecord | None = None
     versions = list(index.lineages[record.lineage_id])
     prefetch_children(index.records, versions)  # the diffs below read them: in batches, not one by one
+    erased = erasure(source, record.lineage_id)
+    gone = erased.personal_changes if erased is not None else {}
     for rec in versions:
         parent = rec.previous_ecs_id
         base = previous
         if previous is not None and parent is not None and parent != previous.ecs_id:
             base = index.records.get(parent) or previous
         changes = None if base is None else diff_versions(index, base, rec)
+        if changes is not None:  # a personal change, told apart before the key went (both sides ERASED now)
+            changes.update((name, (ERASED, ERASED)) for name in gone.get(str(rec.ecs_id), ()) if name not in changes)
         meta = rec.meta or {}
         execution_id = meta.get("derived_from_execution_id")
         origin = "execution" if execution_id else ("registered" if previous is None else "edited by hand")
@@ -520,7 +560,8 @@ def erasure(source: AuditSource, lineage_id: UUID) -> Erasure | None:
     _, _, topic, payload = read_checked(source.store, position)
     if topic != ENTITY_ERASED:
         return Erasure(lineage_id, position, None, None)
-    return Erasure(lineage_id, position, _recorded(payload), payload.get("reason"))
+    changed = payload.get("personal_changes") or {}
+    return Erasure(lineage_id, position, _recorded(payload), payload.get("reason"), {str(k): list(v) for k, v in changed.items()})
 
 
 def execution(source: AuditSource, execution_id: UUID | str, *, argument: str = "execution_id") -> ExecutionDetail | None:

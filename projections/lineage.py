@@ -14,7 +14,9 @@ steps: an execution between an input and its output does not use one up.
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -96,11 +98,18 @@ class LineageGraph:
         return "\n".join(lines)
 
 
+#: The field(s) a wrapped output of each kind (``ledger.outputs:<kind>:<hash or size>``) holds.
+_OUTPUT_FIELDS = {"result": "result", "wrapped": "wrapped_value", "fields": "field_*", "anytuple": "field_*"}
+
+
 def entity_label(entity_type: str) -> str:
-    """A stored topic as a short name: ``Student``, or ``output(result)`` for a wrapped result."""
+    """A stored topic as a short name: ``Student``, or for a wrapped output the field it holds
+    (``output(result)``, ``output(wrapped_value)``, ``output(field_*)`` for a tuple (``field_0``, ``field_1``, …)), never
+    the hash that ends its topic."""
     module, _, rest = entity_type.partition(":")
-    if module == "ledger.outputs":  # a wrapped result: "ledger.outputs:<fields>:<shape hash>"
-        return f"output({rest.partition(':')[0]})"
+    if module == "ledger.outputs":  # a wrapped output: "ledger.outputs:<kind>:<shape hash>"
+        kind = rest.partition(":")[0]
+        return f"output({_OUTPUT_FIELDS.get(kind, kind)})"
     return rest.rpartition(".")[2] or entity_type
 
 
@@ -149,6 +158,7 @@ _WALK_INDEXES = (
     ("executions", "execution_id"),
 )
 _ADDRESS = re.compile(r"@[0-9a-fA-F-]{32,36}\.?(.*)")
+_NAMED = re.compile(r"@([0-9a-fA-F-]{32,36})\.?(.*)")  # the uuid an address names, and its path
 _IN_LIST = 256  # ids per query
 
 
@@ -233,6 +243,150 @@ def _address_path(address: str | None) -> str | None:
     return (match.group(1) or None) if match else None
 
 
+def _child_paths(shape: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """(path, ecs_id) of every child in a stored shape (``entity_versions.children``: the
+    markers of ``ledger/events/shape.py``), e.g. ``("grades.0", "<id>")``."""
+    join = (lambda seg: f"{path}.{seg}") if path else str
+    if isinstance(shape, list):
+        for i, v in enumerate(shape):
+            yield from _child_paths(v, join(i))
+    elif isinstance(shape, dict):
+        if len(shape) == 1:
+            ((key, inner),) = shape.items()
+            if key == "$e":
+                yield path, str(inner)
+                return
+            if key == "$t":
+                yield from _child_paths(inner, path)
+                return
+            if key == "$i":
+                for k, v in inner:
+                    yield from _child_paths(v, join(k))
+                return
+            if key == "$d":
+                shape = inner
+        for k, v in shape.items():
+            yield from _child_paths(v, join(k))
+
+
+@dataclass
+class _Version:
+    """What the tree-read step needs of one entity version."""
+
+    lineage_id: str
+    position: int
+    children: list[tuple[str, str]]
+
+
+def _versions(con: duckdb.DuckDBPyConnection, ids: list[str], known: dict[str, _Version | None]) -> None:
+    """Load the versions of ``ids`` not in ``known`` yet (None: not an entity version)."""
+    missing = [i for i in dict.fromkeys(ids) if i not in known]
+    for i in missing:
+        known[i] = None
+    for ecs_id, lineage_id, position, children in _rows_by(
+        con, "ecs_id, lineage_id, position, children", "entity_versions", "ecs_id", missing
+    ):
+        known[ecs_id] = _Version(lineage_id, position, list(_child_paths(json.loads(children) if children else {})))
+
+
+def _members(con: duckdb.DuckDBPyConnection, roots: list[str], known: dict[str, _Version | None]) -> dict[str, dict[str, str]]:
+    """Per version in ``roots``, every version below it and its path from it (level by level,
+    one query per level for all of them)."""
+    members: dict[str, dict[str, str]] = {r: {} for r in roots}
+    frontier = [(r, r, "") for r in roots]
+    while frontier:
+        _versions(con, [node for _, node, _ in frontier], known)
+        below: list[tuple[str, str, str]] = []
+        for root, node, path in frontier:
+            version = known[node]
+            for sub, child in version.children if version is not None else ():
+                full = f"{path}.{sub}" if path else sub
+                if child not in members[root]:
+                    members[root][child] = full
+                    below.append((root, child, full))
+        frontier = below
+    return members
+
+
+def _tree_reads(con: duckdb.DuckDBPyConnection, entities: list[str], pos: int, known: dict[str, _Version | None]) -> list[Edge]:
+    """Input edges from each version in ``entities`` to the executions that read something
+    *below* it in its tree (a child entity or one of its values), by whatever id the address used.
+
+    A read belongs to the version of the tree that was current when it ran (a child left
+    unchanged is shared by later versions of its tree), unless its address pinned another
+    version of the same lineage. The edge's field is the path from the version to the value read.
+    """
+    _versions(con, entities, known)
+    tops = [e for e in entities if known.get(e) is not None]
+    members = _members(con, tops, known)
+    holders: dict[str, list[str]] = {}
+    for top, below in members.items():
+        for child in below:
+            holders.setdefault(child, []).append(top)
+    if not holders:
+        return []
+    rows = [
+        row
+        for row in _rows_by(con, "ecs_id, execution_id, address, position", "execution_inputs", "ecs_id", sorted(holders))
+        if row[3] <= pos
+    ]
+    _versions(con, [u for u in (_named(r[2])[0] for r in rows) if u], known)
+    lineage_versions: dict[str, list[tuple[int, str]]] = {}
+    for lineage_id in {known[t].lineage_id for t in tops}:  # type: ignore[union-attr]
+        lineage_versions[lineage_id] = sorted(
+            (p, v) for v, p in _rows_by(con, "ecs_id, position", "entity_versions", "lineage_id", [lineage_id])
+        )
+    edges: list[Edge] = []
+    for ecs_id, execution_id, address, position in rows:
+        uuid, path = _named(address)
+        for top in holders[ecs_id]:
+            version = known[top]
+            assert version is not None
+            pinned = known.get(uuid) if uuid else None
+            if pinned is not None and pinned.lineage_id == version.lineage_id:
+                if uuid != top:
+                    continue  # the address pinned another version of this lineage
+            elif not _current(top, version, ecs_id, position, lineage_versions[version.lineage_id], con, known):
+                continue
+            edges.append((top, execution_id, "input", execution_id, _read_path(top, version, members[top], ecs_id, uuid, path, known)))
+    return edges
+
+
+def _named(address: str | None) -> tuple[str | None, str]:
+    """The canonical uuid an address names and its path (``(None, "")`` for no address)."""
+    match = _NAMED.fullmatch(address or "")
+    if match is None:
+        return None, ""
+    try:
+        return str(UUID(match.group(1))), match.group(2)
+    except ValueError:
+        return None, ""
+
+
+def _current(top: str, version: _Version, ecs_id: str, position: int, versions: list[tuple[int, str]],
+             con: duckdb.DuckDBPyConnection, known: dict[str, _Version | None]) -> bool:
+    """Was ``top`` the latest version of its lineage holding ``ecs_id`` when the read at ``position`` ran?"""
+    if version.position > position:
+        return False
+    later = [v for p, v in versions if version.position < p <= position]
+    if not later:
+        return True
+    return ecs_id not in _members(con, [later[0]], known)[later[0]]
+
+
+def _read_path(top: str, version: _Version, below: dict[str, str], ecs_id: str, uuid: str | None, path: str,
+               known: dict[str, _Version | None]) -> str:
+    """The path from ``top`` to what an address read: its own path when it named ``top`` (or
+    ``top``'s lineage), else the path down to the entity it named followed by its path."""
+    if uuid in (top, version.lineage_id):
+        return path
+    for member, where in below.items():
+        held = known.get(member)
+        if uuid == member or (held is not None and uuid == held.lineage_id):
+            return f"{where}.{path}" if path else where
+    return below[ecs_id]
+
+
 def _walk(
     con: duckdb.DuckDBPyConnection, start: list[str], downstream: bool, depth: int | None, pos: int,
     kinds: dict[str, str], edges: dict[tuple[str, str, str, str | None], Edge],
@@ -240,13 +394,17 @@ def _walk(
     frontier = list(start)
     seen = set(start)
     level = 0
+    known: dict[str, _Version | None] = {}
     while frontier and (depth is None or level < depth):
         level += 1
         next_frontier: list[str] = []
         hop = frontier
         while hop:
             executions: list[str] = []
-            for edge in _step(con, hop, downstream, pos):
+            found = _step(con, hop, downstream, pos)
+            if downstream:  # reads below a version in its tree are reads of that tree
+                found += _tree_reads(con, [n for n in hop if kinds.get(n) == "entity"], pos, known)
+            for edge in found:
                 source, target, kind, _, path = edge
                 edges.setdefault((source, target, kind, path), edge)
                 new = target if downstream else source

@@ -113,3 +113,36 @@ class TestVerifyUrl:
         with pytest.raises(StoreNotFoundError):
             audit.verify_url(f"sqlite:///{path}")
         assert not path.exists()
+
+
+class TestLogOfATree:
+    """``log --entity`` keeps every execution that read anything in the lineage's tree."""
+
+    @pytest.fixture
+    def durable(self, durable_url: str) -> Iterator[Ledger]:
+        lg = connect(durable_url)
+        yield lg
+        lg.close()
+        set_default_ledger(None)
+
+    def test_nested_reads_by_any_id_are_the_lineages_events(self, durable: Ledger) -> None:
+        from ledger import CallableRegistry
+
+        if "audit_twice" not in CallableRegistry.list_functions():
+            CallableRegistry.register("audit_twice")(_twice)
+        alice = Student(name="Alice", grades=[Grade(course="math", score=3.0)])
+        alice.promote_to_root()
+        reads = [
+            CallableRegistry.execute("audit_twice", score=f"@{alice.lineage_id}.grades.0.score"),
+            CallableRegistry.execute("audit_twice", score=f"@{alice.ecs_id}.grades.0.score"),
+            CallableRegistry.execute("audit_twice", score=f"@{alice.grades[0].ecs_id}.score"),
+            CallableRegistry.execute("audit_twice", score=f"@{alice.grades[0].lineage_id}.score"),
+        ]
+        CallableRegistry.execute("audit_twice", score=1.0)  # reads nothing of Alice's
+        entries = audit.recent_events(durable, limit=100, lineage=alice.lineage_id)
+        executions = [str(e.payload["execution_id"]) for e in entries if e.topic.startswith("execution.")]
+        assert executions == [str(r.derived_from_execution_id) for r in reads]
+
+
+def _twice(score: float) -> float:
+    return score * 2

@@ -241,6 +241,33 @@ class TestErase:
         assert lg.verify().ok
 
 
+class TestHistoryAfterErasure:
+    def test_history_names_the_personal_fields_that_changed(self, lg: Ledger) -> None:
+        """A version whose only change was a personal field still says which field changed,
+        its values gone; the version after it keeps its plain change."""
+        from projections import audit
+
+        p = Patient(name=SECRET, email=MAIL)
+        lg.registry.register_entity(p)
+        p.name = "Another Name"
+        lg.registry.version_entity(p)
+        p.ward, p.email = "east", "other@example.invalid"
+        lg.registry.version_entity(p)
+        lg.erase(p.lineage_id, reason="request 7")
+        rows = audit.history(lg, p.lineage_id)
+        assert [r.changes for r in rows] == [None, {"name": (ERASED, ERASED)}, {"ward": ("general", "east"), "email": (ERASED, ERASED)}]
+
+    def test_an_erased_version_says_so_in_show(self, lg: Ledger) -> None:
+        """``audit.show`` of a version of an erased lineage carries the erasure (position, reason)."""
+        from projections import audit
+
+        p = _patient(lg)
+        done = lg.erase(p.lineage_id, reason="request 8")
+        shown = audit.show(lg, f"@{p.ecs_id}")
+        assert shown.erased is not None and (shown.erased.position, shown.erased.reason) == (done.position, "request 8")
+        assert audit.show(lg, f"@{p.notes[0].ecs_id}").erased is None  # the child's own lineage was not erased
+
+
 class TestAcrossLedgers:
     def test_replay_gives_the_same_erased_state(self, durable_url: str) -> None:
         """A new Ledger on the same store replays to the same erased state and snapshot."""
@@ -328,13 +355,22 @@ class TestCli:
         url = f"sqlite:///{tmp_path / 'c.db'}"
         with Ledger(url) as led:
             p = _patient(led)
-            led.erase(p.lineage_id, reason="request")
+            done = led.erase(p.lineage_id, reason="request")
         out = CliRunner().invoke(app, ["history", str(p.lineage_id), "--db", url])
         assert out.exit_code == 0, out.output
         assert "created" in out.output and SECRET not in out.output
         shown = CliRunner().invoke(app, ["show", f"@{p.ecs_id}", "--db", url])
         assert shown.exit_code == 0, shown.output
         assert SECRET not in shown.output and "erased" in shown.output
+        assert "<erased>" not in shown.output
+        assert "personal data erased at position" in shown.output and "request" in shown.output
+        assert "name, email" in shown.output
+        as_json = orjson.loads(CliRunner().invoke(app, ["show", f"@{p.ecs_id}", "--db", url, "--format", "json"]).output)
+        assert as_json["erased"]["reason"] == "request" and as_json["erased"]["position"] == done.position
+        history = CliRunner().invoke(app, ["history", str(p.lineage_id), "--db", url]).output
+        assert "tree membership" not in history
+        entries = orjson.loads(CliRunner().invoke(app, ["history", str(p.lineage_id), "--db", url, "--format", "json"]).output)
+        assert [c for e in entries["versions"] for c in (e["changes"] or ())] == [{"path": "ward", "old": "north", "new": "south"}]
 
 
 

@@ -243,3 +243,41 @@ class TestReexecution:
         assert led.reexecute(plain.derived_from_execution_id).matches
         with pytest.raises(errors.ErasedInputError, match="'name'"):
             led.reexecute(personal.derived_from_execution_id)
+
+
+@CallableRegistry.register("rr_welcome")
+def rr_welcome(name: ledger.Personal[str], ward: str) -> int:
+    if ward == "closed":
+        raise ValueError("ward closed")
+    return len(name)
+
+
+class TestPersonalArguments:
+    SECRET = "Yolanda Unlisted-Name"
+
+    def test_a_plain_value_for_a_personal_parameter_is_withheld(self, led: Ledger, tmp_path) -> None:
+        """Completed or failed, the clear value never reaches the store: the argument reads
+        ``{"$p": "withheld"}``; the plain argument beside it is recorded as usual."""
+        CallableRegistry.execute("rr_welcome", name=self.SECRET, ward="north")
+        with pytest.raises(ValueError):
+            CallableRegistry.execute("rr_welcome", name=self.SECRET, ward="closed")
+        recorded = [p["arguments"] for p in payloads(led, EXECUTION_COMPLETED) + payloads(led, EXECUTION_FAILED)]
+        assert recorded == [{"name": {"$p": "withheld"}, "ward": "north"}, {"name": {"$p": "withheld"}, "ward": "closed"}]
+        raw = b"".join(bytes(n.state) for n in led.store.iter_all())
+        assert self.SECRET.encode() not in raw
+        if led.url.startswith("sqlite:///"):
+            path = led.url.removeprefix("sqlite:///")
+            files = [path, path + "-wal"]
+            assert not any(self.SECRET.encode() in open(f, "rb").read() for f in files if os.path.exists(f))
+
+    def test_a_reference_to_a_personal_field_stays_a_pinned_reference(self, led: Ledger) -> None:
+        p = Patient(name=self.SECRET)
+        led.registry.register_entity(p)
+        CallableRegistry.execute("rr_welcome", name=f"@{p.lineage_id}.name", ward="north")
+        (recorded,) = [x["arguments"] for x in payloads(led, EXECUTION_COMPLETED)]
+        assert recorded == {"name": f"@{p.ecs_id}.name", "ward": "north"}
+
+    def test_a_withheld_call_is_neither_memoized_nor_reexecuted(self, led: Ledger) -> None:
+        out = CallableRegistry.execute("rr_welcome", name=self.SECRET, ward="north")
+        with pytest.raises(errors.NotReexecutableError, match="personal"):
+            CallableRegistry.reexecute(out.derived_from_execution_id)

@@ -490,3 +490,13 @@ class TestCommand:
         )
         assert done.returncode == 1 and done.stderr.startswith("error:") and len(done.stderr.strip().splitlines()) == 1
         assert list(tmp_path.iterdir()) == []
+
+
+def test_a_wrapped_outputs_page_is_titled_by_its_field(demo: Demo) -> None:
+    """The demo's class_mean result: ``output(result) lineage …``, not the topic's type hash."""
+    (lineage_id,) = demo.sql("select lineage_id from entity_versions where entity_type like 'ledger.outputs:result:%' limit 1")[0]
+    page = demo.client.get(f"/lineage/{lineage_id}")
+    assert page.status_code == 200
+    title = page.text[page.text.index("<title>") : page.text.index("</title>")]
+    assert f"output(result) lineage {lineage_id}" in title
+    assert not re.search(r"\b[0-9a-f]{16}\b", title)

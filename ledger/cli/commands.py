@@ -296,10 +296,16 @@ def show(
     console.print(
         f"[bold]{render.short_type(rec.entity_type)}[/bold] ecs_id {rec.ecs_id} lineage {rec.lineage_id} "
         f"version {rec.version} position {rec.position} "
-        f"recorded {rec.recorded_at.isoformat(timespec='milliseconds')}",
+        f"recorded {rec.recorded_at.isoformat(timespec='microseconds')}",
         highlight=False,
     )
-    console.print_json(render.to_json(found.value))
+    value, gone = render.split_erased(found.value)
+    if gone:
+        erased = found.erased
+        where = f" at position {erased.position}" if erased is not None else ""
+        why = f" ({erased.reason})" if erased is not None and erased.reason else ""
+        console.print(f"personal data erased{where}{why}: {', '.join(gone)} (values gone)", highlight=False)
+    console.print_json(render.to_json(value))
 
 
 @app.command()

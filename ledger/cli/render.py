@@ -35,6 +35,7 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
+from projections.lineage import entity_label  # imports no DuckDB (annotations only)
 from projections.audit import (
     AsOf,
     Erasure,
@@ -51,6 +52,7 @@ __all__ = [
     "as_of_json",
     "cell",
     "changes_json",
+    "split_erased",
     "diff_json",
     "diff_table",
     "duration",
@@ -91,8 +93,8 @@ class OutputConsole(Console):
 
 
 def short_type(topic: str) -> str:
-    """``ledger.cli.demo_pipeline:Student`` -> ``Student``."""
-    return topic.rpartition(":")[2]
+    """``ledger.cli.demo_pipeline:Student`` -> ``Student``; a wrapped output -> ``output(result)``."""
+    return entity_label(topic)
 
 
 def to_json(value: Any, *, indent: bool = True) -> str:
@@ -405,16 +407,55 @@ def log_json(entries: Sequence[LogEntry]) -> list[dict[str, Any]]:
 
 # ---------------------------------------------------------------- versions
 def _change_text(old: Any, new: Any) -> str:
+    from ledger import ERASED  # the tombstone (``ledger.model.personal``; the package loads it alone)
+
+    if old is ERASED and new is ERASED:
+        return "changed (personal data, values erased)"
     if isinstance(old, dict) or isinstance(new, dict):
         return "added" if old is None else "removed" if new is None else "replaced"
     return f"{old!r} -> {new!r}"
 
 
+def split_erased(value: Any, path: str = "") -> tuple[Any, list[str]]:
+    """``value`` without its ``ERASED`` leaves, and their dotted paths: the text form of
+    ``show`` names erased fields instead of printing a tombstone that reads like stored text."""
+    from ledger import ERASED
+
+    if value is ERASED:
+        return None, [path]
+    gone: list[str] = []
+    if isinstance(value, dict):
+        kept: dict[Any, Any] = {}
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if item is ERASED:
+                gone.append(where)
+                continue
+            kept[key], below = split_erased(item, where)
+            gone += below
+        return kept, gone
+    if isinstance(value, list):
+        items = []
+        for i, item in enumerate(value):
+            kept_item, below = split_erased(item, f"{path}.{i}" if path else str(i))
+            items.append(kept_item)
+            gone += below
+        return items, gone
+    return value, gone
+
+
 def changes_json(changes: dict[str, tuple[Any, Any]] | None) -> list[dict[str, Any]] | None:
-    """``{path: (old, new)}`` as ``[{"path", "old", "new"}]`` (None stays None: a first version)."""
+    """``{path: (old, new)}`` as ``[{"path", "old", "new"}]`` (None stays None: a first version);
+    a personal change whose values were erased has both sides null and ``"erased": true``."""
+    from ledger import ERASED
+
     if changes is None:
         return None
-    return [{"path": path, "old": old, "new": new} for path, (old, new) in changes.items()]
+    return [
+        {"path": path, "old": None, "new": None, "erased": True} if old is ERASED and new is ERASED
+        else {"path": path, "old": old, "new": new}
+        for path, (old, new) in changes.items()
+    ]
 
 
 def history_table(rows: Sequence[HistoryRow], erasure: Erasure | None = None, *, plain_title: bool = False) -> Rows:

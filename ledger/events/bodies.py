@@ -116,6 +116,9 @@ class EntityErased(_Event):
     lineage_id: UUID
     reason: str
     versions: int
+    #: Per version (ecs_id), the personal fields whose value differs from its parent's, read
+    #: just before the key went: afterwards both sides read ``ERASED`` and could not tell.
+    personal_changes: dict[str, list[str]] = {}
 
 
 class OutputRecord(BaseModel):
@@ -320,8 +323,10 @@ def entity_version_body(
     return body
 
 
-def entity_erased_body(*, lineage_id: UUID, reason: str, versions: int) -> dict[str, Any]:
-    return {"lineage_id": lineage_id, "reason": reason, "versions": versions}
+def entity_erased_body(
+    *, lineage_id: UUID, reason: str, versions: int, personal_changes: dict[str, list[str]]
+) -> dict[str, Any]:
+    return {"lineage_id": lineage_id, "reason": reason, "versions": versions, "personal_changes": personal_changes}
 
 
 def input_record(*, param_name: str, ecs_id: UUID | None, address: str | None) -> dict[str, Any]:

@@ -25,7 +25,8 @@ from __future__ import annotations
 import hashlib
 import inspect
 import math
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 from uuid import UUID
 
 import orjson
@@ -33,10 +34,12 @@ from pydantic_core import to_jsonable_python
 
 from ledger.events.shape import shape_from_json
 from ledger.model.entity import ConfigEntity, Entity
+from ledger.model.personal import PersonalData
 from ledger.model.tree import Ref
 from ledger.model.walk import map_leaves
 
 __all__ = [
+    "WITHHELD",
     "arguments_to_kwargs",
     "cache_key",
     "domain_data",
@@ -112,10 +115,11 @@ def unstorable(value: Any) -> dict[str, Any]:
 
 
 def has_unstorable(arguments: Any) -> str | None:
-    """The name of the first argument recorded as ``{"$r": ...}`` (no JSON form), or None."""
+    """The name of the first argument recorded as ``{"$r": ...}`` (no JSON form) or withheld
+    as personal (``{"$p": ...}``), or None: such a call cannot be memoized or run again."""
     def found(value: Any) -> bool:
         if isinstance(value, dict):
-            return "$r" in value and len(value) == 1 or any(found(v) for v in value.values())
+            return ("$r" in value or "$p" in value) and len(value) == 1 or any(found(v) for v in value.values())
         if isinstance(value, list):
             return any(found(v) for v in value)
         return False
@@ -124,6 +128,27 @@ def has_unstorable(arguments: Any) -> str | None:
         if found(value):
             return str(name)
     return None
+
+
+#: What a plain value passed to a ``Personal[...]`` parameter is recorded as: never the value.
+WITHHELD = {"$p": "withheld"}
+
+
+def _personal(annotation: Any) -> bool:
+    """True for ``Personal[T]`` (``Annotated[T, PersonalData()]``), also inside a union."""
+    if get_origin(annotation) is Annotated:
+        return any(isinstance(m, PersonalData) for m in annotation.__metadata__)
+    return get_origin(annotation) in (Union, UnionType) and any(_personal(a) for a in get_args(annotation))
+
+
+def _withheld(value: Any, pinned: dict[str, str]) -> Any:
+    """A personal parameter's argument as recorded: a reference stays (pinned: it names stored,
+    sealed data, not the value), an entity stays an id; any other value is withheld."""
+    if type(value) is str and value[:1] == "@" and value[:2] != "@@":
+        return pinned.get(value, value)
+    if isinstance(value, Entity):
+        return {"$e": str(value.ecs_id)}
+    return dict(WITHHELD)
 
 
 def record_arguments(
@@ -135,9 +160,11 @@ def record_arguments(
     personal field's value is never copied into the log in clear. ConfigEntity parameters
     are recorded as the config entity each call used (keywords that built one are dropped
     with it); one left at its default ``None`` is not recorded. A value with no JSON form
-    is recorded as its type and repr (``unstorable``)."""
+    is recorded as its type and repr (``unstorable``). A plain value given to a ``Personal``
+    parameter is withheld (``WITHHELD``): there is no lineage whose key could seal it, and
+    the log keeps nothing erasure cannot reach (``docs/run-record.md``)."""
     out = {
-        name: _encode(value, pinned)
+        name: _withheld(value, pinned) if _personal(params[name].annotation) else _encode(value, pinned)
         for name, value in kwargs.items()
         if name in params and not params[name].is_config
     }

@@ -11,6 +11,7 @@ shredding of its bytes (``ledger/store/keys.py``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -19,8 +20,9 @@ from ledger.events.bodies import ENTITY_ERASED, entity_erased_body
 from ledger.model.address import as_uuid
 from ledger.write.batch import Batch
 from ledger.write.host import WriteHost
+from projections.inline import InlineIndex, VersionRecord
 
-__all__ = ["Erasure", "erase_lineage"]
+__all__ = ["Erasure", "erase_lineage", "personal_changes"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,31 @@ def erase_lineage(ledger: WriteHost, lineage_id: Any, *, reason: str) -> Erasure
         batch.add(
             lineage,
             ENTITY_ERASED,
-            entity_erased_body(lineage_id=lineage, reason=reason, versions=len(versions)),
+            entity_erased_body(
+                lineage_id=lineage, reason=reason, versions=len(versions),
+                personal_changes=personal_changes(index, versions),
+            ),
         )
         position = ledger.commit(batch)[0]  # applying entity.erased marks the lineage erased
         return Erasure(lineage, position, len(versions), keys.destroy(lineage), False)
+
+
+def personal_changes(index: InlineIndex, versions: Sequence[VersionRecord]) -> dict[str, list[str]]:
+    """Per version, the personal fields whose value differs from the version it was made from.
+
+    Read while the key still exists: once it is destroyed both sides of such a change read
+    ``ERASED`` (each version's ciphertext has a fresh nonce, so the ciphertexts cannot tell
+    either), and history would call a change of a name no change at all. Field names are
+    schema, not personal data, so they may stay in the log.
+    """
+    out: dict[str, list[str]] = {}
+    previous: VersionRecord | None = None
+    for rec in versions:
+        base = index.records.get(rec.previous_ecs_id) if rec.previous_ecs_id is not None else previous
+        if base is not None and rec.personal:
+            now, before = rec.values_data(), base.values_data()
+            changed = [name for name in rec.personal if now.get(name) != before.get(name)]
+            if changed:
+                out[str(rec.ecs_id)] = changed
+        previous = rec
+    return out

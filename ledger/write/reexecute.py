@@ -100,7 +100,8 @@ def reexecute_on(ledger: WriteHost, execution_id: UUID | str) -> Reexecution:
     if unstorable is not None:
         raise NotReexecutableError(
             f"execution_id: execution {uuid} ({payload['function_name']}): argument {unstorable!r} had no JSON "
-            "form and was recorded as its type and repr; it cannot be run again"
+            "form (recorded as its type and repr) or was personal data given as a plain value (withheld); "
+            "it cannot be run again"
         )
     _refuse_erased(ledger, uuid, payload, arguments)
     recorded_failure = _recorded_failure(ledger, payload) if topic == EXECUTION_FAILED else None
