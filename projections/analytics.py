@@ -91,7 +91,8 @@ _NAME = "analytics"
 _HASH_SLICE = slice(-66, -2)  # a sealed record ends with "hash":"<64 hex>"}
 _EXPORT_BATCH = 65_536
 _CHUNK = 10_240  # rows per Arrow record batch of a staged page (see _stage)
-_COMMIT_EVERY = 500_000  # events per transaction of a file far behind (see _follow)
+_COMMIT_EVERY = 100_000  # events per transaction of a file far behind (see _follow)
+_FILE_PAGE = 20_000  # the largest page applied to a file (see _follow)
 
 ReadOnlySQLError = ReadOnlyError
 """The name this error had before ``ledger.errors.ReadOnlyError``; the same class."""
@@ -306,7 +307,16 @@ class Analytics:
         # in memory are committed once, at the end: a commit into a table that already
         # holds rows copies the transaction's rows once more (1 s per 200k events at
         # 1M), and a crash loses them whole anyway.
+        #
+        # A file's first build must not hold the log in memory: DuckDB's buffer pool is capped
+        # (``cache_file.MEMORY_LIMIT``), but a transaction's own rows stay in memory until it
+        # commits, and each page in flight is held twice (Python's rows, Arrow's copy) while
+        # the next one is read. Measured on the first build of a file (peak RSS of the
+        # process): with 500k events a commit and pages of 50k, 504 MiB at 100k events and
+        # 900 MiB at 435k, growing with the log; with 100k and pages of 20k, 460 and 493 MiB.
         commit_every = _COMMIT_EVERY if self.path is not None else None
+        if self.path is not None:
+            page = min(page, _FILE_PAGE)
         con = self.con
         forgotten = False
         uncommitted = 0

@@ -265,9 +265,17 @@ def _not_duckdb(path: Path) -> str | None:
     return None
 
 
+# DuckDB's buffer pool for a cache file (its default is 80% of the machine's memory). A file's
+# blocks can be written out and read back, so the first build of a cache of any size, and a
+# query over it, stays within this plus the pages in flight: without it, building a 1M-event
+# cache kept every block it wrote in memory (1.87 GiB, growing with the log). In-memory tables
+# cannot be capped: they are the memory.
+MEMORY_LIMIT = "128MB"
+
+
 def _connect(path: Path) -> duckdb.DuckDBPyConnection:
     """A locked-down connection to the file, refusing an instance this process already has open."""
-    con = connect_unlocked(str(path))
+    con = connect_unlocked(str(path), MEMORY_LIMIT)
     try:
         (locked,) = con.execute("SELECT current_setting('lock_configuration')").fetchall()[0]
     except BaseException:

@@ -145,15 +145,20 @@ def connect_locked(database: str) -> duckdb.DuckDBPyConnection:
     return lock_down(connect_unlocked(database))
 
 
-def connect_unlocked(database: str) -> duckdb.DuckDBPyConnection:
+def connect_unlocked(database: str, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     """The first half of ``connect_locked``: external access and extensions already off, nothing locked yet.
 
     Only for a caller that must look at the instance before locking it (DuckDB
     hands a second ``connect`` to a file this process has open the same
     instance, which ``projections.cache_file`` must notice); it calls
-    ``lock_down`` before running anything else.
+    ``lock_down`` before running anything else. ``memory_limit`` (DuckDB's
+    setting, e.g. ``"128MB"``) caps DuckDB's buffer pool, which is set with the
+    rest since nothing can change it once the configuration is locked.
     """
-    return duckdb.connect(database, config=dict(_LOCKDOWN))
+    config: dict[str, str | bool | int | float | list[str]] = dict(_LOCKDOWN)
+    if memory_limit is not None:
+        config["memory_limit"] = memory_limit
+    return duckdb.connect(database, config=config)
 
 
 def lock_down(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:

@@ -567,3 +567,48 @@ class TestTransactions:
 
 def tracked_in(analytics: Analytics) -> int:
     return analytics.con.execute("SELECT position FROM _ledger.projection_tracking").fetchall()[0][0]
+
+
+@pytest.fixture
+def page_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of each page ``Analytics`` applies, in order (pages of at most 4 events for a file)."""
+    import projections.analytics as analytics_module
+
+    monkeypatch.setattr(analytics_module, "_FILE_PAGE", 4)
+    sizes: list[int] = []
+    apply = Analytics._apply
+
+    def counting(self: Analytics, staged: object) -> None:
+        sizes.append(staged.count)  # type: ignore[attr-defined]
+        apply(self, staged)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Analytics, "_apply", counting)
+    return sizes
+
+
+class TestBoundedFirstBuild:
+    def test_a_file_caps_its_pages_and_duckdb_memory_and_equals_a_rebuild(
+        self, store: Store, monkeypatch: pytest.MonkeyPatch, page_sizes: list[int]
+    ) -> None:
+        """A file is built in pages of at most ``_FILE_PAGE`` events under DuckDB's capped buffer pool; the tables are those of a rebuild in memory."""
+        import projections.analytics as analytics_module
+
+        monkeypatch.setattr(analytics_module, "_COMMIT_EVERY", 8)
+        with Ledger(store.url, analytics_path=str(store.cache)) as led:
+            analytics = led.analytics
+            assert analytics.catch_up(page=50_000) == store.head
+            # every page but the last holds the cap; the pages cover the log once
+            assert page_sizes[:-1] == [4] * (len(page_sizes) - 1) and 1 <= page_sizes[-1] <= 4
+            assert sum(page_sizes) == store.head
+            assert analytics.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] == "122.0 MiB"
+            assert tracked_in(analytics) == store.head
+            assert all_tables(analytics) == in_memory_tables(store.url)
+
+    def test_tables_in_memory_keep_their_pages_and_duckdb_default(self, store: Store, page_sizes: list[int]) -> None:
+        """The cap is the file's: in memory the caller's page size holds, and DuckDB's memory is not limited (the tables are the memory)."""
+        with Ledger(store.url) as led:
+            analytics = Analytics(led.store)
+            assert analytics.catch_up(page=50_000) == store.head
+            assert page_sizes == [store.head]
+            assert analytics.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] != "122.0 MiB"
+            analytics.close()

@@ -17,7 +17,14 @@ second thread while DuckDB applies the page before. ``--cli``
 adds the ``ledger sql`` command itself, first on no cache file and then again
 (the second one resumes from the file beside the store).
 
+``--catchup`` measures only the analytics catch-up from zero, each run in a fresh child
+process so its peak RSS is its own (``ru_maxrss``): DuckDB's ``read_ndjson_objects`` of the
+same payloads (the floor, in a child too), then the catch-up in memory and into a DuckDB
+file, ``--rounds`` times in turn; it prints each rate, its ratio to the floor of the same
+round, and each peak RSS.
+
     .venv/bin/python tools/bench/bench_read.py [--events 1000000] [--versions 100000] [--cli] [--skip-index]
+    .venv/bin/python tools/bench/bench_read.py --catchup --events 300000 [--rounds 2] [--cache DIR]
 """
 
 from __future__ import annotations
@@ -157,6 +164,62 @@ def duckdb_floors(states: list[bytes], topics: list[str]) -> tuple[float, float,
     return t_ndjson, t_arrow, t_transform, t_typed
 
 
+_CHILD = """
+import os, resource, sys, time, gc
+sys.path.insert(0, {root!r})
+kind, path, cache = sys.argv[1:4]
+if kind == "floor":
+    import duckdb, sqlite3
+    nd = cache + ".ndjson"
+    with sqlite3.connect(path) as src, open(nd, "wb") as fh:
+        for (state,) in src.execute("SELECT state FROM stored_events ORDER BY rowid"):
+            fh.write(bytes(state)); fh.write(b"\\n")
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    con = duckdb.connect()
+    t = time.perf_counter()
+    n = con.execute(f"CREATE TABLE nd AS SELECT json FROM read_ndjson_objects('{{nd}}')").fetchall()[0][0]
+    elapsed = time.perf_counter() - t
+    os.remove(nd)
+else:
+    from ledger import Ledger
+    from projections.analytics import Analytics
+    led = Ledger(f"sqlite:///{{path}}")
+    for stale in (cache, cache + ".wal", cache + ".mac"):
+        if os.path.exists(stale):
+            os.remove(stale)
+    gc.collect()
+    analytics = Analytics(led.store, cache if kind == "file" else None)
+    t = time.perf_counter()
+    n = analytics.catch_up()
+    elapsed = time.perf_counter() - t
+    analytics.close()
+print(n, elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+def catchup_child(kind: str, path: str, cache: str) -> tuple[int, float, int]:
+    """(events, seconds, peak RSS bytes) of one catch-up (``memory``, ``file``) or the floor, in a fresh process."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD.format(root=root), kind, path, cache], check=True, capture_output=True, text=True
+    )
+    n, seconds, rss = done.stdout.split()[-3:]  # the last line: the child prints it last
+    return int(n), float(seconds), int(rss)
+
+
+def catchup_only(path: str, cache: str, rounds: int) -> None:
+    """The ``--catchup`` table: floor, in memory and into a file, each round in turn, each in its own process."""
+    out = []
+    for r in range(1, rounds + 1):
+        n, t_floor, rss_floor = catchup_child("floor", path, cache)
+        out.append([f"{r}", "floor: `read_ndjson_objects` (no parse)", f"{t_floor:.2f} s", fmt_rate(n / t_floor) + "/s", "1.00", f"{rss_floor / 2**20:,.0f} MiB"])
+        for kind in ("memory", "file"):
+            n, seconds, rss = catchup_child(kind, path, cache)
+            out.append([f"{r}", f"catch-up from zero, {'in memory' if kind == 'memory' else 'into a DuckDB file'}", f"{seconds:.2f} s", fmt_rate(n / seconds) + "/s", f"{t_floor / seconds:.2f}", f"{rss / 2**20:,.0f} MiB"])
+    print(f"# analytics catch-up from zero, {n:,} events of the workload mix on SQLite\n\n{machine()}\n")
+    print(table(["round", "operation", "time", "rate", "× floor", "peak RSS (process)"], out))
+
+
 def cli_sql(path: str) -> float:
     """Wall time of one ``ledger sql`` process on the SQLite file (its cache file beside it)."""
     script = os.path.join(os.path.dirname(sys.executable), "ledger")
@@ -176,11 +239,16 @@ def main() -> None:
     ap.add_argument("--cache", default="/tmp/entity-ledger-bench")
     ap.add_argument("--cli", action="store_true", help="also time `ledger sql` twice (no cache file, then resumed)")
     ap.add_argument("--skip-index", action="store_true", help="skip the inline index replay (a new Ledger): slow at 1M")
+    ap.add_argument("--catchup", action="store_true", help="only the analytics catch-up from zero against its floor, with peak RSS")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of --catchup")
     args = ap.parse_args()
     clock = Clock()
     os.makedirs(args.cache, exist_ok=True)
     path = os.path.join(args.cache, f"read_{args.events}.db")
     build_log(path, args.events)
+    if args.catchup:
+        catchup_only(path, os.path.join(args.cache, f"catchup_{args.events}.analytics.duckdb"), args.rounds)
+        return
 
     rows: list[list[object]] = []
     with sqlite3.connect(path) as con:
