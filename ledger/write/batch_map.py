@@ -23,6 +23,7 @@ input order, is re-raised (each failure was recorded as ``execution.failed``).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -70,7 +71,7 @@ def map_calls(
             for first in range(0, len(calls), MAP_CHUNK):
                 with ledger.batch():
                     for i in range(first, min(first + MAP_CHUNK, len(calls))):
-                        outcomes[i] = _outcome(lambda kw=calls[i]: execute_on(ledger, name, **kw))
+                        outcomes[i] = _outcome(functools.partial(execute_on, ledger, name, **calls[i]))
                         advance()
         else:
             futures = _submit(ledger, name, meta.func.__module__, calls, executor)
