@@ -173,7 +173,7 @@ class TestPendingReads:
             stored = EntityRegistry.get_stored_entity(a.ecs_id, a.ecs_id)
             assert stored is not None and stored.x == 1
             b = execute_on(led, "block_bump", p=f"@{a.ecs_id}")
-            c = execute_on(led, "block_bump", p=f"@{b.ecs_id}.x" if False else b)
+            c = execute_on(led, "block_bump", p=b)
             assert ledger.get(f"@{c.ecs_id}.x") == 3
             pair = execute_on(led, "block_split", p=f"@{c.ecs_id}")
             assert [p.x for p in pair] == [2, 4]
@@ -209,8 +209,6 @@ class TestFailures:
             head_before = mine.store.head()
             with Ledger(durable_url) as other:
                 other.refresh()
-                theirs = EntityRegistry(other).get_stored_entity(base.ecs_id, base.ecs_id) if False else None
-                del theirs
                 ids: list[Any] = []
                 with pytest.raises(BatchCommitError) as caught:
                     with mine.batch():
