@@ -9,10 +9,13 @@ Messages always name the offending argument, entity or address.
 
 from __future__ import annotations
 
+from uuid import UUID
+
 __all__ = [
     "ActorError",
     "AddressError",
     "AttachError",
+    "BatchCommitError",
     "BadPathError",
     "ConcurrencyError",
     "CorruptLogError",
@@ -230,3 +233,21 @@ class ProofError(LedgerError, ValueError):
 class FollowerHeldError(ReactionError):
     """Another follower (in this or another process) holds the name: a name is followed by one at a
     time, so no event is delivered twice. The hold ends with its holder (stopped, closed or dead)."""
+
+
+class BatchCommitError(LedgerError):
+    """A ``with led.batch():`` block's pending batches could not be appended together.
+
+    The store refused the one transaction that held them (another writer appended to one
+    of their lineages first: the cause is a ``ConcurrencyError``; or the database failed:
+    a ``StoreError``), so none of them was recorded and the in-process index forgot them.
+    ``execution_ids`` names the executions (completed or failed) that are not in the log,
+    in the order they ran; ``batches`` how many batches were dropped in all (tree writes
+    such as ``register`` count too). The objects those executions returned are not stored:
+    re-read inputs from the ledger and run the executions again.
+    """
+
+    def __init__(self, message: str, execution_ids: list[UUID], batches: int) -> None:
+        super().__init__(message)
+        self.execution_ids = execution_ids
+        self.batches = batches

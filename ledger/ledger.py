@@ -17,7 +17,7 @@ from typing import Any
 from uuid import UUID
 
 from ledger import _process
-from ledger.errors import ActorError, ConcurrencyError, LedgerClosedError, ReactionError
+from ledger.errors import ActorError, BatchCommitError, ConcurrencyError, InputValidationError, LedgerClosedError, ReactionError
 from ledger.events import decode
 from ledger.events.bodies import EXECUTION_FAILED
 from ledger.events.digest import Digest
@@ -31,6 +31,7 @@ from ledger.store import EventStore
 from ledger.store.integrity import VerifyReport, digest_store, verify_store
 from ledger.write.batch import Batch
 from ledger.write.erasure import Erasure, erase_lineage
+from ledger.write.pending import DEFAULT_FLUSH_EVENTS, PendingBlock, events_of, not_recorded, settle
 from ledger.write.reexecute import Reexecution, reexecute_on
 from ledger.write.run_record import default_actor
 from projections.addresses import Resolved, resolve_address
@@ -115,6 +116,8 @@ class Ledger:
         #: committed meanwhile, published when it is released.
         self._write_depth = 0
         self._pending_facts: list[Any] = []
+        #: The open ``batch()`` block: batches held for one transaction (None: commit each).
+        self._block: PendingBlock | None = None
         #: Durable followers of this ledger (``follow``), by name.
         self._followers: dict[str, Any] = {}
         #: Per thread: the (follower name, position) a follower's handler is handling, which
@@ -203,6 +206,94 @@ class Ledger:
         if pending:
             self._publish(pending)
 
+    @contextmanager
+    def batch(self, *, flush_events: int = DEFAULT_FLUSH_EVENTS) -> Iterator[None]:
+        """Append the writes made inside the block in one transaction (``ledger.write.pending``).
+
+        Every execution (and ``register``, ``version_entity``, ...) inside is still its own
+        batch with its own ``batch_id``; they are appended together, in order, when the block
+        ends, or as soon as ``flush_events`` events are held (bounded memory), so the log is
+        the one the same calls make one by one and holds only whole executions. Later calls
+        in the block read the earlier ones' outputs (by entity or ``@`` reference) from the
+        index, where they are held until the commit. Reads that go to the store itself
+        (``history``, ``as_of``, ``sql``, memo lookups of ``cache=True`` functions) see only
+        what was committed.
+
+        An exception inside the block: what ran before it (the failed execution's record
+        included) is committed, then the exception propagates, as one by one. The commit
+        refused (another writer appended to one of the lineages first, or the database
+        failed): nothing of the held batches is written and ``BatchCommitError`` names the
+        executions that were not recorded. A crash inside the block loses the executions
+        held since the last flush, never part of one.
+
+        The block holds this ledger's write lock: other threads' writes wait until it ends.
+        A block inside a block joins it (the outer one commits). ``erase`` inside a block
+        commits what is held first, then erases at once (it destroys a key).
+        """
+        if type(flush_events) is not int or flush_events < 1:
+            raise InputValidationError(f"flush_events: expected a positive int, got {flush_events!r}")
+        with self.writing():
+            block = self._block
+            if block is not None and block.owner == threading.get_ident():
+                block.depth += 1
+                try:
+                    yield
+                finally:
+                    block.depth -= 1
+                return
+            self._block = PendingBlock(self.index, flush_events)
+            try:
+                yield
+            finally:
+                try:
+                    self.flush()
+                finally:
+                    self._block = None
+
+    def flush(self) -> None:
+        """Append what the open ``batch()`` block holds now, in one transaction (nothing outside one)."""
+        block = self._block
+        if block is None or block.owner != threading.get_ident():
+            return
+        with self._lock:
+            held = block.take()
+            if not held:
+                return
+            try:
+                positions = self._append(events_of(held), None)
+            except BaseException as exc:
+                for batch, _ in held:
+                    batch.abort()
+                self._forget_held()
+                ids = not_recorded(held)
+                raise BatchCommitError(
+                    f"the {len(held)} batches held by the batch() block were not recorded "
+                    f"({len(ids)} executions: {', '.join(str(i) for i in ids[:3])}{' …' if len(ids) > 3 else ''}): {exc}",
+                    ids,
+                    len(held),
+                ) from exc
+            per_batch, moved = settle(self.index, held, positions)
+            if moved:  # another writer appended in between: see it, and the positions ours took
+                self.refresh()
+            bus = _process.event_bus
+            if bus is not None and bus.subscribed:
+                for (batch, _), actual in zip(held, per_batch):  # published when the block's lock goes
+                    self._pending_facts.extend(facts_of_batch(batch.records(), actual))
+        if self._followers:
+            for follower in list(self._followers.values()):
+                follower.wake()
+
+    def _forget_held(self) -> None:
+        """Drop what a refused block had indexed: rebuild the index's view from the store."""
+        index = self.index
+        if isinstance(index, StoredInlineIndex):
+            index.records.cache.clear()  # type: ignore[attr-defined]  # held versions among them
+            index.reload()
+            return
+        fresh = InlineIndex(index.keys, values_cache_bytes=index.values_cache.max_bytes)
+        index.__dict__.update(fresh.__dict__)  # in place: the registry and commands hold this object
+        self.refresh()
+
     def commit(self, batch: Batch) -> list[int]:
         """Append a batch atomically, then update the index and the live objects.
 
@@ -213,6 +304,18 @@ class Ledger:
         """
         self._check_open()
         with self._lock:
+            block = self._block
+            if block is not None and block.owner == threading.get_ident():
+                if self._tracking.current is None:
+                    try:
+                        positions = block.hold(batch)
+                    except BaseException:
+                        batch.abort()
+                        raise
+                    if block.full():
+                        self.flush()
+                    return positions
+                self.flush()  # a follower's acknowledgement goes with its own batch, after what is held
             streams = batch.stream_ids() if self.store.concurrent_appends else set()
             while streams & self._in_flight:  # another thread's batch on them is travelling: seal after it lands
                 self._landed.wait()
@@ -417,7 +520,16 @@ class Ledger:
         an ``EntityNotFoundError``.
         """
         self._check_open()
-        return erase_lineage(self, lineage_id, reason=reason)
+        with self.writing():
+            block, self._block = self._block, None
+            try:
+                if block is not None:  # the key is destroyed right after the event: commit it alone, now
+                    self._block = block
+                    self.flush()
+                    self._block = None
+                return erase_lineage(self, lineage_id, reason=reason)
+            finally:
+                self._block = block
 
     def reexecute(self, execution_id: UUID | str) -> Reexecution:
         """Run a recorded execution again on its recorded inputs and compare the outputs

@@ -43,6 +43,7 @@ EXPECTED: dict[tuple[str, str], list[str]] = {
         "3.75 execution mean",
         "scores score 3.5 registered",
         "True",
+        "6 [1, 3, 6]",
     ],
     ("python-api.md", "run_map.py"): ["[3.25, 4.0]"],
     ("python-api.md", "run_dask.py"): ["[3.0, 3.25, 3.5]"],

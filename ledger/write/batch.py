@@ -43,6 +43,10 @@ class Batch:
     def add(self, stream_id: UUID, topic: str, body: dict[str, Any], record: VersionRecord | None = None) -> None:
         self._items.append((stream_id, topic, body, record))
 
+    def planned(self) -> list[tuple[UUID, str, VersionRecord | None]]:
+        """(stream id, topic, version record) of each event, in append order."""
+        return [(stream_id, topic, record) for stream_id, topic, _, record in self._items]
+
     def stream_ids(self) -> set[UUID]:
         """The streams this batch appends to."""
         return {item[0] for item in self._items}
@@ -94,8 +98,14 @@ class Batch:
         self.sealed = out
         return out
 
-    def apply(self, positions: list[int]) -> None:
-        """Index what the store accepted, then run the post-commit updates."""
+    def apply(self, positions: list[int], *, provisional: bool = False) -> None:
+        """Index what the store accepted, then run the post-commit updates.
+
+        ``provisional``: inside ``with led.batch():`` the batch is indexed before the store
+        has it, at the positions it will take if no other writer appends first, so later
+        calls in the block read its versions; ``caught_up`` stays where the store is
+        (``write.pending`` settles positions and hashes once the block's transaction commits).
+        """
         index = self.index
         roots: list[NewEvent] = []
         minted = _process.minted
@@ -113,7 +123,7 @@ class Batch:
             )
         for event in roots:
             index.mark_tree(event.ecs_id, event.members)  # type: ignore[arg-type]
-        if positions and positions[0] == index.caught_up + 1:
+        if not provisional and positions and positions[0] == index.caught_up + 1:
             index.caught_up = positions[-1]
         for fn in self._after:
             fn()

@@ -8,7 +8,9 @@ the worker, atomically), and sends back only the ids of what it wrote. The
 parent then catches up and reads those entities back from its own ledger, so
 callers get the same kind of objects ``execute`` gives them.
 
-* ``executor=None``: a plain loop in this process.
+* ``executor=None``: a plain loop in this process, ``MAP_CHUNK`` calls per transaction
+  (``Ledger.batch``: each call still its own batch; a crash loses at most the chunk
+  being run, never part of a call).
 * a ``ThreadPoolExecutor``: calls run in this process, on this ledger.
 * any other executor (a process pool, ``dask.distributed``'s
   ``Client.get_executor()``): calls run in worker processes, which need the
@@ -39,7 +41,11 @@ from ledger.write.host import WriteHost
 from ledger.write.returns import declare_output_models
 from projections import live
 
-__all__ = ["map_calls"]
+__all__ = ["MAP_CHUNK", "map_calls"]
+
+#: Calls of ``executor=None`` whose records are appended in one transaction (``Ledger.batch``):
+#: the transaction's fixed cost shared, and what a crash can lose bounded.
+MAP_CHUNK = 256
 
 
 def map_calls(
@@ -61,10 +67,12 @@ def map_calls(
 
     outcomes: list[tuple[bool, Any]] = [(False, None)] * len(calls)
     with _progress_bar(progress, len(calls), name) as advance:
-        if executor is None:
-            for i, kw in enumerate(calls):
-                outcomes[i] = _outcome(functools.partial(execute_on, ledger, name, **kw))
-                advance()
+        if executor is None:  # chunks of calls, each chunk's records in one transaction
+            for first in range(0, len(calls), MAP_CHUNK):
+                with ledger.batch():
+                    for i in range(first, min(first + MAP_CHUNK, len(calls))):
+                        outcomes[i] = _outcome(functools.partial(execute_on, ledger, name, **calls[i]))
+                        advance()
         else:
             futures = _submit(ledger, name, meta.func.__module__, calls, executor)
             for future in as_completed(futures):

@@ -32,6 +32,10 @@ class WriteHost(Protocol):
         """The ledger's write lock: plans read the index and commit under it."""
         ...
 
+    def batch(self) -> AbstractContextManager[None]:
+        """Hold the writes made inside for one transaction at the end (``Ledger.batch``)."""
+        ...
+
     def commit(self, batch: Batch) -> list[int]:
         """Append ``batch`` atomically and apply it to the index; returns the positions."""
         ...
