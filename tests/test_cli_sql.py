@@ -261,7 +261,7 @@ class TestNotebook:
             try:
                 import pandas  # noqa: F401
             except ImportError:
-                with pytest.raises(LedgerError, match=r"entity-ledger\[notebook\]"):
+                with pytest.raises(LedgerError, match=r"pip install -e '\.\[notebook\]'"):
                     rel.df()
             else:
                 assert rel.df()["position"].tolist() == [1, 2, 3]
