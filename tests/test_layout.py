@@ -190,6 +190,10 @@ def test_failed_executions_and_the_as_of_position(demo: Site) -> None:
     layout = demo.layout(lineage, depth=1)
     failed = [n for n in layout["nodes"] if n["kind"] == "execution" and n["failed"]]
     assert failed and all(n["details"]["status"] == "failed" for n in failed)
+    # the side panel's run record: the demo's failed enroll read a student and a course, by entity
+    args = {n["details"]["function"]: n["details"]["arguments"] for n in failed}["school.enroll"]
+    assert set(args) == {"student", "course"} and all(a.startswith("@") for a in args.values())
+    assert all(n["details"]["actor"] != "unknown" for n in failed)
     first = demo.sql(f"select min(position) from entity_versions where lineage_id = '{lineage}'")[0][0]
     then = demo.layout(lineage, position=first)
     assert all((n["details"].get("position") or 0) <= first for n in then["nodes"])

@@ -520,9 +520,12 @@ def execution_detail(detail: ExecutionDetail) -> Rows:
     if detail.arguments is None:
         add(("arguments", "(not recorded)"))
     for arg in detail.arguments or ():
-        text = cell(arg.value)
-        if arg.address is not None and arg.address != arg.value:
-            text += f"  ({arg.address})"
+        if isinstance(arg.value, dict) and list(arg.value) == ["$e"]:  # an entity: the version the call read
+            text = f"entity {arg.address}"
+        else:
+            text = cell(arg.value)
+            if arg.address is not None and arg.address != arg.value:
+                text += f"  ({arg.address})"
         if arg.read is not None:
             text += f"  reads {cell(arg.read)}"
         add((f"argument {arg.name}", text))

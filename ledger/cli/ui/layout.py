@@ -394,6 +394,16 @@ def _execution_facts(reader: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
         for row in result.rows:
             fact = {c: _plain(v) for c, v in zip(result.columns, row)}
             out[str(fact["execution_id"])] = fact
+        # the arguments are rows of their own table: name -> the pinned address, else the JSON value
+        arguments = reader.analytics.page(
+            f"SELECT execution_id::VARCHAR, name, value, address FROM execution_arguments "
+            f"WHERE execution_id::VARCHAR IN ({marks}) ORDER BY execution_id, name",
+            chunk,
+            None,
+        )
+        for execution_id, name, value, address in arguments.rows:
+            if execution_id in out:
+                out[execution_id].setdefault("arguments", {})[name] = address if address is not None else value
     return out
 
 
