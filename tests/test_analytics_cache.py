@@ -42,7 +42,7 @@ from projections.analytics import Analytics, CacheUnavailableError
 from tools.workload import Workload
 
 from .test_projections import all_tables
-from .test_sql_readonly import data_block_offset
+from .test_readonly import data_block_offset
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(sys.executable).parent / "ledger"
