@@ -79,6 +79,14 @@ def led(store_url: str) -> Iterator[Ledger]:
 
 
 @pytest.fixture
+def lg(store_url: str) -> Iterator[Ledger]:
+    """A ledger on each backend, not installed as the default (test_erasure, test_keys, ...)."""
+    led = Ledger(store_url)
+    yield led
+    led.close()
+
+
+@pytest.fixture
 def mem() -> Iterator[Ledger]:
     """A memory ledger installed as the default (for semantics that do not depend on the backend)."""
     lg = ledger.connect("memory://")

@@ -1,4 +1,5 @@
-"""Bounded state: ``old_ids`` computed when read, a linear ``history``, a bounded values cache."""
+"""projections/live.py: bounded state, ``old_ids`` computed when read (``OldIds``) and a linear ``history``
+(the bounded values cache is ``test_inline.py``)."""
 
 from __future__ import annotations
 

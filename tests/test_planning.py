@@ -1,4 +1,5 @@
-"""Outputs the call minted are planned without lookups (``planning.brand_new``): which trees
+"""ledger/write/planning.py: a version written by hand is never attributed to an execution
+(``TestManualVersionsAreNotAttributed``, issue 9 section 6), and outputs the call minted are planned without lookups (``planning.brand_new``): which trees
 qualify, and that what they store is what the full diff stored."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``Ledger.sql`` / ``ledger.sql`` / ``ledger sql`` are strictly read-only, and the DuckDB file is only a cache.
+"""projections/readonly.py (and ``Analytics.sql``): ``Ledger.sql`` / ``ledger.sql`` / ``ledger sql`` are strictly read-only, and the DuckDB file is only a cache.
 
 Every form below was tried as a hostile auditor would (issue 9, section 1):
 statements that write, hidden under EXPLAIN ANALYZE or inside a WITH; COPY
