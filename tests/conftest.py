@@ -79,6 +79,14 @@ def led(store_url: str) -> Iterator[Ledger]:
 
 
 @pytest.fixture
+def lg(store_url: str) -> Iterator[Ledger]:
+    """A ledger on each backend, not installed as the default (test_erasure, test_keys, ...)."""
+    led = Ledger(store_url)
+    yield led
+    led.close()
+
+
+@pytest.fixture
 def mem() -> Iterator[Ledger]:
     """A memory ledger installed as the default (for semantics that do not depend on the backend)."""
     lg = ledger.connect("memory://")
@@ -108,16 +116,16 @@ SLOW = (
     "test_cli_output.py::TestPiped",
     "test_cli_sql.py::TestConsoleScript",
     "test_layering.py::test_a_wheel_holds_only_the_library_packages",
-    "test_memo_reexecute.py::TestCommandLine",
+    "test_reexecute.py::TestCommandLine",
     "test_open_safety.py::TestCorruptRecords",
     "test_open_safety.py::TestCreateFalsePostgres",
     "test_projections.py::test_incremental_catch_up_equals_full_rebuild",
     "test_reactions.py::TestFollowers",
     "test_replay_property.py::test_replay_rebuilds_the_live_registry",
     "test_seal_batch.py::test_seal_batch_writes_the_same_bytes_as_the_reference",
-    "test_small_holes.py::TestSchemaMismatchAcrossProcesses",
-    "test_sql_readonly.py::TestAnalyticsFile",
-    "test_sql_readonly.py::TestForAnyWrapping",
+    "test_upcasting.py::TestSchemaMismatchAcrossProcesses",
+    "test_readonly.py::TestAnalyticsFile",
+    "test_readonly.py::TestForAnyWrapping",
     "test_stored_inline.py::test_processes_opening_a_new_store_at_once_all_get_in",
     "test_ui.py::TestCommand",
 )

@@ -42,7 +42,7 @@ from projections.analytics import Analytics, CacheUnavailableError
 from tools.workload import Workload
 
 from .test_projections import all_tables
-from .test_sql_readonly import data_block_offset
+from .test_readonly import data_block_offset
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(sys.executable).parent / "ledger"
@@ -514,7 +514,7 @@ class TestDamagedRecords:
 class TestErasureLeavesNoOpenedText:
     def test_the_file_is_rebuilt_when_an_erasure_seals_text_it_held(self, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
         """A failure's message, opened with personal keys, sits in the cache; after the erasure the file holds it nowhere, free blocks included."""
-        from tests.test_erasure_trust import SECRET, _fail, _patient
+        from tests.clinic import SECRET, _fail, _patient
 
         store = Store(tmp_path / "s", steps=5)
         with Ledger(store.url) as led:

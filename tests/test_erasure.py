@@ -58,13 +58,6 @@ def _ciphertexts(led: Ledger) -> list[tuple[str, str, bytes]]:
     return out
 
 
-@pytest.fixture
-def lg(store_url: str):
-    led = Ledger(store_url)
-    yield led
-    led.close()
-
-
 class TestSealing:
     def test_personal_values_never_reach_the_log_in_clear(self, lg: Ledger) -> None:
         """The stored events hold ciphertext for personal fields and clear text for the rest."""

@@ -1,4 +1,4 @@
-"""CallableRegistry: the seed's input patterns A1–A7 and return patterns B1–B7, as tables."""
+"""ledger/write/execution.py (the one pipeline for every input and return pattern): the seed's input patterns A1–A7 and return patterns B1–B7, as tables."""
 
 from __future__ import annotations
 

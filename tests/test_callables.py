@@ -1,4 +1,4 @@
-"""CallableRegistry: semantics, isolation, tracing, errors, ConfigEntity, records, async,
+"""ledger/callables.py (``CallableRegistry``, with ledger/write/isolation.py for process isolation): semantics, isolation, tracing, errors, ConfigEntity, records, async,
 process isolation and replay."""
 
 from __future__ import annotations

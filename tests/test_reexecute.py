@@ -1,4 +1,4 @@
-"""Memoization by content (``cache=True``) and re-execution (``reexecute``), on every backend."""
+"""ledger/write/reexecute.py and ledger/write/memo.py (they share these fixtures): memoization by content (``cache=True``) and re-execution (``reexecute``), on every backend."""
 
 from __future__ import annotations
 

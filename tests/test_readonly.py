@@ -1,4 +1,4 @@
-"""``Ledger.sql`` / ``ledger.sql`` / ``ledger sql`` are strictly read-only, and the DuckDB file is only a cache.
+"""projections/readonly.py (and ``Analytics.sql``): ``Ledger.sql`` / ``ledger.sql`` / ``ledger sql`` are strictly read-only, and the DuckDB file is only a cache.
 
 Every form below was tried as a hostile auditor would (issue 9, section 1):
 statements that write, hidden under EXPLAIN ANALYZE or inside a WITH; COPY
@@ -29,14 +29,15 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import ledger
-from ledger import Ledger, errors
+from ledger import EntityRegistry, Ledger, errors
+from ledger.cli import app
 from projections import readonly
 from projections.analytics import Analytics, ProjectionMismatchError, ReadOnlySQLError
 from projections.tables import TABLES
-from ledger.cli import app
 from tools.workload import Workload
 
 from .conftest import fresh_pg_url
+from .models import student
 
 PASSWD = "/etc/passwd"
 runner = CliRunner()
@@ -627,3 +628,23 @@ class TestAnalyticsFile:
                 fresh.sql("DELETE FROM events")
         finally:
             fresh.close()
+
+
+class TestSQL:
+    def test_entity_versions_are_queryable_and_follow_new_events(self, mem) -> None:
+        s = student(n=2)
+        s.promote_to_root()
+        rows = mem.sql("select count(*) from entity_versions").fetchall()
+        assert rows == [(3,)]
+        s.gpa = 1.0
+        EntityRegistry.version_entity(s)
+        got = mem.sql(
+            "select position, data->>'gpa' from entity_versions where lineage_id = ? order by position".replace("?", f"'{s.lineage_id}'")
+        ).fetchall()
+        assert [g[1] for g in got] == ["0.0", "1.0"]
+        assert mem.sql("select count(*) from events").fetchall() == [(4,)]
+
+    @pytest.mark.parametrize("query", ["delete from events", "create table x (a int)", "select 1; select 2"])
+    def test_writes_are_refused(self, mem, query) -> None:
+        with pytest.raises(ReadOnlySQLError, match="query"):
+            mem.sql(query)
