@@ -128,3 +128,10 @@ def test_script_runs_beside_the_page_files(page: Page, script: str, tmp_path: Pa
 def test_every_expectation_names_a_session_or_script() -> None:
     known = {(p.path.name, s) for p, s in SESSIONS} | {(p.path.name, s) for p, s in SCRIPTS}
     assert set(EXPECTED) <= known, set(EXPECTED) - known
+
+
+def test_every_test_file_the_docs_name_exists() -> None:
+    """A page that cites a test as proof names a file that is there (tests move with their modules)."""
+    root = DOCS.parent
+    cited = {m for page in [root / "README.md", *DOCS.glob("*.md")] for m in re.findall(r"tests/test_\w+\.py", page.read_text())}
+    assert cited and not [c for c in sorted(cited) if not (root / c).exists()]
