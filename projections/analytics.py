@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, suppress
 from dataclasses import dataclass
@@ -378,7 +378,7 @@ class Analytics:
             raise
         return self._follow(progress, 50_000)
 
-    def _pages(self, start: int, page: int, *, ahead: bool) -> Iterator[_Staged]:
+    def _pages(self, start: int, page: int, *, ahead: bool) -> Generator[_Staged, None, None]:
         """Staged pages from ``start`` to the end of the log; with ``ahead``, each read while the last is applied."""
         if not ahead:
             while (staged := self._stage(start, page)) is not None:
@@ -450,7 +450,8 @@ class Analytics:
             return False
         con = self.con
         con.execute(ERASE_OLD, [erased_from])
-        return con.execute(ERASE_FAILURES, [erased_from]).fetchall()[0][0] > 0
+        opened: int = con.execute(ERASE_FAILURES, [erased_from]).fetchall()[0][0]  # rows updated
+        return opened > 0
 
     def _opened_failures(self, batch: LogPage) -> pa.Array:
         """Per event: the message of a failure sealed with personal keys, opened now (else NULL).

@@ -111,6 +111,7 @@ SLOW = (
     "test_many_writers.py",
     "test_pg_concurrent.py",
     "test_readme.py",
+    "test_typing.py",
     "test_ui_browser.py",
     "test_cli.py::TestDemo",
     "test_cli_output.py::TestPiped",

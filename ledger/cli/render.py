@@ -143,7 +143,7 @@ def number(value: float) -> str:
     return _significant(value, 6)
 
 
-class Lines(tuple):  # type: ignore[type-arg]
+class Lines(tuple[Any, ...]):
     """A cell of several items: one per line in a terminal, ``; ``-separated when piped."""
 
     __slots__ = ()
@@ -382,7 +382,7 @@ def reexecution_verdict(payload: dict[str, Any]) -> str:
 
 def reexecution_table(result: Any) -> Rows:
     """The differences of a ``Reexecution`` (``CallableRegistry.reexecute``) as a table."""
-    rows = [(path, recorded, now) for path, (recorded, now) in result.differences.items()]
+    rows: list[Sequence[Any]] = [(path, recorded, now) for path, (recorded, now) in result.differences.items()]
     title = f"re-execution of {result.execution_id} ({result.function_name})"
     return Rows(("path", "recorded", "now"), rows, title)
 
@@ -475,7 +475,7 @@ def history_table(rows: Sequence[HistoryRow], erasure: Erasure | None = None, *,
             lines = ["created"]
         elif not lines:
             lines = ["(same values: tree membership changed)"]
-        if row.branch:
+        if row.branch and row.parent is not None:  # a branch always names its parent (projections.audit)
             lines.insert(0, f"branch from #{numbers.get(row.parent, '?')} ({row.parent})")
         rec = row.version
         by = f"{row.function} (execution {row.execution_id})" if row.origin == "execution" else row.origin
@@ -519,16 +519,16 @@ def execution_detail(detail: ExecutionDetail) -> Rows:
     # the run record after what went in and out (or wrong): the rows readers scan first stay first
     if detail.arguments is None:
         add(("arguments", "(not recorded)"))
-    for arg in detail.arguments or ():
-        if isinstance(arg.value, dict) and list(arg.value) == ["$e"]:  # an entity: the version the call read
-            text = f"entity {arg.address}"
+    for argument in detail.arguments or ():  # an ExecutionArgument, not the ExecutionInput above
+        if isinstance(argument.value, dict) and list(argument.value) == ["$e"]:  # an entity: the version read
+            text = f"entity {argument.address}"
         else:
-            text = cell(arg.value)
-            if arg.address is not None and arg.address != arg.value:
-                text += f"  ({arg.address})"
-        if arg.read is not None:
-            text += f"  reads {cell(arg.read)}"
-        add((f"argument {arg.name}", text))
+            text = cell(argument.value)
+            if argument.address is not None and argument.address != argument.value:
+                text += f"  ({argument.address})"
+        if argument.read is not None:
+            text += f"  reads {cell(argument.read)}"
+        add((f"argument {argument.name}", text))
     _add_run(add, detail.run)
     if not detail.succeeded:
         add(("traceback", Lines(str(detail.traceback).rstrip().splitlines())))

@@ -24,7 +24,7 @@ import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 from uuid import UUID
 
 from eventsourcing.persistence import (
@@ -54,11 +54,26 @@ __all__ = ["EventStore", "LogPage", "StoreBackend", "StoreURL", "parse_store_url
 
 log = logging.getLogger(__name__)
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
 
 #: The largest position either database can hold (a signed 64-bit rowid or bigint). A record
 #: moved there (SQLite: ``UPDATE ... SET rowid = 9223372036854775807``) is reported by ``verify``;
 #: the page after it is empty, never an ``OverflowError`` from the driver.
 MAX_POSITION = (1 << 63) - 1
+
+
+class Listener(Protocol):
+    """What ``StoreBackend.listen`` hands a follower: a wait that another process's append cuts short."""
+
+    def wait(self, timeout: float) -> bool:
+        """Return within ``timeout`` seconds, sooner when another process may have appended."""
+        ...
+
+    def close(self) -> None:
+        """Stop listening and release the connection."""
+        ...
 
 
 class StoreBackend(TileTable, Protocol):
@@ -70,16 +85,34 @@ class StoreBackend(TileTable, Protocol):
     otherwise only through the methods below.
     """
 
-    #: The eventsourcing recorder: head, pages of notifications, one stream's events.
-    recorder: ApplicationRecorder
-    #: Where this backend keeps the per-lineage data keys.
-    key_table: KeyTable
-    #: What the database driver raises, beside the eventsourcing errors, when a
-    #: (stream, version) was already taken, and when it refuses a batch otherwise.
-    conflicts: tuple[type[BaseException], ...]
-    failures: tuple[type[BaseException], ...]
-    #: What ``read_rows`` may raise from the driver (the recorder raises ``PersistenceError``).
-    read_failures: tuple[type[BaseException], ...]
+    # The attributes are read-only properties here (``EventStore`` never sets them): a backend
+    # may then hold its own key table class, and answer ``concurrent_appends`` with a property.
+
+    @property
+    def recorder(self) -> ApplicationRecorder:
+        """The eventsourcing recorder: head, pages of notifications, one stream's events."""
+        ...
+
+    @property
+    def key_table(self) -> KeyTable:
+        """Where this backend keeps the per-lineage data keys."""
+        ...
+
+    @property
+    def conflicts(self) -> tuple[type[BaseException], ...]:
+        """What the database driver raises, beside ``IntegrityError``, when a (stream, version)
+        was already taken."""
+        ...
+
+    @property
+    def failures(self) -> tuple[type[BaseException], ...]:
+        """What the driver raises, beside ``PersistenceError``, when it refuses a batch or a query."""
+        ...
+
+    @property
+    def read_failures(self) -> tuple[type[BaseException], ...]:
+        """What ``read_rows`` may raise from the driver (the recorder raises ``PersistenceError``)."""
+        ...
 
     def append(self, events: Sequence[NewEvent], tracking: tuple[str, int] | None = None) -> list[int]:
         """Insert the batch atomically at the positions after the head, sealed for them.
@@ -91,9 +124,11 @@ class StoreBackend(TileTable, Protocol):
         """
         ...
 
-    #: True where ``append`` may run while the process plans its next batch (PostgreSQL's
-    #: concurrent writers, with group commit): ``Ledger.commit`` releases its lock around it.
-    concurrent_appends: bool
+    @property
+    def concurrent_appends(self) -> bool:
+        """True where ``append`` may run while the process plans its next batch (PostgreSQL's
+        concurrent writers, with group commit): ``Ledger.commit`` releases its lock around it."""
+        ...
 
     def follower_position(self, name: str) -> int:
         """The position follower ``name`` last acknowledged; 0 when it never did."""
@@ -112,9 +147,8 @@ class StoreBackend(TileTable, Protocol):
         """Move follower ``name`` forward to ``position`` (never back)."""
         ...
 
-    def listen(self) -> Any:
-        """An object whose ``wait(timeout)`` returns when another process may have appended
-        (``close()`` releases it), or None where followers poll."""
+    def listen(self) -> Listener | None:
+        """A ``Listener`` woken when another process may have appended, or None where followers poll."""
         ...
 
     def read_rows(self, start: int, limit: int, *, text_ids: bool = True, past_head: bool = False) -> list[tuple[Any, ...]]:
@@ -290,8 +324,11 @@ class EventStore:
         self.create = create
         self._backend = _BACKENDS[self.spec.kind](self.spec, create)
         self.recorder: ApplicationRecorder = self._backend.recorder
-        self._conflicts = (IntegrityError, *self._backend.conflicts)
-        self._failures = (PersistenceError, *self._backend.failures)
+        # Whole tuples, built once: ``except (A, *rest)`` is the same at run time, but a type
+        # checker cannot see that an unpacked tuple holds only exception classes.
+        self._conflicts: tuple[type[BaseException], ...] = (IntegrityError, *self._backend.conflicts)
+        #: What any store operation may raise that means the store refused it.
+        self._failures: tuple[type[BaseException], ...] = (PersistenceError, *self._backend.failures)
         #: Per-lineage data keys for personal fields, outside the event table.
         self.keys = KeyStore(self._backend.key_table)
         #: The log as a Merkle tree (signed heads, proofs), its tiles beside the log (``merkle.py``).
@@ -299,6 +336,7 @@ class EventStore:
         # A writable open finishes shredding the keys an earlier erase could not
         # (a reader held their bytes). A read-only open must skip this: it writes.
         if create:
+            behind: tuple[type[BaseException], ...] = (StoreError, *self._failures)
             try:
                 self.keys.finish_shredding()
             except StoreError as exc:  # never stops an open: the next erase or open retries
@@ -306,12 +344,12 @@ class EventStore:
             # ... and indexes what an older library (or a killed catch-up) left unindexed.
             try:
                 self.catch_up_index(progress=_IndexProgress(url))
-            except (StoreError, PersistenceError, *self._backend.failures) as exc:  # readers then replay
+            except behind as exc:  # readers then replay
                 log.warning("%s: the stored version index stays behind: %s", url, exc)
             # ... and finishes an erase killed between its event and the key's deletion.
             try:
                 self._finish_erasures()
-            except (StoreError, PersistenceError, *self._backend.failures) as exc:  # the next open retries
+            except behind as exc:  # the next open retries
                 log.warning("%s: cannot finish an earlier erasure: %s", url, exc)
 
     def _finish_erasures(self) -> None:
@@ -384,7 +422,7 @@ class EventStore:
         """
         try:
             return self._backend.head()
-        except (PersistenceError, *self._backend.failures) as exc:
+        except self._failures as exc:
             raise self._read_error(exc, None) from exc
 
     def records_between(self, after: int, upto: int) -> int:
@@ -400,7 +438,7 @@ class EventStore:
         least ``at_least`` positions; writers do this themselves every few thousand positions."""
         try:
             return self._backend.checkpoint(at_least)
-        except (PersistenceError, *self._backend.failures) as exc:
+        except self._failures as exc:
             raise StoreError(f"store {self.url!r}: cannot make a checkpoint: {exc}") from exc
 
     def read(self, start: int = 1, limit: int = 10_000, stop: int | None = None) -> Sequence[Notification]:
@@ -498,7 +536,7 @@ class EventStore:
     def secret(self, name: str) -> bytes | None:
         """A secret the store keeps for what it vouches for outside itself (``ANALYTICS_SECRET``
         keys the analytics cache's MAC), or None for a store a writable open has not given one."""
-        return self._index_read(self._backend.secret, name)  # type: ignore[no-any-return]
+        return self._index_read(self._backend.secret, name)
 
     # ------------------------------------------------------------ followers
     def follower_position(self, name: str) -> int:
@@ -512,9 +550,10 @@ class EventStore:
         ``flock`` on a file beside the store; memory: a set in this process), so a crashed
         holder never keeps the name. A name held elsewhere is ``FollowerHeldError`` at once.
         """
+        refused: tuple[type[BaseException], ...] = (OSError, *self._failures)
         try:
             release = self._backend.hold_follower(name)
-        except (PersistenceError, OSError, *self._backend.failures) as exc:
+        except refused as exc:
             raise StoreError(f"store {self.url!r}: cannot take follower {name!r}: {exc}") from exc
         if release is None:
             raise FollowerHeldError(
@@ -527,10 +566,10 @@ class EventStore:
         """Record that follower ``name`` has handled everything up to ``position`` (never moves back)."""
         try:
             self._backend.acknowledge(name, position)
-        except (PersistenceError, *self._backend.failures) as exc:
+        except self._failures as exc:
             raise StoreError(f"store {self.url!r}: cannot record follower {name!r} at position {position}: {exc}") from exc
 
-    def listen(self) -> Any:
+    def listen(self) -> Listener | None:
         """A waiter woken by other processes' appends (PostgreSQL LISTEN), or None: poll."""
         return self._backend.listen()
 
@@ -595,7 +634,7 @@ class EventStore:
             rows = self.read_columns(position + 1, page)
             keep = sum(1 for p in rows.positions if p <= head)
             if keep < len(rows):
-                rows = LogPage(*(column[:keep] for column in (rows.positions, rows.stream_ids, rows.versions, rows.topics, rows.states)))
+                rows = LogPage(rows.positions[:keep], rows.stream_ids[:keep], rows.versions[:keep], rows.topics[:keep], rows.states[:keep])
             if not len(rows):
                 break
             last = rows.positions[-1]
@@ -713,11 +752,12 @@ class EventStore:
         """The position of a lineage's erasure, from the index; None when it was not erased."""
         return self._index_read(self._backend.erasure_position, lineage_id)
 
-    def _index_read(self, read: Callable[..., Any], *args: Any) -> Any:
-        """An index query with the store's error mapping (a damaged file is ``CorruptLogError``)."""
+    def _index_read(self, read: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """An index query with the store's error mapping (a damaged file is ``CorruptLogError``);
+        returns what ``read`` returns, so each caller keeps the backend method's type."""
         try:
-            return read(*args)
-        except (PersistenceError, *self._backend.failures) as exc:
+            return read(*args, **kwargs)
+        except self._failures as exc:
             raise self._read_error(exc, None) from exc
 
     def iter_all(self, start: int = 1, page: int = 10_000, stop: int | None = None) -> Iterator[Notification]:

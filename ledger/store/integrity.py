@@ -405,7 +405,8 @@ class _Checkpoints:
                 if position in self._holes:
                     problem(position, "a record fills a position that was empty when its checkpoint was made: it was inserted")
                     self._named = True
-                self._hash.add(position, state)  # type: ignore[union-attr]
+                assert self._hash is not None  # _open above made it; nothing since closes it
+                self._hash.add(position, state)
                 return
             self._close(problem)
         self.tail += 1

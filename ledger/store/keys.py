@@ -35,7 +35,8 @@ import hashlib
 import hmac
 import logging
 import threading
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, ParamSpec, Protocol, TypeVar
 from uuid import UUID
 
 from eventsourcing.persistence import PersistenceError
@@ -51,6 +52,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 TABLE = "ledger_keys"
 #: Lineages whose key row was deleted but whose bytes may still be in the database files.
@@ -100,7 +104,8 @@ class KeyTable(Protocol):
     def shred(self) -> set[UUID]:
         """Remove the bytes of deleted keys from the files if possible; the lineages still pending."""
 
-    def fetch_all(self) -> dict[UUID, Any]: ...
+    def fetch_all(self) -> dict[Any, Any]:
+        """Every row as stored: by lineage UUID, or by the stored value where it is not one."""
 
 
 class KeyStore:
@@ -180,8 +185,9 @@ class KeyStore:
             )
         return bytes(value)
 
-    def _call(self, fn: Any, *args: Any) -> Any:
+    def _call(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """``fn(*args)`` with a recorder error as ``StoreError``; returns what ``fn`` returns."""
         try:
-            return fn(*args)
+            return fn(*args, **kwargs)
         except PersistenceError as exc:
             raise StoreError(f"key table {TABLE!r}: {exc}") from exc

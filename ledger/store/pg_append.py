@@ -92,7 +92,7 @@ _CHECKPOINT_CLASS = 7245079  # one checkpointer at a time (try-lock)
 def lock_keys(schema: str, events_table: str) -> tuple[int, int, int]:
     """(write, allocate, checkpoint) advisory lock keys of an events table."""
     low = zlib.crc32(f"{schema}.{events_table}".encode())
-    return tuple((cls << 32) | low for cls in (_WRITE_CLASS, _ALLOCATE_CLASS, _CHECKPOINT_CLASS))  # type: ignore[return-value]
+    return (_WRITE_CLASS << 32) | low, (_ALLOCATE_CLASS << 32) | low, (_CHECKPOINT_CLASS << 32) | low
 
 
 def chain_setting(schema: str, events_table: str) -> str:

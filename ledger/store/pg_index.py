@@ -138,7 +138,8 @@ class PostgresIndex:
             (upto, upto_hash, INDEX_NAME, expect),
             prepare=True,
         )
-        return curs.rowcount == 1
+        count: int = curs.rowcount
+        return count == 1
 
     def _write_memos(self, conn: Any, memos: list[tuple[bytes, UUID, int]]) -> None:
         """Memo rows (key, execution, position) in the caller's transaction; the first per key stays.
@@ -155,7 +156,8 @@ class PostgresIndex:
 
         with self._datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
             curs.execute(self._memo_sql, (key,), prepare=True)
-            return curs.fetchone()
+            row: tuple[Any, ...] | None = curs.fetchone()
+        return row
 
     def _has_index(self, curs: Any) -> bool:
         """Whether this schema has the index tables (a schema made by an older library has not)."""

@@ -89,7 +89,8 @@ class PostgresKeyTable:
     def delete(self, lineage_id: UUID) -> bool:
         with self._datastore.transaction(commit=True) as cur:
             cur.execute(self._q("DELETE FROM {table} WHERE lineage_id = %s"), (lineage_id,))
-            deleted = cur.rowcount > 0
+            count: int = cur.rowcount
+            deleted = count > 0
             if deleted:  # remember which transaction deleted it: its snapshot horizon decides
                 cur.execute(
                     self._q(

@@ -13,11 +13,11 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import ApplicationRecorder, PersistenceError
+from eventsourcing.persistence import PersistenceError
 
 from ledger.errors import CorruptLogError, StoreError
 from ledger.events.decode import corrupt
@@ -60,6 +60,8 @@ from ledger.store.version_index import (
 )
 
 if TYPE_CHECKING:
+    from eventsourcing.postgres import PostgresApplicationRecorder
+
     from ledger.store.base import StoreURL
 
 __all__ = ["PostgresBackend"]
@@ -78,13 +80,29 @@ _CREATE_LOCK = 7245001
 IDLE_IN_TRANSACTION_S = 10.0
 
 
-def _open_recorder(spec: StoreURL, create: bool = True) -> tuple[ApplicationRecorder, Any]:
+class _ConnInfo(TypedDict, total=False):
+    """``psycopg.connect`` keywords naming the server (typed, so each is checked against its parameter)."""
+
+    host: str
+    port: int
+    user: str
+    dbname: str
+    password: str
+
+
+def _conninfo(spec: StoreURL) -> _ConnInfo:
+    """Where a URL's server is, for a connection of our own (the password only when the URL has one)."""
+    conninfo = _ConnInfo(host=spec.host, port=spec.port, user=spec.user, dbname=spec.dbname)
+    if spec.password:
+        conninfo["password"] = spec.password
+    return conninfo
+
+
+def _open_recorder(spec: StoreURL, create: bool = True) -> tuple[PostgresApplicationRecorder, Any]:
     from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 
     schema = spec.options.get("schema", "public")
-    conninfo = dict(host=spec.host, port=spec.port, user=spec.user, dbname=spec.dbname)
-    if spec.password:
-        conninfo["password"] = spec.password
+    conninfo = _conninfo(spec)
 
     def datastore_for() -> PostgresDatastore:
         return PostgresDatastore(
@@ -165,8 +183,8 @@ class PostgresBackend(PostgresIndex):
         self._memo_sql = sql.SQL(
             "SELECT m.execution_id, m.position, e.originator_id::text, e.originator_version, e.topic, e.state "
             "FROM {} m LEFT JOIN {} e ON e.notification_id = m.position WHERE m.cache_key = %s"
-        ).format(self._memos, sql.SQL("{}.{}").format(schema, sql.Identifier(self.recorder.events_table_name)))  # type: ignore[attr-defined]
-        recorder: Any = self.recorder
+        ).format(self._memos, sql.SQL("{}.{}").format(schema, sql.Identifier(self.recorder.events_table_name)))
+        recorder = self.recorder
         table = self._events = sql.SQL("{}.{}").format(schema, sql.Identifier(recorder.events_table_name))
         self._append_sql: tuple[Any, ...] = (
             *recorder.lock_table_statements,
@@ -232,10 +250,11 @@ class PostgresBackend(PostgresIndex):
         each batch alone, so that only the failing one hears of it."""
         if len(group) > 1:
             calls = [self._server_call(events) for events, _ in (r.item for r in group)]
-            if all(c is not None for c in calls):
+            ready = [c for c in calls if c is not None]
+            if len(ready) == len(calls):  # every batch can go through the append function
                 try:
                     with self._datastore.get_connection() as conn, conn.transaction():
-                        done = [self._call_in(conn, r.item[0], c, r.item[1]) for r, c in zip(group, calls)]  # type: ignore[arg-type]
+                        done = [self._call_in(conn, r.item[0], c, r.item[1]) for r, c in zip(group, ready)]
                 except Exception:  # noqa: BLE001 - each batch is tried alone below, and told its own error
                     pass
                 else:
@@ -499,16 +518,14 @@ class PostgresBackend(PostgresIndex):
         return SessionLink.parse(row["chain"], checkpoint, row["fresh"])
 
     def _lock_keys(self) -> tuple[int, int, int]:
-        recorder: Any = self.recorder
-        return lock_keys(self._datastore.schema, recorder.events_table_name)
+        return lock_keys(self._datastore.schema, self.recorder.events_table_name)
 
     def _sequence(self, curs: Any) -> str:
         curs.execute("SELECT pg_get_serial_sequence(%s, 'notification_id') AS seq", (self._qualified_events(),))
         return str(curs.fetchone()["seq"])
 
     def _qualified_events(self) -> str:
-        recorder: Any = self.recorder
-        return f'"{self._datastore.schema}"."{recorder.events_table_name}"'
+        return f'"{self._datastore.schema}"."{self.recorder.events_table_name}"'
 
     def read_rows(self, start: int, limit: int, *, text_ids: bool = True, past_head: bool = False) -> list[tuple[Any, ...]]:
         """One plain SELECT into tuples, stream ids cast to text, values otherwise as stored.
@@ -565,11 +582,12 @@ class PostgresBackend(PostgresIndex):
             "SELECT notification_id, originator_id::text, originator_version, topic, state FROM {}.{} WHERE " + where
         ).format(
             sql.Identifier(self._datastore.schema),
-            sql.Identifier(self.recorder.events_table_name),  # type: ignore[attr-defined]
+            sql.Identifier(self.recorder.events_table_name),
         )
         with self._datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as curs:
             curs.execute(statement, params)
-            return curs.fetchall()
+            rows: list[tuple[Any, ...]] = curs.fetchall()
+        return rows
 
     # ------------------------------------------------------------ followers
     def hold_follower(self, name: str) -> Callable[[], None] | None:
@@ -699,8 +717,7 @@ class PostgresBackend(PostgresIndex):
 
     def listen(self) -> PostgresListener:
         """A connection LISTENing on the channel every append NOTIFYs (``PostgresListener``)."""
-        recorder: Any = self.recorder
-        return PostgresListener(self._spec, recorder.channel_name)
+        return PostgresListener(self._spec, self.recorder.channel_name)
 
     def is_damaged(self, cause: BaseException | None) -> bool:
         return False  # the server reports its own damage as an error of the query
@@ -724,10 +741,7 @@ class PostgresListener:
     def __init__(self, spec: StoreURL, channel: str) -> None:
         from psycopg import sql
 
-        conninfo: dict[str, Any] = dict(host=spec.host, port=spec.port, user=spec.user, dbname=spec.dbname)
-        if spec.password:
-            conninfo["password"] = spec.password
-        self._conn = psycopg.connect(**conninfo, connect_timeout=5, autocommit=True)
+        self._conn = psycopg.connect(**_conninfo(spec), connect_timeout=5, autocommit=True)
         self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
 
     def wait(self, timeout: float) -> bool:

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from eventsourcing.persistence import (
-    ApplicationRecorder,
     OperationalError,
     PersistenceError,
 )
@@ -40,6 +39,8 @@ from ledger.store.version_index import (
 )
 
 if TYPE_CHECKING:
+    from eventsourcing.sqlite import SQLiteApplicationRecorder
+
     from ledger.store.base import StoreURL
 
 __all__ = ["SQLiteBackend"]
@@ -80,7 +81,7 @@ _INDEX_DDL = (
 )
 
 
-def _open_recorder(spec: StoreURL, create: bool = True) -> tuple[ApplicationRecorder, Any]:
+def _open_recorder(spec: StoreURL, create: bool = True) -> tuple[SQLiteApplicationRecorder, Any]:
     from eventsourcing.sqlite import (
         SQLiteApplicationRecorder,
         SQLiteConnection,
@@ -211,7 +212,7 @@ class SQLiteBackend(SQLiteIndex, SingleWriterLog):
 
         ``tracking`` (follower name, position) is acknowledged in the same transaction.
         """
-        table = self.recorder.events_table_name  # type: ignore[attr-defined]
+        table = self.recorder.events_table_name
         with self._own_connection() as conn:
             raw = conn._sqlite_conn
             # IMMEDIATE: take the write lock before reading the head, so no other
@@ -239,13 +240,14 @@ class SQLiteBackend(SQLiteIndex, SingleWriterLog):
 
     def read_rows(self, start: int, limit: int, *, text_ids: bool = True, past_head: bool = False) -> list[tuple[Any, ...]]:
         """One plain SELECT on the raw connection: the values exactly as stored (stream ids are text here)."""
-        table = self.recorder.events_table_name  # type: ignore[attr-defined]
+        table = self.recorder.events_table_name
         with self._datastore.get_connection(commit=False) as conn:
-            return conn._sqlite_conn.execute(
+            rows: list[tuple[Any, ...]] = conn._sqlite_conn.execute(
                 f"SELECT rowid, originator_id, originator_version, topic, state FROM {table} "
                 "WHERE rowid>=? ORDER BY rowid LIMIT ?",
                 (start, limit),
             ).fetchall()
+        return rows
 
     def hold_follower(self, name: str) -> Callable[[], None] | None:
         """An ``flock`` on ``<store>.follow-<hash of name>.lock``: held by one open file at a time
@@ -312,7 +314,7 @@ class SQLiteBackend(SQLiteIndex, SingleWriterLog):
             raw = conn._sqlite_conn
             raw.execute("BEGIN IMMEDIATE")
             try:
-                moved = raw.execute(
+                moved: int = raw.execute(
                     f"UPDATE {_TREE_STATE} SET size = ?, position = ? WHERE name = 'tree' AND size = ?", (size, position, expect)
                 ).rowcount
                 if moved == 1:
@@ -415,7 +417,8 @@ class SQLiteKeyTable:
             conn._sqlite_conn.execute("PRAGMA secure_delete = ON")  # freed cells are overwritten with zeros
             with conn.transaction(commit=True) as cur:
                 cur.execute(f"DELETE FROM {TABLE} WHERE lineage_id = ?", (str(lineage_id),))
-                deleted = cur.sqlite_cursor.rowcount > 0
+                count: int = cur.sqlite_cursor.rowcount
+                deleted = count > 0
                 if deleted:
                     cur.execute(
                         f"INSERT INTO {SHREDS} (lineage_id) VALUES (?) ON CONFLICT DO NOTHING",
@@ -457,7 +460,8 @@ class SQLiteKeyTable:
             busy, logged, copied = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         finally:
             raw.execute(f"PRAGMA busy_timeout = {int(timeout)}")
-        return busy == 0 and logged == copied
+        emptied: bool = busy == 0 and logged == copied
+        return emptied
 
     def fetch_all(self) -> dict[Any, Any]:
         """Every row, by lineage; a ``lineage_id`` that is not a UUID (an edited or inserted row:

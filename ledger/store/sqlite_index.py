@@ -13,13 +13,14 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from operator import attrgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
-
-from eventsourcing.persistence import ApplicationRecorder
 
 from ledger.events.seal import GENESIS
 from ledger.store.version_index import INDEX_NAME, IndexRows, lineage_versions
+
+if TYPE_CHECKING:
+    from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 __all__ = ["SQLiteIndex"]
 
@@ -37,7 +38,7 @@ class SQLiteIndex:
     """The version index's queries of ``SQLiteBackend`` (a mixin: the backend opens the file;
     these methods run the index's SQL on its connections)."""
 
-    recorder: ApplicationRecorder
+    recorder: SQLiteApplicationRecorder
     #: The eventsourcing ``SQLiteDatastore`` (its pool and transactions).
     _datastore: Any
     #: The backend's own connection, under its lock (``SQLiteBackend._own_connection``).
@@ -96,7 +97,8 @@ class SQLiteIndex:
             if "no such table" in str(exc):
                 return False
             raise
-        return moved.rowcount == 1
+        count: int = moved.rowcount
+        return count == 1
 
     def index_state(self) -> tuple[int, str] | None:
         """The tracked (position, head_hash), or None where the index tables do not exist."""
@@ -155,7 +157,7 @@ class SQLiteIndex:
 
     def stream_heads(self, stream_ids: Sequence[UUID], upto: int) -> dict[UUID, tuple[int, int, bytes]]:
         """``stream_head`` of each of ``stream_ids`` that has a record at or below ``upto``."""
-        table = self.recorder.events_table_name  # type: ignore[attr-defined]
+        table = self.recorder.events_table_name
         out: dict[UUID, tuple[int, int, bytes]] = {}
         with self._own_connection() as conn:
             raw = conn._sqlite_conn
@@ -173,7 +175,7 @@ class SQLiteIndex:
 
     def read_positions(self, positions: Sequence[int]) -> list[tuple[Any, ...]]:
         """The records at ``positions`` (raw, as ``read_rows``), in position order; missing ones are absent."""
-        table = self.recorder.events_table_name  # type: ignore[attr-defined]
+        table = self.recorder.events_table_name
         out: list[tuple[Any, ...]] = []
         with self._own_connection() as conn:
             raw = conn._sqlite_conn
@@ -190,7 +192,7 @@ class SQLiteIndex:
     def memo_lookup(self, key: bytes) -> tuple[Any, ...] | None:
         """(execution_id, position, stream id, version, topic, state): the memo row filed under a key
         and its record, in one query; None when there is none (or the file has no memo table)."""
-        table = self.recorder.events_table_name  # type: ignore[attr-defined]
+        table = self.recorder.events_table_name
         try:
             with self._own_connection() as conn:
                 row = conn._sqlite_conn.execute(
@@ -212,17 +214,18 @@ class SQLiteIndex:
 
     def stream_head(self, stream_id: UUID, upto: int) -> tuple[int, int, bytes] | None:
         """(position, version, state) of a stream's last record at or below ``upto``, or None."""
-        table = self.recorder.events_table_name  # type: ignore[attr-defined]
+        table = self.recorder.events_table_name
         with self._own_connection() as conn:
-            return conn._sqlite_conn.execute(
+            row: tuple[int, int, bytes] | None = conn._sqlite_conn.execute(
                 f"SELECT rowid, originator_version, state FROM {table} WHERE originator_id = ? AND rowid <= ? "
                 "ORDER BY originator_version DESC LIMIT 1",
                 (stream_id.hex, upto),
             ).fetchone()
+        return row
 
     def streams_between(self, low: UUID, high: UUID, limit: int) -> list[tuple[UUID, int]]:
         """Streams with ids in [low, high] (hex text here), each with its last record's position."""
-        table = self.recorder.events_table_name  # type: ignore[attr-defined]
+        table = self.recorder.events_table_name
         with self._own_connection() as conn:
             rows = conn._sqlite_conn.execute(
                 f"SELECT originator_id, max(rowid) FROM {table} WHERE originator_id BETWEEN ? AND ? "
@@ -246,7 +249,7 @@ class SQLiteIndex:
         From the events table's own (stream, version) index: a lineage's stream holds its
         versions (and at most its erasure); ``version_index.lineage_versions`` checks them.
         """
-        table = self.recorder.events_table_name  # type: ignore[attr-defined]
+        table = self.recorder.events_table_name
         with self._datastore.get_connection(commit=False) as conn:
             raw = conn._sqlite_conn
             rows = raw.execute(
