@@ -15,12 +15,13 @@ from ledger.model.address import Address
 from ledger.model.tree import Ref
 from ledger.model.walk import map_leaves
 from projections.addresses import step_into
-from projections.inline import InlineIndex, VersionRecord
+from projections.index_protocol import VersionReads
+from projections.inline import VersionRecord
 
 __all__ = ["StoredValue", "resolve_stored", "plain_data", "stored_data", "version_for", "walk_stored"]
 
 
-def version_for(index: InlineIndex, uuid: Any, *, argument: str) -> VersionRecord:
+def version_for(index: VersionReads, uuid: Any, *, argument: str) -> VersionRecord:
     """The version named by ``uuid``: an ecs_id, or a lineage id (its latest version)."""
     rec = index.records.get(uuid)
     if rec is not None:
@@ -31,7 +32,7 @@ def version_for(index: InlineIndex, uuid: Any, *, argument: str) -> VersionRecor
     return versions[-1]
 
 
-def stored_data(index: InlineIndex, record: VersionRecord) -> dict[str, Any]:
+def stored_data(index: VersionReads, record: VersionRecord) -> dict[str, Any]:
     """One version and its subtree as nested dicts, each headed by its type and ecs_id."""
     out: dict[str, Any] = {"entity_type": record.topic, "ecs_id": str(record.ecs_id)}
     out.update(record.values_data())
@@ -40,7 +41,7 @@ def stored_data(index: InlineIndex, record: VersionRecord) -> dict[str, Any]:
     return out
 
 
-def plain_data(index: InlineIndex, shape: Any) -> Any:
+def plain_data(index: VersionReads, shape: Any) -> Any:
     """A stored value as plain data: each child entity as ``stored_data`` (type, ecs_id, fields)."""
     return map_leaves(
         shape,
@@ -60,13 +61,13 @@ class StoredValue:
         self.source = source
 
 
-def resolve_stored(index: InlineIndex, address: Address, *, argument: str = "address") -> StoredValue:
+def resolve_stored(index: VersionReads, address: Address, *, argument: str = "address") -> StoredValue:
     """Walk ``@<uuid>.path`` over stored data: fields, children, list indexes, dict keys."""
     current, source, _ = walk_stored(index, address, argument=argument)
     return StoredValue(plain_data(index, current), source)
 
 
-def walk_stored(index: InlineIndex, address: Address, *, argument: str = "address") -> tuple[Any, VersionRecord, tuple[str, ...]]:
+def walk_stored(index: VersionReads, address: Address, *, argument: str = "address") -> tuple[Any, VersionRecord, tuple[str, ...]]:
     """(the stored value at ``address``, children still as ``Ref``; the last entity version on
     the path; the path below that version). Blame compares values this way, version by version."""
     source = version_for(index, address.uuid, argument=argument)
