@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledger.errors import BadPathError, UnknownEntityError
+from ledger.errors import UnknownEntityError
 from ledger.model.address import Address
 from ledger.model.tree import Ref
 from ledger.model.walk import map_leaves
-from projections.addresses import step_into
+from projections.addresses import version_named, walk_address
 from projections.index_protocol import VersionReads
 from projections.inline import VersionRecord
 
@@ -23,13 +23,10 @@ __all__ = ["StoredValue", "resolve_stored", "plain_data", "stored_data", "versio
 
 def version_for(index: VersionReads, uuid: Any, *, argument: str) -> VersionRecord:
     """The version named by ``uuid``: an ecs_id, or a lineage id (its latest version)."""
-    rec = index.records.get(uuid)
-    if rec is not None:
-        return rec
-    versions = index.lineages.get(uuid)
-    if not versions:
+    rec = version_named(index, uuid)
+    if rec is None:
         raise UnknownEntityError(f"{argument}: no stored entity version or lineage {uuid}")
-    return versions[-1]
+    return rec
 
 
 def stored_data(index: VersionReads, record: VersionRecord) -> dict[str, Any]:
@@ -69,30 +66,8 @@ def resolve_stored(index: VersionReads, address: Address, *, argument: str = "ad
 
 def walk_stored(index: VersionReads, address: Address, *, argument: str = "address") -> tuple[Any, VersionRecord, tuple[str, ...]]:
     """(the stored value at ``address``, children still as ``Ref``; the last entity version on
-    the path; the path below that version). Blame compares values this way, version by version."""
+    the path; the path below that version). Blame compares values this way, version by version.
+
+    ``addresses.walk_address`` with the versions' stored JSON values: no class is resolved."""
     source = version_for(index, address.uuid, argument=argument)
-    current: Any = Ref(source.ecs_id)
-    below: list[str] = []
-    for i, seg in enumerate(address.path):
-        where = ".".join(address.path[: i + 1])
-        if type(current) is Ref:
-            source = index.records[current.ecs_id]
-            below = []
-            if seg in source.shape:
-                current = source.shape[seg]
-                below.append(seg)
-                continue
-            values = source.values_data()
-            if seg not in values:
-                raise BadPathError(
-                    f"{argument}: address {address.text!r}: {source.topic.rpartition(':')[2]} "
-                    f"has no field {seg!r}"
-                )
-            current = values[seg]
-        else:
-            current = step_into(current, seg, address, argument, where)
-        below.append(seg)
-    if type(current) is Ref:
-        source = index.records[current.ecs_id]
-        below = []
-    return current, source, tuple(below)
+    return walk_address(index, source, address, argument=argument, read_values=VersionRecord.values_data)

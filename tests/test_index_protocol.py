@@ -8,11 +8,14 @@ from pathlib import Path
 import pytest
 
 from ledger import Entity, Ledger
+from ledger.model.address import parse_address
 from projections import audit
+from projections.addresses import resolve_address, walk_address
 from projections.index_protocol import VersionIndex, VersionReads, open_payload
 from projections.inline import InlineIndex
 from projections.stored_inline import StoredIndex, StoredInlineIndex
 from projections.stored_reads import StoredReader
+from projections.stored_view import walk_stored
 
 
 class Leaf(Entity):
@@ -62,6 +65,20 @@ def test_the_readers_index_never_applies_an_append(tmp_path: Path) -> None:
             reader.index.add(record, record.position + 1, "h", version=9)
         with pytest.raises(TypeError, match="read-only"):
             reader.index.apply("entity.erased", 99, tree.lineage_id, "h")
+
+
+def test_one_address_walker_for_stored_and_live_reads(tmp_path: Path) -> None:
+    """``walk_stored`` (no classes) and ``resolve_address`` (Python values) walk the same way."""
+    url = f"sqlite:///{tmp_path / 'walk.db'}"
+    tree = _tree(url)
+    with Ledger(url, create=False) as led:
+        for text in (f"@{tree.lineage_id}", f"@{tree.lineage_id}.leaves.1", f"@{tree.lineage_id}.leaves.1.n", f"@{tree.ecs_id}.name"):
+            address = parse_address(text, argument="a")
+            value, source, below = walk_stored(led.index, address, argument="a")
+            resolved = resolve_address(led.index, address, argument="a")
+            assert (source.ecs_id, below) == (resolved.source_ecs_id, resolved.field_path)
+            start = led.index.records.get(address.uuid) or led.index.lineages[address.uuid][-1]
+            assert walk_address(led.index, start, address, argument="a", read_values=lambda r: r.values_data()) == (value, source, below)
 
 
 def test_open_payload_is_one_function(tmp_path: Path) -> None:
