@@ -19,9 +19,7 @@ from uuid import UUID
 from ledger import _process
 from ledger.errors import ActorError, BatchCommitError, ConcurrencyError, InputValidationError, LedgerClosedError, ReactionError
 from ledger.events import decode
-from ledger.events.bodies import EXECUTION_FAILED
 from ledger.events.digest import Digest
-from ledger.events.sealed_failure import is_sealed, open_failure
 from ledger.model.address import Address, parse_address
 from ledger.proofs import ConsistencyProof, InclusionProof, TreeHead
 from ledger.reactions.facts import facts_of_batch
@@ -35,6 +33,7 @@ from ledger.write.pending import DEFAULT_FLUSH_EVENTS, PendingBlock, events_of, 
 from ledger.write.reexecute import Reexecution, reexecute_on
 from ledger.write.run_record import default_actor
 from projections.addresses import Resolved, resolve_address
+from projections.index_protocol import open_payload
 from projections.inline import DEFAULT_VALUES_CACHE_BYTES, InlineIndex
 from projections.stored_inline import DEFAULT_RECORDS_CACHE, StoredInlineIndex
 
@@ -545,14 +544,11 @@ class Ledger:
         lineages; here they are decrypted while every key exists and read
         ``ERASED`` once any of the lineages was erased. Keys are read from the
         store, not a cache, so an erasure by another process counts at once.
-        Other payloads come back unchanged.
+        Other payloads come back unchanged (``projections.index_protocol.open_payload``,
+        which ``StoredReader`` calls too).
         """
         self._check_open()
-        if topic != EXECUTION_FAILED or not is_sealed(payload):
-            return payload
-        erased = self.index.erased
-        keys = self.store.keys
-        return open_failure(payload, lambda lineage: None if lineage in erased else keys.fetch(lineage))
+        return open_payload(self.index, topic, payload)
 
     def resolve(self, address: str | Address, *, argument: str = "address") -> Resolved:
         """The stored value at ``@<uuid>.path`` (entities as fresh copies)."""

@@ -8,6 +8,7 @@ and the address, and are ``ValueError`` subclasses.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -18,10 +19,11 @@ from ledger.errors import BadPathError, UnknownEntityError
 from ledger.model.address import Address
 from ledger.model.tree import Ref, copy_value
 from ledger.model.walk import map_leaves
+from projections.index_protocol import VersionReads
 from projections.inline import InlineIndex, VersionRecord
 from projections.live import materialize
 
-__all__ = ["Resolved", "resolve_address", "step_into"]
+__all__ = ["Resolved", "resolve_address", "step_into", "version_named", "walk_address"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,45 +38,71 @@ class Resolved:
 
 
 def resolve_address(index: InlineIndex, address: Address, *, argument: str) -> Resolved:
-    rec = index.records.get(address.uuid)
+    rec = version_named(index, address.uuid)
     if rec is None:
-        versions = index.lineages.get(address.uuid)
-        if not versions:
-            raise UnknownEntityError(
-                f"{argument}: address {address.text!r} names no stored entity "
-                f"(no version or lineage {address.uuid})"
-            )
-        rec = versions[-1]
+        raise UnknownEntityError(
+            f"{argument}: address {address.text!r} names no stored entity "
+            f"(no version or lineage {address.uuid})"
+        )
     root_id = rec.ecs_id if rec.is_root else index.root_of.get(rec.ecs_id, rec.ecs_id)
-    current: Any = Ref(rec.ecs_id)
-    source: VersionRecord = rec
+    current, source, below = walk_address(index, rec, address, argument=argument, read_values=VersionRecord.values)
+    value: Any
+    if type(current) is Ref:
+        value = materialize(index, current.ecs_id, root_id)
+    else:
+        value = _fill(index, current, root_id)
+    return Resolved(address, value, source.ecs_id, root_id, below)
+
+
+def version_named(index: VersionReads, uuid: Any) -> VersionRecord | None:
+    """The version an address's uuid names: an ecs_id, or a lineage id (its latest version); None if neither."""
+    rec = index.records.get(uuid)
+    if rec is not None:
+        return rec
+    versions = index.lineages.get(uuid)
+    return versions[-1] if versions else None
+
+
+def walk_address(
+    index: VersionReads,
+    start: VersionRecord,
+    address: Address,
+    *,
+    argument: str,
+    read_values: Callable[[VersionRecord], Mapping[str, Any]],
+) -> tuple[Any, VersionRecord, tuple[str, ...]]:
+    """Walk ``address.path`` from version ``start``: (the value there, child entities still as
+    ``Ref``; the last entity version on the path; the path below that version).
+
+    The one walker of ``@<uuid>.path``: ``resolve_address`` reads each version's fields as
+    Python values of its class (``VersionRecord.values``) and ``stored_view.walk_stored`` as
+    their stored JSON (``VersionRecord.values_data``), so ``ledger show`` and ``history`` walk
+    where the entity classes cannot be imported; the path rules and errors are the same.
+    """
+    current: Any = Ref(start.ecs_id)
+    source = start
     below: list[str] = []
     for i, seg in enumerate(address.path):
-        where = ".".join(address.path[: i + 1])
         if type(current) is Ref:
             source = index.records[current.ecs_id]
             below = []
             if seg in source.shape:
                 current = source.shape[seg]
             else:
-                values = source.values()
+                values = read_values(source)
                 if seg not in values:
                     raise BadPathError(
                         f"{argument}: address {address.text!r}: {source.topic.rpartition(':')[2]} "
                         f"has no field {seg!r}"
                     )
                 current = values[seg]
-            below.append(seg)
-            continue
+        else:
+            current = step_into(current, seg, address, argument, ".".join(address.path[: i + 1]))
         below.append(seg)
-        current = step_into(current, seg, address, argument, where)
     if type(current) is Ref:
-        value: Any = materialize(index, current.ecs_id, root_id)
         source = index.records[current.ecs_id]
         below = []
-    else:
-        value = _fill(index, current, root_id)
-    return Resolved(address, value, source.ecs_id, root_id, tuple(below))
+    return current, source, tuple(below)
 
 
 def step_into(current: Any, seg: str, address: Address, argument: str, where: str) -> Any:

@@ -32,7 +32,8 @@ from ledger.store import EventStore
 from ledger.store.index_check import IndexCheck, compare_index
 from ledger.store.integrity import VerifyReport, verify_store
 from projections.diffing import diff_versions
-from projections.inline import InlineIndex, VersionRecord
+from projections.index_protocol import VersionReads
+from projections.inline import VersionRecord
 from projections.stored_reads import prefetch_children, read_checked
 from projections.stored_view import resolve_stored, stored_data, version_for
 
@@ -83,7 +84,11 @@ class AuditSource(Protocol):
     opening of sealed payloads (``ledger.Ledger`` provides all three)."""
 
     store: EventStore
-    index: InlineIndex
+
+    @property
+    def index(self) -> VersionReads:
+        """The version index (``Ledger.index`` or ``StoredReader.index``: the same Protocol)."""
+        ...
 
     def open_payload(self, topic: str, payload: dict[str, Any]) -> dict[str, Any]: ...
 
@@ -439,7 +444,7 @@ def _touches(source: AuditSource, lineage_id: UUID) -> Any:
     return touches
 
 
-def _tree_versions(index: InlineIndex, ecs_ids: set[UUID]) -> set[UUID]:
+def _tree_versions(index: VersionReads, ecs_ids: set[UUID]) -> set[UUID]:
     """``ecs_ids`` and every version below any of them: what an execution reads when it reads
     anything in those versions' trees. A version is immutable, so a child already seen brings
     nothing new (versions of one tree share their unchanged children): the walk costs the

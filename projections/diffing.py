@@ -11,7 +11,8 @@ from typing import Any
 from ledger.errors import SchemaMismatchError, UnknownEntityTypeError
 from ledger.model.tree import Ref
 from ledger.model.walk import map_leaves
-from projections.inline import InlineIndex, VersionRecord
+from projections.index_protocol import VersionReads
+from projections.inline import VersionRecord
 
 __all__ = ["diff_versions"]
 
@@ -23,7 +24,7 @@ def _values(rec: VersionRecord) -> dict[str, Any]:
         return rec.values_data()
 
 
-def _summary(index: InlineIndex, shape: Any) -> Any:
+def _summary(index: VersionReads, shape: Any) -> Any:
     """A child (or structure of children) as plain data, for the added/removed side."""
 
     def leaf(v: Any) -> Any:
@@ -43,7 +44,7 @@ def _join(prefix: str, key: Any) -> str:
     return f"{prefix}.{key}" if prefix else str(key)
 
 
-def _diff_shapes(index: InlineIndex, path: str, a: Any, b: Any, out: dict[str, tuple[Any, Any]]) -> None:
+def _diff_shapes(index: VersionReads, path: str, a: Any, b: Any, out: dict[str, tuple[Any, Any]]) -> None:
     ta, tb = type(a), type(b)
     if ta is Ref and tb is Ref:
         if a.ecs_id != b.ecs_id:
@@ -74,7 +75,7 @@ def _all_children(items: Any) -> bool:
     return all(type(v) is Ref for v in items)
 
 
-def _diff_children(index: InlineIndex, path: str, a: Any, b: Any, out: dict[str, tuple[Any, Any]]) -> None:
+def _diff_children(index: VersionReads, path: str, a: Any, b: Any, out: dict[str, tuple[Any, Any]]) -> None:
     """Two lists of children, matched by lineage (identity), not by position.
 
     Removing the first of ten items is then one removal (at its old index), not ten
@@ -120,7 +121,7 @@ def _diff_children(index: InlineIndex, path: str, a: Any, b: Any, out: dict[str,
 
 
 def _diff_records(
-    index: InlineIndex, prefix: str, a: VersionRecord, b: VersionRecord, out: dict[str, tuple[Any, Any]]
+    index: VersionReads, prefix: str, a: VersionRecord, b: VersionRecord, out: dict[str, tuple[Any, Any]]
 ) -> None:
     va, vb = _values(a), _values(b)
     for name in list(va) + [n for n in vb if n not in va]:
@@ -131,7 +132,7 @@ def _diff_records(
         _diff_shapes(index, _join(prefix, name), a.shape.get(name), b.shape.get(name), out)
 
 
-def diff_versions(index: InlineIndex, a: VersionRecord, b: VersionRecord) -> dict[str, tuple[Any, Any]]:
+def diff_versions(index: VersionReads, a: VersionRecord, b: VersionRecord) -> dict[str, tuple[Any, Any]]:
     out: dict[str, tuple[Any, Any]] = {}
     _diff_records(index, "", a, b, out)
     return out

@@ -40,7 +40,8 @@ from projections.inline import (
     StreamHead,
     VersionRecord,
 )
-from projections.stored_reads import (
+from projections.stored_records import (
+    DEFAULT_CACHE,
     LRU,
     LazyVersions,
     StoredErasures,
@@ -49,7 +50,7 @@ from projections.stored_reads import (
     load_versions,
 )
 
-__all__ = ["DEFAULT_RECORDS_CACHE", "StoredInlineIndex"]
+__all__ = ["DEFAULT_RECORDS_CACHE", "StoredIndex", "StoredInlineIndex"]
 
 #: Versions kept decoded-from-the-log per ledger (about 1-2 KiB each without their values).
 DEFAULT_RECORDS_CACHE = 8192
@@ -113,7 +114,14 @@ class _Records:
         """The records of ``ecs_ids`` (all stored versions), those not cached read in few round trips.
 
         ``at`` are their positions when the caller knows them (a lineage's entries)."""
-        missing = [e for e in ecs_ids if e not in self.cache]
+        found: dict[UUID, VersionRecord] = {}
+        missing: list[UUID] = []
+        for ecs_id in ecs_ids:
+            rec = self.cache.hit(ecs_id)
+            if rec is None:
+                missing.append(ecs_id)
+            else:
+                found[ecs_id] = rec
         if missing:
             store = self._owner.store
             positions = dict(zip(ecs_ids, at)) if at is not None else store.version_positions(missing)
@@ -122,7 +130,9 @@ class _Records:
                 raise KeyError(lost[0])
             for rec in load_versions(store, [(e, positions[e]) for e in missing], self._owner):
                 self.cache.put(rec.ecs_id, rec)
-        return [self[e] for e in ecs_ids]
+                found[rec.ecs_id] = rec
+        # from ``found``, not the cache: a batch larger than the cache must not read its first ones again
+        return [found[e] for e in ecs_ids]
 
     def prefetch(self, ecs_ids: Iterable[UUID]) -> None:
         """Look up every one of ``ecs_ids`` not known yet in one query (a tree about to be planned)."""
@@ -484,3 +494,38 @@ class StoredInlineIndex(InlineIndex):
             else:
                 hi = mid
         return None if lo == 0 else records[entries[lo - 1][0]]
+
+
+class StoredIndex(StoredInlineIndex):
+    """The readers' version index: ``StoredInlineIndex`` opened read-only (``StoredReader.index``).
+
+    One implementation serves the writer and the readers, so a batched read or a cache added
+    for one serves the other. What differs is what a reader must not do: it never applies
+    an append (there is no writer behind it to have made one), and it reads a lineage's key
+    from the store at each use rather than from the key cache, since a reader may live long
+    (``ledger ui``) while another process erases. Its store is opened with ``create=False``;
+    nothing here writes to it.
+    """
+
+    def __init__(self, store: EventStore, cache_size: int = DEFAULT_CACHE) -> None:
+        super().__init__(store, records_cache=cache_size)
+
+    def key_for(self, lineage_id: UUID) -> bytes | None:
+        """The lineage's data key as the store holds it now; None once erased."""
+        if lineage_id in self.erased or self.keys is None:
+            return None
+        return self.keys.fetch(lineage_id)
+
+    def forget_erasures(self) -> None:
+        """Drop the cached "this lineage is not erased" answers (``StoredReader.forget_changeable``)."""
+        self.erased = StoredErasures(self.store)  # type: ignore[assignment]
+
+    def apply(self, topic: str, position: int, stream_id: UUID, stream_hash: str, **kwargs: Any) -> None:
+        """Refused: a reader's index follows the store, never an append of its own."""
+        raise TypeError("a StoredIndex is read-only: appends go through a Ledger")
+
+    def add(
+        self, record: VersionRecord, position: int, stream_hash: str, *, mark: bool = True, version: int | None = None
+    ) -> None:
+        """Refused, as ``apply``."""
+        raise TypeError("a StoredIndex is read-only: appends go through a Ledger")

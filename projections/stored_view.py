@@ -10,28 +10,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledger.errors import BadPathError, UnknownEntityError
+from ledger.errors import UnknownEntityError
 from ledger.model.address import Address
 from ledger.model.tree import Ref
 from ledger.model.walk import map_leaves
-from projections.addresses import step_into
-from projections.inline import InlineIndex, VersionRecord
+from projections.addresses import version_named, walk_address
+from projections.index_protocol import VersionReads
+from projections.inline import VersionRecord
 
 __all__ = ["StoredValue", "resolve_stored", "plain_data", "stored_data", "version_for", "walk_stored"]
 
 
-def version_for(index: InlineIndex, uuid: Any, *, argument: str) -> VersionRecord:
+def version_for(index: VersionReads, uuid: Any, *, argument: str) -> VersionRecord:
     """The version named by ``uuid``: an ecs_id, or a lineage id (its latest version)."""
-    rec = index.records.get(uuid)
-    if rec is not None:
-        return rec
-    versions = index.lineages.get(uuid)
-    if not versions:
+    rec = version_named(index, uuid)
+    if rec is None:
         raise UnknownEntityError(f"{argument}: no stored entity version or lineage {uuid}")
-    return versions[-1]
+    return rec
 
 
-def stored_data(index: InlineIndex, record: VersionRecord) -> dict[str, Any]:
+def stored_data(index: VersionReads, record: VersionRecord) -> dict[str, Any]:
     """One version and its subtree as nested dicts, each headed by its type and ecs_id."""
     out: dict[str, Any] = {"entity_type": record.topic, "ecs_id": str(record.ecs_id)}
     out.update(record.values_data())
@@ -40,7 +38,7 @@ def stored_data(index: InlineIndex, record: VersionRecord) -> dict[str, Any]:
     return out
 
 
-def plain_data(index: InlineIndex, shape: Any) -> Any:
+def plain_data(index: VersionReads, shape: Any) -> Any:
     """A stored value as plain data: each child entity as ``stored_data`` (type, ecs_id, fields)."""
     return map_leaves(
         shape,
@@ -60,38 +58,16 @@ class StoredValue:
         self.source = source
 
 
-def resolve_stored(index: InlineIndex, address: Address, *, argument: str = "address") -> StoredValue:
+def resolve_stored(index: VersionReads, address: Address, *, argument: str = "address") -> StoredValue:
     """Walk ``@<uuid>.path`` over stored data: fields, children, list indexes, dict keys."""
     current, source, _ = walk_stored(index, address, argument=argument)
     return StoredValue(plain_data(index, current), source)
 
 
-def walk_stored(index: InlineIndex, address: Address, *, argument: str = "address") -> tuple[Any, VersionRecord, tuple[str, ...]]:
+def walk_stored(index: VersionReads, address: Address, *, argument: str = "address") -> tuple[Any, VersionRecord, tuple[str, ...]]:
     """(the stored value at ``address``, children still as ``Ref``; the last entity version on
-    the path; the path below that version). Blame compares values this way, version by version."""
+    the path; the path below that version). Blame compares values this way, version by version.
+
+    ``addresses.walk_address`` with the versions' stored JSON values: no class is resolved."""
     source = version_for(index, address.uuid, argument=argument)
-    current: Any = Ref(source.ecs_id)
-    below: list[str] = []
-    for i, seg in enumerate(address.path):
-        where = ".".join(address.path[: i + 1])
-        if type(current) is Ref:
-            source = index.records[current.ecs_id]
-            below = []
-            if seg in source.shape:
-                current = source.shape[seg]
-                below.append(seg)
-                continue
-            values = source.values_data()
-            if seg not in values:
-                raise BadPathError(
-                    f"{argument}: address {address.text!r}: {source.topic.rpartition(':')[2]} "
-                    f"has no field {seg!r}"
-                )
-            current = values[seg]
-        else:
-            current = step_into(current, seg, address, argument, where)
-        below.append(seg)
-    if type(current) is Ref:
-        source = index.records[current.ecs_id]
-        below = []
-    return current, source, tuple(below)
+    return walk_address(index, source, address, argument=argument, read_values=VersionRecord.values_data)

@@ -140,7 +140,7 @@ def test_the_decoded_versions_kept_are_bounded(tmp_path) -> None:
         index = StoredIndex(store, cache_size=5)
         versions = index.lineages[item.lineage_id]
         assert len(versions) == 21 and [v.values_data()["n"] for v in versions[1:]] == list(range(1, 21))
-        assert len(index._cache) == 5
+        assert len(index.records.cache) == 5
         assert versions[-1].lineage_index == 20 and versions[-1].position == 21
     finally:
         store.close()
