@@ -39,7 +39,8 @@ from ledger.model.personal import ERASED
 from ledger.model.tree import Ref
 from ledger.model.walk import map_leaves
 from projections.audit import AuditSource, execution_record
-from projections.inline import InlineIndex, VersionRecord
+from projections.index_protocol import VersionReads
+from projections.inline import VersionRecord
 from projections.stored_view import plain_data, walk_stored
 
 __all__ = ["DEFAULT_DEPTH", "BlameQueryError", "Provenance", "blame"]
@@ -132,7 +133,7 @@ def _holds_erased(value: Any) -> bool:
     return found
 
 
-def _content(index: InlineIndex, value: Any) -> Any:
+def _content(index: VersionReads, value: Any) -> Any:
     """A stored value for comparison: children by their content (type, values, children), ids left out."""
     return map_leaves(
         value,
@@ -142,14 +143,14 @@ def _content(index: InlineIndex, value: Any) -> Any:
     )
 
 
-def _entity_content(index: InlineIndex, rec: VersionRecord) -> dict[str, Any]:
+def _entity_content(index: VersionReads, rec: VersionRecord) -> dict[str, Any]:
     out: dict[str, Any] = {"$type": rec.topic, **rec.values_data()}
     for name, shape in rec.shape.items():
         out[name] = _content(index, shape)
     return out
 
 
-def _value_in(index: InlineIndex, rec: VersionRecord, below: tuple[str, ...]) -> Any:
+def _value_in(index: VersionReads, rec: VersionRecord, below: tuple[str, ...]) -> Any:
     """The value at ``below`` in version ``rec`` for comparison, or ``_MISSING`` when it has no such path."""
     address = Address(f"@{rec.ecs_id}", rec.ecs_id, below)
     try:
@@ -159,7 +160,7 @@ def _value_in(index: InlineIndex, rec: VersionRecord, below: tuple[str, ...]) ->
     return _content(index, current)
 
 
-def _first_holder(index: InlineIndex, rec: VersionRecord, below: tuple[str, ...]) -> VersionRecord:
+def _first_holder(index: VersionReads, rec: VersionRecord, below: tuple[str, ...]) -> VersionRecord:
     """The earliest version on ``rec``'s chain of previous versions that holds the same value at ``below``."""
     value = _value_in(index, rec, below)
     if _holds_erased(value):
@@ -185,7 +186,7 @@ def _address_text(ecs_id: UUID, below: tuple[str, ...]) -> str:
     return "@" + ".".join((str(ecs_id), *below))
 
 
-def _read_address(index: InlineIndex, text: str, read_ecs_id: UUID | None, position: int) -> Address:
+def _read_address(index: VersionReads, text: str, read_ecs_id: UUID | None, position: int) -> Address:
     """The address an execution at ``position`` read, pinned to the version it read.
 
     An address by ecs_id names an immutable version already. One by lineage id named
@@ -222,7 +223,7 @@ class _Blamer:
 
     def __init__(self, source: AuditSource, depth: int) -> None:
         self.source = source
-        self.index: InlineIndex = source.index
+        self.index: VersionReads = source.index
         self.depth = depth
         self.expanded: set[tuple[UUID, tuple[str, ...]]] = set()
 
