@@ -46,16 +46,18 @@ class TestDigest:
         assert report.ok, report.problems
 
     def test_truncated_tail_fails_naming_the_first_missing_position(self, led) -> None:
-        """Deleting the newest records keeps every stream chain intact but breaks the digest."""
+        """Deleting the newest records keeps every stream chain intact but breaks the digest.
+
+        (Where they were entity versions, the version index written with them names them too:
+        ``verify()`` alone then fails as well; the digest is what names the truncation.)"""
         filled(led)
         d = led.digest()
         delete_tail(led, 2)
-        assert led.verify().ok  # the per-stream chains alone cannot see it
         report = led.verify(d)
         assert not report.ok
         missing = d.position - 1
         assert report.first_bad_position == missing
-        assert f"position {missing}" in report.problems[0] and "truncated" in report.problems[0]
+        assert any(f"position {missing}" in p and "truncated" in p for p in report.problems), report.problems
 
     def test_appending_after_the_digest_still_verifies(self, led) -> None:
         """A digest is a prefix check: later appends do not invalidate it."""

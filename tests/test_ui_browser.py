@@ -73,8 +73,9 @@ def test_clicking_a_function_node_fills_the_side_panel_which_opens_its_execution
     node.click()
     panel = page.locator("aside.panel")
     assert panel.locator("h3").inner_text().startswith(label)
-    assert panel.locator("th", has_text="function").count() == 1 and panel.locator("th", has_text="status").count() == 1
-    assert panel.locator("th", has_text="actor").count() == 1  # "unknown" until the run record holds one
+    row = lambda name: panel.locator("th", has_text=re.compile(f"^{name}$"))  # noqa: E731 - exact header text
+    assert row("function").count() == 1 and row("status").count() == 1
+    assert row("actor").count() == 1 and row("arguments").count() == 1  # the run record, as the log holds it
     assert page.url.startswith(f"{base}/lineage/")
     panel.locator("a.open").click()
     page.wait_for_url(f"**{target}")

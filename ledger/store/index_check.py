@@ -88,10 +88,13 @@ def _row_text(row: tuple[Any, ...]) -> str:
 def index_problems(check: IndexCheck) -> list[tuple[int, str]]:
     """(position, text) for the rows of ``check`` that differ, the first few of each kind named."""
     found: list[tuple[int, str]] = []
+    # A tree row has no position of its own: it is named at its root's (or member's) version row
+    # when that differs too (a removed record takes both with it), else where the index stops.
+    at = {row[1]: row[2] for row in (*check.extra, *check.missing) if row[0] == "version"}
     for what, rows in (("holds a row a rebuild from the log would not give", check.extra),
                        ("lacks the row a rebuild from the log gives", check.missing)):
         for n, row in enumerate(rows):
-            position = row[-1] if row[0] != "tree" else check.tracked
+            position = row[-1] if row[0] != "tree" else at.get(row[2], at.get(row[1], check.tracked))
             if n == _NAMED_ROWS:
                 found.append((position, f"{len(rows) - n} more index rows differ from a rebuild from the log"))
                 break
