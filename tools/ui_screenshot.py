@@ -64,7 +64,8 @@ def main() -> int:
         result.ledger.close()
         mean = class_mean_lineage(url)
         with running_ui(url, analytics="memory") as base:
-            shoot(f"{base}/lineage/{result.featured_lineage}", HERE / "ui_lineage.png", args.width, args.height)
+            # wider: the whole neighbourhood fits the first screen with readable labels (the README picture)
+            shoot(f"{base}/lineage/{result.featured_lineage}", HERE / "ui_lineage.png", args.width + 600, args.height)
             shoot(f"{base}/lineage/{mean}", IMAGES / "ui_class_mean.png", args.width, args.height)
         long_url = f"sqlite:///{Path(tmp) / 'long.db'}"
         lineage = build_long_lineage(long_url, 300)
