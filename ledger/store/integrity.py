@@ -18,7 +18,7 @@ from ledger.errors import DigestError, LedgerError, ProofError
 from ledger.events.checkpoint import CheckpointHash
 from ledger.events.decode import check_page
 from ledger.events.digest import Digest, LogChain
-from ledger.events.seal import GENESIS, SealCheck, check_seal, link_hash
+from ledger.events.seal import GENESIS, SealCheck, check_seal, link_hash, unsealed, vouched_seal
 from ledger.proofs import TreeHead
 from ledger.store.index_check import compare_index, index_problems
 from ledger.store.key_audit import key_problems, note_key_facts
@@ -109,7 +109,7 @@ def verify_store(store: EventStore, digest: Digest | None = None, head: TreeHead
     report = VerifyReport(ok=True)
     chain = LogChain()
     chain_at_digest: str | None = None
-    streams: dict[UUID, tuple[int, str | None]] = {}
+    streams: dict[str, tuple[int, str | None]] = {}  # stream (UUID.hex) -> (version, hash) of its last record
     previous_link, previous_position, sealed_with_position = GENESIS, 0, False
     sealed_v3 = sealed_v4 = False
     checkpoints = _Checkpoints(store.checkpoints())
@@ -131,34 +131,52 @@ def verify_store(store: EventStore, digest: Digest | None = None, head: TreeHead
                 index.add_page(page.positions[:keep], page.stream_ids[:keep], page.versions[:keep], page.topics[:keep], page.states[:keep])
             except (LedgerError, TypeError):
                 index = None
-        for position, stream_text, version, topic, state in zip(page.positions, page.stream_ids, page.versions, page.topics, page.states):
+        # The page's seals are checked in bulk first (``unsealed``: byte comparisons and one SHA-256
+        # each); a record it vouches for takes its seal's fields from its bytes (``vouched_seal``),
+        # every other one is read the long way (``check_seal``). Both give the same SealCheck, so
+        # every check below, and every line it reports, is the same for both.
+        kinds: list[int] = []
+        first = previous_position + 1 if type(previous_position) is int else 1 << 63
+        unsealed(first, page.positions, page.stream_ids, page.versions, page.topics, page.states, kinds)
+        for position, stream_text, version, topic, state, kind in zip(
+            page.positions, page.stream_ids, page.versions, page.topics, page.states, kinds
+        ):
             report.events_checked += 1
             if isinstance(state, str):
                 state = state.encode("utf-8", "surrogateescape")
+            own = state[-66:-2].decode() if kind else link_hash(state)  # a vouched record states its hash
             if isinstance(position, int):
                 sessions.gap(previous_position, position)
                 checkpoints.add(position, state, problem)
                 if position <= tree_upto:
-                    tree.add(position, state)
+                    tree.add(position, state, own)
             if digest is not None and position <= digest.position:
                 chain.add(position, state)
                 if position == digest.position:
                     chain_at_digest = chain.value
-            link, previous_link = previous_link, link_hash(state)
+            link, previous_link = previous_link, own
             after, previous_position = previous_position, position
             where = f"record of stream {str(stream_text)[:40]} v{str(version)[:20]}"
             if not state:
                 problem(position, f"{where} has no payload")
                 continue
-            try:
-                stream_id = UUID(str(stream_text))
-            except ValueError:
-                problem(position, f"{where}: the stream id is not a UUID")
-                continue
+            seal: SealCheck | None = None
+            stream_id: UUID | None = None
+            if kind:  # 32 lowercase hex digits, or the canonical text (unsealed checked): UUID.hex
+                stream_key = stream_text if len(stream_text) == 32 else stream_text.replace("-", "")
+                seal = vouched_seal(kind, state, position)
+            else:
+                try:
+                    stream_id = UUID(str(stream_text))
+                except ValueError:
+                    problem(position, f"{where}: the stream id is not a UUID")
+                    continue
+                stream_key = stream_id.hex
             if not isinstance(version, int) or isinstance(version, bool) or version < 1:
                 problem(position, f"{where}: the stream version is not a positive integer")
                 continue
-            seal = check_seal(str(topic), stream_id, version, state)
+            if seal is None:
+                seal = check_seal(str(topic), UUID(stream_key) if stream_id is None else stream_id, version, state)
             if seal.version == 0:
                 problem(position, f"{where} is not a sealed ledger event")
                 continue
@@ -209,16 +227,16 @@ def verify_store(store: EventStore, digest: Digest | None = None, head: TreeHead
                 continue
             prev_hash = payload.get("prev_hash")
             note_key_facts(str(topic), payload, position, key_commitments, erased)
-            last_version, last_hash = streams.get(stream_id, (0, None))
+            last_version, last_hash = streams.get(stream_key, (0, None))
             if version != last_version + 1:
-                problem(position, f"stream {stream_id} jumps from v{last_version} to v{version} (a missing or reordered record)")
+                problem(position, f"stream {UUID(stream_key)} jumps from v{last_version} to v{version} (a missing or reordered record)")
             elif prev_hash != last_hash:
                 problem(
                     position,
-                    f"stream {stream_id} v{version} does not chain to the previous record of its stream "
+                    f"stream {UUID(stream_key)} v{version} does not chain to the previous record of its stream "
                     "(a removed, replaced or reordered record)",
                 )
-            streams[stream_id] = (version, seal.stated)
+            streams[stream_key] = (version, seal.stated)
     checkpoints.finish(problem)
     sessions.finish(checkpoints.rows, store.head(), problem)
     tree.finish(problem)
