@@ -11,6 +11,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from ledger import Ledger
@@ -228,3 +230,97 @@ class TestRecordsRemovedWithCheckpoints:
         assert pg_verify(url).ok  # documented: detectable only against a head or a digest
         report = pg_verify(url, head=head)
         assert not report.ok
+
+
+class TestBulkSealPathReportsAsRecordByRecord:
+    """``verify`` checks a page's seals in bulk (``seal.unsealed``) and reads only the records it
+    cannot vouch for the long way (``check_seal``). For random edits of a small log, the report is
+    the one the record-by-record path gives (every record sent to ``check_seal``), line for line."""
+
+    _EDITS = st.lists(
+        st.tuples(
+            st.sampled_from(["delete", "flip", "truncate", "topic", "version", "stream", "upper", "move", "swap", "garbage"]),
+            st.integers(1, 9),
+            st.integers(0, 10_000),
+        ),
+        min_size=1,
+        max_size=3,
+    )
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def template(cls, tmp_path_factory: pytest.TempPathFactory) -> Path:
+        path = tmp_path_factory.mktemp("bulk") / "template.db"
+        with Ledger(f"sqlite:///{path}") as led:
+            people = [Student(name=f"s{i}", gpa=1.0) for i in range(3)]
+            for i, s in enumerate(people):
+                led.registry.register_entity(s)
+                s.gpa = 2.0 + i
+                led.registry.version_entity(s)
+            led.registry.register_entity(Patient(name="p", ssn="123-45-6789"))
+        return path
+
+    @staticmethod
+    def _edit(con: Any, what: str, position: int, n: int) -> None:
+        row = con.execute("SELECT originator_id, originator_version, topic, state FROM stored_events WHERE rowid = ?", (position,)).fetchone()
+        if row is None:
+            return
+        stream, version, topic, state = row
+        state = bytes(state)
+        if what == "delete":
+            con.execute("DELETE FROM stored_events WHERE rowid = ?", (position,))
+        elif what == "flip":  # one byte changed anywhere, the seal's tail included
+            i = n % len(state)
+            con.execute("UPDATE stored_events SET state = ? WHERE rowid = ?", (state[:i] + bytes([state[i] ^ 1]) + state[i + 1 :], position))
+        elif what == "truncate":
+            con.execute("UPDATE stored_events SET state = ? WHERE rowid = ?", (state[: n % len(state)], position))
+        elif what == "topic":
+            con.execute("UPDATE stored_events SET topic = ? WHERE rowid = ?", ("entity.erased" if n % 2 else "", position))
+        elif what == "version":
+            con.execute("UPDATE OR IGNORE stored_events SET originator_version = ? WHERE rowid = ?", (n % 4 - 1, position))
+        elif what == "stream":
+            con.execute("UPDATE OR IGNORE stored_events SET originator_id = ? WHERE rowid = ?", (uuid.UUID(int=n).hex, position))
+        elif what == "upper":  # the same id in capitals: a UUID still, not the text the seal's fast path takes
+            con.execute("UPDATE stored_events SET originator_id = ? WHERE rowid = ?", (stream.upper(), position))
+        elif what == "move":
+            con.execute("UPDATE OR IGNORE stored_events SET rowid = ? WHERE rowid = ?", (position + 1 + n % 3, position))
+        elif what == "swap":  # two records trade bytes
+            other = 1 + n % 9
+            theirs = con.execute("SELECT state FROM stored_events WHERE rowid = ?", (other,)).fetchone()
+            if theirs is not None:
+                con.execute("UPDATE stored_events SET state = ? WHERE rowid = ?", (theirs[0], position))
+                con.execute("UPDATE stored_events SET state = ? WHERE rowid = ?", (state, other))
+        else:
+            con.execute("UPDATE stored_events SET state = ? WHERE rowid = ?", (b'{"hash":"' + b"0" * 64 + b'"}', position))
+
+    @given(edits=_EDITS)
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    def test_same_report(self, template: Path, tmp_path: Path, edits: list[tuple[str, int, int]]) -> None:
+        import shutil
+        import sqlite3
+        from unittest import mock
+
+        import ledger.store.integrity as integrity
+        from ledger.events import seal
+
+        path = tmp_path / f"l-{uuid.uuid4().hex}.db"
+        shutil.copy(template, path)
+        con = sqlite3.connect(path)
+        for what, position, n in edits:
+            self._edit(con, what, position, n)
+        con.commit()
+        con.close()
+
+        def none_vouched(first: int, positions: Any, *columns: Any) -> list[int]:
+            kinds = columns[-1]
+            kinds.extend([0] * len(positions))
+            return list(range(len(positions)))
+
+        from projections.audit import verify_url
+
+        bulk = verify_url(f"sqlite:///{path}")  # the store alone: a damaged log cannot be opened as a Ledger
+        with mock.patch.object(integrity, "unsealed", none_vouched):
+            one_by_one = verify_url(f"sqlite:///{path}")
+        assert seal.unsealed is not none_vouched
+        assert bulk.problems == one_by_one.problems
+        assert (bulk.ok, bulk.first_bad_position, bulk.events_checked) == (one_by_one.ok, one_by_one.first_bad_position, one_by_one.events_checked)

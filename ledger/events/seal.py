@@ -43,6 +43,7 @@ __all__ = [
     "seal_at",
     "seal_batch",
     "unsealed",
+    "vouched_seal",
 ]
 
 
@@ -234,7 +235,15 @@ def link_hash(state: bytes | str | None) -> str:
 _HEX_DIGITS = b"0123456789abcdef"  # what bytes.translate deletes: anything left is not lowercase hex
 
 
-def unsealed(first: int, positions: Sequence[int], stream_ids: Sequence[Any], versions: Sequence[Any], topics: Sequence[Any], states: Sequence[Any]) -> list[int]:
+def unsealed(
+    first: int,
+    positions: Sequence[int],
+    stream_ids: Sequence[Any],
+    versions: Sequence[Any],
+    topics: Sequence[Any],
+    states: Sequence[Any],
+    kinds: list[int] | None = None,
+) -> list[int]:
     """The indexes of a page's records this fast path cannot vouch for; ``check_seal`` must look at those.
 
     It vouches for a record that ``check_seal`` would find v2 and intact, that states
@@ -250,10 +259,16 @@ def unsealed(first: int, positions: Sequence[int], stream_ids: Sequence[Any], ve
     would give them); per record, the v2 tail is checked in place with a few byte
     comparisons (``_V2_TAIL`` matched character by character cost more than the hash),
     and the hash is computed over the same bytes as in ``check_seal``.
+
+    ``kinds``, when given, receives each record's seal version as this path read it (2, 3 or 4;
+    0 for a suspect), so ``verify`` can take the seal's other fields without a second hash
+    (``vouched_seal``).
     """
     count = len(positions)
     digits = _plain_hex(stream_ids)
     if digits is None:
+        if kinds is not None:
+            kinds.extend([0] * count)
         return list(range(count))
     suspects = []
     prefixes: dict[Any, tuple[bytes, bytes, bytes]] = {}
@@ -278,19 +293,20 @@ def unsealed(first: int, positions: Sequence[int], stream_ids: Sequence[Any], ve
             or not state.endswith(b'"}')
         ):
             suspects.append(i)
+            kind = 0
         else:
             end = len(state) - 75  # where ',"hash":"' starts
             mid = b'","position":%d,"hash":"' % position
             cut = end - len(mid) + 9  # v2: just after log_prev's 64 hex digits
             if position == expected and cut >= 77 and state.startswith(mid, cut) and state.startswith(b',"log_prev":"', cut - 77):
-                tag = prefix[0]  # v2: its position follows the record before it
+                tag, kind = prefix[0], 2  # v2: its position follows the record before it
                 ok = not state[cut - 64 : cut].translate(None, _HEX_DIGITS)
             else:  # v3 or v4: no log_prev; positions only rise (a rolled-back batch leaves a hole)
-                tag = prefix[1]
+                tag, kind = prefix[1], 3
                 cut += 1  # just after prev_hash's value (v3) or the checkpoint's number (v4)
                 ok = position >= 1 and state.startswith(mid[1:], cut)
                 if ok and 48 <= state[cut - 1] <= 57:  # a digit: v4, the session's links before it
-                    tag = prefix[2]
+                    tag, kind = prefix[2], 4
                     links = state.rfind(b',"session":"', max(0, cut - 260), cut)
                     ok = links > 0 and _V4_LINKS.fullmatch(state, links, cut) is not None
                     cut = links
@@ -308,6 +324,9 @@ def unsealed(first: int, positions: Sequence[int], stream_ids: Sequence[Any], ve
                 != state[-66:-2]
             ):
                 suspects.append(i)
+                kind = 0
+        if kinds is not None:
+            kinds.append(kind)
         expected = position + 1 if type(position) is int else 1 << 63  # after a bad position: every next one is looked at
     return suspects
 
@@ -376,9 +395,7 @@ def check_seal(topic: str, stream_id: UUID, version: int, state: bytes) -> SealC
         stated = match.group(6).decode()
         raw = state[: match.start(6) - len(b',"hash":"')] + b"}"
         actual = hashlib.sha256(_seal_header(topic, stream_id, version, _SEAL_TAG_V4) + raw).hexdigest()
-        prev = match.group(3)
-        link = SessionLink(match.group(1).decode(), int(match.group(2)), None if prev == b"null" else prev[1:-1].decode(), int(match.group(4)))
-        return SealCheck(4, stated, actual, None, int(match.group(5)), link)
+        return SealCheck(4, stated, actual, None, int(match.group(5)), _session_link(match))
     match = _V3_TAIL.search(state, max(0, len(state) - 240))
     if match is not None:
         stated = match.group(2).decode()
@@ -387,6 +404,31 @@ def check_seal(topic: str, stream_id: UUID, version: int, state: bytes) -> SealC
         return SealCheck(3, stated, actual, None, int(match.group(1)))
     stated_v1, actual_v1 = open_sealed(state)
     return SealCheck(0 if stated_v1 is None else 1, stated_v1, actual_v1)
+
+
+def _session_link(match: re.Match[bytes]) -> SessionLink:
+    """The writer session's link a ``_V4_TAIL`` match states."""
+    prev = match.group(3)
+    return SessionLink(match.group(1).decode(), int(match.group(2)), None if prev == b"null" else prev[1:-1].decode(), int(match.group(4)))
+
+
+def vouched_seal(kind: int, state: bytes, position: int) -> SealCheck | None:
+    """What ``check_seal`` says of a record ``unsealed`` vouched for as seal ``kind``, without hashing it again.
+
+    ``unsealed`` checked the tail's layout and recomputed the hash, so the stated hash is the
+    actual one and the stated position is ``position``; what is left to read is the v2 link to
+    the log's previous record or the v4 session link (``verify`` checks both).
+    """
+    stated = state[-66:-2].decode()
+    if kind == 2:
+        cut = len(state) - 75 - len(b'","position":%d,"hash":"' % position) + 9  # just after log_prev's digits
+        return SealCheck(2, stated, stated, state[cut - 64 : cut].decode(), position)
+    if kind == 4:
+        match = _V4_TAIL.search(state, max(0, len(state) - 420))
+        if match is None:  # unsealed read it as v4 and the tail's regex does not: the caller asks check_seal
+            return None
+        return SealCheck(4, stated, stated, None, position, _session_link(match))
+    return SealCheck(3, stated, stated, None, position)
 
 
 def open_sealed(state: bytes) -> tuple[str | None, str | None]:

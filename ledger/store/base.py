@@ -42,6 +42,7 @@ from ledger.store.factory import _BACKENDS
 from ledger.store.keys import KeyStore, KeyTable
 from ledger.store.merkle import MerkleTree, TileTable
 from ledger.store.version_index import (
+    IndexRebuild,
     IndexRows,
     TreeWalker,
     ecs_id_of,
@@ -653,28 +654,15 @@ class EventStore:
         """The index rows computed from the log alone, up to ``upto`` (default: where the index covers the log)."""
         if upto is None:
             upto = self.index_covered() or 0
-        rows = IndexRows()
-        erased: set[Any] = set()
-        memo_keys: set[bytes] = set()
-        # from the log alone: every version is seen before any tree holds it
-        walker = TreeWalker(lambda ecs_id: (), limit=1 << 62)
+        rebuild = IndexRebuild()
         start = 1
         while start <= upto:
             found = self.read_columns(start, min(20_000, upto - start + 1))
             if not len(found):
                 break
-            part = rows_for_page(found.positions, found.stream_ids, found.versions, found.topics, found.states, walker)
-            rows.versions.extend(part.versions)
-            rows.roots.extend(part.roots)
-            for key, execution_id, position in part.memos:  # a memo row is the first execution filed under its key
-                if key not in memo_keys:
-                    memo_keys.add(key)
-                    rows.memos.append((key, execution_id, position))
-            for lineage, position in part.erasures:  # an erasure row is a lineage's first entity.erased only
-                if lineage not in erased:
-                    erased.add(lineage)
-                    rows.erasures.append((lineage, position))
+            rebuild.add_page(found.positions, found.stream_ids, found.versions, found.topics, found.states)
             start = found.positions[-1] + 1
+        rows = rebuild.rows
         rows.roots = rows.final_roots()
         return rows
 

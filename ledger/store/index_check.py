@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ledger.store.base import EventStore
+    from ledger.store.version_index import IndexRows
 
 __all__ = ["IndexCheck", "compare_index", "index_problems"]
 
@@ -38,13 +39,19 @@ class IndexCheck:
         return not self.missing and not self.extra
 
 
-def compare_index(store: EventStore) -> IndexCheck | None:
+def compare_index(store: EventStore, rebuilt: IndexRows | None = None, head: int | None = None) -> IndexCheck | None:
     """Compare the stored version index with the rows computed from the log alone, up to its
-    tracked position; None for a store without one (``memory://``, or written before it)."""
+    tracked position; None for a store without one (``memory://``, or written before it).
+
+    ``rebuilt``: the rows of the log's records up to ``head`` when the caller already computed
+    them on its own pass over the log (``verify``: one read of the log, not two); otherwise the
+    log is read again here (``EventStore.rebuilt_index``).
+    """
     state = store.index_state()
     if state is None:
         return None
-    head = store.head()
+    if head is None:
+        head = store.head()
     upto = min(store.index_covered() or 0, head)
     stored = store.stored_index()
     later = store.head()  # rows of appends committed while the index was read: neither missing nor extra
@@ -55,7 +62,8 @@ def compare_index(store: EventStore) -> IndexCheck | None:
     )
     # every row up to the tracked position must be there; past it (appends while the index
     # lagged) rows may be missing, but none may differ from what the log implies
-    rebuilt = store.rebuilt_index(head)
+    if rebuilt is None:
+        rebuilt = store.rebuilt_index(head)
     implied: set[tuple[Any, ...]] = (
         {("version", *r) for r in rebuilt.versions}
         | {("erasure", *r) for r in rebuilt.erasures}
@@ -68,7 +76,8 @@ def compare_index(store: EventStore) -> IndexCheck | None:
     # the index covers the log
     tree_have: set[tuple[Any, ...]] = {("tree", *r) for r in stored.roots}
     if upto == head:
-        tree_implied: set[tuple[Any, ...]] = {("tree", *r) for r in rebuilt.roots}
+        # a later row for a member wins, as in the table (compared as sets: no need to sort)
+        tree_implied: set[tuple[Any, ...]] = {("tree", *r) for r in dict(rebuilt.roots).items()}
         missing += sorted(tree_implied - tree_have, key=str)
         extra += sorted(tree_have - tree_implied, key=str)
     return IndexCheck(tracked=upto, head=head, rows=len(have) + len(tree_have), missing=missing, extra=extra)

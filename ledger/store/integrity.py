@@ -6,6 +6,7 @@ runs on a log that cannot be replayed (that is when it is needed most).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -17,14 +18,15 @@ from ledger.errors import DigestError, LedgerError, ProofError
 from ledger.events.checkpoint import CheckpointHash
 from ledger.events.decode import check_page
 from ledger.events.digest import Digest, LogChain
-from ledger.events.seal import GENESIS, SealCheck, check_seal, link_hash
+from ledger.events.seal import GENESIS, SealCheck, check_seal, link_hash, unsealed, vouched_seal
 from ledger.proofs import TreeHead
 from ledger.store.index_check import compare_index, index_problems
 from ledger.store.key_audit import key_problems, note_key_facts
 from ledger.store.merkle import TileRebuild
+from ledger.store.version_index import IndexRebuild
 
 if TYPE_CHECKING:
-    from ledger.store.base import EventStore
+    from ledger.store.base import EventStore, LogPage
 
 __all__ = ["VerifyReport", "digest_store", "verify_store"]
 
@@ -48,8 +50,8 @@ class VerifyReport:
         return self.ok
 
 
-def _records(store: EventStore, stop: int | None = None) -> Iterator[tuple[Any, Any, Any, Any, Any]]:
-    """(position, stream id, stream version, topic, state) as stored, oldest first.
+def _pages(store: EventStore) -> Iterator[LogPage]:
+    """The log's pages as stored, oldest first, past the head too.
 
     Raw columns, not the recorder's converted rows: a damaged record must reach
     the checks below as it is, not raise inside a conversion.
@@ -57,10 +59,7 @@ def _records(store: EventStore, stop: int | None = None) -> Iterator[tuple[Any, 
     start = 1
     while True:
         page = store.read_columns(start, _PAGE, past_head=True)
-        for row in zip(page.positions, page.stream_ids, page.versions, page.topics, page.states):
-            if stop is not None and row[0] > stop:
-                return
-            yield row
+        yield page
         if len(page) < _PAGE:
             return
         start = page.positions[-1] + 1
@@ -103,10 +102,14 @@ def verify_store(store: EventStore, digest: Digest | None = None, head: TreeHead
         raise ProofError(f"head: expected a ledger.proofs.TreeHead, got {type(head).__name__}")
     tree = TileRebuild(store.tree.table, head)
     tree_upto = store.head()  # the tree's leaves: records up to the head (PostgreSQL: the high-water mark)
+    # The stored index is compared with a rebuild from the records up to the same head, fed the
+    # pages this walk reads (one pass over the log). A record the rebuild cannot read was reported
+    # by the walk: the index is then not judged.
+    index: IndexRebuild | None = IndexRebuild() if store.index_state() is not None else None
     report = VerifyReport(ok=True)
     chain = LogChain()
     chain_at_digest: str | None = None
-    streams: dict[UUID, tuple[int, str | None]] = {}
+    streams: dict[str, tuple[int, str | None]] = {}  # stream (UUID.hex) -> (version, hash) of its last record
     previous_link, previous_position, sealed_with_position = GENESIS, 0, False
     sealed_v3 = sealed_v4 = False
     checkpoints = _Checkpoints(store.checkpoints())
@@ -121,94 +124,119 @@ def verify_store(store: EventStore, digest: Digest | None = None, head: TreeHead
         if report.first_bad_position is None or position < report.first_bad_position:
             report.first_bad_position = position
 
-    for position, stream_text, version, topic, state in _records(store):
-        report.events_checked += 1
-        if isinstance(state, str):
-            state = state.encode("utf-8", "surrogateescape")
-        if isinstance(position, int):
-            sessions.gap(previous_position, position)
-            checkpoints.add(position, state, problem)
-            if position <= tree_upto:
-                tree.add(position, state)
-        if digest is not None and position <= digest.position:
-            chain.add(position, state)
-            if position == digest.position:
-                chain_at_digest = chain.value
-        link, previous_link = previous_link, link_hash(state)
-        after, previous_position = previous_position, position
-        where = f"record of stream {str(stream_text)[:40]} v{str(version)[:20]}"
-        if not state:
-            problem(position, f"{where} has no payload")
-            continue
-        try:
-            stream_id = UUID(str(stream_text))
-        except ValueError:
-            problem(position, f"{where}: the stream id is not a UUID")
-            continue
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            problem(position, f"{where}: the stream version is not a positive integer")
-            continue
-        seal = check_seal(str(topic), stream_id, version, state)
-        if seal.version == 0:
-            problem(position, f"{where} is not a sealed ledger event")
-            continue
-        if not seal.intact:
-            what = "its payload, topic, stream id or stream version" if seal.version == 2 else "its payload"
-            problem(position, f"{where} does not match its seal: {what} was edited")
-        if seal.version == 4:
-            sealed_with_position = sealed_v3 = sealed_v4 = True
-            if seal.position != position:
-                problem(position, f"{where} was sealed for position {seal.position}: records were moved")
-            elif store.kind != "postgresql":
-                problem(position, f"{where} carries a v4 seal, which only PostgreSQL's concurrent writers write: its link was removed")
+    for page in _pages(store):
+        if index is not None:
+            try:  # positions rise within a page: those up to the head are a prefix
+                keep = bisect_right(page.positions, tree_upto)
+                index.add_page(page.positions[:keep], page.stream_ids[:keep], page.versions[:keep], page.topics[:keep], page.states[:keep])
+            except (LedgerError, TypeError):
+                index = None
+        # The page's seals are checked in bulk first (``unsealed``: byte comparisons and one SHA-256
+        # each); a record it vouches for takes its seal's fields from its bytes (``vouched_seal``),
+        # every other one is read the long way (``check_seal``). Both give the same SealCheck, so
+        # every check below, and every line it reports, is the same for both.
+        kinds: list[int] = []
+        first = previous_position + 1 if type(previous_position) is int else 1 << 63
+        unsealed(first, page.positions, page.stream_ids, page.versions, page.topics, page.states, kinds)
+        for position, stream_text, version, topic, state, kind in zip(
+            page.positions, page.stream_ids, page.versions, page.topics, page.states, kinds
+        ):
+            report.events_checked += 1
+            if isinstance(state, str):
+                state = state.encode("utf-8", "surrogateescape")
+            own = state[-66:-2].decode() if kind else link_hash(state)  # a vouched record states its hash
+            if isinstance(position, int):
+                sessions.gap(previous_position, position)
+                checkpoints.add(position, state, problem)
+                if position <= tree_upto:
+                    tree.add(position, state, own)
+            if digest is not None and position <= digest.position:
+                chain.add(position, state)
+                if position == digest.position:
+                    chain_at_digest = chain.value
+            link, previous_link = previous_link, own
+            after, previous_position = previous_position, position
+            where = f"record of stream {str(stream_text)[:40]} v{str(version)[:20]}"
+            if not state:
+                problem(position, f"{where} has no payload")
+                continue
+            seal: SealCheck | None = None
+            stream_id: UUID | None = None
+            if kind:  # 32 lowercase hex digits, or the canonical text (unsealed checked): UUID.hex
+                stream_key = stream_text if len(stream_text) == 32 else stream_text.replace("-", "")
+                seal = vouched_seal(kind, state, position)
             else:
-                sessions.add(position, seal, where, problem)
-        elif seal.version == 3 and sealed_v4:
-            problem(position, f"{where} carries a v3 seal after records sealed v4 (with their writer session): inserted or rewritten")
-        elif seal.version == 3:
-            sealed_with_position = sealed_v3 = True
-            if seal.position != position:
-                problem(position, f"{where} was sealed for position {seal.position}: records were moved")
-            elif store.kind != "postgresql":
+                try:
+                    stream_id = UUID(str(stream_text))
+                except ValueError:
+                    problem(position, f"{where}: the stream id is not a UUID")
+                    continue
+                stream_key = stream_id.hex
+            if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+                problem(position, f"{where}: the stream version is not a positive integer")
+                continue
+            if seal is None:
+                seal = check_seal(str(topic), UUID(stream_key) if stream_id is None else stream_id, version, state)
+            if seal.version == 0:
+                problem(position, f"{where} is not a sealed ledger event")
+                continue
+            if not seal.intact:
+                what = "its payload, topic, stream id or stream version" if seal.version == 2 else "its payload"
+                problem(position, f"{where} does not match its seal: {what} was edited")
+            if seal.version == 4:
+                sealed_with_position = sealed_v3 = sealed_v4 = True
+                if seal.position != position:
+                    problem(position, f"{where} was sealed for position {seal.position}: records were moved")
+                elif store.kind != "postgresql":
+                    problem(position, f"{where} carries a v4 seal, which only PostgreSQL's concurrent writers write: its link was removed")
+                else:
+                    sessions.add(position, seal, where, problem)
+            elif seal.version == 3 and sealed_v4:
+                problem(position, f"{where} carries a v3 seal after records sealed v4 (with their writer session): inserted or rewritten")
+            elif seal.version == 3:
+                sealed_with_position = sealed_v3 = True
+                if seal.position != position:
+                    problem(position, f"{where} was sealed for position {seal.position}: records were moved")
+                elif store.kind != "postgresql":
+                    problem(
+                        position,
+                        f"{where} carries a v3 seal (no link to the record before it), which only PostgreSQL's "
+                        "concurrent writers write: its link was removed",
+                    )
+            elif seal.version == 2 and sealed_v3:
+                problem(position, f"{where} carries a v2 seal after records sealed v3: inserted or rewritten")
+            elif seal.version == 2:
+                sealed_with_position = True
+                if seal.position != position:
+                    problem(position, f"{where} was sealed for position {seal.position}: records were moved, removed or inserted")
+                elif seal.log_prev != link:
+                    problem(
+                        position,
+                        f"{where} does not chain to the record before it in the log (position {after}): "
+                        "a record was removed, inserted or replaced",
+                    )
+            elif sealed_with_position:
+                problem(position, f"{where} carries an old (v1) seal after records sealed with their position: inserted or downgraded")
+            try:
+                payload = orjson.loads(state)
+            except orjson.JSONDecodeError:
+                problem(position, f"{where} is not valid JSON")
+                continue
+            if not isinstance(payload, dict):
+                problem(position, f"{where} is not a JSON object")
+                continue
+            prev_hash = payload.get("prev_hash")
+            note_key_facts(str(topic), payload, position, key_commitments, erased)
+            last_version, last_hash = streams.get(stream_key, (0, None))
+            if version != last_version + 1:
+                problem(position, f"stream {UUID(stream_key)} jumps from v{last_version} to v{version} (a missing or reordered record)")
+            elif prev_hash != last_hash:
                 problem(
                     position,
-                    f"{where} carries a v3 seal (no link to the record before it), which only PostgreSQL's "
-                    "concurrent writers write: its link was removed",
+                    f"stream {UUID(stream_key)} v{version} does not chain to the previous record of its stream "
+                    "(a removed, replaced or reordered record)",
                 )
-        elif seal.version == 2 and sealed_v3:
-            problem(position, f"{where} carries a v2 seal after records sealed v3: inserted or rewritten")
-        elif seal.version == 2:
-            sealed_with_position = True
-            if seal.position != position:
-                problem(position, f"{where} was sealed for position {seal.position}: records were moved, removed or inserted")
-            elif seal.log_prev != link:
-                problem(
-                    position,
-                    f"{where} does not chain to the record before it in the log (position {after}): "
-                    "a record was removed, inserted or replaced",
-                )
-        elif sealed_with_position:
-            problem(position, f"{where} carries an old (v1) seal after records sealed with their position: inserted or downgraded")
-        try:
-            payload = orjson.loads(state)
-        except orjson.JSONDecodeError:
-            problem(position, f"{where} is not valid JSON")
-            continue
-        if not isinstance(payload, dict):
-            problem(position, f"{where} is not a JSON object")
-            continue
-        prev_hash = payload.get("prev_hash")
-        note_key_facts(str(topic), payload, position, key_commitments, erased)
-        last_version, last_hash = streams.get(stream_id, (0, None))
-        if version != last_version + 1:
-            problem(position, f"stream {stream_id} jumps from v{last_version} to v{version} (a missing or reordered record)")
-        elif prev_hash != last_hash:
-            problem(
-                position,
-                f"stream {stream_id} v{version} does not chain to the previous record of its stream "
-                "(a removed, replaced or reordered record)",
-            )
-        streams[stream_id] = (version, seal.stated)
+            streams[stream_key] = (version, seal.stated)
     checkpoints.finish(problem)
     sessions.finish(checkpoints.rows, store.head(), problem)
     tree.finish(problem)
@@ -226,7 +254,7 @@ def verify_store(store: EventStore, digest: Digest | None = None, head: TreeHead
             problem(position, text)
         else:  # a key row that belongs to no position (its lineage id is not even a UUID)
             report.problems.append(f"key row: {text}")
-    for position, text in _derived_problems(store):
+    for position, text in _derived_problems(store, index, tree_upto):
         problem(position, text)
     if digest is not None:
         _check_digest(digest, chain, chain_at_digest, problem)
@@ -234,13 +262,16 @@ def verify_store(store: EventStore, digest: Digest | None = None, head: TreeHead
     return report
 
 
-def _derived_problems(store: EventStore) -> list[tuple[int, str]]:
+def _derived_problems(store: EventStore, index: IndexRebuild | None, head: int) -> list[tuple[int, str]]:
     """The stored index's rows (versions, erasures, trees, memo keys) that a rebuild from the log
     would not give. Derived state is served by keyed reads (a memo row picks the execution a
     cached call reuses), so an edit of it alone must not pass ``verify``. A log the rebuild
-    cannot read was already reported record by record: the index is then not judged."""
+    cannot read was already reported record by record: the index is then not judged (``index``
+    is None; so it is for a store that keeps no index)."""
+    if index is None:
+        return []
     try:
-        check = compare_index(store)
+        check = compare_index(store, index.rows, head)
     except LedgerError:
         return []
     return [] if check is None else index_problems(check)

@@ -575,8 +575,9 @@ class TileRebuild:
         if self.first_bad is None and stored != (hashlib.sha256(hashes).hexdigest(), first):
             self.first_bad = (key, first)
 
-    def add(self, position: int, state: bytes) -> None:
-        leaf = leaf_hash(seal_of(state))
+    def add(self, position: int, state: bytes, link: str | None = None) -> None:
+        """Add the record at ``position``; ``link``: its ``link_hash`` when the caller has it already."""
+        leaf = leaf_hash(seal_of(state) if link is None else bytes.fromhex(link))
         self.walked = position
         if self.leaves < self.size:
             self.builder.add(leaf, position)

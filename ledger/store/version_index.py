@@ -55,6 +55,7 @@ from ledger.model.tree import refs_in, tree_members
 __all__ = [
     "ANALYTICS_SECRET",
     "INDEX_NAME",
+    "IndexRebuild",
     "IndexRows",
     "TreeWalker",
     "ecs_id_of",
@@ -141,6 +142,39 @@ class TreeWalker:
         if children is None:
             children = self._known[ecs_id] = self._children_of(ecs_id)
         return children
+
+
+class IndexRebuild:
+    """The index rows of the log computed from its pages alone, fed in position order.
+
+    What ``EventStore.rebuilt_index`` returns, built a page at a time so that ``verify`` can feed
+    it the pages it already reads for the seals (one pass over the log, not two). A memo row is
+    the first execution filed under its key, an erasure row a lineage's first ``entity.erased``;
+    every version is seen before any tree holds it, so the walker never reads the store.
+    """
+
+    def __init__(self) -> None:
+        self.rows = IndexRows()
+        self._erased: set[Any] = set()
+        self._memo_keys: set[bytes] = set()
+        self._walker = TreeWalker(lambda ecs_id: (), limit=1 << 62)
+
+    def add_page(
+        self, positions: Sequence[int], stream_ids: Sequence[Any], versions: Sequence[Any], topics: Sequence[str], states: Sequence[bytes]
+    ) -> None:
+        """Add a page of raw records; ``CorruptLogError`` for one the index cannot read."""
+        rows = self.rows
+        part = rows_for_page(positions, stream_ids, versions, topics, states, self._walker)
+        rows.versions.extend(part.versions)
+        rows.roots.extend(part.roots)
+        for key, execution_id, position in part.memos:
+            if key not in self._memo_keys:
+                self._memo_keys.add(key)
+                rows.memos.append((key, execution_id, position))
+        for lineage, position in part.erasures:
+            if lineage not in self._erased:
+                self._erased.add(lineage)
+                rows.erasures.append((lineage, position))
 
 
 def rows_for_batch(events: Sequence[NewEvent], first_position: int) -> IndexRows:
