@@ -267,6 +267,8 @@ class TestBulkSealPathReportsAsRecordByRecord:
             return
         stream, version, topic, state = row
         state = bytes(state)
+        if not state and what in ("flip", "truncate"):  # an earlier edit left no bytes to change
+            return
         if what == "delete":
             con.execute("DELETE FROM stored_events WHERE rowid = ?", (position,))
         elif what == "flip":  # one byte changed anywhere, the seal's tail included
