@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from ledger._process import random_id
 from ledger.errors import EntityNotFoundError, NotARootError
 from ledger.model.address import as_uuid
+from ledger.model.construct import construct
 from ledger.model.entity import Entity
 from ledger.model.schema import topics
 from ledger.model.tree import EntityTree, Ref, build_entity_tree, copy_value
@@ -171,7 +172,7 @@ def materialize(
             meta = MetaFields.model_validate(rec.meta)
             for name in rec.meta:
                 data[name] = getattr(meta, name)
-        obj = cls.model_construct(**data)
+        obj = construct(cls, data)
         made.append(obj)
         return obj
 

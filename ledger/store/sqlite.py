@@ -160,6 +160,9 @@ class SQLiteBackend(SQLiteIndex, SingleWriterLog):
         self._path = spec.path
         self._own_lock = threading.Lock()
         self._own: Any = None
+        #: (last position, its link hash, ``PRAGMA data_version``) after this backend's own last
+        #: append; None until then, and after any append that did not commit (``append``).
+        self._tail: tuple[int, str, int] | None = None
         self.key_table = SQLiteKeyTable(self._datastore, create=create)
         if create:
             try:
@@ -219,8 +222,7 @@ class SQLiteBackend(SQLiteIndex, SingleWriterLog):
             # writer can take the positions this batch is sealed for.
             raw.execute("BEGIN IMMEDIATE")
             try:
-                row = raw.execute(f"SELECT rowid, state FROM {table} ORDER BY rowid DESC LIMIT 1").fetchone()
-                head, prev = (row[0], link_hash(row[1])) if row else (0, GENESIS)
+                head, prev, version = self._head(raw, table)
                 seal_batch(events, head + 1, prev)
                 raw.executemany(
                     f"INSERT INTO {table} (rowid, originator_id, originator_version, topic, state) "
@@ -233,10 +235,29 @@ class SQLiteBackend(SQLiteIndex, SingleWriterLog):
                     raw.execute(_ACKNOWLEDGE, tracking)
                 raw.execute("COMMIT")
             except BaseException:
+                self._tail = None
                 if raw.in_transaction:
                     raw.execute("ROLLBACK")
                 raise
+            self._tail = (head + len(events), events[-1].hash, version)
         return list(range(head + 1, head + 1 + len(events)))
+
+    def _head(self, raw: Any, table: str) -> tuple[int, str, int]:
+        """(last position, the hash the next record links to, ``PRAGMA data_version``), under the write lock.
+
+        ``data_version`` changes exactly when another connection (in this process or another)
+        committed since this one last looked, and the own connection writes the events table
+        only in ``append``: when it is unchanged since this backend's last committed append,
+        the head is still the one that append left, and the ``SELECT`` of the last record
+        (and its link hash) is skipped (measured: the pragma costs a third of the read).
+        """
+        (version,) = raw.execute("PRAGMA data_version").fetchone()
+        tail = self._tail
+        if tail is not None and tail[2] == version:
+            return tail[0], tail[1], version
+        row = raw.execute(f"SELECT rowid, state FROM {table} ORDER BY rowid DESC LIMIT 1").fetchone()
+        head, prev = (row[0], link_hash(row[1])) if row else (0, GENESIS)
+        return head, prev, version
 
     def read_rows(self, start: int, limit: int, *, text_ids: bool = True, past_head: bool = False) -> list[tuple[Any, ...]]:
         """One plain SELECT on the raw connection: the values exactly as stored (stream ids are text here)."""
@@ -373,6 +394,7 @@ class SQLiteBackend(SQLiteIndex, SingleWriterLog):
 
     def close(self) -> None:
         with self._own_lock:
+            self._tail = None
             if self._own is not None:
                 self._own.close()
                 self._own = None

@@ -199,7 +199,7 @@ def record(
         for plan in plans.values():
             if plan:
                 add_plan(batch, plan, "execution")
-        add_plan(batch, fe_plan, "execution")
+        add_plan(batch, fe_plan, "execution", live=False)  # ``fe`` is dropped on return
         batch.add(
             call.execution_id,
             EXECUTION_COMPLETED,

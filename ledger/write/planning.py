@@ -312,14 +312,22 @@ def _key_for_writing(index: InlineIndex, lineage_id: UUID, type_name: str) -> by
 
 
 def add_plan(
-    batch: Batch, plan: TreePlan, cause: str, link: tuple[UUID, str, UUID] | None = None
+    batch: Batch,
+    plan: TreePlan,
+    cause: str,
+    link: tuple[UUID, str, UUID] | None = None,
+    *,
+    live: bool = True,
 ) -> None:
     """Queue a plan's events in ``batch`` and the live-object updates after commit.
 
     ``link`` is ``(lineage_id, field, ecs_id)``: the new version of that
     lineage records ``field`` (``detached_from`` / ``attached_to``) so the
     lineage graph can draw the edge from this one event, with no need to
-    pair events of a batch.
+    pair events of a batch. ``live=False``: the plan's objects are the ledger's own and
+    dropped once the batch is queued (the ``FunctionExecution`` of a call): nothing holds
+    them to point at the new version, so ``apply_plan`` is not queued (it would register
+    them as live only until the batch is collected).
     """
     tree_root = plan.root_ecs_id
     for rec in plan.records:
@@ -342,7 +350,8 @@ def add_plan(
             link=(link[1], link[2]) if link is not None and link[0] == rec.lineage_id else None,
         )
         batch.add(rec.lineage_id, ENTITY_VERSION, body, rec)
-    batch.after_commit(functools.partial(apply_plan, batch.index, plan))
+    if live:
+        batch.after_commit(functools.partial(apply_plan, batch.index, plan))
 
 
 def apply_plan(index: InlineIndex, plan: TreePlan) -> None:
