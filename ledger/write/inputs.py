@@ -13,7 +13,6 @@ from weakref import WeakKeyDictionary
 
 from pydantic import ValidationError
 
-from ledger import _process
 from ledger.errors import ErasedError, InputValidationError
 from ledger.model.address import parse_address
 from ledger.model.entity import ConfigEntity, Entity
@@ -230,6 +229,8 @@ def _make_config(meta: FunctionMetadata, name: str, cls: type[ConfigEntity], dat
 #: Per input model: a value for each ``Entity`` field made by a default factory that no parameter
 #: overrides (``_stand_ins``).
 _stand_in_cache: WeakKeyDictionary[type[Entity], dict[str, Any]] = WeakKeyDictionary()
+#: The id every stand-in id field gets (the argument model is thrown away; nothing is stored under it).
+_STAND_IN_ID = UUID(int=0)
 
 
 def _stand_ins(model: type[Entity]) -> dict[str, Any]:
@@ -240,7 +241,9 @@ def _stand_ins(model: type[Entity]) -> dict[str, Any]:
     validation calls each of the entity's default factories (two minted ids, a random id, the
     clock, four containers), each after inspecting its signature: 5-15 µs of a call, against
     ~2 µs to validate fixed values of the right types (measured). The values are made once per
-    model; the ids it minted are forgotten again (nothing is stored under them).
+    model. An id field gets a constant, never a minted id: minting would draw from the process's
+    id source, and whether a model's stand-ins were already made would then change every later
+    id (the demo's ids are seeded and must be the same on every run, in one process or many).
     """
     fixed = _stand_in_cache.get(model)
     if fixed is None:
@@ -249,10 +252,7 @@ def _stand_ins(model: type[Entity]) -> dict[str, Any]:
             factory = field.default_factory
             if factory is None or model.model_fields[name].default_factory is not factory:  # a parameter of that name
                 continue
-            value = factory()  # type: ignore[call-arg]
-            if type(value) is UUID:
-                _process.minted.pop(value.int, None)
-            fixed[name] = value
+            fixed[name] = _STAND_IN_ID if field.annotation is UUID else factory()  # type: ignore[call-arg]
         _stand_in_cache[model] = fixed
     return fixed
 
