@@ -14,7 +14,7 @@ from ledger.store.sqlite import SQLiteBackend
 from ledger.store.urls import StoreURL
 
 if TYPE_CHECKING:
-    from ledger.store.base import StoreBackend
+    from ledger.store.protocol import StoreBackend
 
 __all__: tuple[str, ...] = ()  # nothing public: EventStore looks its backend up in _BACKENDS
 
