@@ -120,7 +120,7 @@ SLOW = (
     "test_reexecute.py::TestCommandLine",
     "test_open_safety.py::TestCorruptRecords",
     "test_open_safety.py::TestCreateFalsePostgres",
-    "test_projections.py::test_incremental_catch_up_equals_full_rebuild",
+    "test_analytics.py::test_incremental_catch_up_equals_full_rebuild",
     "test_reactions.py::TestFollowers",
     "test_replay_property.py::test_replay_rebuilds_the_live_registry",
     "test_seal_batch.py::test_seal_batch_writes_the_same_bytes_as_the_reference",

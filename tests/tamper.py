@@ -44,3 +44,16 @@ def events_table(url: str) -> str:
         return "stored_events"
     rows = behind(url, "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() AND table_name LIKE '%events'")
     return str(rows[0][0])
+
+
+def _rows(url: str):
+    """Direct access to the raw table, bypassing the ledger (what an attacker would do)."""
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(url[len("sqlite:///"):])
+        return conn, "stored_events", "rowid"
+    import psycopg
+
+    base, _, query = url.partition("?")
+    schema = query.split("=", 1)[1]
+    conn = psycopg.connect(base, autocommit=True)
+    return conn, f'"{schema}".stored_events', "notification_id"

@@ -41,7 +41,7 @@ from projections import cache_file
 from projections.analytics import Analytics, CacheUnavailableError
 from tools.workload import Workload
 
-from .test_projections import all_tables
+from .projection_rows import all_tables
 from .test_readonly import data_block_offset
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,15 +1,12 @@
-"""ledger/callables.py (``CallableRegistry``, with ledger/write/isolation.py for process isolation): semantics, isolation, tracing, errors, ConfigEntity, records, async,
-process isolation and replay."""
+"""ledger/callables.py (``CallableRegistry``): semantics, isolation, tracing, errors, ConfigEntity, records, async
+and replay (process isolation is test_isolation.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import time
-from typing import Any, Optional
+from typing import Any
 from uuid import UUID
 
-import orjson
 import pytest
 
 import ledger
@@ -22,17 +19,7 @@ from ledger.events import (
     ExecutionFailed,
 )
 
-
-class XGrade(Entity):
-    course: str
-    score: float
-
-
-class XStudent(Entity):
-    name: str
-    gpa: float = 0.0
-    grades: list[XGrade] = []
-    best: Optional[XGrade] = None
+from .callables_models import XGrade, XStudent, events, student
 
 
 class XNote(Entity):
@@ -44,12 +31,6 @@ class XConfig(ConfigEntity):
     reason: str = "update"
 
 
-def student(n: int = 2) -> XStudent:
-    s = XStudent(name="Bo", grades=[XGrade(course=f"c{i}", score=float(i)) for i in range(n)])
-    s.promote_to_root()
-    return s
-
-
 def _stable(value: Any) -> Any:
     """A dump without the per-copy live ids."""
     if isinstance(value, dict):
@@ -57,10 +38,6 @@ def _stable(value: Any) -> Any:
     if isinstance(value, list):
         return [_stable(v) for v in value]
     return value
-
-
-def events(led: Ledger, start: int = 1) -> list[tuple[int, str, dict[str, Any]]]:
-    return [(n.id, n.topic, orjson.loads(n.state)) for n in led.store.read(start)]
 
 
 # ------------------------------------------------------------------ functions
@@ -440,99 +417,6 @@ class TestAsync:
     def test_execute_runs_async_function(self, led: Ledger) -> None:
         """execute() on an async function runs it to completion."""
         assert CallableRegistry.execute("x_async_add", a=1.0, b=2.0).result == 3.0
-
-
-# ================================================================ process
-@CallableRegistry.register("x_proc_curve", isolation="process")
-def x_proc_curve(student: XStudent, bonus: float) -> XStudent:
-    for g in student.grades:
-        g.score += bonus
-    return student
-
-
-@CallableRegistry.register("x_proc_wrong", isolation="process")
-def x_proc_wrong(student: XStudent) -> XStudent:
-    return "not a student"  # type: ignore[return-value]
-
-
-@CallableRegistry.register("x_proc_crash", isolation="process")
-def x_proc_crash(x: int) -> int:
-    os._exit(3)
-
-
-@CallableRegistry.register("x_proc_slow", isolation="process", timeout=0.5)
-def x_proc_slow(x: int) -> int:
-    time.sleep(30)
-    return x
-
-
-@CallableRegistry.register("x_proc_raise", isolation="process")
-def x_proc_raise(x: int) -> int:
-    raise KeyError(f"missing {x}")
-
-
-@CallableRegistry.register("x_proc_split", isolation="process")
-def x_proc_split(student: XStudent) -> tuple[XStudent, XGrade]:
-    g = student.grades.pop(0)
-    return student, g
-
-
-@CallableRegistry.register("x_proc_grade", isolation="process")
-def x_proc_grade(grade: XGrade) -> XGrade:
-    grade.score = -1.0
-    return grade
-
-
-class TestProcessIsolation:
-    def test_mutation_crosses_back_by_ids(self, led: Ledger) -> None:
-        """The child's result comes back and is classified by ecs_id: a new version of the input."""
-        s = student()
-        out = CallableRegistry.execute("x_proc_curve", student=s, bonus=2.0)
-        assert [g.score for g in out.grades] == [2.0, 3.0]
-        assert out.lineage_id == s.lineage_id and out.previous_ecs_id == s.ecs_id
-        assert [g.score for g in s.grades] == [0.0, 1.0]
-        body = [b for _, t, b in events(led) if t == EXECUTION_COMPLETED][-1]
-        assert body["isolation"] == "process" and body["outputs"][0]["semantic"] == "mutation"
-
-    def test_detachment_and_sub_entity_by_ids(self, led: Ledger) -> None:
-        """Detachment and sub-entity mutation are recognised across the process boundary."""
-        s = student(3)
-        parent, child = CallableRegistry.execute("x_proc_split", student=s)
-        assert child.lineage_id == s.grades[0].lineage_id and child.is_root_entity()
-        assert len(parent.grades) == 2 and parent.lineage_id == s.lineage_id
-        g = CallableRegistry.execute("x_proc_grade", grade=s.grades[2])
-        assert g.score == -1.0 and g.lineage_id == s.grades[2].lineage_id
-        assert EntityRegistry.get_latest(s.lineage_id).grades[2].score == -1.0
-
-    def test_wrong_return_type(self, led: Ledger) -> None:
-        """A return value not matching the hint is a ReturnTypeError (a TypeError), recorded as failed."""
-        s = student()
-        head = led.store.head()
-        with pytest.raises(errors.ReturnTypeError) as info:
-            CallableRegistry.execute("x_proc_wrong", student=s)
-        assert isinstance(info.value, TypeError) and "XStudent" in str(info.value)
-        evs = events(led, head + 1)
-        assert [t for _, t, _ in evs] == [EXECUTION_FAILED]
-        assert evs[0][2]["error_type"] == "ReturnTypeError"
-
-    def test_crash_is_a_clear_error(self, led: Ledger) -> None:
-        """A child that dies is an ExecutionError naming the exit status."""
-        with pytest.raises(errors.ExecutionError, match="exit status 3"):
-            CallableRegistry.execute("x_proc_crash", x=1)
-
-    def test_timeout_kills_the_child(self, led: Ledger) -> None:
-        """A child past its timeout is killed: an ExecutionError, not a hang. (Had it not been
-        killed, it would have returned after its 30 s sleep and nothing would be raised: no
-        stopwatch needed, which a busy machine could fool.)"""
-        with pytest.raises(errors.ExecutionError, match="timeout"):
-            CallableRegistry.execute("x_proc_slow", x=1)
-
-    def test_child_exception_reraised(self, led: Ledger) -> None:
-        """An exception raised in the child reaches the caller with its own type."""
-        with pytest.raises(KeyError, match="missing 4"):
-            CallableRegistry.execute("x_proc_raise", x=4)
-        failed = [b for _, t, b in events(led) if t == EXECUTION_FAILED]
-        assert failed[-1]["error_type"] == "KeyError" and "x_proc_raise" in failed[-1]["traceback"]
 
 
 # ================================================================= replay

@@ -13,7 +13,7 @@ from ledger.errors import DigestError
 from ledger.cli import app as cli_app
 
 from .models import student
-from .test_store import _rows
+from .tamper import _rows
 
 
 def delete_tail(led: Ledger, n: int) -> None:
