@@ -9,7 +9,8 @@ already knows what each function read and wrote, so it can tell them. Per execut
 - ``job``: namespace ``job_namespace(url)`` (``"entity-ledger:"`` + the store's namespace, so
   the jobs of a test ledger and a production ledger never merge in Marquez), name the
   function name, a ``jobType`` facet and, where the run record knows it, a
-  ``sourceCodeLocation`` facet (the source file, its git commit);
+  ``sourceCodeLocation`` facet (the source file, its git commit) and, where the file still holds
+  exactly the code that ran (its hash is the recorded version), a ``sourceCode`` facet;
 - ``run`` facets: ``processing_engine`` (entity-ledger and its version) and, for a
   re-execution (exported as its own run, ``runId`` = the re-execution id), ``parent``
   naming the execution it re-ran;
@@ -31,6 +32,7 @@ the executions recorded from there on, so a file can be extended incrementally.
 
 from __future__ import annotations
 
+import ast
 import os
 from collections import defaultdict
 from collections.abc import Callable
@@ -46,6 +48,7 @@ import orjson
 
 from ledger.errors import LedgerError
 from ledger.events.bodies import EXECUTION_FAILED
+from ledger.model.code_version import source_version
 from ledger.store.base import parse_store_url
 
 __all__ = [
@@ -69,6 +72,7 @@ _JOB_TYPE_SCHEMA = f"{_SPEC}/facets/2-0-4/JobTypeJobFacet.json#/$defs/JobTypeJob
 _VERSION_SCHEMA = f"{_SPEC}/facets/1-0-1/DatasetVersionDatasetFacet.json#/$defs/DatasetVersionDatasetFacet"
 _ENGINE_SCHEMA = f"{_SPEC}/facets/1-1-1/ProcessingEngineRunFacet.json#/$defs/ProcessingEngineRunFacet"
 _LOCATION_SCHEMA = f"{_SPEC}/facets/1-1-0/SourceCodeLocationJobFacet.json#/$defs/SourceCodeLocationJobFacet"
+_SOURCE_SCHEMA = f"{_SPEC}/facets/1-0-1/SourceCodeJobFacet.json#/$defs/SourceCodeJobFacet"
 _PARENT_SCHEMA = f"{_SPEC}/facets/1-2-0/ParentRunFacet.json#/$defs/ParentRunFacet"
 
 
@@ -139,6 +143,37 @@ def _since_clause(since: int | datetime | None) -> tuple[str, list[Any]]:
     return "WHERE x.position >= ?", [since]
 
 
+def recorded_source(path: str, qualname: str | None, name: str, version: str | None) -> str | None:
+    """The source of function ``qualname`` as it stands in ``path`` now, if it is the code that ran.
+
+    The run record keeps the code's version (``function_version``: a hash of the registered name,
+    the source and ``unpack``), not its text. The file is read (never imported: an export runs no
+    user code) and the function's lines, decorators included, are hashed the same way; only a
+    text whose hash is the recorded version is returned, so the facet can never show code other
+    than what ran (a file edited since, or a function defined in a block, gives None).
+    """
+    if not qualname or not version or "<" in qualname:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        found: ast.AST = ast.parse(text)
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+        return None
+    for part in qualname.split("."):
+        body = getattr(found, "body", [])
+        match = [n for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and n.name == part]
+        if not match:
+            return None
+        found = match[-1]  # the definition that stood last, as the module's name would
+    if not isinstance(found, (ast.FunctionDef, ast.AsyncFunctionDef)) or found.end_lineno is None:
+        return None
+    first = min([found.lineno, *(d.lineno for d in found.decorator_list)])
+    source = "".join(text.splitlines(keepends=True)[first - 1 : found.end_lineno])
+    if any(source_version(name, source.encode(), unpack) == version for unpack in (True, False)):
+        return source
+    return None
+
+
 def _iso(when: datetime) -> str:
     return when.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
@@ -149,7 +184,8 @@ def query_rows(con: duckdb.DuckDBPyConnection, where: str, params: list[Any]) ->
     chosen = f"(SELECT execution_id FROM executions x {where})"
     executions = con.execute(
         "SELECT execution_id, function_name, position, recorded_at, duration_ms, succeeded, "
-        "error_type, error_message, started_at, finished_at, ledger_version, source_file, git_commit "
+        "error_type, error_message, started_at, finished_at, ledger_version, source_file, git_commit, "
+        "qualname, function_version "
         f"FROM executions x {where} ORDER BY position",
         params,
     ).fetchall()
@@ -245,8 +281,9 @@ def _events(
     lines: list[bytes] = []
     dumps = orjson.dumps
     jobs: dict[str, dict[str, Any]] = {}
+    sources: dict[tuple[Any, ...], str | None] = {}  # (file, qualname, name, version) -> the source that ran, or None
     for (execution_id, function, position, recorded_at, duration_ms, succeeded, error_type, message,
-         started_at, finished_at, ledger_version, source_file, git_commit) in rows["executions"]:
+         started_at, finished_at, ledger_version, source_file, git_commit, qualname, version) in rows["executions"]:
         job_facets: dict[str, Any] = {"jobType": job_type}
         if source_file and os.path.isabs(source_file):
             job_facets["sourceCodeLocation"] = {
@@ -254,6 +291,13 @@ def _events(
                 "type": "git" if git_commit else "file", "url": Path(source_file).as_uri(), "path": source_file,
                 **({"version": git_commit} if git_commit else {}),
             }
+            key = (source_file, qualname, function, version)
+            if key not in sources:
+                sources[key] = recorded_source(source_file, qualname, function, version)
+            if sources[key] is not None:
+                job_facets["sourceCode"] = {
+                    "_producer": made_by, "_schemaURL": _SOURCE_SCHEMA, "language": "python", "sourceCode": sources[key],
+                }
         job = {"namespace": job_ns, "name": function, "facets": job_facets}
         jobs[execution_id] = job
         ins = [

@@ -11,6 +11,8 @@ is not used.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,6 +28,7 @@ from openlineage.client.facet_v2 import (
     job_type_job,
     parent_run,
     processing_engine_run,
+    source_code_job,
     source_code_location_job,
 )
 from openlineage.client.serde import Serde
@@ -106,6 +109,7 @@ _RUN_FACETS = {
 _JOB_FACETS = {
     "jobType": lambda d: _facet(job_type_job.JobTypeJobFacet, d),
     "sourceCodeLocation": lambda d: _facet(source_code_location_job.SourceCodeLocationJobFacet, d),
+    "sourceCode": lambda d: _facet(source_code_job.SourceCodeJobFacet, d),
 }
 
 
@@ -204,6 +208,10 @@ class TestExport:
             assert engine["name"] == "entity-ledger" and engine["version"] == ledger.__version__
             location = end["job"]["facets"]["sourceCodeLocation"]
             assert location["path"] == __file__ and location["url"] == Path(__file__).as_uri()
+            # this file still holds the code that ran: its text, which hashes to the recorded version
+            code = end["job"]["facets"]["sourceCode"]
+            assert code["language"] == "python" and "def " in code["sourceCode"]
+            assert code["sourceCode"] in Path(__file__).read_text()
 
     def test_every_dataset_names_the_version_read_or_written_and_a_rerun_names_its_parent(
         self, lg: Ledger, tmp_path: Path
@@ -377,3 +385,41 @@ class TestExportCommand:
             assert result.exit_code == 1, (args, result.output)
             assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "x").exists()
+
+
+class TestSourceCode:
+    """The ``sourceCode`` job facet shows only code that provably ran."""
+
+    def test_the_text_that_ran_is_shown_and_an_edited_file_is_not(self, tmp_path: Path) -> None:
+        """A function in its own file: its source while the file is unchanged; nothing once it is edited."""
+        (tmp_path / "olsrc.py").write_text(
+            "from ledger import CallableRegistry\n\n\n"
+            "@CallableRegistry.register('olsrc_double')\n"
+            "def double(x: float) -> float:\n"
+            "    return 2 * x\n"
+        )
+        url = f"sqlite:///{tmp_path / 'ol.db'}"
+        code = (
+            "import sys, ledger\n"
+            f"sys.path.insert(0, {str(tmp_path)!r})\n"
+            "import olsrc\n"
+            f"led = ledger.connect({url!r})\n"
+            "ledger.CallableRegistry.execute('olsrc_double', x=2.0)\n"
+            "led.close()\n"
+        )
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=300)
+
+        def facet() -> dict[str, Any] | None:
+            with Ledger(url, create=False) as led:
+                led.export_openlineage(tmp_path / "runs.ndjson")
+            end = read_lines(tmp_path / "runs.ndjson")[-1]
+            found: dict[str, Any] | None = end["job"]["facets"].get("sourceCode")
+            return found
+
+        shown = facet()
+        assert shown is not None and shown["sourceCode"] == (
+            "@CallableRegistry.register('olsrc_double')\ndef double(x: float) -> float:\n    return 2 * x\n"
+        )
+        (tmp_path / "olsrc.py").write_text((tmp_path / "olsrc.py").read_text().replace("2 * x", "3 * x"))
+        assert facet() is None  # the file no longer holds the code that ran: no text is shown
+

@@ -33,6 +33,7 @@ import orjson
 from pydantic_core import to_jsonable_python
 
 from ledger.events.shape import shape_from_json
+from ledger.model.code_version import source_version
 from ledger.model.entity import ConfigEntity, Entity
 from ledger.model.personal import PersonalData
 from ledger.model.tree import Ref
@@ -63,11 +64,7 @@ def function_version(name: str, func: Any, unpack: bool) -> str:
     except (OSError, TypeError):
         code = getattr(target, "__code__", None)
         source = b"<no source>" if code is None else code.co_code + repr(code.co_consts).encode()
-    digest = hashlib.sha256()
-    for part in (name.encode(), source, b"unpack" if unpack else b"keep"):
-        digest.update(len(part).to_bytes(8, "big"))
-        digest.update(part)
-    return digest.hexdigest()
+    return source_version(name, source, unpack)
 
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})
