@@ -6,12 +6,9 @@ Each test runs on memory, SQLite and PostgreSQL where the backend matters.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
-import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +18,10 @@ import pytest
 import ledger
 from ledger import CallableRegistry, Entity, EntityRegistry, Ledger
 from ledger.errors import BatchCommitError, InputValidationError
-from ledger.store import EventStore
 from ledger.write.calls import execute_on
 
 from .conftest import fresh_pg_url
+from .writer_procs import assert_index_whole, kill_after, whole_batches
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,16 +87,6 @@ def log_shape(led: Ledger) -> list[tuple[Any, ...]]:
         start = batch_start.setdefault(body["batch_id"], i)
         shape.append((n.topic, n.originator_version, body["batch_size"], i - start, opened))
     return shape
-
-
-def whole_batches(led: Ledger) -> bool:
-    seen: Counter[str] = Counter()
-    sizes: dict[str, int] = {}
-    for n in led.store.iter_all():
-        body = orjson.loads(n.state)
-        seen[body["batch_id"]] += 1
-        sizes[body["batch_id"]] = body["batch_size"]
-    return bool(seen) and all(seen[b] == sizes[b] for b in seen)
 
 
 def logged_positions(led: Ledger) -> dict[str, int]:
@@ -328,23 +315,8 @@ class TestCrash:
             [sys.executable, "-m", "tests.batch_worker", durable_url, "20"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )
-        try:
-            done = 0
-            deadline = time.monotonic() + 60
-            while done < 25 and time.monotonic() < deadline:
-                line = proc.stdout.readline()  # type: ignore[union-attr]
-                assert line, proc.stderr.read()  # type: ignore[union-attr]
-                done = int(line)
-            os.kill(proc.pid, signal.SIGKILL)
-        finally:
-            proc.wait()
-        assert proc.returncode == -signal.SIGKILL
-        store = EventStore(durable_url, create=False)
-        try:
-            assert store.index_caught_up()
-            assert store.stored_index() == store.rebuilt_index()
-        finally:
-            store.close()
+        done = kill_after(proc, 25, timeout=60)
+        assert_index_whole(durable_url)
         with Ledger(durable_url) as led:
             assert whole_batches(led)
             assert led.verify().ok
