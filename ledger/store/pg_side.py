@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from ledger.store.base import StoreURL
 
-__all__ = ["PostgresListener", "PostgresSideTables", "connect_keywords"]
+__all__ = ["UNDEFINED_TABLE", "PostgresListener", "PostgresSideTables", "connect_keywords", "sqlstate"]
 
 
 class _ConnInfo(TypedDict, total=False):
@@ -46,6 +46,16 @@ def connect_keywords(spec: StoreURL) -> _ConnInfo:
     return conninfo
 
 
+#: PostgreSQL's SQLSTATE for a table that does not exist (a schema written before the table was added).
+UNDEFINED_TABLE = "42P01"
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a psycopg error, or of the one an eventsourcing datastore wrapped (its cause)."""
+    state = getattr(exc, "sqlstate", None) or getattr(exc.__cause__, "sqlstate", None)
+    return state if isinstance(state, str) else None
+
+
 class PostgresSideTables:
     """Followers, secrets and tree tiles of ``PostgresBackend`` (a mixin: the backend opens the pool
     and composes the follower statements; these methods run their SQL through them)."""
@@ -62,11 +72,7 @@ class PostgresSideTables:
     def hold_follower(self, name: str) -> Callable[[], None] | None:
         """A session advisory lock on (schema, name), on a connection of its own kept open while
         held: the server releases it when that session ends, a crashed holder's too."""
-        spec = self._spec
-        conn = psycopg.connect(
-            host=spec.host, port=spec.port, user=spec.user, dbname=spec.dbname, password=spec.password,
-            connect_timeout=5, autocommit=True,
-        )
+        conn = psycopg.connect(**connect_keywords(self._spec), connect_timeout=5, autocommit=True)
         try:
             key = f"ledger follower {self._datastore.schema}/{name}"
             row = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()
@@ -88,7 +94,7 @@ class PostgresSideTables:
                 curs.execute(query, (name,))
                 row = curs.fetchone()
         except Exception as exc:  # the datastore wraps psycopg's errors; the SQLSTATE is on the cause
-            if (getattr(exc, "sqlstate", None) or getattr(exc.__cause__, "sqlstate", None)) == "42P01":
+            if sqlstate(exc) == UNDEFINED_TABLE:
                 return None
             raise
         return None if row is None else bytes(row["value"])
@@ -100,7 +106,7 @@ class PostgresSideTables:
                 curs.execute(self._follower_position, (name,))
                 row = curs.fetchone()
         except Exception as exc:  # the datastore wraps psycopg's errors; the SQLSTATE is on the cause
-            if (getattr(exc, "sqlstate", None) or getattr(exc.__cause__, "sqlstate", None)) == "42P01":
+            if sqlstate(exc) == UNDEFINED_TABLE:
                 return 0
             raise
         return 0 if row is None else int(row["position"])

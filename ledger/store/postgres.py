@@ -54,7 +54,7 @@ from ledger.store.pg_index import (
 )
 from ledger.store.pg_keys import PostgresKeyTable, create_postgres_key_table
 from ledger.store.pg_params import bytea_array, int_array, text_array, uuid_array
-from ledger.store.pg_side import PostgresListener, PostgresSideTables, connect_keywords
+from ledger.store.pg_side import PostgresListener, PostgresSideTables, connect_keywords, sqlstate
 from ledger.store.probe import check_postgres_schema
 from ledger.store.version_index import (
     INDEX_NAME,
@@ -315,7 +315,7 @@ class PostgresBackend(PostgresIndex, PostgresSideTables):
         except StoreError:
             raise
         except Exception as exc:  # the datastore wraps psycopg's errors; the SQLSTATE is on the cause
-            state = getattr(exc, "sqlstate", None) or getattr(exc.__cause__, "sqlstate", None)
+            state = sqlstate(exc)
             if state not in FALLBACK_STATES:
                 raise
             if state == "42883":  # no function in this schema (an older library's, opened with create=False)
