@@ -287,25 +287,25 @@ class SQLiteBackend(SQLiteIndex, SingleWriterLog):
 
     def secret(self, name: str) -> bytes | None:
         """The store's secret ``name`` (made by a writable open), or None (a file written before it)."""
+        row = self._side_row(f"SELECT value FROM {_SECRETS} WHERE name = ?", (name,))
+        return None if row is None else bytes(row[0])
+
+    def _side_row(self, query: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+        """One row of a table beside the log, or None: no such row, or a file written before the
+        table was added (a read-only open never creates it)."""
         try:
             with self._own_connection() as conn:
-                row = conn._sqlite_conn.execute(f"SELECT value FROM {_SECRETS} WHERE name = ?", (name,)).fetchone()
+                row: tuple[Any, ...] | None = conn._sqlite_conn.execute(query, params).fetchone()
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 return None
             raise
-        return None if row is None else bytes(row[0])
+        return row
 
     # ------------------------------------------------------------ Merkle tree tiles
     def tree_state(self) -> tuple[str, int, int] | None:
         """(origin, size, position) of the stored tree; None in a file written before the tree."""
-        try:
-            with self._own_connection() as conn:
-                row = conn._sqlite_conn.execute(f"SELECT origin, size, position FROM {_TREE_STATE} WHERE name = 'tree'").fetchone()
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                return None
-            raise
+        row = self._side_row(f"SELECT origin, size, position FROM {_TREE_STATE} WHERE name = 'tree'")
         return None if row is None else (str(row[0]), int(row[1]), int(row[2]))
 
     def tree_tiles(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], tuple[bytes, int]]:
@@ -361,13 +361,7 @@ class SQLiteBackend(SQLiteIndex, SingleWriterLog):
     # ------------------------------------------------------------ followers
     def follower_position(self, name: str) -> int:
         """The position follower ``name`` last acknowledged (0: none, or a file without the table)."""
-        try:
-            with self._own_connection() as conn:
-                row = conn._sqlite_conn.execute(f"SELECT position FROM {_FOLLOWERS} WHERE name = ?", (name,)).fetchone()
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                return 0
-            raise
+        row = self._side_row(f"SELECT position FROM {_FOLLOWERS} WHERE name = ?", (name,))
         return 0 if row is None else int(row[0])
 
     def acknowledge(self, name: str, position: int) -> None:
