@@ -98,3 +98,21 @@ class TestReadingCommandsStayLight:
         url, _ = demo_store
         output, report = run_probe(["sql", "select count(*) as n from executions", "--db", url, "--analytics", "memory"])
         assert report["code"] == 0 and "duckdb" in report["loaded"]  # type: ignore[operator]
+
+
+class TestLazyPublicNames:
+    def test_every_public_name_has_a_home_and_resolves_to_it(self) -> None:
+        """The lazy loader's table of homes (``ledger._HOMES``) covers exactly ``__all__``, and every
+        public name loads as the very object its home module defines."""
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        code = (
+            "import importlib, ledger\n"
+            "homes = ledger._HOMES\n"
+            "assert set(homes) | {'errors'} == set(ledger.__all__), set(homes) ^ set(ledger.__all__)\n"
+            "for name, home in homes.items():\n"
+            "    assert getattr(ledger, name) is getattr(importlib.import_module(home), name), name\n"
+            "assert ledger.errors is importlib.import_module('ledger.errors')\n"
+            "print('ok')\n"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
